@@ -1,0 +1,159 @@
+"""Command line: `python -m sdedit {edit,sweep,models,train,eval,batch} --help`.
+
+    python -m sdedit edit --guide strokes.png --strength 0.5 --num 4 --out out/
+    python -m sdedit edit --model google/ddpm-church-256 --guide photo.png --mask mask.png --sampler reference
+    python -m sdedit sweep --guide strokes.png --strengths 0.2,0.4,0.6,0.8 --out sweep/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import SDEditError
+
+
+def _edit_args(p: argparse.ArgumentParser, sweep: bool = False) -> None:
+    p.add_argument("--model", default=None, help="configured name, local folder or Hub id (default: embedded model)")
+    p.add_argument("--guide", required=True, help="guide image: a stroke painting, or a photo with strokes/patch")
+    p.add_argument("--mask", default=None, help="mask image, white = may change (default: change everything)")
+    if not sweep:
+        p.add_argument("--strength", type=float, default=None, help="t0 in (0, 1]: faithful (low) <-> realistic (high)")
+    p.add_argument("--steps", type=int, default=None, help="steps of a full schedule; an edit runs round(t0 x steps)")
+    p.add_argument("--sampler", default=None, help="VP: dpmpp, ddim, euler_a, reference; VE: reference")
+    p.add_argument("--repeats", type=int, default=None, help="K: re-run SDEdit on its own output K times")
+    p.add_argument("--num", type=int, default=1, help="samples per guide, batched into one forward pass")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample i uses seed + i")
+    p.add_argument("--snr", type=float, default=None, help="VE only: Langevin corrector signal-to-noise (0 = off)")
+    p.add_argument("--fit", choices=("pad", "crop", "stretch"), default=None, help="how a non-square guide is fitted")
+    p.add_argument("--out", default="outputs", help="output folder")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--dtype", default=None, help="auto, float32, bfloat16, float16")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _pipe(args):
+    from .pipeline import SDEditPipeline
+
+    return SDEditPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+
+
+def _settings(args) -> dict:
+    return dict(
+        num_inference_steps=args.steps,
+        sampler=args.sampler,
+        repeats=args.repeats,
+        num_images=args.num,
+        snr=args.snr,
+        fit=args.fit,
+        progress=not args.no_progress,
+    )
+
+
+def cmd_edit(args) -> int:
+    pipe = _pipe(args)
+    out = pipe(args.guide, args.mask, strength=args.strength, seed=args.seed, **_settings(args))
+    folder = Path(args.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = Path(args.guide).stem
+    paths = []
+    for img, seed in zip(out.images, out.metadata["seeds"], strict=True):
+        path = folder / f"{stem}-t{out.metadata['strength']:g}-{out.metadata['sampler']}-seed{seed}.png"
+        img.save(path)
+        paths.append(str(path))
+    meta_path = folder / f"{stem}-metadata.json"
+    meta_path.write_text(json.dumps({**out.metadata, "outputs": paths}, indent=2) + "\n")
+    m = out.metadata
+    print(
+        f"{len(paths)} image(s) -> {folder}/  ({m['model']}, {m['sampler']}, t0={m['strength']:g}, "
+        f"{m['steps']} steps x {m['repeats']} repeats, {m['timings']['total_s']:.2f} s)"
+    )
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from .sweep import parse_strengths, run_sweep
+
+    pipe = _pipe(args)
+    result = run_sweep(pipe, args.guide, args.mask, parse_strengths(args.strengths), seed=args.seed, **_settings(args))
+    folder = Path(args.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = Path(args.guide).stem
+    result.grid().save(folder / f"{stem}-sweep.png")
+    result.plot(f"{stem}: faithfulness vs t0 ({pipe.config.name})").save(folder / f"{stem}-sweep-l2.png")
+    for s, imgs in zip(result.strengths, result.images, strict=True):
+        for i, img in enumerate(imgs):
+            img.save(folder / f"{stem}-t{s:g}-{i}.png")
+    (folder / f"{stem}-sweep.json").write_text(
+        json.dumps({"rows": result.rows(), "runs": result.metadata}, indent=2) + "\n"
+    )
+    for row in result.rows():
+        print(f"t0={row['strength']:<5g} L2 to guide = {row['l2_to_guide']:.3f}")
+    print(f"grid -> {folder / (stem + '-sweep.png')}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .configs import model_configs
+
+    for cfg in model_configs().values():
+        where = "embedded" if cfg.local_path.is_dir() else f"Hub: {cfg.source}"
+        star = "*" if cfg.default else " "
+        print(f"{star} {cfg.name:<22} {cfg.sde.upper()}  {cfg.resolution:>4}px  {where:<34} {cfg.license}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .train import train
+
+    out = train(
+        args.config,
+        resume=not args.no_resume,
+        export_only=args.export_only,
+        max_steps=args.max_steps,
+        max_minutes=args.max_minutes,
+        output_dir=args.output_dir,
+        threads=args.threads,
+    )
+    print(f"saved model to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sdedit",
+        description="SDEdit: guided image synthesis and editing with pretrained diffusion models.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n", 1)[1],
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("edit", help="perturb a guide to t0 and denoise it back: stroke synthesis, editing, compositing")
+    _edit_args(p)
+    p.set_defaults(func=cmd_edit)
+    p = sub.add_parser("sweep", help="a grid of outputs over t0, with the faithfulness (L2) curve")
+    _edit_args(p, sweep=True)
+    p.add_argument("--strengths", default=None, help="comma-separated t0 values (default 0.1,0.2,...,1.0)")
+    p.set_defaults(func=cmd_sweep)
+    p = sub.add_parser("models", help="list the configured models")
+    p.set_defaults(func=cmd_models)
+    p = sub.add_parser("train", help="train a VP UNet2DModel on an image set (see configs/train-*.yaml)")
+    p.add_argument("--config", required=True)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--max-minutes", type=float)
+    p.add_argument("--output-dir")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: the config's)")
+    p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
+    p.add_argument("--export-only", action="store_true", help="export the last checkpoint's EMA weights and stop")
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SDEditError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

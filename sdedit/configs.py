@@ -1,0 +1,168 @@
+"""Model configs: one YAML file in configs/ per supported model.
+
+A config says where the weights live (a Hub id, or a folder relative to the repository), which SDE the
+model was trained with, its resolution, the SDEdit paper's settings and our interactive defaults, and the
+licence and credit that must travel with it. Any folder or Hub id without a config also loads: its SDE and
+resolution are read from the checkpoint and generic defaults apply.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from .errors import ModelNotFoundError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SDES = ("vp", "ve")
+VP_SAMPLERS = ("dpmpp", "ddim", "euler_a", "reference")
+VE_SAMPLERS = ("reference",)
+SAMPLER_LABELS = {
+    "dpmpp": "DPM-Solver++ (2M)",
+    "ddim": "DDIM",
+    "euler_a": "Euler ancestral",
+    "reference": "Reference (paper's SDE loop)",
+}
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """One set of SDEdit settings: t0, the sampler and its full-schedule step count, K repeats."""
+
+    strength: float = 0.5
+    sampler: str = "dpmpp"
+    num_inference_steps: int = 20
+    repeats: int = 1
+    snr: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    source: str
+    sde: str = "vp"
+    resolution: int = 256
+    title: str = ""
+    description: str = ""
+    default: bool = False
+    fit: str = "pad"
+    background: tuple[int, int, int] | None = (255, 255, 255)
+    defaults: Sampling = field(default_factory=Sampling)
+    paper: Sampling = field(default_factory=lambda: Sampling(0.5, "reference", 1000, 1))
+    license: str = "unknown"
+    credit: str = ""
+    palette: tuple[str, ...] = ()
+    examples: tuple[str, ...] = ()
+    config_path: str = ""
+
+    def __post_init__(self):
+        if self.sde not in SDES:
+            raise ValueError(f"{self.name}: sde must be one of {SDES}, not {self.sde!r}")
+
+    @property
+    def samplers(self) -> tuple[str, ...]:
+        return VP_SAMPLERS if self.sde == "vp" else VE_SAMPLERS
+
+    @property
+    def data_range(self) -> tuple[float, float]:
+        """VP (DDPM) models see [-1, 1]; the VE (NCSN++) checkpoints were trained on [0, 1]."""
+        return (-1.0, 1.0) if self.sde == "vp" else (0.0, 1.0)
+
+    @property
+    def is_local(self) -> bool:
+        return not is_hub_id(self.source) or (REPO_ROOT / self.source).is_dir()
+
+    @property
+    def local_path(self) -> Path:
+        path = Path(self.source)
+        return path if path.is_absolute() else REPO_ROOT / path
+
+    @property
+    def label(self) -> str:
+        return self.title or self.name
+
+
+def is_hub_id(text: str) -> bool:
+    parts = text.split("/")
+    return (
+        len(parts) == 2
+        and all(p and p[0].isalnum() and all(c.isalnum() or c in "-_." for c in p) for p in parts)
+        and ".." not in text
+    )
+
+
+def _sampling(raw: dict | None, base: Sampling) -> Sampling:
+    if not raw:
+        return base
+    known = {f.name for f in fields(Sampling)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"unknown sampling keys {sorted(unknown)}; allowed: {sorted(known)}")
+    return replace(base, **raw)
+
+
+def parse_config(raw: dict, path: Path | None = None) -> ModelConfig:
+    raw = dict(raw)
+    known = {f.name for f in fields(ModelConfig)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(known)}")
+    defaults = _sampling(raw.pop("defaults", None), Sampling())
+    paper = _sampling(raw.pop("paper", None), Sampling(0.5, "reference", 1000, 1))
+    bg = raw.pop("background", (255, 255, 255))
+    cfg = ModelConfig(
+        **raw,
+        defaults=defaults,
+        paper=paper,
+        background=tuple(bg) if bg is not None else None,
+        config_path=str(path or ""),
+    )
+    for s in (cfg.defaults, cfg.paper):
+        if s.sampler not in cfg.samplers:
+            raise ValueError(f"{path}: sampler {s.sampler!r} is not one of {cfg.samplers} for a {cfg.sde} model")
+    return replace(cfg, palette=tuple(cfg.palette), examples=tuple(cfg.examples))
+
+
+def config_dir() -> Path:
+    return Path(os.environ.get("SDEDIT_CONFIG_DIR", REPO_ROOT / "configs"))
+
+
+@lru_cache(maxsize=4)
+def _load_dir(directory: str) -> dict[str, ModelConfig]:
+    configs: dict[str, ModelConfig] = {}
+    for path in sorted(Path(directory).glob("*.yaml")):
+        if path.name.startswith("train-"):
+            continue  # training recipes, not models
+        with open(path) as f:
+            cfg = parse_config(yaml.safe_load(f), path)
+        configs[cfg.name] = cfg
+    return configs
+
+
+def model_configs() -> dict[str, ModelConfig]:
+    """All configured models, the default first."""
+    configs = _load_dir(str(config_dir()))
+    return dict(sorted(configs.items(), key=lambda kv: (not kv[1].default, kv[0])))
+
+
+def default_config() -> ModelConfig:
+    configs = model_configs()
+    for cfg in configs.values():
+        if cfg.default:
+            return cfg
+    raise ModelNotFoundError(f"no config in {config_dir()} is marked `default: true`")
+
+
+def find_config(name_or_source: str) -> ModelConfig | None:
+    """A config by its name, or by its Hub id / folder."""
+    configs = model_configs()
+    if name_or_source in configs:
+        return configs[name_or_source]
+    for cfg in configs.values():
+        if name_or_source == cfg.source:
+            return cfg
+    return None

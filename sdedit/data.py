@@ -1,0 +1,304 @@
+"""Training and evaluation images: a pinned image set from the npm registry, or any folder of images.
+
+The embedded default model is trained on Microsoft's Fluent Emoji 3D renders (MIT), which npm ships as
+`@lobehub/fluent-emoji-3d`. We fetch the tarball with the ordinary client (`npm pack`), check its
+checksum, and read the images straight out of it; nothing is committed. Alpha is composited onto a fixed
+background *before* resizing, which is the premultiplied-correct order.
+
+Splits are by *emoji*, not by file: the five skin-tone variants of one emoji always land on the same side,
+so held-out images have no near-duplicates in training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+SKIN_TONES = frozenset(range(0x1F3FB, 0x1F400))
+VARIATION_SELECTOR = 0xFE0F
+
+
+class DataError(RuntimeError):
+    """A data set could not be fetched, verified or read."""
+
+
+@dataclass(frozen=True)
+class NpmPackage:
+    """One pinned npm tarball, checked against the sha1 that the registry publishes for it."""
+
+    name: str
+    version: str
+    sha1: str
+
+    @property
+    def spec(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@dataclass(frozen=True)
+class ImageSetSpec:
+    """An image set inside an npm tarball, with what a model card must say about it."""
+
+    key: str
+    package: NpmPackage
+    pattern: str
+    license: str
+    credit: str
+    homepage: str
+    groups: NpmPackage | None = None
+
+
+FLUENT_EMOJI_3D = ImageSetSpec(
+    key="fluent-emoji-3d",
+    package=NpmPackage("@lobehub/fluent-emoji-3d", "1.1.0", "ff0679b2bbbf6100dd9709d8952498f08f364ac6"),
+    pattern=r"^package/assets/[0-9a-f_\-]+\.webp$",
+    license="MIT",
+    credit="Fluent Emoji 3D by Microsoft (github.com/microsoft/fluentui-emoji), packaged by LobeHub",
+    homepage="https://github.com/microsoft/fluentui-emoji",
+    groups=NpmPackage("unicode-emoji-json", "0.9.0", "d5384c7be62d5c7c0bdc91a453f42a24c072c3d9"),
+)
+IMAGE_SETS = {FLUENT_EMOJI_3D.key: FLUENT_EMOJI_3D}
+
+
+@dataclass
+class ImageSet:
+    """Images as uint8 (N, H, W, 3), with a name, a category and a held-out flag per image."""
+
+    images: np.ndarray
+    names: list[str]
+    categories: list[str]
+    held_out: np.ndarray
+    source: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def subset(self, held_out: bool) -> ImageSet:
+        idx = np.flatnonzero(self.held_out == held_out)
+        return ImageSet(
+            self.images[idx],
+            [self.names[i] for i in idx],
+            [self.categories[i] for i in idx],
+            self.held_out[idx],
+            self.source,
+            dict(self.meta),
+        )
+
+    @property
+    def category_names(self) -> list[str]:
+        return sorted(set(self.categories))
+
+
+def cache_dir() -> Path:
+    """Where fetched tarballs and decoded arrays live: $SDEDIT_CACHE, else ~/.cache/sdedit."""
+    root = os.environ.get("SDEDIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "sdedit")
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sha1_of(path: Path) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch_npm(package: NpmPackage, dest: Path | None = None) -> Path:
+    """Return the verified tarball of `package`, fetching it with `npm pack` when it is not cached."""
+    dest = Path(dest) if dest else cache_dir() / "npm"
+    dest.mkdir(parents=True, exist_ok=True)
+    filename = package.name.lstrip("@").replace("/", "-") + f"-{package.version}.tgz"
+    path = dest / filename
+    if not path.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            raise DataError(f"`npm` is needed to fetch {package.spec}; install Node.js, or place {filename} in {dest}")
+        result = subprocess.run(
+            [npm, "pack", package.spec, "--pack-destination", str(dest), "--silent"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if result.returncode != 0 or not path.exists():
+            raise DataError(f"`npm pack {package.spec}` failed: {result.stderr.strip()[-500:]}")
+    actual = sha1_of(path)
+    if actual != package.sha1:
+        path.unlink()
+        raise DataError(f"{filename}: sha1 {actual} does not match the pinned {package.sha1}; removed it")
+    return path
+
+
+def composite(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Flatten any PIL image to RGB over a solid background (alpha-aware, palette transparency included)."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        base = Image.new("RGBA", rgba.size, (*background, 255))
+        base.alpha_composite(rgba)
+        return base.convert("RGB")
+    return image.convert("RGB")
+
+
+def square(image: Image.Image, size: int, fit: str = "pad", background=(255, 255, 255)) -> Image.Image:
+    """Make an RGB image square at `size`: `pad` keeps everything, `crop` fills the frame."""
+    w, h = image.size
+    if fit == "crop":
+        s = min(w, h)
+        left, top = (w - s) // 2, (h - s) // 2
+        image = image.crop((left, top, left + s, top + s))
+    elif fit == "pad":
+        s = max(w, h)
+        canvas = Image.new("RGB", (s, s), background)
+        canvas.paste(image, ((s - w) // 2, (s - h) // 2))
+        image = canvas
+    else:
+        raise ValueError(f"fit must be 'pad' or 'crop', not {fit!r}")
+    return image.resize((size, size), Image.LANCZOS)
+
+
+def code_points(stem: str) -> tuple[int, ...]:
+    """'1f44b-1f3fb' -> (0x1f44b, 0x1f3fb); the package also separates tag sequences with '_'."""
+    return tuple(int(part, 16) for part in re.split(r"[-_]", stem) if part)
+
+
+def base_key(points: Iterable[int]) -> tuple[int, ...]:
+    """The emoji without skin tone or variation selector: all variants of one emoji share it."""
+    return tuple(c for c in points if c not in SKIN_TONES and c != VARIATION_SELECTOR)
+
+
+def emoji_groups(package: NpmPackage) -> dict[tuple[int, ...], str]:
+    """Unicode's emoji group ('Animals & Nature', ...) for every emoji, keyed by `base_key`."""
+    with tarfile.open(fetch_npm(package)) as tar:
+        member = tar.extractfile("package/data-by-emoji.json")
+        if member is None:
+            raise DataError(f"{package.spec} has no data-by-emoji.json")
+        table = json.load(member)
+    return {base_key(ord(ch) for ch in emoji): info["group"] for emoji, info in table.items()}
+
+
+def is_held_out(group_key: str, fraction: float) -> bool:
+    """A stable, platform-independent split: hash the group key, not a random draw."""
+    bucket = int(hashlib.sha1(group_key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return bucket < fraction
+
+
+def load_npm_image_set(
+    spec: ImageSetSpec,
+    resolution: int,
+    held_out_fraction: float = 0.1,
+    background: tuple[int, int, int] = (255, 255, 255),
+    limit: int | None = None,
+) -> ImageSet:
+    """Decode (and cache as .npz) every image of `spec` at `resolution`."""
+    tag = f"{spec.key}-{spec.package.version}-{resolution}px-bg{'{:02x}{:02x}{:02x}'.format(*background)}"
+    cached = cache_dir() / "arrays" / f"{tag}.npz"
+    if cached.exists() and limit is None:
+        return _load_cached(cached, held_out_fraction)
+    groups = emoji_groups(spec.groups) if spec.groups else {}
+    pattern = re.compile(spec.pattern)
+    images, names, categories = [], [], []
+    with tarfile.open(fetch_npm(spec.package)) as tar:
+        members = sorted((m for m in tar.getmembers() if m.isfile() and pattern.match(m.name)), key=lambda m: m.name)
+        if not members:
+            raise DataError(f"{spec.package.spec} holds no files matching {spec.pattern}")
+        for member in members[:limit]:
+            data = tar.extractfile(member).read()
+            with Image.open(io.BytesIO(data)) as im:
+                rgb = square(composite(im, background), resolution, "pad", background)
+            stem = Path(member.name).stem
+            images.append(np.asarray(rgb, dtype=np.uint8))
+            names.append(stem)
+            categories.append(groups.get(base_key(code_points(stem)), "Other"))
+    array = np.stack(images)
+    if limit is None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(cached, images=array, names=np.array(names), categories=np.array(categories))
+    return _with_split(ImageSet(array, names, categories, np.zeros(len(names), bool), spec.key), held_out_fraction)
+
+
+def _load_cached(path: Path, held_out_fraction: float) -> ImageSet:
+    with np.load(path) as z:
+        s = ImageSet(z["images"], list(z["names"]), list(z["categories"]), np.zeros(len(z["names"]), bool))
+    s.source = path.stem.split("-")[0]
+    return _with_split(s, held_out_fraction)
+
+
+def _with_split(image_set: ImageSet, fraction: float) -> ImageSet:
+    keys = []
+    for name in image_set.names:
+        try:
+            keys.append("-".join(f"{c:x}" for c in base_key(code_points(name))))
+        except ValueError:  # not an emoji file name: split by the name itself
+            keys.append(name)
+    image_set.held_out = np.array([is_held_out(k, fraction) for k in keys], dtype=bool)
+    image_set.meta["held_out_fraction"] = fraction
+    return image_set
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def load_folder(
+    folder: str | Path,
+    resolution: int,
+    fit: str = "crop",
+    held_out_fraction: float = 0.1,
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> ImageSet:
+    """Any folder of images; a sub-folder name becomes the category (ImageFolder convention)."""
+    folder = Path(folder)
+    paths = list_images(folder)
+    if not paths:
+        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
+    images, names, categories, skipped = [], [], [], []
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                im.load()
+                rgb = square(composite(im, background), resolution, fit, background)
+        except (OSError, ValueError) as exc:  # unreadable file: report, don't crash a long run
+            skipped.append(f"{path.name}: {exc}")
+            continue
+        rel = path.relative_to(folder)
+        images.append(np.asarray(rgb, dtype=np.uint8))
+        names.append(str(rel.with_suffix("")))
+        categories.append(rel.parts[0] if len(rel.parts) > 1 else "all")
+    if not images:
+        raise DataError(f"none of the {len(paths)} files under {folder} could be read: {skipped[:3]}")
+    s = ImageSet(np.stack(images), names, categories, np.zeros(len(names), bool), str(folder))
+    s.meta["skipped"] = skipped
+    s.held_out = np.array([is_held_out(n, held_out_fraction) for n in names], dtype=bool)
+    return s
+
+
+def load_image_set(source: str, resolution: int, held_out_fraction: float = 0.1, fit: str = "crop") -> ImageSet:
+    """A registered set by key (`fluent-emoji-3d`) or a folder path."""
+    if source in IMAGE_SETS:
+        return load_npm_image_set(IMAGE_SETS[source], resolution, held_out_fraction)
+    if Path(source).is_dir():
+        return load_folder(source, resolution, fit, held_out_fraction)
+    raise DataError(f"unknown data source {source!r}: use one of {sorted(IMAGE_SETS)} or a folder of images")
+
+
+def to_tensor_range(images: np.ndarray | Sequence[np.ndarray]):
+    """uint8 (N, H, W, 3) -> float tensor (N, 3, H, W) in [-1, 1], the VP models' range."""
+    import torch
+
+    array = np.asarray(images)
+    return torch.from_numpy(array).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)

@@ -1,0 +1,495 @@
+"""`SDEditPipeline`: SDEdit on any pixel-space diffusers UNet2DModel, VP (DDPM) or VE (NCSN++).
+
+    pipe = SDEditPipeline.from_pretrained("google/ddpm-church-256")      # or a folder, or a config name
+    out = pipe(guide, mask_image=None, strength=0.5, num_inference_steps=20, sampler="dpmpp", seed=0)
+    out.images[0].save("edit.png"); print(out.metadata)
+
+`strength` is SDEdit's t0 in (0, 1]: small stays faithful to the guide, large is more realistic.
+`num_inference_steps` is the length of a *full* schedule, as in diffusers' img2img: an edit at strength s
+runs round(s * N) of them. The reference sampler with N = T (1000) is the official loop.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from . import loading
+from .configs import SAMPLER_LABELS, ModelConfig, Sampling
+from .errors import InputError, LimitError
+from .imaging import (
+    DEFAULT_LIMITS,
+    FITS,
+    ImageLimits,
+    Placement,
+    canvas_mask,
+    composite,
+    crop_region,
+    from_model_range,
+    load_image,
+    place,
+    place_mask,
+    to_model_range,
+    to_rgb,
+    unplace,
+)
+from .masks import to_mask
+from .noise import NoiseSource, seeds_for
+from .samplers import (
+    Guide,
+    StepInfo,
+    model_evaluations,
+    perturb_ve,
+    perturb_vp,
+    sample_ddpm,
+    sample_scheduler,
+    sample_ve,
+    steps_for,
+    ve_sigmas,
+    vp_timesteps,
+)
+
+OUTPUT_TYPES = ("pil", "np", "pt", "uint8", "model")
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """Bounds on one call, checked before any model evaluation."""
+
+    max_images: int = 64
+    max_repeats: int = 10
+    max_steps: int = 1000
+    max_work: int = 200_000  # samples x steps x repeats (x corrector) network evaluations of one image
+    image: ImageLimits = DEFAULT_LIMITS
+
+
+@dataclass
+class Settings:
+    """Validated settings of one call."""
+
+    strength: float
+    sampler: str
+    num_inference_steps: int
+    repeats: int
+    num_images: int
+    snr: float
+    fit: str
+    output_type: str
+
+    @property
+    def steps(self) -> int:
+        return steps_for(self.num_inference_steps, self.strength)
+
+
+@dataclass
+class PreparedGuide:
+    """One guide after decoding: its full-size RGB pixels, optional full-size mask, and canvas."""
+
+    rgb: np.ndarray
+    mask: np.ndarray | None
+    canvas: np.ndarray
+    canvas_mask: np.ndarray | None
+    placement: Placement
+
+
+@dataclass
+class SDEditOutput:
+    """`images` in the requested `output_type` (image-major: all samples of guide 0, then guide 1, ...).
+
+    pil: list of PIL images; uint8: (B, H, W, 3) uint8; np: (B, H, W, 3) float32 in [0, 1];
+    pt: (B, 3, H, W) float32 in [0, 1] (lists where the guides differ in size); model: the raw
+    (B, 3, R, R) float32 samples in the model's data range, before mapping back.
+    """
+
+    images: list[Image.Image] | np.ndarray | torch.Tensor | list[np.ndarray]
+    metadata: dict
+    canvases: np.ndarray = field(repr=False, default=None)  # (B, R, R, 3) uint8, before mapping back
+
+
+FAST_SCHEDULERS: dict[str, tuple[str, dict, bool]] = {
+    # name: (diffusers class, overrides, samples are x0 + sigma e)
+    "ddim": ("DDIMScheduler", {"clip_sample": False, "set_alpha_to_one": True}, False),
+    "dpmpp": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}, False),
+    "euler_a": ("EulerAncestralDiscreteScheduler", {}, True),
+}
+
+
+def _number(value, name: str, kind=float):
+    if isinstance(value, bool) or value is None:
+        raise InputError(f"{name} must be a number, not {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number, not {value!r}") from None
+    if not math.isfinite(number):
+        raise InputError(f"{name} must be a finite number, not {value!r}")
+    if kind is int:
+        if not number.is_integer():
+            raise InputError(f"{name} must be a whole number, not {value!r}")
+        return int(number)
+    return number
+
+
+def _int_in(value, name: str, lo: int, hi: int) -> int:
+    n = _number(value, name, int)
+    if not lo <= n <= hi:
+        raise InputError(f"{name} must be from {lo} to {hi}, not {n}")
+    return n
+
+
+class SDEditPipeline:
+    """Perturb a guide to t0, then simulate the reverse SDE back to t = 0 (Meng et al., ICLR 2022)."""
+
+    def __init__(
+        self,
+        unet: torch.nn.Module,
+        scheduler,
+        config: ModelConfig | None = None,
+        limits: RunLimits | None = None,
+    ):
+        self.unet = unet
+        self.scheduler = scheduler
+        sde = "ve" if type(scheduler).__name__ == loading.VE_SCHEDULER else "vp"
+        if config is None:
+            size = getattr(unet.config, "sample_size", 256)
+            size = size[0] if isinstance(size, (list, tuple)) else size
+            defaults = Sampling(0.5, "reference", 1000, 1) if sde == "ve" else Sampling()
+            config = ModelConfig(name=type(unet).__name__, source="", sde=sde, resolution=int(size), defaults=defaults)
+        if config.sde != sde:
+            raise InputError(f"{config.name}: config says {config.sde} but the scheduler is {type(scheduler).__name__}")
+        self.config = config
+        self.limits = limits or RunLimits()
+        self._progress_kwargs: dict = {}
+
+    # ----- construction ----------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        limits: RunLimits | None = None,
+    ) -> SDEditPipeline:
+        """A configured name (`fluent-emoji-64`), a local folder, or a Hub id; None is the embedded default."""
+        cfg, unet, scheduler, _, _ = loading.load(name_or_path, device, dtype)
+        return cls(unet, scheduler, cfg, limits)
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in (*self.unet.parameters(), *self.unet.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        for tensor in self.unet.parameters():
+            return tensor.dtype
+        return torch.float32
+
+    @property
+    def sde(self) -> str:
+        return self.config.sde
+
+    def to(self, device=None, dtype=None) -> SDEditPipeline:
+        self.unet.to(device=device, dtype=dtype)
+        return self
+
+    def set_progress_bar_config(self, **kwargs) -> None:
+        self._progress_kwargs = kwargs
+
+    def progress_bar(self, total: int):
+        return tqdm(total=total, **{"desc": "SDEdit", "leave": False, **self._progress_kwargs})
+
+    # ----- 1. check inputs -------------------------------------------------------------------------
+    def check_inputs(
+        self,
+        strength=None,
+        num_inference_steps=None,
+        sampler=None,
+        repeats=None,
+        num_images=1,
+        snr=None,
+        fit=None,
+        output_type="pil",
+        num_guides: int = 1,
+    ) -> Settings:
+        """Validate and complete settings from the model's defaults; every problem is a clear InputError."""
+        d = self.config.defaults
+        sampler = d.sampler if sampler is None else sampler
+        if not isinstance(sampler, str) or sampler not in self.config.samplers:
+            raise InputError(
+                f"sampler must be one of {', '.join(self.config.samplers)} for this {self.sde.upper()} model, "
+                f"not {sampler!r}"
+            )
+        strength = _number(d.strength if strength is None else strength, "strength")
+        if not 0.0 < strength <= 1.0:
+            raise InputError(f"strength (t0) must be in (0, 1], not {strength}")
+        T = self.num_train_timesteps
+        if num_inference_steps is None:
+            num_inference_steps = (
+                d.num_inference_steps if sampler == d.sampler else (T if sampler == "reference" else 20)
+            )
+        steps = _int_in(num_inference_steps, "num_inference_steps", 1, min(self.limits.max_steps, T))
+        repeats = _int_in(d.repeats if repeats is None else repeats, "repeats", 1, self.limits.max_repeats)
+        n = _int_in(num_images, "num_images", 1, self.limits.max_images)
+        if n * num_guides > self.limits.max_images:
+            raise LimitError(f"{num_guides} guides x {n} samples = {n * num_guides}; at most {self.limits.max_images}")
+        snr = _number(d.snr if snr is None else snr, "snr")
+        if not 0.0 <= snr <= 1.0:
+            raise InputError(f"snr must be in [0, 1] (0 turns the corrector off), not {snr}")
+        if snr and self.sde != "ve":
+            snr = 0.0  # the Langevin corrector is part of the VE sampler only
+        fit = self.config.fit if fit is None else fit
+        if fit not in FITS:
+            raise InputError(f"fit must be one of {', '.join(FITS)}, not {fit!r}")
+        if output_type not in OUTPUT_TYPES:
+            raise InputError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, not {output_type!r}")
+        settings = Settings(strength, sampler, steps, repeats, n, snr, fit, output_type)
+        work = n * num_guides * repeats * model_evaluations("ve" if self.sde == "ve" else sampler, settings.steps, snr)
+        if work > self.limits.max_work:
+            raise LimitError(
+                f"this request needs {work:,} network evaluations (samples x steps x repeats); "
+                f"at most {self.limits.max_work:,}: use fewer samples, steps or repeats"
+            )
+        return settings
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(getattr(self.scheduler.config, "num_train_timesteps", 1000))
+
+    # ----- 2. prepare guides and masks -------------------------------------------------------------
+    def prepare_guide(self, image, mask_image=None, fit: str = "pad") -> PreparedGuide:
+        limits = self.limits.image
+        pil = to_rgb(load_image(image, "image", limits), self.config.background or (255, 255, 255))
+        rgb = np.asarray(pil)
+        mask = None
+        if mask_image is not None:
+            raw = load_image(mask_image, "mask", limits) if isinstance(mask_image, (str, bytes)) else mask_image
+            mask = to_mask(raw, pil.size)
+            if mask.max() <= 0:
+                raise InputError("the mask is empty: mark the region that may change (white = change)")
+        canvas, placement = place(pil, self.config.resolution, fit, self.config.background)
+        cmask = place_mask(mask, placement) if mask is not None else canvas_mask(placement)
+        if mask is not None and cmask.max() <= 0:
+            raise InputError("the mask only covers the part of the image that is outside the model's view (fit='crop')")
+        region = crop_region(placement)
+        if region is not None:  # crop: what the canvas doesn't see stays as it is
+            mask = region if mask is None else mask * region
+        return PreparedGuide(rgb, mask, np.asarray(canvas), cmask, placement)
+
+    def prepare_batch(
+        self, guides: Sequence[PreparedGuide], num_images: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, 3, R, R) guides in the model's range and (B, 1, R, R) masks, B = guides x num_images."""
+        rng = self.config.data_range
+        x = torch.stack([to_model_range(g.canvas, rng) for g in guides]).repeat_interleave(num_images, 0)
+        if all(g.canvas_mask is None for g in guides):
+            return x, None
+        r = self.config.resolution
+        masks = [torch.from_numpy(g.canvas_mask) if g.canvas_mask is not None else torch.ones(r, r) for g in guides]
+        return x, torch.stack(masks)[:, None].float().repeat_interleave(num_images, 0)
+
+    # ----- 3. the model, as the samplers call it ---------------------------------------------------
+    def model_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """eps(x, t) for VP, score(x, sigma) for VE: float32 in and out, the UNet's dtype inside."""
+        unet, dtype = self.unet, self.dtype
+
+        def call(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+            return unet(x.to(dtype), level.to(x.device)).sample.float()
+
+        return call
+
+    def make_scheduler(self, sampler: str, num_inference_steps: int):
+        import diffusers
+
+        class_name, overrides, sigma_space = FAST_SCHEDULERS[sampler]
+        cls = getattr(diffusers, class_name)
+        sched = cls.from_config(self.scheduler.config, timestep_spacing="trailing", **overrides)
+        sched.set_timesteps(num_inference_steps, device=self.device)
+        return sched, sigma_space
+
+    def denoise(
+        self, guide: Guide, settings: Settings, noise: NoiseSource, callback=None, official_mask_timing: bool = False
+    ) -> torch.Tensor:
+        """One SDEdit pass (perturb to t0, integrate back to 0) with the chosen sampler."""
+        model = self.model_fn()
+        s = settings
+        if self.sde == "ve":
+            cfg = self.scheduler.config
+            sigmas = ve_sigmas(s.strength, s.num_inference_steps, cfg.sigma_min, cfg.sigma_max)
+            return sample_ve(model, guide, sigmas, noise, s.snr or None, int(cfg.correct_steps or 1), callback)
+        if s.sampler == "reference":
+            timesteps = vp_timesteps(self.num_train_timesteps, s.num_inference_steps, s.strength)
+            return sample_ddpm(model, guide, self.scheduler.betas, timesteps, noise, callback, official_mask_timing)
+        sched, sigma_space = self.make_scheduler(s.sampler, s.num_inference_steps)
+        return sample_scheduler(model, guide, sched, s.steps, noise, sigma_space, callback)
+
+    def noised(self, x0: torch.Tensor, strength: float, noise: torch.Tensor, num_inference_steps: int | None = None):
+        """The perturbed guide an edit starts from (same level as `denoise` uses)."""
+        if self.sde == "ve":
+            cfg = self.scheduler.config
+            return perturb_ve(
+                x0, ve_sigmas(strength, num_inference_steps or 1000, cfg.sigma_min, cfg.sigma_max)[0], noise
+            )
+        t = vp_timesteps(self.num_train_timesteps, num_inference_steps or self.num_train_timesteps, strength)[0]
+        return perturb_vp(x0, self.scheduler.alphas_cumprod[t], noise)
+
+    # ----- the call --------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def __call__(
+        self,
+        image,
+        mask_image=None,
+        strength: float | None = None,
+        num_inference_steps: int | None = None,
+        sampler: str | None = None,
+        repeats: int | None = None,
+        num_images: int = 1,
+        seed: int | Sequence[int] | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
+        snr: float | None = None,
+        fit: str | None = None,
+        output_type: str = "pil",
+        callback: Callable[[StepInfo], None] | None = None,
+        progress: bool = True,
+        official_mask_timing: bool = False,
+    ) -> SDEditOutput:
+        """Edit one guide (or a list of guides) into `num_images` samples each.
+
+        image: PIL / numpy (H,W[,C]) uint8 or float in [0,1] / torch (C,H,W) in [0,1] / path; or a list.
+        mask_image: same forms, white (1) = may change; None edits everything. A list for a list of guides.
+        seed: one int (sample i gets seed + i), a list with one seed per sample, or None for a random one.
+        generator: instead of seeds, one torch.Generator per sample (or one, shared, for diffusers habits).
+        callback: receives a StepInfo (x_t and predicted x0) after every step, for progress and animation.
+        """
+        t_start = time.perf_counter()
+        images = list(image) if isinstance(image, (list, tuple)) else [image]
+        if not images:
+            raise InputError("no image was given")
+        masks = list(mask_image) if isinstance(mask_image, (list, tuple)) else [mask_image] * len(images)
+        if len(masks) != len(images):
+            raise InputError(f"got {len(masks)} masks for {len(images)} images")
+        # 1. check inputs
+        s = self.check_inputs(
+            strength, num_inference_steps, sampler, repeats, num_images, snr, fit, output_type, len(images)
+        )
+        # 2. prepare guides, masks and noise
+        guides = [self.prepare_guide(im, m, s.fit) for im, m in zip(images, masks, strict=True)]
+        x0, mask = self.prepare_batch(guides, s.num_images)
+        device = self.device
+        x0, mask = x0.to(device), mask.to(device) if mask is not None else None
+        batch = x0.shape[0]
+        noise, seeds = self._noise(seed, generator, batch, device)
+        t_prepared = time.perf_counter()
+        # 3. K repeats of perturb -> reverse SDE, each starting from the previous output
+        total = s.repeats * s.steps
+        bar = self.progress_bar(total) if progress else None
+        x = x0
+        for k in range(s.repeats):
+            guide = Guide(x, mask, noise.randn_like(x))
+            step_cb = self._step_callback(callback, bar, k, s.steps, total)
+            x = self.denoise(guide, s, noise, step_cb, official_mask_timing)
+        if bar is not None:
+            bar.close()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t_sampled = time.perf_counter()
+        # 4. back to images at the input's size; outside the mask, the guide itself
+        canvases = from_model_range(x, self.config.data_range)
+        if s.output_type == "model":  # raw float32 samples in the model's range, at its resolution
+            out = x.float().cpu()
+        else:
+            results = []
+            for i, canvas in enumerate(canvases):
+                g = guides[i // s.num_images]
+                results.append(composite(g.rgb, unplace(canvas, g.placement, g.rgb), g.mask))
+            out = self._format(results, s.output_type)
+        t_done = time.perf_counter()
+        meta = self._metadata(s, seeds, guides, batch)
+        meta["timings"] = {
+            "prepare_s": round(t_prepared - t_start, 4),
+            "sample_s": round(t_sampled - t_prepared, 4),
+            "postprocess_s": round(t_done - t_sampled, 4),
+            "total_s": round(t_done - t_start, 4),
+            "per_image_s": round((t_done - t_start) / batch, 4),
+        }
+        return SDEditOutput(out, meta, canvases)
+
+    # ----- helpers ---------------------------------------------------------------------------------
+    def _noise(self, seed, generator, batch: int, device: torch.device) -> tuple[NoiseSource, list[int] | None]:
+        if generator is not None:
+            gens = list(generator) if isinstance(generator, (list, tuple)) else [generator]
+            if len(gens) == 1 and batch > 1:
+                # one shared generator (diffusers habit): derive per-sample seeds from it
+                base = int(torch.randint(0, 2**62, (1,), generator=gens[0]).item())
+                seeds = [base + i for i in range(batch)]
+                return NoiseSource.from_seeds(seeds, device), seeds
+            if len(gens) != batch:
+                raise InputError(f"got {len(gens)} generators for {batch} samples")
+            return NoiseSource(gens, device), None
+        seeds = seeds_for(seed, batch)
+        return NoiseSource.from_seeds(seeds, device), seeds
+
+    @staticmethod
+    def _step_callback(callback, bar, repeat: int, steps: int, total: int):
+        if callback is None and bar is None:
+            return None
+
+        def on_step(info: StepInfo) -> None:
+            if bar is not None:
+                bar.update(1)
+            if callback is not None:
+                info.step, info.total = repeat * steps + info.step, total
+                callback(info)
+
+        return on_step
+
+    @staticmethod
+    def _format(results: list[np.ndarray], output_type: str):
+        if output_type == "pil":
+            return [Image.fromarray(r) for r in results]
+        same = len({r.shape for r in results}) == 1
+        if output_type == "uint8":
+            return np.stack(results) if same else results
+        floats = [r.astype(np.float32) / 255.0 for r in results]
+        if output_type == "np":
+            return np.stack(floats) if same else floats
+        tensors = [torch.from_numpy(f).permute(2, 0, 1) for f in floats]
+        return torch.stack(tensors) if same else tensors
+
+    def _metadata(self, s: Settings, seeds, guides: list[PreparedGuide], batch: int) -> dict:
+        evals = model_evaluations("ve" if self.sde == "ve" else s.sampler, s.steps, s.snr)
+        return {
+            "model": self.config.name,
+            "source": self.config.source,
+            "sde": self.sde,
+            "sampler": s.sampler,
+            "sampler_label": SAMPLER_LABELS.get(s.sampler, s.sampler),
+            "strength": s.strength,
+            "num_inference_steps": s.num_inference_steps,
+            "steps": s.steps,
+            "repeats": s.repeats,
+            "model_evaluations": evals * s.repeats,
+            "snr": s.snr if self.sde == "ve" else None,
+            "num_images": s.num_images,
+            "batch": batch,
+            "seeds": seeds,
+            "resolution": self.config.resolution,
+            "input_sizes": [list(g.placement.size) for g in guides],
+            "fit": s.fit,
+            "masked": [g.mask is not None for g in guides],
+            "device": str(self.device),
+            "dtype": str(self.dtype).replace("torch.", ""),
+        }
+
+
+def load_default(device=None, dtype=None) -> SDEditPipeline:
+    """The embedded default model (trained by this project, shipped in models/), ready to edit offline."""
+    return SDEditPipeline.from_pretrained(None, device=device, dtype=dtype)

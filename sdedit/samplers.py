@@ -1,0 +1,249 @@
+"""SDEdit's perturb-then-denoise loops, one short function per sampler.
+
+Every sampler starts from the guide perturbed to the strength's noise level and integrates the reverse
+process to level 0. They share one view of the noise: VP samples are sqrt(abar) x0 + sqrt(1 - abar) e,
+VE samples are x0 + sigma e, and x / sqrt(abar) = x0 + sigma e makes the two the same family.
+
+Masked editing (`Guide.mask`, 1 = may change) projects after every step: the kept region is the guide
+re-noised to the level the sample is *now* at, with the start noise e, and exactly the guide after the
+last step. The official code re-noised to the level it had just left (an off-by-one), and its last step
+left the kept region slightly noisy; `official_mask_timing=True` reproduces that for comparisons.
+
+Models are plain callables: `eps_model(x, t)` for VP (the UNet's input space, integer-valued t) and
+`score_model(x, sigma)` for VE. Both get a float32 batch and a (B,) level tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .noise import NoiseSource
+
+Tensor = torch.Tensor
+EpsModel = Callable[[Tensor, Tensor], Tensor]
+ScoreModel = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass
+class StepInfo:
+    """What a callback sees after each step: the sample and the model's current guess of x0."""
+
+    step: int
+    total: int
+    level: float
+    x: Tensor
+    x0_pred: Tensor
+
+
+StepCallback = Callable[[StepInfo], None]
+
+
+@dataclass
+class Guide:
+    """The guide in the model's data range, its mask and the noise e that perturbs it."""
+
+    x0: Tensor
+    mask: Tensor | None
+    noise: Tensor
+
+    def keep(self, x: Tensor, kept: Tensor) -> Tensor:
+        """Outside the mask, replace the sample by `kept` (the guide at the sample's level)."""
+        if self.mask is None:
+            return x
+        return self.mask * x + (1.0 - self.mask) * kept
+
+
+# ----- noise levels -----------------------------------------------------------------------------------
+
+
+def perturb_vp(x0: Tensor, alpha_cumprod: Tensor | float, noise: Tensor) -> Tensor:
+    """x(t) = sqrt(abar) x0 + sqrt(1 - abar) z."""
+    a = torch.as_tensor(alpha_cumprod, dtype=x0.dtype, device=x0.device)
+    return a.sqrt() * x0 + (1.0 - a).sqrt() * noise
+
+
+def perturb_ve(x0: Tensor, sigma: Tensor | float, noise: Tensor) -> Tensor:
+    """x(t) = x0 + sigma(t) z."""
+    return x0 + torch.as_tensor(sigma, dtype=x0.dtype, device=x0.device) * noise
+
+
+def vp_sigma(alpha_cumprod: Tensor) -> Tensor:
+    """The VE-equivalent noise level of a VP sample: x / sqrt(abar) = x0 + sigma z."""
+    return ((1.0 - alpha_cumprod) / alpha_cumprod).sqrt()
+
+
+def ve_sigma(t: Tensor | float, sigma_min: float, sigma_max: float) -> Tensor:
+    """sigma(t) = sigma_min (sigma_max / sigma_min)^t, t in [0, 1]."""
+    t = torch.as_tensor(t, dtype=torch.float64)
+    return sigma_min * (sigma_max / sigma_min) ** t
+
+
+def steps_for(num_inference_steps: int, strength: float) -> int:
+    """How many of a full schedule's steps an edit at `strength` runs (at least one)."""
+    return max(1, min(num_inference_steps, round(strength * num_inference_steps)))
+
+
+def vp_timesteps(num_train_timesteps: int, num_inference_steps: int, strength: float) -> list[int]:
+    """The trailing grid of `num_inference_steps` levels over [0, T), cut to the levels at or below t0.
+
+    With N = T and strength 0.5 this is 499, 498, ..., 0: the official loop's t = 500.
+    """
+    T = num_train_timesteps
+    grid = [round(T - i * T / num_inference_steps) - 1 for i in range(num_inference_steps)]
+    return grid[num_inference_steps - steps_for(num_inference_steps, strength) :]
+
+
+def ve_sigmas(strength: float, num_inference_steps: int, sigma_min: float, sigma_max: float) -> Tensor:
+    """The paper's grid t = t0 n / N for n = N..0, as sigmas (float32, N + 1 values, last = sigma_min)."""
+    n = steps_for(num_inference_steps, strength)
+    t = torch.linspace(strength, 0.0, n + 1, dtype=torch.float64)
+    return ve_sigma(t, sigma_min, sigma_max).float()
+
+
+def _batch(level: Tensor | float, x: Tensor) -> Tensor:
+    return torch.full((x.shape[0],), float(level), device=x.device, dtype=torch.float32)
+
+
+# ----- VP: the official DDPM loop ---------------------------------------------------------------------
+
+
+def sample_ddpm(
+    eps_model: EpsModel,
+    guide: Guide,
+    betas: Tensor,
+    timesteps: Sequence[int],
+    noise: NoiseSource,
+    callback: StepCallback | None = None,
+    official_mask_timing: bool = False,
+) -> Tensor:
+    """Ancestral DDPM with fixed-small variance from timesteps[0] down to 0, no noise at the last step.
+
+    With every timestep (t0*T - 1, ..., 0) this is the official SDEdit loop; a strided grid is the same
+    sampler respaced (alpha = abar_t / abar_prev), as in improved DDPM.
+    """
+    abar = torch.cumprod(1.0 - betas.double(), 0)
+    levels = [*timesteps, -1]
+    a = [abar[t] if t >= 0 else abar.new_tensor(1.0) for t in levels]
+    x = perturb_vp(guide.x0, a[0].float(), guide.noise)
+    n = len(timesteps)
+    for k, t in enumerate(timesteps):
+        a_t, a_prev = a[k], a[k + 1]
+        alpha = a_t / a_prev
+        eps = eps_model(x, _batch(t, x))
+        x0_pred = (x - (1 - a_t).sqrt().float() * eps) / a_t.sqrt().float()
+        mean = (x - ((1 - alpha) / (1 - a_t).sqrt()).float() * eps) / alpha.sqrt().float()
+        if k + 1 < n:
+            var = (1 - alpha) * (1 - a_prev) / (1 - a_t)
+            x = mean + var.sqrt().float() * noise.randn_like(x)
+        else:
+            x = mean
+        if official_mask_timing:
+            kept = perturb_vp(guide.x0, a_t.float(), guide.noise)
+        else:
+            kept = perturb_vp(guide.x0, a_prev.float(), guide.noise) if k + 1 < n else guide.x0
+        x = guide.keep(x, kept)
+        if callback:
+            callback(StepInfo(k, n, float(t), x, x0_pred))
+    return x
+
+
+# ----- VP: fast samplers through diffusers' schedulers -----------------------------------------------
+
+
+def sample_scheduler(
+    eps_model: EpsModel,
+    guide: Guide,
+    scheduler,
+    num_steps: int,
+    noise: NoiseSource,
+    sigma_space: bool = False,
+    callback: StepCallback | None = None,
+) -> Tensor:
+    """Run the last `num_steps` steps of a diffusers scheduler's schedule (DDIM, DPM-Solver++, Euler-a).
+
+    `scheduler` must be a fresh instance (schedulers keep per-run state) that is already `set_timesteps`.
+    `sigma_space`: the scheduler's samples are x0 + sigma e (Euler family) instead of the VP form.
+    """
+    begin = len(scheduler.timesteps) - num_steps
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(begin)
+    timesteps = scheduler.timesteps[begin:]
+    abar = scheduler.alphas_cumprod.to(guide.x0.device, torch.float32)
+    a = [abar[int(t)] for t in timesteps] + [abar.new_tensor(1.0)]
+
+    def in_space(x_vp: Tensor, a_t: Tensor) -> Tensor:
+        return x_vp / a_t.sqrt() if sigma_space else x_vp
+
+    x = in_space(perturb_vp(guide.x0, a[0], guide.noise), a[0])
+    n = len(timesteps)
+    for k, t in enumerate(timesteps):
+        x_in = scheduler.scale_model_input(x, t)
+        eps = eps_model(x_in, _batch(t, x_in))
+        x0_pred = (x_in - (1 - a[k]).sqrt() * eps) / a[k].sqrt()
+        x = scheduler.step(eps, t, x, generator=noise.generators).prev_sample
+        kept = in_space(perturb_vp(guide.x0, a[k + 1], guide.noise), a[k + 1]) if k + 1 < n else guide.x0
+        x = guide.keep(x, kept)
+        if callback:
+            callback(StepInfo(k, n, float(t), x * a[k + 1].sqrt() if sigma_space else x, x0_pred))
+    return x
+
+
+# ----- VE: the paper's Euler-Maruyama, with an optional Langevin corrector ----------------------------
+
+
+def langevin_correct(score_model: ScoreModel, x: Tensor, sigma: Tensor, snr: float, noise: NoiseSource) -> Tensor:
+    """One Langevin step at fixed sigma, with the step size set per sample from the signal-to-noise ratio.
+
+    score_sde averages the norms over the batch, which makes a sample depend on its batch-mates; per
+    sample keeps a batch of N identical to N single runs.
+    """
+    score = score_model(x, _batch(sigma, x))
+    z = noise.randn_like(x)
+    b = x.shape[0]
+    ratio = z.reshape(b, -1).norm(dim=1) / score.reshape(b, -1).norm(dim=1).clamp_min(1e-12)
+    step = (2 * (snr * ratio) ** 2).view(b, 1, 1, 1)
+    return x + step * score + (2 * step).sqrt() * z
+
+
+def sample_ve(
+    score_model: ScoreModel,
+    guide: Guide,
+    sigmas: Tensor,
+    noise: NoiseSource,
+    snr: float | None = None,
+    corrector_steps: int = 1,
+    callback: StepCallback | None = None,
+) -> Tensor:
+    """x = guide + sigma(t0) z, then x <- x + eps^2 score + eps z with eps^2 = sigma_n^2 - sigma_{n-1}^2.
+
+    `sigmas` runs from sigma(t0) down to sigma(0) (see `ve_sigmas`). The last step adds no noise.
+    """
+    sigmas = sigmas.to(guide.x0.device, torch.float32)
+    x = perturb_ve(guide.x0, sigmas[0], guide.noise)
+    n = len(sigmas) - 1
+    for k in range(n):
+        s, s_next = sigmas[k], sigmas[k + 1]
+        if snr:
+            for _ in range(corrector_steps):
+                x = langevin_correct(score_model, x, s, snr, noise)
+        score = score_model(x, _batch(s, x))
+        x0_pred = x + s**2 * score
+        var = s**2 - s_next**2
+        x = x + var * score
+        if k + 1 < n:
+            x = x + var.sqrt() * noise.randn_like(x)
+        kept = perturb_ve(guide.x0, s_next, guide.noise) if k + 1 < n else guide.x0
+        x = guide.keep(x, kept)
+        if callback:
+            callback(StepInfo(k, n, float(s), x, x0_pred))
+    return x
+
+
+def model_evaluations(sampler: str, steps: int, snr: float | None = None, corrector_steps: int = 1) -> int:
+    """Network evaluations one repeat costs (the benchmark's and the quality table's x axis)."""
+    if sampler == "ve" and snr:
+        return steps * (1 + corrector_steps)
+    return steps

@@ -1,0 +1,318 @@
+"""Train a VP (DDPM) `UNet2DModel` on any image set, and export it as a diffusers model folder.
+
+`python -m sdedit train --config configs/train-fluent-emoji-64.yaml` trains the embedded default. The loop
+is the plain DDPM objective (predict the noise, uniform t) with AdamW, an EMA of the weights, mixed
+precision where the hardware has it, periodic checkpoints (resumable) and sample grids. The EMA weights
+are what gets exported: they are what SDEdit should sample from.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .data import ImageSet, load_image_set, to_tensor_range
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; a YAML file in configs/ fills it."""
+
+    name: str
+    data: str
+    output_dir: str
+    resolution: int = 64
+    fit: str = "crop"
+    held_out_fraction: float = 0.1
+    model: dict = field(default_factory=dict)
+    scheduler: dict = field(default_factory=dict)
+    batch_size: int = 32
+    learning_rate: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    max_steps: int = 100_000
+    max_minutes: float | None = None
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    hflip: bool = True
+    mixed_precision: str = "auto"
+    seed: int = 0
+    threads: int | None = None
+    checkpoint_every: int = 250
+    sample_every: int = 1000
+    sample_steps: int = 50
+    num_samples: int = 16
+    save_dtype: str = "float16"
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides) -> TrainConfig:
+        with open(path) as f:
+            raw = yaml.safe_load(f) or {}
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown training keys {sorted(unknown)}; allowed: {sorted(known)}")
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**raw)
+
+
+def has_bf16_cpu() -> bool:
+    """AMX or AVX512-BF16: the CPUs on which bf16 autocast is faster, not slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def autocast_dtype(device: torch.device, mode: str) -> torch.dtype | None:
+    if mode == "no":
+        return None
+    if mode == "bf16":
+        return torch.bfloat16
+    if mode == "fp16":
+        return torch.float16
+    if mode != "auto":
+        raise ValueError(f"mixed_precision must be auto, no, bf16 or fp16, not {mode!r}")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if has_bf16_cpu() else None
+
+
+def build_unet(cfg: TrainConfig):
+    from diffusers import UNet2DModel
+
+    return UNet2DModel(sample_size=cfg.resolution, in_channels=3, out_channels=3, **cfg.model)
+
+
+def build_scheduler(cfg: TrainConfig):
+    from diffusers import DDPMScheduler
+
+    defaults = dict(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
+    return DDPMScheduler(**{**defaults, **cfg.scheduler, "variance_type": "fixed_small"})
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.lerp_(p.detach(), 1.0 - decay)
+
+
+def ema_decay_at(step: int, target: float) -> float:
+    """Warm the EMA up so early weights don't dominate a short run."""
+    return min(target, (1 + step) / (10 + step))
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    return cfg.learning_rate * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+
+
+@torch.no_grad()
+def sample_grid(unet, scheduler_config: dict, n: int, steps: int, seed: int, path: Path) -> Image.Image:
+    """Unconditional DDIM samples from `unet`, tiled into a square-ish grid PNG."""
+    from diffusers import DDIMScheduler
+
+    sched = DDIMScheduler.from_config(scheduler_config, clip_sample=False)
+    sched.set_timesteps(steps)
+    device = next(unet.parameters()).device
+    g = torch.Generator("cpu").manual_seed(seed)
+    res = unet.config.sample_size
+    x = torch.randn(n, 3, res, res, generator=g).to(device)
+    was_training = unet.training
+    unet.eval()
+    for t in sched.timesteps:
+        eps = unet(x, t.to(device)).sample
+        x = sched.step(eps, t, x).prev_sample
+    unet.train(was_training)
+    grid = make_grid(((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(path)
+    return grid
+
+
+def make_grid(images: np.ndarray, cols: int | None = None, pad: int = 2) -> Image.Image:
+    n, h, w, _ = images.shape
+    cols = cols or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    canvas = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
+    for i, im in enumerate(images):
+        r, c = divmod(i, cols)
+        canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = im
+    return Image.fromarray(canvas)
+
+
+def export_model(ema, scheduler, out: Path, save_dtype: str, card: dict | None = None) -> Path:
+    """Write `unet/` and `scheduler/` subfolders: the layout SDEditPipeline.from_pretrained reads."""
+    dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[save_dtype]
+    model = copy.deepcopy(ema).to("cpu", dtype)
+    model.save_pretrained(out / "unet", safe_serialization=True)
+    scheduler.save_pretrained(out / "scheduler")
+    if card is not None:
+        (out / "training.json").write_text(json.dumps(card, indent=2) + "\n")
+    return out
+
+
+class Trainer:
+    """One training run: state, a step, checkpoints, resume."""
+
+    def __init__(self, cfg: TrainConfig, images: ImageSet | None = None, device: str | None = None):
+        self.cfg = cfg
+        self.out = Path(cfg.output_dir)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        data = (
+            images if images is not None else load_image_set(cfg.data, cfg.resolution, cfg.held_out_fraction, cfg.fit)
+        )
+        self.train_set = data.subset(held_out=False) if data.held_out.any() else data
+        self.data = to_tensor_range(self.train_set.images)  # (N, 3, H, W) in [-1, 1], kept on the host
+        self.unet = build_unet(cfg).to(self.device)
+        self.ema = copy.deepcopy(self.unet).eval().requires_grad_(False)
+        self.scheduler = build_scheduler(cfg)
+        self.alphas_cumprod = self.scheduler.alphas_cumprod.to(self.device)
+        self.opt = torch.optim.AdamW(self.unet.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        self.amp = autocast_dtype(self.device, cfg.mixed_precision)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16 and self.device.type == "cuda")
+        self.gen = torch.Generator("cpu").manual_seed(cfg.seed)
+        self.step = 0
+        self.seconds = 0.0
+        self.losses: list[float] = []
+
+    # ----- checkpoints -------------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoints" / "last.pt"
+
+    def save_checkpoint(self) -> None:
+        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "step": self.step,
+            "seconds": self.seconds,
+            "unet": self.unet.state_dict(),
+            "ema": self.ema.state_dict(),
+            "opt": self.opt.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "gen": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "losses": self.losses[-10_000:],
+            "config": asdict(self.cfg),
+        }
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint_path)  # atomic: a kill mid-save never corrupts the last checkpoint
+
+    def load_checkpoint(self) -> bool:
+        if not self.checkpoint_path.exists():
+            return False
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        self.unet.load_state_dict(state["unet"])
+        self.ema.load_state_dict(state["ema"])
+        self.opt.load_state_dict(state["opt"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.gen.set_state(state["gen"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step, self.seconds, self.losses = state["step"], state["seconds"], list(state["losses"])
+        return True
+
+    # ----- one step ----------------------------------------------------------------------------------
+    def batch(self) -> torch.Tensor:
+        idx = torch.randint(0, len(self.data), (self.cfg.batch_size,), generator=self.gen)
+        x = self.data[idx]
+        if self.cfg.hflip:
+            flip = torch.rand(len(idx), generator=self.gen) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        return x.to(self.device)
+
+    def train_step(self) -> float:
+        x0 = self.batch()
+        n = x0.shape[0]
+        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (n,), generator=self.gen).to(self.device)
+        noise = torch.randn(x0.shape, generator=self.gen).to(self.device)
+        abar = self.alphas_cumprod[t].view(n, 1, 1, 1)
+        xt = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(self.step, self.cfg)
+        with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+            pred = self.unet(xt, t).sample
+        loss = torch.nn.functional.mse_loss(pred.float(), noise)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.opt)
+        torch.nn.utils.clip_grad_norm_(self.unet.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        ema_update(self.ema, self.unet, ema_decay_at(self.step, self.cfg.ema_decay))
+        self.step += 1
+        value = loss.item()
+        self.losses.append(value)
+        return value
+
+    # ----- the run -----------------------------------------------------------------------------------
+    def samples(self, tag: str) -> Path:
+        path = self.out / "samples" / f"{tag}.png"
+        sample_grid(self.ema, dict(self.scheduler.config), self.cfg.num_samples, self.cfg.sample_steps, 0, path)
+        return path
+
+    def card(self) -> dict:
+        return {
+            "name": self.cfg.name,
+            "data": self.cfg.data,
+            "train_images": len(self.train_set),
+            "steps": self.step,
+            "batch_size": self.cfg.batch_size,
+            "train_seconds": round(self.seconds, 1),
+            "final_loss_mean_last_500": float(np.mean(self.losses[-500:])) if self.losses else None,
+            "device": torch.cuda.get_device_name() if self.device.type == "cuda" else platform.processor() or "cpu",
+            "threads": torch.get_num_threads(),
+            "mixed_precision": str(self.amp).replace("torch.", "") if self.amp else "no",
+            "torch": torch.__version__,
+            "config": asdict(self.cfg),
+        }
+
+    def export(self) -> Path:
+        return export_model(self.ema, self.scheduler, self.out / "model", self.cfg.save_dtype, self.card())
+
+    def run(self, resume: bool = True) -> Path:
+        if resume and self.load_checkpoint():
+            print(f"resumed from {self.checkpoint_path} at step {self.step}")
+        budget = self.cfg.max_minutes * 60 if self.cfg.max_minutes else math.inf
+        bar = tqdm(total=self.cfg.max_steps, initial=self.step, desc=self.cfg.name, dynamic_ncols=True)
+        start = time.perf_counter() - self.seconds
+        while self.step < self.cfg.max_steps and self.seconds < budget:
+            loss = self.train_step()
+            self.seconds = time.perf_counter() - start
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(self.losses[-50:]):.4f}", refresh=False)
+            if self.step % self.cfg.checkpoint_every == 0:
+                self.save_checkpoint()
+            if self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
+                self.samples(f"step-{self.step:07d}")
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss} at step {self.step}; lower learning_rate")
+        bar.close()
+        self.save_checkpoint()
+        self.samples(f"step-{self.step:07d}")
+        return self.export()
+
+
+def train(config: str | Path, resume: bool = True, export_only: bool = False, **overrides) -> Path:
+    cfg = TrainConfig.from_yaml(config, **overrides)
+    trainer = Trainer(cfg)
+    if export_only:
+        if not trainer.load_checkpoint():
+            raise FileNotFoundError(f"no checkpoint at {trainer.checkpoint_path} to export")
+        return trainer.export()
+    return trainer.run(resume=resume)

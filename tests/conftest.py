@@ -1,0 +1,81 @@
+"""Shared fixtures: tiny random diffusers models built in the test, and an offline, single-thread setup."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(1)  # an oversubscribed CPU runs a small UNet an order of magnitude slower
+
+
+def tiny_vp_unet(size: int = 16, seed: int = 0):
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(seed)
+    return UNet2DModel(
+        sample_size=size,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
+        attention_head_dim=8,
+    ).eval()
+
+
+def tiny_ve_unet(size: int = 16, seed: int = 0):
+    """NCSN++ in miniature: fourier time embedding (called with sigma), skip blocks, output / sigma."""
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(seed)
+    return UNet2DModel(
+        sample_size=size,
+        block_out_channels=(32, 32),
+        layers_per_block=1,
+        down_block_types=("SkipDownBlock2D", "AttnSkipDownBlock2D"),
+        up_block_types=("AttnSkipUpBlock2D", "SkipUpBlock2D"),
+        time_embedding_type="fourier",
+        norm_num_groups=None,
+        mid_block_scale_factor=2**0.5,
+        norm_eps=1e-6,
+        attention_head_dim=None,
+    ).eval()
+
+
+@pytest.fixture
+def vp_pipe():
+    from diffusers import DDPMScheduler
+
+    from sdedit import SDEditPipeline
+
+    return SDEditPipeline(tiny_vp_unet(), DDPMScheduler(num_train_timesteps=1000))
+
+
+@pytest.fixture
+def ve_pipe():
+    from diffusers import ScoreSdeVeScheduler
+
+    from sdedit import SDEditPipeline
+
+    return SDEditPipeline(tiny_ve_unet(), ScoreSdeVeScheduler(sigma_max=348.0, snr=0.075))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def photo(rng):
+    """A smooth 24x36 RGB 'photo' (non-square, so fitting and mapping back are exercised)."""
+    y, x = np.mgrid[0:24, 0:36]
+    img = np.stack([x * 7 % 256, y * 10 % 256, (x + y) * 4 % 256], -1).astype(np.uint8)
+    return img
