@@ -1,8 +1,8 @@
 """Command line: `python -m sdedit {edit,sweep,models,train,eval,batch} --help`.
 
-    python -m sdedit edit --guide strokes.png --strength 0.5 --num 4 --out out/
-    python -m sdedit edit --model google/ddpm-church-256 --guide photo.png --mask mask.png --sampler reference
-    python -m sdedit sweep --guide strokes.png --strengths 0.2,0.4,0.6,0.8 --out sweep/
+python -m sdedit edit --guide strokes.png --strength 0.5 --num 4 --out out/
+python -m sdedit edit --model google/ddpm-church-256 --guide photo.png --mask mask.png --sampler reference
+python -m sdedit sweep --guide strokes.png --strengths 0.2,0.4,0.6,0.8 --out sweep/
 """
 
 from __future__ import annotations
@@ -112,6 +112,7 @@ def cmd_train(args) -> int:
         args.config,
         resume=not args.no_resume,
         export_only=args.export_only,
+        export_to=args.export_to,
         max_steps=args.max_steps,
         max_minutes=args.max_minutes,
         output_dir=args.output_dir,
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: the config's)")
     p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
     p.add_argument("--export-only", action="store_true", help="export the last checkpoint's EMA weights and stop")
+    p.add_argument("--export-to", help="model folder to export to (default: OUTPUT_DIR/model)")
     p.set_defaults(func=cmd_train)
     return parser
 

@@ -282,8 +282,10 @@ class Trainer:
             "config": asdict(self.cfg),
         }
 
-    def export(self) -> Path:
-        return export_model(self.ema, self.scheduler, self.out / "model", self.cfg.save_dtype, self.card())
+    def export(self, dest: str | Path | None = None) -> Path:
+        return export_model(
+            self.ema, self.scheduler, Path(dest or self.out / "model"), self.cfg.save_dtype, self.card()
+        )
 
     def run(self, resume: bool = True) -> Path:
         if resume and self.load_checkpoint():
@@ -308,11 +310,15 @@ class Trainer:
         return self.export()
 
 
-def train(config: str | Path, resume: bool = True, export_only: bool = False, **overrides) -> Path:
+def train(
+    config: str | Path, resume: bool = True, export_only: bool = False, export_to: str | None = None, **overrides
+) -> Path:
+    """Train (resuming by default) and export; `export_only` exports the last checkpoint's EMA weights."""
     cfg = TrainConfig.from_yaml(config, **overrides)
     trainer = Trainer(cfg)
     if export_only:
         if not trainer.load_checkpoint():
             raise FileNotFoundError(f"no checkpoint at {trainer.checkpoint_path} to export")
-        return trainer.export()
-    return trainer.run(resume=resume)
+        return trainer.export(export_to)
+    out = trainer.run(resume=resume)
+    return trainer.export(export_to) if export_to else out

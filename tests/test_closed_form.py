@@ -75,8 +75,16 @@ def test_vp_output_matches_analytic_posterior(sampler, steps, kind, strength):
     sched = DDPMScheduler()
     pipe = SDEditPipeline(GaussianVP(sched.alphas_cumprod, mu, s), sched)
     g_u8 = guide_u8()
-    out = pipe(g_u8, strength=strength, num_inference_steps=steps, sampler=sampler, num_images=N, seed=0,
-               output_type="model", progress=False).images
+    out = pipe(
+        g_u8,
+        strength=strength,
+        num_inference_steps=steps,
+        sampler=sampler,
+        num_images=N,
+        seed=0,
+        output_type="model",
+        progress=False,
+    ).images
     g = torch.from_numpy(g_u8).permute(2, 0, 1).double() / 127.5 - 1
     t0 = round(1000 - (steps - round(strength * steps)) * 1000 / steps) - 1  # the first level of the edit
     a = float(sched.alphas_cumprod[t0])
@@ -98,8 +106,9 @@ def test_ve_output_matches_analytic_posterior(strength):
     sched = ScoreSdeVeScheduler(sigma_min=0.01, sigma_max=50.0)
     pipe = SDEditPipeline(GaussianVE(mu, s), sched)
     g_u8 = guide_u8(1)
-    out = pipe(g_u8, strength=strength, num_inference_steps=1000, num_images=N, seed=0, output_type="model",
-               progress=False).images
+    out = pipe(
+        g_u8, strength=strength, num_inference_steps=1000, num_images=N, seed=0, output_type="model", progress=False
+    ).images
     g = torch.from_numpy(g_u8).permute(2, 0, 1).double() / 255.0
     sigma0 = float(ve_sigmas(strength, 1000, 0.01, 50.0)[0])
     k = s**2 / (s**2 + sigma0**2)
@@ -114,8 +123,9 @@ def test_ve_corrector_keeps_the_posterior():
     mu, s = 0.5, 0.15
     pipe = SDEditPipeline(GaussianVE(mu, s), ScoreSdeVeScheduler(sigma_min=0.01, sigma_max=50.0))
     g_u8 = guide_u8(2)
-    out = pipe(g_u8, strength=0.4, num_inference_steps=400, snr=0.1, num_images=N, seed=1, output_type="model",
-               progress=False)
+    out = pipe(
+        g_u8, strength=0.4, num_inference_steps=400, snr=0.1, num_images=N, seed=1, output_type="model", progress=False
+    )
     assert out.metadata["model_evaluations"] == 2 * 160
     g = torch.from_numpy(g_u8).permute(2, 0, 1).double() / 255.0
     sigma0 = float(ve_sigmas(0.4, 400, 0.01, 50.0)[0])
@@ -130,8 +140,16 @@ def test_a_wrong_model_fails_the_closed_form():
     sched = DDPMScheduler()
     pipe = SDEditPipeline(GaussianVP(sched.alphas_cumprod, mu, s * 1.2), sched)
     g_u8 = guide_u8()
-    out = pipe(g_u8, strength=0.6, num_inference_steps=1000, sampler="reference", num_images=N, seed=0,
-               output_type="model", progress=False).images
+    out = pipe(
+        g_u8,
+        strength=0.6,
+        num_inference_steps=1000,
+        sampler="reference",
+        num_images=N,
+        seed=0,
+        output_type="model",
+        progress=False,
+    ).images
     g = torch.from_numpy(g_u8).permute(2, 0, 1).double() / 127.5 - 1
     a = float(sched.alphas_cumprod[599])
     denom = a * s**2 + 1 - a

@@ -173,7 +173,15 @@ def test_callback_sees_every_step_with_x0_prediction(vp_pipe):
 def test_repeats_run_sequentially_and_report_progress(vp_pipe):
     seen = []
     img = np.full((16, 16, 3), 128, np.uint8)
-    out = vp_pipe(img, strength=0.5, num_inference_steps=10, sampler="ddim", repeats=3, seed=0,
-                  callback=seen.append, progress=False)
+    out = vp_pipe(
+        img,
+        strength=0.5,
+        num_inference_steps=10,
+        sampler="ddim",
+        repeats=3,
+        seed=0,
+        callback=seen.append,
+        progress=False,
+    )
     assert [s.step for s in seen] == list(range(15))
     assert out.metadata["model_evaluations"] == 15
