@@ -56,7 +56,9 @@ def _open_bytes(data: bytes, what: str, limits: ImageLimits) -> Image.Image:
             image.seek(0)  # animated images: the first frame
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise LimitError(f"the {what} is too large to decode safely (at most {limits.max_pixels:,} pixels)") from None
+        raise LimitError(
+            f"the {what} is too large to decode safely; at most {limits.max_pixels / 1e6:.0f} MP is accepted"
+        ) from None
     except UnidentifiedImageError:
         raise InputError(f"the {what} is not an image PIL can read (PNG, JPEG, WebP, GIF, BMP, TIFF)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

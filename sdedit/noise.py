@@ -21,7 +21,9 @@ def random_seed() -> int:
 
 
 def check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if isinstance(seed, bool):
+        raise InputError(f"seed must be a whole number from 0 to {MAX_SEED}, not {seed!r}")
+    if not isinstance(seed, int):
         try:
             as_float = float(seed)
         except (TypeError, ValueError):

@@ -1,0 +1,97 @@
+"""The command line: edit and sweep write what they say, errors are one clear line, --help is useful."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from diffusers import DDPMScheduler
+from PIL import Image
+
+from sdedit.cli import main
+from tests.conftest import tiny_vp_unet
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-model")
+    tiny_vp_unet().save_pretrained(folder / "unet")
+    DDPMScheduler().save_pretrained(folder / "scheduler")
+    return folder
+
+
+@pytest.fixture
+def guide(tmp_path):
+    path = tmp_path / "strokes.png"
+    img = np.full((24, 32, 3), 255, np.uint8)
+    img[6:18, 8:24] = (250, 200, 60)
+    Image.fromarray(img).save(path)
+    return path
+
+
+def test_edit_writes_images_and_metadata(model_dir, guide, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["edit", "--model", str(model_dir), "--guide", str(guide), "--strength", "0.5", "--steps", "8",
+                 "--sampler", "ddim", "--num", "2", "--seed", "7", "--repeats", "2", "--out", str(out), "--no-progress"])
+    assert code == 0
+    pngs = sorted(out.glob("*.png"))
+    assert [p.name for p in pngs] == ["strokes-t0.5-ddim-seed7.png", "strokes-t0.5-ddim-seed8.png"]
+    assert Image.open(pngs[0]).size == (32, 24)
+    meta = json.loads((out / "strokes-metadata.json").read_text())
+    assert meta["seeds"] == [7, 8] and meta["repeats"] == 2 and meta["steps"] == 4 and meta["sampler"] == "ddim"
+    assert "2 image(s)" in capsys.readouterr().out
+
+
+def test_edit_with_mask_keeps_the_rest(model_dir, guide, tmp_path):
+    mask = np.zeros((24, 32), np.uint8)
+    mask[6:18, 8:24] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    out = tmp_path / "out"
+    assert main(["edit", "--model", str(model_dir), "--guide", str(guide), "--mask", str(tmp_path / "mask.png"),
+                 "--steps", "8", "--out", str(out), "--no-progress"]) == 0
+    result = np.asarray(Image.open(next(out.glob("*.png"))))
+    original = np.asarray(Image.open(guide))
+    assert np.array_equal(result[mask == 0], original[mask == 0])
+
+
+def test_sweep_writes_a_grid_a_plot_and_rows(model_dir, guide, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--model", str(model_dir), "--guide", str(guide), "--strengths", "0.2,0.6,1.0",
+                 "--steps", "5", "--out", str(out), "--no-progress"]) == 0
+    assert (out / "strokes-sweep.png").is_file() and (out / "strokes-sweep-l2.png").is_file()
+    rows = json.loads((out / "strokes-sweep.json").read_text())["rows"]
+    assert [r["strength"] for r in rows] == [0.2, 0.6, 1.0]
+    assert rows[0]["l2_to_guide"] < rows[-1]["l2_to_guide"]  # faithful at low t0, far at t0 = 1
+    grid = Image.open(out / "strokes-sweep.png")
+    assert grid.size[0] == 4 * 128
+    assert "t0=1" in capsys.readouterr().out
+
+
+def test_errors_are_one_line_with_exit_code_2(model_dir, guide, tmp_path, capsys):
+    assert main(["edit", "--model", str(model_dir), "--guide", str(guide), "--strength", "3", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: strength") and "Traceback" not in err
+    assert main(["edit", "--model", "nope/not-here", "--guide", str(guide)]) == 2
+    assert "offline" in capsys.readouterr().err
+    assert main(["edit", "--model", str(model_dir), "--guide", str(tmp_path / "missing.png")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_models_lists_the_configs(capsys):
+    assert main(["models"]) == 0
+    text = capsys.readouterr().out
+    assert "* fluent-emoji-64" in text and "google/ddpm-church-256" in text and "google/ncsnpp-ffhq-256" in text
+
+
+def test_module_entry_point_help():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "sdedit", "edit", "--help"], capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert result.returncode == 0
+    for flag in ("--model", "--guide", "--mask", "--strength", "--steps", "--sampler", "--repeats", "--num", "--seed",
+                 "--out"):
+        assert flag in result.stdout
