@@ -98,7 +98,7 @@ def test_hub_models_offline_give_a_clear_error(hub_id, monkeypatch, tmp_path):
 
 
 def test_unknown_model_names_are_explained():
-    with pytest.raises(ModelNotFoundError, match="unknown model 'no-such-model'.*fluent-emoji-64"):
+    with pytest.raises(ModelNotFoundError, match=r"unknown model 'no-such-model'.*fluent-emoji-64"):
         SDEditPipeline.from_pretrained("no-such-model")
     with pytest.raises(ModelNotFoundError, match="unknown model"):
         SDEditPipeline.from_pretrained("../../etc/passwd")
@@ -125,7 +125,9 @@ def test_configs_cover_the_paper_models_and_the_default():
     for hub_id, sde in HUB_MODELS.items():
         cfg = sources[hub_id]
         assert cfg.sde == sde and cfg.resolution == 256
-        assert cfg.paper.sampler == "reference" and 0 < cfg.paper.strength <= 1 and cfg.paper.num_inference_steps >= 1000
+        assert (
+            cfg.paper.sampler == "reference" and 0 < cfg.paper.strength <= 1 and cfg.paper.num_inference_steps >= 1000
+        )
         assert cfg.license and cfg.credit
     for cfg in configs.values():
         assert cfg.defaults.sampler in cfg.samplers
