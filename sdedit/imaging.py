@@ -51,6 +51,7 @@ def _open_bytes(data: bytes, what: str, limits: ImageLimits) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.filterwarnings("error", message=".*[Tt]runcated.*")  # TIFF only warns; we refuse
             image = Image.open(io.BytesIO(data))
             check_size(image.size, what, limits)  # from the header, before decoding a single pixel
             image.seek(0)  # animated images: the first frame
@@ -61,7 +62,7 @@ def _open_bytes(data: bytes, what: str, limits: ImageLimits) -> Image.Image:
         ) from None
     except UnidentifiedImageError:
         raise InputError(f"the {what} is not an image PIL can read (PNG, JPEG, WebP, GIF, BMP, TIFF)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, UserWarning) as exc:
         raise InputError(f"the {what} file is damaged or truncated and can't be decoded ({exc})") from None
     return ImageOps.exif_transpose(image)
 
