@@ -35,8 +35,30 @@ def guide(tmp_path):
 
 def test_edit_writes_images_and_metadata(model_dir, guide, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["edit", "--model", str(model_dir), "--guide", str(guide), "--strength", "0.5", "--steps", "8",
-                 "--sampler", "ddim", "--num", "2", "--seed", "7", "--repeats", "2", "--out", str(out), "--no-progress"])
+    code = main(
+        [
+            "edit",
+            "--model",
+            str(model_dir),
+            "--guide",
+            str(guide),
+            "--strength",
+            "0.5",
+            "--steps",
+            "8",
+            "--sampler",
+            "ddim",
+            "--num",
+            "2",
+            "--seed",
+            "7",
+            "--repeats",
+            "2",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     pngs = sorted(out.glob("*.png"))
     assert [p.name for p in pngs] == ["strokes-t0.5-ddim-seed7.png", "strokes-t0.5-ddim-seed8.png"]
@@ -51,8 +73,25 @@ def test_edit_with_mask_keeps_the_rest(model_dir, guide, tmp_path):
     mask[6:18, 8:24] = 255
     Image.fromarray(mask).save(tmp_path / "mask.png")
     out = tmp_path / "out"
-    assert main(["edit", "--model", str(model_dir), "--guide", str(guide), "--mask", str(tmp_path / "mask.png"),
-                 "--steps", "8", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "edit",
+                "--model",
+                str(model_dir),
+                "--guide",
+                str(guide),
+                "--mask",
+                str(tmp_path / "mask.png"),
+                "--steps",
+                "8",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     result = np.asarray(Image.open(next(out.glob("*.png"))))
     original = np.asarray(Image.open(guide))
     assert np.array_equal(result[mask == 0], original[mask == 0])
@@ -60,8 +99,25 @@ def test_edit_with_mask_keeps_the_rest(model_dir, guide, tmp_path):
 
 def test_sweep_writes_a_grid_a_plot_and_rows(model_dir, guide, tmp_path, capsys):
     out = tmp_path / "sweep"
-    assert main(["sweep", "--model", str(model_dir), "--guide", str(guide), "--strengths", "0.2,0.6,1.0",
-                 "--steps", "5", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "--model",
+                str(model_dir),
+                "--guide",
+                str(guide),
+                "--strengths",
+                "0.2,0.6,1.0",
+                "--steps",
+                "5",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert (out / "strokes-sweep.png").is_file() and (out / "strokes-sweep-l2.png").is_file()
     rows = json.loads((out / "strokes-sweep.json").read_text())["rows"]
     assert [r["strength"] for r in rows] == [0.2, 0.6, 1.0]
@@ -72,7 +128,9 @@ def test_sweep_writes_a_grid_a_plot_and_rows(model_dir, guide, tmp_path, capsys)
 
 
 def test_errors_are_one_line_with_exit_code_2(model_dir, guide, tmp_path, capsys):
-    assert main(["edit", "--model", str(model_dir), "--guide", str(guide), "--strength", "3", "--out", str(tmp_path)]) == 2
+    assert (
+        main(["edit", "--model", str(model_dir), "--guide", str(guide), "--strength", "3", "--out", str(tmp_path)]) == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("error: strength") and "Traceback" not in err
     assert main(["edit", "--model", "nope/not-here", "--guide", str(guide)]) == 2
@@ -89,9 +147,20 @@ def test_models_lists_the_configs(capsys):
 
 def test_module_entry_point_help():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "sdedit", "edit", "--help"], capture_output=True, text=True,
-                            env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "sdedit", "edit", "--help"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert result.returncode == 0
-    for flag in ("--model", "--guide", "--mask", "--strength", "--steps", "--sampler", "--repeats", "--num", "--seed",
-                 "--out"):
+    for flag in (
+        "--model",
+        "--guide",
+        "--mask",
+        "--strength",
+        "--steps",
+        "--sampler",
+        "--repeats",
+        "--num",
+        "--seed",
+        "--out",
+    ):
         assert flag in result.stdout

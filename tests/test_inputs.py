@@ -180,7 +180,9 @@ def test_decompression_bomb_is_refused_before_decoding():
 
 
 def test_large_image_limit_and_work_limit(vp_pipe):
-    strict = SDEditPipeline(vp_pipe.unet, vp_pipe.scheduler, limits=RunLimits(max_work=100, image=ImageLimits(max_pixels=1000)))
+    strict = SDEditPipeline(
+        vp_pipe.unet, vp_pipe.scheduler, limits=RunLimits(max_work=100, image=ImageLimits(max_pixels=1000))
+    )
     with pytest.raises(LimitError, match="MP"):
         strict(np.zeros((40, 40, 3), np.uint8), progress=False)
     with pytest.raises(LimitError, match="network evaluations"):

@@ -24,8 +24,18 @@ def box_mask(h, w, soft=False):
 def test_vp_outside_mask_is_exactly_the_guide(vp_pipe, photo, sampler, fit):
     mask = box_mask(*photo.shape[:2], soft=True)
     steps = 40 if sampler == "reference" else 10
-    out = vp_pipe(photo, mask, strength=0.8, sampler=sampler, num_inference_steps=steps, num_images=2, seed=5,
-                  fit=fit, output_type="uint8", progress=False).images
+    out = vp_pipe(
+        photo,
+        mask,
+        strength=0.8,
+        sampler=sampler,
+        num_inference_steps=steps,
+        num_images=2,
+        seed=5,
+        fit=fit,
+        output_type="uint8",
+        progress=False,
+    ).images
     keep = mask == 0
     for img in out:
         assert img.shape == photo.shape
@@ -35,15 +45,17 @@ def test_vp_outside_mask_is_exactly_the_guide(vp_pipe, photo, sampler, fit):
 
 def test_ve_outside_mask_is_exactly_the_guide(ve_pipe, photo):
     mask = box_mask(*photo.shape[:2])
-    out = ve_pipe(photo, mask, strength=0.5, num_inference_steps=20, snr=0.05, seed=1, output_type="uint8",
-                  progress=False).images[0]
+    out = ve_pipe(
+        photo, mask, strength=0.5, num_inference_steps=20, snr=0.05, seed=1, output_type="uint8", progress=False
+    ).images[0]
     assert np.array_equal(out[mask == 0], photo[mask == 0])
 
 
 def test_pil_output_and_repeats_also_preserve(vp_pipe, photo):
     mask = Image.fromarray((box_mask(*photo.shape[:2]) * 255).astype(np.uint8))
-    out = vp_pipe(Image.fromarray(photo), mask, strength=0.6, repeats=3, num_inference_steps=10, seed=0,
-                  progress=False).images[0]
+    out = vp_pipe(
+        Image.fromarray(photo), mask, strength=0.6, repeats=3, num_inference_steps=10, seed=0, progress=False
+    ).images[0]
     got = np.asarray(out)
     assert np.array_equal(got[np.asarray(mask) == 0], photo[np.asarray(mask) == 0])
 
@@ -71,8 +83,9 @@ def test_padding_is_never_edited_without_a_mask(vp_pipe):
 
 
 def test_all_ones_mask_equals_no_mask(vp_pipe, photo):
-    a = vp_pipe(photo, np.ones(photo.shape[:2], np.float32), seed=3, num_inference_steps=10, output_type="uint8",
-                progress=False).images
+    a = vp_pipe(
+        photo, np.ones(photo.shape[:2], np.float32), seed=3, num_inference_steps=10, output_type="uint8", progress=False
+    ).images
     b = vp_pipe(photo, None, seed=3, num_inference_steps=10, output_type="uint8", progress=False).images
     assert np.array_equal(a, b)
 

@@ -12,8 +12,13 @@ from sdedit.noise import NoiseSource, seeds_for
 
 @pytest.mark.parametrize("sampler", ["dpmpp", "ddim", "euler_a", "reference"])
 def test_vp_batch_equals_single_runs(vp_pipe, photo, sampler):
-    kw = dict(strength=0.6, sampler=sampler, num_inference_steps=40 if sampler == "reference" else 10,
-              output_type="model", progress=False)
+    kw = dict(
+        strength=0.6,
+        sampler=sampler,
+        num_inference_steps=40 if sampler == "reference" else 10,
+        output_type="model",
+        progress=False,
+    )
     batch = vp_pipe(photo, num_images=3, seed=[11, 12, 13], **kw).images
     for i, s in enumerate((11, 12, 13)):
         single = vp_pipe(photo, num_images=1, seed=s, **kw).images[0]
