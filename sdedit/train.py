@@ -68,6 +68,16 @@ class TrainConfig:
         return cls(**raw)
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return platform.processor() or "CPU"
+
+
 def has_bf16_cpu() -> bool:
     """AMX or AVX512-BF16: the CPUs on which bf16 autocast is faster, not slower."""
     try:
@@ -153,14 +163,20 @@ def make_grid(images: np.ndarray, cols: int | None = None, pad: int = 2) -> Imag
     return Image.fromarray(canvas)
 
 
-def export_model(ema, scheduler, out: Path, save_dtype: str, card: dict | None = None) -> Path:
-    """Write `unet/` and `scheduler/` subfolders: the layout SDEditPipeline.from_pretrained reads."""
+def export_model(ema, scheduler, out: Path, save_dtype: str, card: dict | None = None, samples: int = 16) -> Path:
+    """Write `unet/` and `scheduler/` subfolders (the layout SDEditPipeline.from_pretrained reads), a sample
+    grid and a model card."""
+    from .modelcard import write_card
+
     dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[save_dtype]
     model = copy.deepcopy(ema).to("cpu", dtype)
     model.save_pretrained(out / "unet", safe_serialization=True)
     scheduler.save_pretrained(out / "scheduler")
+    if samples:
+        sample_grid(copy.deepcopy(ema).float().cpu(), dict(scheduler.config), samples, 50, 0, out / "samples.png")
     if card is not None:
         (out / "training.json").write_text(json.dumps(card, indent=2) + "\n")
+        write_card(out, card, sum(p.numel() for p in ema.parameters()))
     return out
 
 
@@ -275,7 +291,7 @@ class Trainer:
             "batch_size": self.cfg.batch_size,
             "train_seconds": round(self.seconds, 1),
             "final_loss_mean_last_500": float(np.mean(self.losses[-500:])) if self.losses else None,
-            "device": torch.cuda.get_device_name() if self.device.type == "cuda" else platform.processor() or "cpu",
+            "device": torch.cuda.get_device_name() if self.device.type == "cuda" else cpu_name(),
             "threads": torch.get_num_threads(),
             "mixed_precision": str(self.amp).replace("torch.", "") if self.amp else "no",
             "torch": torch.__version__,
