@@ -187,6 +187,10 @@ def load_components(folder: Path, cfg: ModelConfig, device: torch.device, dtype:
             unet = UNet2DModel.from_pretrained(str(folder), subfolder=unet_sub, torch_dtype=dtype, use_safetensors=None)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise ModelLoadError(f"{cfg.name}: the UNet in {weights} could not be loaded ({exc})") from None
+        if cfg.sde == "ve":
+            from .accel import patch_fir
+
+            patch_fir(unet)  # the same FIR resampling as one depthwise conv: ~1.75x faster NCSN++ (performance.md)
         unet = unet.to(device).eval().requires_grad_(False)
         scheduler = _scheduler(sched_path, cfg.sde)
         _CACHE[key] = (unet, scheduler)

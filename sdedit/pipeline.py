@@ -312,7 +312,7 @@ class SDEditPipeline:
         class_name, overrides, sigma_space = FAST_SCHEDULERS[sampler]
         cls = getattr(diffusers, class_name)
         sched = cls.from_config(self.scheduler.config, timestep_spacing="trailing", **overrides)
-        sched.set_timesteps(num_inference_steps, device=self.device)
+        sched.set_timesteps(num_inference_steps)  # on the host: the samplers read levels there, without syncs
         return sched, sigma_space
 
     def denoise(
@@ -386,7 +386,7 @@ class SDEditPipeline:
         device = self.device
         x0, mask = x0.to(device), mask.to(device) if mask is not None else None
         batch = x0.shape[0]
-        noise, seeds = self._noise(seed, generator, batch, device)
+        noise, seeds = self.prepare_noise(seed, generator, batch, device)
         t_prepared = time.perf_counter()
         # 3. K repeats of perturb -> reverse SDE, each starting from the previous output
         total = s.repeats * s.steps
@@ -423,7 +423,7 @@ class SDEditPipeline:
         return SDEditOutput(out, meta, canvases)
 
     # ----- helpers ---------------------------------------------------------------------------------
-    def _noise(self, seed, generator, batch: int, device: torch.device) -> tuple[NoiseSource, list[int] | None]:
+    def prepare_noise(self, seed, generator, batch: int, device: torch.device) -> tuple[NoiseSource, list[int] | None]:
         if generator is not None:
             gens = list(generator) if isinstance(generator, (list, tuple)) else [generator]
             if len(gens) == 1 and batch > 1:

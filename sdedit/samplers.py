@@ -59,15 +59,22 @@ class Guide:
 # ----- noise levels -----------------------------------------------------------------------------------
 
 
+def _scalar(value: Tensor | float, like: Tensor) -> Tensor:
+    """A noise level for arithmetic with `like`. A host number stays a 0-dim CPU tensor (passed to the
+    kernel as an argument); copying it to the GPU would be a blocking host-to-device copy every step."""
+    t = torch.as_tensor(value, dtype=like.dtype)
+    return t if t.dim() == 0 or t.device == like.device else t.to(like.device)
+
+
 def perturb_vp(x0: Tensor, alpha_cumprod: Tensor | float, noise: Tensor) -> Tensor:
     """x(t) = sqrt(abar) x0 + sqrt(1 - abar) z."""
-    a = torch.as_tensor(alpha_cumprod, dtype=x0.dtype, device=x0.device)
+    a = _scalar(alpha_cumprod, x0)
     return a.sqrt() * x0 + (1.0 - a).sqrt() * noise
 
 
 def perturb_ve(x0: Tensor, sigma: Tensor | float, noise: Tensor) -> Tensor:
     """x(t) = x0 + sigma(t) z."""
-    return x0 + torch.as_tensor(sigma, dtype=x0.dtype, device=x0.device) * noise
+    return x0 + _scalar(sigma, x0) * noise
 
 
 def vp_sigma(alpha_cumprod: Tensor) -> Tensor:
@@ -104,6 +111,10 @@ def ve_sigmas(strength: float, num_inference_steps: int, sigma_min: float, sigma
 
 
 def _batch(level: Tensor | float, x: Tensor) -> Tensor:
+    """The (B,) level tensor the model gets. A level already on x's GPU is broadcast there: float() of a
+    device tensor would be a host-device sync."""
+    if isinstance(level, Tensor) and level.device == x.device and level.device.type != "cpu":
+        return level.to(torch.float32).reshape(1).expand(x.shape[0])
     return torch.full((x.shape[0],), float(level), device=x.device, dtype=torch.float32)
 
 
@@ -133,20 +144,22 @@ def sample_ddpm(
         a_t, a_prev = a[k], a[k + 1]
         alpha = a_t / a_prev
         eps = eps_model(x, _batch(t, x))
-        x0_pred = (x - (1 - a_t).sqrt().float() * eps) / a_t.sqrt().float()
         mean = (x - ((1 - alpha) / (1 - a_t).sqrt()).float() * eps) / alpha.sqrt().float()
         if k + 1 < n:
             var = (1 - alpha) * (1 - a_prev) / (1 - a_t)
-            x = mean + var.sqrt().float() * noise.randn_like(x)
+            x_next = mean + var.sqrt().float() * noise.randn_like(x)
         else:
-            x = mean
-        if official_mask_timing:
-            kept = perturb_vp(guide.x0, a_t.float(), guide.noise)
-        else:
-            kept = perturb_vp(guide.x0, a_prev.float(), guide.noise) if k + 1 < n else guide.x0
-        x = guide.keep(x, kept)
+            x_next = mean
+        if guide.mask is not None:
+            if official_mask_timing:
+                kept = perturb_vp(guide.x0, a_t.float(), guide.noise)
+            else:
+                kept = perturb_vp(guide.x0, a_prev.float(), guide.noise) if k + 1 < n else guide.x0
+            x_next = guide.keep(x_next, kept)
         if callback:
-            callback(StepInfo(k, n, float(t), x, x0_pred))
+            x0_pred = (x - (1 - a_t).sqrt().float() * eps) / a_t.sqrt().float()
+            callback(StepInfo(k, n, float(t), x_next, x0_pred))
+        x = x_next
     return x
 
 
@@ -170,8 +183,8 @@ def sample_scheduler(
     begin = len(scheduler.timesteps) - num_steps
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(begin)
-    timesteps = scheduler.timesteps[begin:]
-    abar = scheduler.alphas_cumprod.to(guide.x0.device, torch.float32)
+    timesteps = scheduler.timesteps[begin:].cpu()  # levels are read on the host: no sync inside the loop
+    abar = scheduler.alphas_cumprod.to("cpu", torch.float32)
     a = [abar[int(t)] for t in timesteps] + [abar.new_tensor(1.0)]
 
     def in_space(x_vp: Tensor, a_t: Tensor) -> Tensor:
@@ -182,11 +195,12 @@ def sample_scheduler(
     for k, t in enumerate(timesteps):
         x_in = scheduler.scale_model_input(x, t)
         eps = eps_model(x_in, _batch(t, x_in))
-        x0_pred = (x_in - (1 - a[k]).sqrt() * eps) / a[k].sqrt()
         x = scheduler.step(eps, t, x, generator=noise.generators).prev_sample
-        kept = in_space(perturb_vp(guide.x0, a[k + 1], guide.noise), a[k + 1]) if k + 1 < n else guide.x0
-        x = guide.keep(x, kept)
+        if guide.mask is not None:
+            kept = in_space(perturb_vp(guide.x0, a[k + 1], guide.noise), a[k + 1]) if k + 1 < n else guide.x0
+            x = guide.keep(x, kept)
         if callback:
+            x0_pred = (x_in - (1 - a[k]).sqrt() * eps) / a[k].sqrt()
             callback(StepInfo(k, n, float(t), x * a[k + 1].sqrt() if sigma_space else x, x0_pred))
     return x
 
@@ -221,7 +235,7 @@ def sample_ve(
 
     `sigmas` runs from sigma(t0) down to sigma(0) (see `ve_sigmas`). The last step adds no noise.
     """
-    sigmas = sigmas.to(guide.x0.device, torch.float32)
+    sigmas = sigmas.to("cpu", torch.float32)  # levels are read on the host: no sync inside the loop
     x = perturb_ve(guide.x0, sigmas[0], guide.noise)
     n = len(sigmas) - 1
     for k in range(n):
@@ -230,13 +244,15 @@ def sample_ve(
             for _ in range(corrector_steps):
                 x = langevin_correct(score_model, x, s, snr, noise)
         score = score_model(x, _batch(s, x))
-        x0_pred = x + s**2 * score
+        if callback:
+            x0_pred = x + s**2 * score
         var = s**2 - s_next**2
         x = x + var * score
         if k + 1 < n:
             x = x + var.sqrt() * noise.randn_like(x)
-        kept = perturb_ve(guide.x0, s_next, guide.noise) if k + 1 < n else guide.x0
-        x = guide.keep(x, kept)
+        if guide.mask is not None:
+            kept = perturb_ve(guide.x0, s_next, guide.noise) if k + 1 < n else guide.x0
+            x = guide.keep(x, kept)
         if callback:
             callback(StepInfo(k, n, float(s), x, x0_pred))
     return x

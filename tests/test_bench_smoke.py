@@ -1,0 +1,85 @@
+"""CI smoke of the benchmarks: the harness and the GPU script's dry run work and agree with the plain path.
+
+It asserts correctness (the fast path equals the reference path, ratios are computed, files are written),
+never time: CI machines are shared and their timings mean nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from benchmarks import common, gpu_check
+from benchmarks import run as bench
+
+
+def test_harness_measures_side_by_side_and_writes_results(tmp_path, monkeypatch):
+    docs = tmp_path / "performance.md"
+    docs.write_text("# Performance\n\nhand-written text stays.\n")
+    monkeypatch.setattr(common, "DOCS", docs)
+    monkeypatch.setattr(bench, "update_docs", lambda key, body: common.update_docs(key, body, docs))
+    argv = ["--model", "tiny", "--batches", "1", "--repeats", "1", "--warmup", "0", "--ref-steps", "3", "--no-arch"]
+    assert bench.main([*argv, "--results-dir", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "bench-cpu.json").read_text())
+    rows = {r["sampler"]: r for r in result["batches"][0]["rows"]}
+    assert set(rows) == {"bare UNet", "reference", "dpmpp", "ddim", "euler_a", "dpmpp (accel)"}
+    assert rows["reference"]["evals"] == 500 and rows["reference"]["scaled"]  # official loop: t0 = 0.5, N = 1000
+    assert rows["dpmpp"]["evals"] == rows["bare UNet"]["evals"] == 10
+    for name, row in rows.items():
+        if name != "bare UNet":
+            assert row["speedup_vs_ref"] > 0 and math.isfinite(row["speedup_vs_ref"])
+        if row.get("loop_ms") is not None and name != "bare UNet":
+            assert math.isfinite(row["overhead_pct"])
+    assert rows["reference"]["speedup_vs_ref"] == pytest.approx(1.0)
+    assert result["batches"][0]["accel_max_pixel_diff"] <= 1  # fast path == plain path (fp32 on the CPU)
+    text = docs.read_text()
+    assert "hand-written text stays." in text and text.count("<!-- bench:bench-cpu:begin -->") == 1
+    assert "| 1 | reference |" in text
+    common.update_docs("bench-cpu", "replaced", docs)  # a second run rewrites only its own section
+    assert docs.read_text().count("bench:bench-cpu:begin") == 1 and "replaced" in docs.read_text()
+
+
+def test_replace_section_appends_then_replaces():
+    text = common.replace_section("# P\n", "x", "one")
+    assert text.endswith("<!-- bench:x:begin -->\none\n<!-- bench:x:end -->\n")
+    again = common.replace_section(text + "\ntail\n", "x", "two")
+    assert "one" not in again and "two" in again and again.rstrip().endswith("tail")
+
+
+def test_gpu_check_dry_run_records_every_variant(tmp_path):
+    out = tmp_path / "gpu"
+    assert gpu_check.main(["--dry-run", "--out", str(out), "--batches", "1"]) == 0
+    data = json.loads((out / "gpu_check.json").read_text())
+    assert (out / "gpu_check.md").read_text().startswith("Recorded by")
+    results = data["results"]
+    assert {r["group"] for r in results} == {"unet-ddpm", "edit-ddpm", "ncsnpp"}
+    errors = [r for r in results if r["status"] == "error"]
+    assert not errors, errors
+    skipped = [r for r in results if r["status"] == "skipped"]
+    assert skipped and all(r["reason"] == "needs CUDA" for r in skipped)  # graphs and compile: GPU only
+    by_name = {r["name"]: r for r in results}
+    assert by_name["b1 fp32 channels_last"]["rel_l2"] < 1e-5
+    assert by_name["b1 bf16 channels_last"]["rel_l2"] < 0.05 and by_name["b1 bf16 channels_last"]["finite"]
+    same = next(r for r in results if r["name"].endswith("same noise"))
+    assert same["edits"]["reference"]["max_abs"] <= 1 and same["edits"]["dpmpp"]["max_abs"] <= 1
+    fir = next(r for r in results if r.get("fir_ops"))
+    assert all(row["max_abs_diff"] < 1e-4 for row in fir["fir_ops"] if row["dtype"] == "float32")
+
+
+def test_gpu_check_variant_errors_and_deadline_are_recorded(tmp_path):
+    import torch
+
+    check = gpu_check.Check(tmp_path, torch.device("cpu"), deadline_s=1000, dry=True)
+
+    def broken():
+        raise RuntimeError("boom")
+
+    assert check.run("g", "broken", broken)["status"] == "error"
+    assert check.run("g", "fine", lambda: {"ms": 1.0})["status"] == "ok"
+    check.deadline_s = 0
+    assert check.run("g", "late", lambda: {})["reason"].startswith("global deadline")
+    saved = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert [r["status"] for r in saved["results"]] == ["error", "ok", "skipped"]
+    assert "boom" in saved["results"][0]["error"]
