@@ -122,6 +122,27 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_features(args) -> int:
+    from .features import FeatureTrainSettings, train_feature_net
+
+    settings = FeatureTrainSettings(data=args.data, epochs=args.epochs, seed=args.seed, threads=args.threads)
+    settings.max_minutes = args.max_minutes
+    train_feature_net(args.out, settings)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .evaluate import main_eval
+
+    return main_eval(args)
+
+
+def cmd_batch(args) -> int:
+    from .batch import main_batch
+
+    return main_batch(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sdedit",
@@ -149,6 +170,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-only", action="store_true", help="export the last checkpoint's EMA weights and stop")
     p.add_argument("--export-to", help="model folder to export to (default: OUTPUT_DIR/model)")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("eval", help="realism (KID) / faithfulness (L2) evaluation on held-out stroke paintings")
+    from .evaluate import add_eval_args
+
+    add_eval_args(p)
+    p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("features", help="train the small feature network that KID uses (models/emoji-features)")
+    p.add_argument("--out", default="models/emoji-features", help="output folder")
+    p.add_argument("--data", default="fluent-emoji-3d", help="image set key or folder (sub-folder = category)")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this time")
+    p.set_defaults(func=cmd_features)
+    p = sub.add_parser("batch", help="edit a folder of guides: resumable, batched, data-parallel under torchrun")
+    from .batch import add_batch_args
+
+    add_batch_args(p)
+    p.set_defaults(func=cmd_batch)
     return parser
 
 

@@ -1,0 +1,871 @@
+"""`python -m sdedit eval`: SDEdit's realism/faithfulness trade-off on held-out stroke paintings.
+
+The paper's protocol (Meng et al. 2022, section 4.1 and appendix), on our own model and data:
+
+1. The held-out emoji (never seen by the diffusion model) are split, by emoji and balanced per Unicode
+   group, into guides (A) and a realism reference (B), so that no output is ever scored against its own
+   source, nor against a skin-tone twin of it.
+2. Each guide is turned into simulated strokes (median filter + k-colour quantisation, `sdedit.strokes`).
+3. SDEdit runs over a t0 grid (0.1 ... 1.0) with the default fast sampler, and at t0 = 0.5 with every
+   sampler: the reference DDPM loop (1000-step schedule, the official code) and the fast ones at several
+   step counts, each with its number of model evaluations per edit.
+4. Faithfulness: the paper's L2 between output and guide (pixels in [0, 1], whole image); realism: KID
+   between outputs and B in the feature space of `sdedit.features` (the small emoji classifier).
+5. Anchors: the real-vs-real floor KID(A, B), the raw strokes (the t0 = 0 end), unconditional samples
+   (t0 = 1.0: the guide's weight at t = 999 is sqrt(abar) < 0.01, so they are samples from pure noise), and
+   the metric's sanity rows (blurred and noised real images).
+
+Writes results.csv, results.json, results.md, tradeoff.png, samplers.png, samples.png and
+samples_samplers.png to --out; `--docs docs/quality.md` also publishes the report there (plots in docs/img/).
+Only the standard library and numpy are imported at module level, so the CLI parser stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_STRENGTHS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+DEFAULT_SAMPLERS = (
+    "reference:1000",
+    "dpmpp:10",
+    "dpmpp:20",
+    "dpmpp:50",
+    "ddim:20",
+    "ddim:50",
+    "euler_a:20",
+    "euler_a:50",
+)
+QUICK = dict(
+    num_guides=16,
+    strengths=(0.2, 0.5, 1.0),
+    samplers=("reference:100", "dpmpp:10", "ddim:10", "euler_a:10"),
+    reference_guides=8,
+    kid_subsets=50,
+)
+CSV_FIELDS = (
+    "section",
+    "label",
+    "sampler",
+    "num_inference_steps",
+    "strength",
+    "steps",
+    "model_evaluations",
+    "n",
+    "kid",
+    "kid_std",
+    "kid_subset_size",
+    "l2_to_guide",
+    "l2_to_guide_std",
+    "l2_to_real",
+    "kid_paired",
+    "kid_paired_std",
+    "l2_to_guide_paired",
+    "n_paired",
+    "seconds",
+    "seconds_per_edit",
+)
+WHY_FEATURES = """\
+KID needs an image embedding. The standard one, Inception-v3 (ImageNet, 299 px photos), needs a download
+that is impossible offline, and it would judge 64 px emoji through features made for photos. As FID for
+MNIST uses a digit classifier, we use a classifier of our own domain: `EmojiFeatureNet` (0.58 M parameters,
+1.2 MB in fp16), a small CNN trained for about ten minutes on a CPU on the *training split only*, to tell
+the ten Unicode emoji groups apart, plus an auxiliary exemplar task (which of ~1,700 emoji is it) that
+makes it attend to the fine detail and shading that strokes, blur and noise destroy. Its augmentations are
+flips, small shifts and colour jitter, never blur or noise, so its features stay sensitive to both. KID
+uses its penultimate layer: 256 global-average-pooled conv features. The held-out images it is evaluated on
+are new to it too. The table below checks that the metric does separate real images from degraded ones.
+Its weights, card and retraining command are in `models/emoji-features/`."""
+IMAGES = ("tradeoff.png", "samplers.png", "samples.png", "samples_samplers.png")
+
+
+@dataclass
+class EvalSettings:
+    """What one evaluation runs; the defaults are the full run (about 40 min on 1-2 CPU cores at 64 px)."""
+
+    num_guides: int = 128
+    strengths: tuple[float, ...] = DEFAULT_STRENGTHS
+    sampler: str | None = None  # the t0 sweep's sampler; None: the model's default (dpmpp for ours)
+    steps: int | None = None  # its full-schedule steps; None: the model's default (20)
+    compare_strength: float = 0.5
+    samplers: tuple[str, ...] = DEFAULT_SAMPLERS  # "name:N", N = full-schedule steps
+    reference_guides: int = 32  # the 1000-step reference loop runs on the first this-many guides only
+    colors: int = 6  # stroke colours k
+    median_size: int | None = None  # None: the paper's 23 px at 256 px, scaled (7 px at 64 px)
+    seed: int = 0
+    batch_size: int = 16
+    kid_subsets: int = 100
+    sheet_guides: int = 6
+    data: str = "fluent-emoji-3d"
+    held_out_fraction: float = 0.1
+    features: str | None = None  # feature network folder; None: the shipped models/emoji-features
+    quick: bool = False
+
+    @classmethod
+    def quick_preset(cls, **overrides) -> EvalSettings:
+        return replace(cls(**{**QUICK, "quick": True}), **overrides)
+
+
+@dataclass
+class EvalResult:
+    """Everything the report needs: rows (as in results.csv), run info, and images for the sample sheets."""
+
+    rows: list[dict]
+    info: dict
+    settings: EvalSettings
+    sheet_real: np.ndarray
+    sheet_strokes: np.ndarray
+    sheet_tradeoff: dict[float, np.ndarray] = field(default_factory=dict)
+    sheet_samplers: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def section(self, name: str) -> list[dict]:
+        return [r for r in self.rows if r["section"] == name]
+
+    def row(self, section: str, label: str) -> dict | None:
+        return next((r for r in self.rows if r["section"] == section and r["label"] == label), None)
+
+
+def parse_samplers(specs) -> list[tuple[str, int]]:
+    """'reference:1000,dpmpp:20' (or a list of such) -> [('reference', 1000), ('dpmpp', 20)]."""
+    if isinstance(specs, str):
+        specs = [s for s in specs.replace(";", ",").split(",") if s.strip()]
+    out = []
+    for spec in specs:
+        name, _, steps = str(spec).strip().partition(":")
+        if not name or not steps.strip().isdigit() or int(steps) < 1:
+            raise ValueError(f"a sampler is given as name:steps, like dpmpp:20 or reference:1000, not {spec!r}")
+        out.append((name, int(steps)))
+    if not out:
+        raise ValueError("give at least one sampler, like dpmpp:20")
+    return out
+
+
+def _group_key(name: str) -> str:
+    from .data import base_key, code_points
+
+    try:
+        return "-".join(f"{c:x}" for c in base_key(code_points(name)))
+    except ValueError:
+        return name
+
+
+def split_held_out(names, categories, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of guides (A) and reference (B): whole emoji (all skin tones) go to one side.
+
+    Within each group, emoji are taken in a seeded hash order and each goes to the side that has fewer images
+    of that group so far, so A and B have the same mix of groups (and the real-vs-real floor is ~0).
+    """
+    by_cat: dict[str, dict[str, list[int]]] = {}
+    for i, (name, cat) in enumerate(zip(names, categories, strict=True)):
+        by_cat.setdefault(str(cat), {}).setdefault(_group_key(str(name)), []).append(i)
+    side_a, side_b = [], []
+    for cat in sorted(by_cat):
+        groups = by_cat[cat]
+        order = sorted(groups, key=lambda k: hashlib.sha1(f"{seed}:{k}".encode()).hexdigest())
+        n_a = n_b = 0
+        for k in order:
+            if n_a <= n_b:
+                side_a += groups[k]
+                n_a += len(groups[k])
+            else:
+                side_b += groups[k]
+                n_b += len(groups[k])
+    return np.array(sorted(side_a), dtype=int), np.array(sorted(side_b), dtype=int)
+
+
+def _log_default(msg: str) -> None:
+    print(msg, flush=True)
+
+
+class _Runner:
+    """Runs batched SDEdit configs on the guides, scores them, and keeps a running time estimate."""
+
+    def __init__(self, pipe, strokes, real, feats_b, extractor, s: EvalSettings, log, planned_evals: int):
+        self.pipe, self.strokes, self.real, self.feats_b = pipe, strokes, real, feats_b
+        self.extractor, self.s, self.log = extractor, s, log
+        self.planned, self.done, self.t_start = planned_evals, 0, time.perf_counter()
+
+    def edit(self, strength: float, sampler: str, steps: int, n: int, label: str) -> tuple[np.ndarray, dict]:
+        """SDEdit the first n stroke guides; guide i always gets seed + i, so configs differ only by setting."""
+        out, meta, t0 = [], {}, time.perf_counter()
+        bs = self.s.batch_size
+        for i in range(0, n, bs):
+            idx = range(i, min(n, i + bs))
+            res = self.pipe(
+                [self.strokes[j] for j in idx],
+                strength=strength,
+                num_inference_steps=steps,
+                sampler=sampler,
+                seed=[self.s.seed + j for j in idx],
+                output_type="uint8",
+                progress=False,
+            )
+            out.append(np.asarray(res.images))
+            meta = res.metadata
+            self.done += meta["model_evaluations"] * len(idx)
+            if n > bs:
+                self._progress(f"{label}: {min(n, i + bs)}/{n}")
+        seconds = time.perf_counter() - t0
+        return np.concatenate(out), {**meta, "seconds": seconds}
+
+    def _progress(self, what: str) -> None:
+        elapsed = time.perf_counter() - self.t_start
+        rate = elapsed / max(1, self.done)
+        left = max(0, self.planned - self.done) * rate
+        self.log(f"  {what}  [{self.done:,}/{self.planned:,} evals, {elapsed / 60:.1f} min, ~{left / 60:.1f} min left]")
+
+    def score(self, images: np.ndarray) -> dict:
+        """KID vs B and L2 to the guides (strokes) and to the real sources, for outputs of the first n guides."""
+        from .metrics import kid, l2_distances
+
+        n = len(images)
+        feats = self.extractor.features(images)
+        k = kid(feats, self.feats_b, subsets=self.s.kid_subsets, seed=self.s.seed)
+        l2g = l2_distances(images, self.strokes[:n])
+        l2r = l2_distances(images, self.real[:n])
+        return {
+            "n": n,
+            "kid": k.mean,
+            "kid_std": k.std,
+            "kid_subset_size": k.subset_size,
+            "l2_to_guide": float(l2g.mean()),
+            "l2_to_guide_std": float(l2g.std()),
+            "l2_to_real": float(l2r.mean()),
+        }
+
+
+def plan_evaluations(s: EvalSettings, sweep: tuple[str, int], n_guides: int, n_ref: int) -> int:
+    """Model evaluations (x images) that the run needs: the basis of its time estimate."""
+    from .samplers import steps_for
+
+    total = sum(steps_for(sweep[1], t) for t in s.strengths) * n_guides
+    for name, steps in parse_samplers(s.samplers):
+        if (name, steps) == sweep and s.compare_strength in s.strengths:
+            continue
+        total += steps_for(steps, s.compare_strength) * (n_ref if name == "reference" else n_guides)
+    if 1.0 not in s.strengths:
+        total += sweep[1] * n_guides
+    return total
+
+
+def run_evaluation(pipe, settings: EvalSettings | None = None, image_set=None, extractor=None, log=None) -> EvalResult:
+    """The whole evaluation on `pipe` (any SDEditPipeline); image_set defaults to the held-out emoji."""
+    from .features import load_feature_net
+    from .metrics import add_noise, blur, stroke_versions
+    from .strokes import default_median_size
+
+    s = settings or EvalSettings()
+    log = log or _log_default
+    t_begin = time.perf_counter()
+    if image_set is None:
+        from .data import load_image_set
+
+        image_set = load_image_set(s.data, resolution=pipe.config.resolution, held_out_fraction=s.held_out_fraction)
+    held = image_set.subset(held_out=True)
+    extractor = extractor or load_feature_net(s.features)
+    idx_a, idx_b = split_held_out(held.names, held.categories, s.seed)
+    rng = np.random.default_rng(s.seed)
+    guides_idx = idx_a[rng.permutation(len(idx_a))][: s.num_guides]
+    if len(guides_idx) < s.num_guides:
+        log(f"note: only {len(guides_idx)} guides available (asked for {s.num_guides})")
+    n = len(guides_idx)
+    real, ref = held.images[guides_idx], held.images[idx_b]
+    median = s.median_size or default_median_size(real.shape[1])
+    strokes = stroke_versions(real, s.colors, median)
+    feats_b = extractor.features(ref)
+    d = pipe.config.defaults
+    sweep = (s.sampler or d.sampler, s.steps or d.num_inference_steps)
+    samplers = parse_samplers(s.samplers)
+    unknown = [f"{a}:{b}" for a, b in samplers if a not in pipe.config.samplers]
+    if unknown:  # e.g. the fast VP samplers on a VE model
+        log(f"note: skipping {', '.join(unknown)}: a {pipe.sde.upper()} model has {pipe.config.samplers}")
+        samplers = [(a, b) for a, b in samplers if a in pipe.config.samplers]
+        s = replace(s, samplers=tuple(f"{a}:{b}" for a, b in samplers))
+    n_ref = min(s.reference_guides, n)
+    planned = plan_evaluations(s, sweep, n, n_ref)
+    log(
+        f"evaluating {pipe.config.name}: {n} stroke guides (A) from {len(idx_a)}, realism reference B = "
+        f"{len(idx_b)} held-out images; t0 sweep with {sweep[0]}/{sweep[1]}, {len(samplers)} samplers at "
+        f"t0={s.compare_strength:g} (reference on {n_ref} guides); {planned:,} model evaluations planned"
+    )
+    runner = _Runner(pipe, strokes, real, feats_b, extractor, s, log, planned)
+    rows: list[dict] = []
+
+    def add(section: str, label: str, scores: dict, **extra) -> dict:
+        row = {k: "" for k in CSV_FIELDS}
+        row.update(section=section, label=label, **scores, **extra)
+        rows.append(row)
+        return row
+
+    # 1. anchors and the metric's sanity checks: real A, and distorted versions of it, against real B
+    for label, images in (
+        ("real (floor)", real),
+        ("blur (r=1.5 px)", blur(real, 1.5)),
+        ("noise (sigma=0.1)", add_noise(real, 0.1, s.seed)),
+        (f"strokes (k={s.colors})", strokes),
+    ):
+        # L2 to the strokes means nothing here; L2 to the real source says how far each distortion moved pixels
+        add("sanity", label, {**runner.score(images), "l2_to_guide": "", "l2_to_guide_std": ""})
+    for r in rows:
+        log(f"  sanity  {r['label']:<22} KID {r['kid']:.4f} +- {r['kid_std']:.4f}")
+    # 2. the t0 sweep; t0 = 0 is the strokes themselves
+    add(
+        "tradeoff",
+        "strokes (t0=0)",
+        runner.score(strokes),
+        sampler="",
+        strength=0.0,
+        steps=0,
+        model_evaluations=0,
+        seconds=0.0,
+        seconds_per_edit=0.0,
+    )
+    outputs: dict[tuple, np.ndarray] = {}
+    metas: dict[tuple, dict] = {}
+    for t in s.strengths:
+        label = f"t0={t:g} {sweep[0]}/{sweep[1]}"
+        imgs, meta = runner.edit(t, sweep[0], sweep[1], n, label)
+        outputs[(sweep[0], sweep[1], t)], metas[(sweep[0], sweep[1], t)] = imgs, meta
+        row = add(
+            "tradeoff",
+            label,
+            runner.score(imgs),
+            **_meta_fields(meta, n),
+        )
+        runner._progress(f"{label}: KID {row['kid']:.4f}, L2 {row['l2_to_guide']:.2f}")
+    # 3. samplers at compare_strength (the sweep's matching run is reused)
+    t = s.compare_strength
+    for name, steps in samplers:
+        key = (name, steps, t)
+        m = n_ref if name == "reference" else n
+        label = f"{name}/{steps}"
+        if key in outputs and len(outputs[key]) >= m:
+            imgs, meta = outputs[key][:m], metas[key]
+        else:
+            imgs, meta = runner.edit(t, name, steps, m, f"t0={t:g} {label}")
+            outputs[key], metas[key] = imgs, meta
+        scores = runner.score(imgs)
+        paired = runner.score(imgs[:n_ref]) if m > n_ref else scores
+        row = add(
+            "samplers",
+            label,
+            scores,
+            kid_paired=paired["kid"],
+            kid_paired_std=paired["kid_std"],
+            l2_to_guide_paired=paired["l2_to_guide"],
+            n_paired=n_ref,
+            **_meta_fields(meta, m),
+        )
+        runner._progress(
+            f"t0={t:g} {label}: KID {row['kid']:.4f} (paired {row['kid_paired']:.4f}), L2 {row['l2_to_guide']:.2f}"
+        )
+    # 4. unconditional samples (t0 = 1) next to the floor
+    key = (sweep[0], sweep[1], 1.0)
+    if key not in outputs:
+        outputs[key], metas[key] = runner.edit(1.0, sweep[0], sweep[1], n, "unconditional")
+    add("unconditional", "real A vs real B (floor)", {k: rows[0][k] for k in _SCORE_KEYS})
+    uncond = add(
+        "unconditional",
+        f"unconditional ({sweep[0]}/{sweep[1]}, t0=1)",
+        runner.score(outputs[key]),
+        **_meta_fields(metas[key], n),
+    )
+    log(f"  unconditional KID {uncond['kid']:.4f} vs floor {rows[0]['kid']:.4f}")
+    # sample sheets: the first few guides
+    k = min(s.sheet_guides, n)
+    tradeoff_sheet = {t: outputs[(sweep[0], sweep[1], t)][:k] for t in s.strengths}
+    sampler_sheet = {
+        f"{name}/{steps}": outputs[(name, steps, s.compare_strength)][: min(k, n_ref)] for name, steps in samplers
+    }
+    info = _run_info(pipe, s, extractor, held, idx_a, idx_b, n, n_ref, sweep, median, time.perf_counter() - t_begin)
+    info["model_evaluations"] = runner.done
+    return EvalResult(rows, info, s, real[:k], strokes[:k], tradeoff_sheet, sampler_sheet)
+
+
+_SCORE_KEYS = ("n", "kid", "kid_std", "kid_subset_size", "l2_to_guide", "l2_to_guide_std", "l2_to_real")
+
+
+def _meta_fields(meta: dict, n: int) -> dict:
+    return {
+        "sampler": meta["sampler"],
+        "num_inference_steps": meta["num_inference_steps"],
+        "strength": meta["strength"],
+        "steps": meta["steps"],
+        "model_evaluations": meta["model_evaluations"],
+        "seconds": round(meta["seconds"], 2),
+        "seconds_per_edit": round(meta["seconds"] / max(1, n), 4),
+    }
+
+
+def _relative(path) -> str:
+    """A repository-relative path where possible, so reports do not show one machine's folders."""
+    if path is None:
+        return "in-memory"
+    from .configs import REPO_ROOT
+
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _run_info(pipe, s, extractor, held, idx_a, idx_b, n, n_ref, sweep, median, seconds) -> dict:
+    import torch
+
+    acc = extractor.config.info.get("accuracy_held_out", {})
+    return {
+        "model": pipe.config.name,
+        "model_source": pipe.config.source,
+        "resolution": pipe.config.resolution,
+        "sweep_sampler": sweep[0],
+        "sweep_steps": sweep[1],
+        "guides": n,
+        "reference_guides": n_ref,
+        "held_out": len(held),
+        "split_a": len(idx_a),
+        "split_b": len(idx_b),
+        "stroke_colors": s.colors,
+        "stroke_median_size": median,
+        "feature_net": _relative(extractor.path),
+        "feature_dim": extractor.feature_dim,
+        "feature_net_accuracy": acc.get("accuracy"),
+        "feature_net_balanced_accuracy": acc.get("balanced_accuracy"),
+        "device": str(pipe.device),
+        "dtype": str(pipe.dtype).replace("torch.", ""),
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "seconds": round(seconds, 1),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(s).items()},
+    }
+
+
+# ----- outputs --------------------------------------------------------------------------------------------
+def write_outputs(result: EvalResult, out: str | Path) -> list[Path]:
+    """results.csv/json/md and the PNGs into `out`; returns the paths written."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "results.csv", out / "results.json", out / "results.md"]
+    with open(paths[0], "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        for r in result.rows:
+            w.writerow({k: _csv_value(r.get(k, "")) for k in CSV_FIELDS})
+    paths[1].write_text(json.dumps({"info": result.info, "rows": result.rows}, indent=2, default=float) + "\n")
+    plot_tradeoff(result).save(out / "tradeoff.png")
+    plot_samplers(result).save(out / "samplers.png")
+    tradeoff_sheet(result).save(out / "samples.png")
+    sampler_sheet(result).save(out / "samples_samplers.png")
+    paths += [out / name for name in IMAGES]
+    paths[2].write_text(render_markdown(result, image_dir=""))
+    return paths
+
+
+def publish_docs(result: EvalResult, out: str | Path, docs: str | Path) -> Path:
+    """Copy the report to `docs` (e.g. docs/quality.md), its plots to docs/img/quality-*.png."""
+    docs = Path(docs)
+    img = docs.parent / "img"
+    img.mkdir(parents=True, exist_ok=True)
+    for name in IMAGES:
+        shutil.copyfile(Path(out) / name, img / f"quality-{name}")
+    docs.write_text(render_markdown(result, image_dir="img/", image_prefix="quality-", for_docs=True))
+    return docs
+
+
+def _csv_value(v):
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return v
+
+
+def _kid(r: dict, key: str = "kid") -> str:
+    """KID with its std over subsets, unscaled (the usual x1000 suits Inception's features, not these)."""
+    if r.get(key, "") == "":
+        return ""
+    return f"{r[key]:.3f} ± {r[key + '_std']:.3f}"
+
+
+def render_markdown(result: EvalResult, image_dir: str = "", image_prefix: str = "", for_docs: bool = False) -> str:
+    info, s = result.info, result.settings
+    img = lambda name: f"{image_dir}{image_prefix}{name}"  # noqa: E731
+    floor = result.row("sanity", "real (floor)")
+    lines = [
+        "# Realism and faithfulness: SDEdit on held-out stroke paintings",
+        "",
+    ]
+    if for_docs:
+        lines += [
+            "*This page is generated by `python -m sdedit eval --docs docs/quality.md`; edit `sdedit/evaluate.py`,"
+            " not this file. See the end for the exact command.*",
+            "",
+        ]
+    lines += [
+        f"Model **{info['model']}** ({info['resolution']} px"
+        + (f", `{info['model_source']}`" if info["model_source"] else "")
+        + f"), {info['date']}. "
+        f"{info['guides']} stroke guides; realism reference B = {info['split_b']} held-out images. "
+        f"Run time {info['seconds'] / 60:.1f} min, {info['model_evaluations']:,} model evaluations on "
+        f"{info['machine']} ({info['device']}, {info['dtype']}, {info['threads']} thread(s), torch {info['torch']})"
+        + (" — **quick mode: small sets, noisy numbers**." if s.quick else "."),
+        "",
+        "**Faithfulness** is the paper's L2 distance between output and guide (the stroke painting), pixels in",
+        "[0, 1], over the whole image (lower = more faithful). *L2 to real* is the distance to the real emoji the",
+        "strokes were made from. **Realism** is KID (lower = more realistic) between outputs and B, on",
+        f"the {info['feature_dim']}-d penultimate features of the project's emoji classifier "
+        f"(`{info['feature_net']}`, held-out group accuracy {_pct(info['feature_net_accuracy'])}, "
+        f"balanced {_pct(info['feature_net_balanced_accuracy'])}). KID is the unbiased MMD² with the kernel "
+        f"(x·y/d + 1)³, averaged over {s.kid_subsets} random subset pairs; ± is the std over subsets (half the",
+        "smaller set each), a conservative error bar. Near zero means indistinguishable from real held-out emoji;",
+        "small negative values are sampling noise around zero.",
+        "",
+        "## Which feature network, and why",
+        "",
+        *WHY_FEATURES.splitlines(),
+        "",
+        "## Protocol",
+        "",
+        f"- Held-out emoji ({info['held_out']} images the diffusion model never saw, split by emoji) are split again,"
+        f" by emoji and balanced per Unicode group, into A ({info['split_a']}) and B ({info['split_b']}). The"
+        f" {info['guides']} guides come from A, so no output is scored against its own source or a skin-tone twin.",
+        f"- Strokes: the paper's simulator, a {info['stroke_median_size']} px median filter then"
+        f" {info['stroke_colors']} colours (`sdedit.strokes.simulate_strokes`).",
+        f"- t0 sweep: {info['sweep_sampler']} with a {info['sweep_steps']}-step schedule (round(t0 x"
+        f" {info['sweep_steps']}) steps per edit). Samplers at t0 = {s.compare_strength:g}; the reference loop"
+        f" runs on the first {info['reference_guides']} guides, and every sampler is also scored on those same"
+        " guides (*paired* columns), for a like-for-like comparison.",
+        "- Guide i always gets seed + i, so rows differ only by their setting. One SDEdit pass, no repeats (K = 1).",
+        "",
+        "## Does the metric work? Real vs distorted held-out images",
+        "",
+        "| images (from A), against real B | n | KID | L2 to the real source |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in result.section("sanity"):
+        lines.append(f"| {r['label']} | {r['n']} | {_kid(r)} | {r['l2_to_real']:.2f} |")
+    lines += [
+        "",
+        "Real-vs-real should be ~0, and every distortion clearly above it: KID sees what the pixel distance",
+        "alone does not (the distortions move pixels by similar amounts, but not equally far from realism).",
+        "",
+        "## The trade-off over t0",
+        "",
+        f"![KID and L2 against t0]({img('tradeoff.png')})",
+        "",
+        "| t0 | steps (= model evaluations) | KID (realism) | L2 to guide (faithfulness) | L2 to real | s / edit |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result.section("tradeoff"):
+        t = "0 (strokes)" if r["strength"] == 0.0 else f"{r['strength']:g}"
+        lines.append(
+            f"| {t} | {r['model_evaluations']} | {_kid(r)} | {r['l2_to_guide']:.2f} ± {r['l2_to_guide_std']:.2f} "
+            f"| {r['l2_to_real']:.2f} | {r['seconds_per_edit']:.3f} |"
+        )
+    lines += [
+        "",
+        "Small t0 keeps the strokes (low L2, high KID); large t0 gives realistic images that drift from the guide",
+        "(low KID, high L2). The paper's sweet spot is in between (t0 around 0.4–0.6).",
+        "",
+        tradeoff_summary(result),
+        "",
+        f"![guides, strokes and outputs over t0]({img('samples.png')})",
+        "",
+        f"## Samplers at t0 = {s.compare_strength:g}",
+        "",
+        f"![KID and L2 against model evaluations]({img('samplers.png')})",
+        "",
+        f"| sampler / schedule steps | model evaluations per edit | n | KID | L2 to guide | KID (paired, "
+        f"n={info['reference_guides']}) | L2 (paired) | s / edit |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result.section("samplers"):
+        lines.append(
+            f"| {r['label']} | {r['model_evaluations']} | {r['n']} | {_kid(r)} | {r['l2_to_guide']:.2f} "
+            f"| {_kid(r, 'kid_paired')} | {r['l2_to_guide_paired']:.2f} | {r['seconds_per_edit']:.3f} |"
+        )
+    lines += [
+        "",
+        "`reference/1000` is the official SDEdit loop (ancestral DDPM steps, t0 x 1000 of them); the fast",
+        "samplers run round(t0 x N) steps of an N-step schedule.",
+        "",
+        f"![outputs per sampler]({img('samples_samplers.png')})",
+        "",
+        "## Unconditional samples and the real-vs-real floor",
+        "",
+        "| images, against real B | n | KID |",
+        "|---|---:|---:|",
+    ]
+    for r in result.section("unconditional"):
+        lines.append(f"| {r['label']} | {r['n']} | {_kid(r)} |")
+    if floor:
+        lines += ["", "The floor is what a perfect model would score with these set sizes."]
+    lines += [
+        "",
+        "## Reproduce",
+        "",
+        "```bash",
+        _command(result),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def tradeoff_summary(result: EvalResult) -> str:
+    """What this run's numbers say, in one sentence each: written from the data, not from expectations."""
+    rows = result.section("tradeoff")
+    strokes = next((r for r in rows if r["strength"] == 0.0), None)
+    edits = [r for r in rows if r["strength"] != 0.0]
+    if not edits or strokes is None:
+        return ""
+    best = min(edits, key=lambda r: r["kid"])
+    better = [f"{r['strength']:g}" for r in edits if r["kid"] + r["kid_std"] < strokes["kid"] - strokes["kid_std"]]
+    floor = result.row("sanity", "real (floor)")
+    text = (
+        f"**This run:** the lowest KID is at t0 = {best['strength']:g} ({best['kid']:.3f}, L2 to guide "
+        f"{best['l2_to_guide']:.1f}); the raw strokes score {strokes['kid']:.3f} and the real-vs-real floor "
+        f"{floor['kid']:.3f}. "
+    )
+    if better:
+        text += f"Outputs are more realistic than the strokes (beyond one std) at t0 = {', '.join(better)}."
+    else:
+        text += "No t0 gives outputs that are more realistic than the strokes themselves (beyond one std)."
+    return text
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.0f}%"
+
+
+def _command(result: EvalResult) -> str:
+    s, info = result.settings, result.info
+    cmd = f"OMP_NUM_THREADS={info['threads']} python -m sdedit eval --model {info['model']} --out eval/"
+    if s.quick:
+        return cmd + " --quick"
+    default = EvalSettings()
+    for name, flag in (("num_guides", "--num-guides"), ("reference_guides", "--reference-guides"), ("seed", "--seed")):
+        if getattr(s, name) != getattr(default, name):
+            cmd += f" {flag} {getattr(s, name)}"
+    return cmd + " --docs docs/quality.md"
+
+
+# ----- plots and sheets -----------------------------------------------------------------------------------
+def _figure_to_image(fig):
+    import io
+
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_tradeoff(result: EvalResult):
+    """KID (left axis) and L2 (right axis) against t0, like the paper's Figure 3; t0 = 0 is the strokes."""
+    plt = _plt()
+    rows = result.section("tradeoff")
+    t = [r["strength"] for r in rows]
+    kid = np.array([r["kid"] for r in rows])
+    kid_std = np.array([r["kid_std"] for r in rows])
+    l2 = [r["l2_to_guide"] for r in rows]
+    floor = result.row("sanity", "real (floor)")
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    c1, c2 = "#1f5fa8", "#d9620b"
+    ax.errorbar(t, kid, yerr=kid_std, fmt="o-", color=c1, capsize=3, label="KID vs real (realism)")
+    if floor:
+        ax.axhline(floor["kid"], color=c1, ls=":", lw=1.2, label="real-vs-real floor")
+    ax.set_xlabel("t0  (0 = the strokes themselves;  faithful → realistic)")
+    ax.set_ylabel("KID  (lower = more realistic)", color=c1)
+    ax.tick_params(axis="y", colors=c1)
+    ax2 = ax.twinx()
+    ax2.plot(t, l2, "s--", color=c2, label="L2 to guide (faithfulness)")
+    ax2.set_ylabel("L2 to guide  (lower = more faithful)", color=c2)
+    ax2.tick_params(axis="y", colors=c2)
+    ax2.set_ylim(bottom=0)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2_ = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2_, loc="upper center", fontsize=8, framealpha=0.9)
+    info = result.info
+    ax.set_title(
+        f"{info['model']}: realism vs faithfulness ({info['sweep_sampler']}/{info['sweep_steps']}, "
+        f"{info['guides']} guides)",
+        fontsize=10,
+    )
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _figure_to_image(fig)
+
+
+def plot_samplers(result: EvalResult):
+    """KID and L2 against model evaluations per edit (log x), one line per sampler, at compare_strength."""
+    plt = _plt()
+    rows = result.section("samplers")
+    fig, (ax_k, ax_l) = plt.subplots(1, 2, figsize=(9.6, 3.8), dpi=110)
+    colors = {"reference": "#222222", "dpmpp": "#1f5fa8", "ddim": "#2e8b3a", "euler_a": "#c23b22"}
+    markers = {"reference": "*", "dpmpp": "o", "ddim": "s", "euler_a": "^"}
+    paired = any(r["n"] != r["n_paired"] for r in rows)
+    key = "kid_paired" if paired else "kid"
+    l2key = "l2_to_guide_paired" if paired else "l2_to_guide"
+    for name in dict.fromkeys(r["sampler"] for r in rows):
+        rs = sorted((r for r in rows if r["sampler"] == name), key=lambda r: r["model_evaluations"])
+        x = [r["model_evaluations"] for r in rs]
+        c, mk = colors.get(name), markers.get(name, "o")
+        ms = 12 if name == "reference" else 6
+        ax_k.errorbar(
+            x,
+            [r[key] for r in rs],
+            yerr=[r[key + "_std"] for r in rs],
+            fmt=f"{mk}-",
+            color=c,
+            ms=ms,
+            capsize=3,
+            label=name,
+        )
+        ax_l.plot(x, [r[l2key] for r in rs], f"{mk}-", color=c, ms=ms, label=name)
+    floor = result.row("sanity", "real (floor)")
+    if floor:
+        ax_k.axhline(floor["kid"], color="#888888", ls=":", lw=1.2, label="real-vs-real floor")
+    n = rows[0]["n_paired"] if paired and rows else (rows[0]["n"] if rows else 0)
+    ticks = sorted({r["model_evaluations"] for r in rows})
+    for ax, ylab in ((ax_k, "KID (realism, lower = better)"), (ax_l, "L2 to guide (faithfulness)")):
+        ax.set_xscale("log")
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("model evaluations per edit (log)")
+        ax.set_ylabel(ylab)
+        ax.grid(alpha=0.3, which="both")
+    ax_k.legend(fontsize=8)
+    t = result.settings.compare_strength
+    fig.suptitle(f"Samplers at t0 = {t:g}, on the same {n} guides", fontsize=10)
+    fig.tight_layout()
+    return _figure_to_image(fig)
+
+
+def _labelled_sheet(columns: list[tuple[str, np.ndarray]], cell: int = 128):
+    """One column per (label, images) pair, one row per guide, labels on top."""
+    from PIL import Image, ImageDraw
+
+    rows = max(len(imgs) for _, imgs in columns)
+    top = 16
+    sheet = Image.new("RGB", (len(columns) * cell, top + rows * cell), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for c, (label, imgs) in enumerate(columns):
+        draw.text((c * cell + 3, 2), label, fill=(0, 0, 0))
+        for r, im in enumerate(imgs):
+            sheet.paste(Image.fromarray(im).resize((cell, cell), Image.NEAREST), (c * cell, top + r * cell))
+    return sheet
+
+
+def tradeoff_sheet(result: EvalResult):
+    cols = [("real", result.sheet_real), ("strokes", result.sheet_strokes)]
+    cols += [(f"t0={t:g}", imgs) for t, imgs in result.sheet_tradeoff.items()]
+    return _labelled_sheet(cols)
+
+
+def sampler_sheet(result: EvalResult):
+    n = min(len(v) for v in result.sheet_samplers.values()) if result.sheet_samplers else 0
+    cols = [("real", result.sheet_real[:n]), ("strokes", result.sheet_strokes[:n])]
+    cols += [(label, imgs[:n]) for label, imgs in result.sheet_samplers.items()]
+    return _labelled_sheet(cols)
+
+
+# ----- command line ---------------------------------------------------------------------------------------
+def add_eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="configured name, local folder or Hub id (default: embedded model)")
+    p.add_argument("--out", default="outputs/eval", help="output folder")
+    p.add_argument("--num-guides", type=int, help="stroke guides from held-out A (default 128; quick 16)")
+    p.add_argument("--strengths", help="t0 grid, comma-separated (default 0.1,0.2,...,1.0)")
+    p.add_argument("--sampler", help="sampler of the t0 sweep (default: the model's default)")
+    p.add_argument("--steps", type=int, help="its full-schedule steps (default: the model's default)")
+    p.add_argument(
+        "--samplers",
+        help="samplers compared at --compare-strength, name:steps (default " + ",".join(DEFAULT_SAMPLERS) + ")",
+    )
+    p.add_argument("--compare-strength", type=float, help="t0 of the sampler comparison (default 0.5)")
+    p.add_argument("--reference-guides", type=int, help="guides the reference sampler runs on (default 32)")
+    p.add_argument("--colors", type=int, help="stroke colours k (default 6)")
+    p.add_argument("--seed", type=int, help="seed of guide 0; guide i uses seed + i (default 0)")
+    p.add_argument("--batch-size", type=int, help="guides per forward pass (default 16)")
+    p.add_argument("--kid-subsets", type=int, help="KID subsets (default 100)")
+    p.add_argument("--features", help="feature network folder (default: models/emoji-features)")
+    p.add_argument("--data", help="image set key or folder (default fluent-emoji-3d)")
+    p.add_argument("--quick", action="store_true", help="a small smoke run (16 guides, 3 t0, 4 samplers): ~2 min")
+    p.add_argument("--docs", help="also publish the report to this markdown file (plots to its img/ folder)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    p.add_argument("--dtype", default=None, help="auto, float32, bfloat16, float16 (default auto: fp32 on CPU)")
+
+
+def settings_from_args(args) -> EvalSettings:
+    overrides = {}
+    for name in ("num_guides", "sampler", "steps", "compare_strength", "reference_guides", "colors", "seed"):
+        if getattr(args, name, None) is not None:
+            overrides[name] = getattr(args, name)
+    for name in ("batch_size", "kid_subsets", "features", "data"):
+        if getattr(args, name, None) is not None:
+            overrides[name] = getattr(args, name)
+    if args.strengths:
+        from .sweep import parse_strengths
+
+        overrides["strengths"] = tuple(parse_strengths(args.strengths))
+    if args.samplers:
+        overrides["samplers"] = tuple(f"{n}:{k}" for n, k in parse_samplers(args.samplers))
+    s = EvalSettings.quick_preset(**overrides) if args.quick else EvalSettings(**overrides)
+    for t in s.strengths:
+        if not 0.0 < t <= 1.0:
+            raise ValueError(f"every t0 must be in (0, 1], not {t}")
+    if s.num_guides < 2 or s.reference_guides < 2:
+        raise ValueError("KID needs at least 2 images a side: use --num-guides and --reference-guides of 2 or more")
+    return s
+
+
+def main_eval(args) -> int:
+    import torch
+
+    from .pipeline import SDEditPipeline
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        settings = settings_from_args(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    pipe = SDEditPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    result = run_evaluation(pipe, settings)
+    paths = write_outputs(result, args.out)
+    if args.docs:
+        paths.append(publish_docs(result, args.out, args.docs))
+    floor = result.row("sanity", "real (floor)")
+    print(f"done in {result.info['seconds'] / 60:.1f} min; real-vs-real KID {floor['kid']:.4f}")
+    for p in paths:
+        print(f"  {p}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    parser = argparse.ArgumentParser()
+    add_eval_args(parser)
+    raise SystemExit(main_eval(parser.parse_args()))
