@@ -174,3 +174,14 @@ def test_training_config_rejects_unknown_keys(tmp_path):
     path.write_text("name: x\ndata: d\noutput_dir: o\nlearning_rte: 0.1\n")
     with pytest.raises(ValueError, match="learning_rte"):
         TrainConfig.from_yaml(path)
+
+
+def test_min_snr_weighting(tmp_path):
+    import torch
+
+    data = _folder(tmp_path / "imgs")
+    trainer = Trainer(tiny_train_config(tmp_path, data, snr_gamma=5.0, max_steps=1))
+    abar = torch.tensor([0.999, 5 / 6, 0.5, 0.01])  # SNR 999, 5, 1, ~0.01
+    w = trainer.loss_weights(abar)
+    assert torch.allclose(w, torch.tensor([5 / 999, 1.0, 1.0, 1.0]), atol=1e-4)
+    assert torch.equal(Trainer(tiny_train_config(tmp_path, data, max_steps=1)).loss_weights(abar), torch.ones(4))
