@@ -1,0 +1,139 @@
+"""Regenerate the app's bundled examples: `python examples/make_examples.py`.
+
+Stroke paintings are drawn here with PIL (flat shapes in the embedded model's palette on white), so they
+are ours to ship. The "photos" are Fluent Emoji 3D renders (Microsoft, MIT) that the embedded model never
+saw in training (its held-out split), read straight from the pinned npm tarball at their native 256 px.
+Edit examples add an RGBA stroke layer, as the app's image editor would produce one. Deterministic: running
+it twice gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import tarfile
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sdedit.data import FLUENT_EMOJI_3D, base_key, code_points, composite, fetch_npm, is_held_out  # noqa: E402
+
+OUT = Path(__file__).resolve().parent
+SIZE = 256
+WHITE = (255, 255, 255)
+
+# Held-out Fluent Emoji 3D renders used as photos: file stem in the npm package -> our name.
+PHOTOS = {
+    "1f638": "photo-cat",
+    "1f697": "photo-car",
+    "1f43c": "photo-panda",
+    "1f427": "photo-penguin",
+    "1f337": "photo-tulip",
+    "1f315": "photo-moon",
+    "1f3dc-fe0f": "photo-desert",
+}
+
+
+def canvas() -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    im = Image.new("RGB", (SIZE, SIZE), WHITE)
+    return im, ImageDraw.Draw(im)
+
+
+def smiley() -> Image.Image:
+    im, d = canvas()
+    d.ellipse((40, 40, 216, 216), fill="#FFC83D")
+    d.ellipse((92, 90, 112, 124), fill="#6D4534")
+    d.ellipse((144, 90, 164, 124), fill="#6D4534")
+    d.arc((80, 100, 176, 176), start=20, end=160, fill="#6D4534", width=10)
+    return im
+
+
+def heart() -> Image.Image:
+    im, d = canvas()
+    red = "#F92F60"
+    d.ellipse((48, 60, 132, 144), fill=red)
+    d.ellipse((124, 60, 208, 144), fill=red)
+    d.polygon([(52, 118), (204, 118), (128, 212)], fill=red)
+    return im
+
+
+def apple() -> Image.Image:
+    im, d = canvas()
+    d.ellipse((52, 72, 136, 208), fill="#F92F60")
+    d.ellipse((120, 72, 204, 208), fill="#F92F60")
+    d.rectangle((122, 44, 132, 84), fill="#6D4534")
+    d.ellipse((134, 40, 184, 68), fill="#00D26A")
+    return im
+
+
+def tree() -> Image.Image:
+    im, d = canvas()
+    d.rectangle((112, 150, 144, 224), fill="#A86B4E")
+    for box in ((60, 70, 140, 150), (116, 70, 196, 150), (84, 32, 172, 112), (80, 100, 176, 170)):
+        d.ellipse(box, fill="#00D26A")
+    return im
+
+
+def layer() -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    im = Image.new("RGBA", (SIZE, SIZE), (0, 0, 0, 0))
+    return im, ImageDraw.Draw(im)
+
+
+def car_strokes() -> Image.Image:
+    """Recolour the car's red body blue."""
+    im, d = layer()
+    d.rounded_rectangle((50, 134, 206, 176), radius=12, fill="#1565C0")
+    return im
+
+
+def cat_strokes() -> Image.Image:
+    """A pink bow on the cat's head."""
+    im, d = layer()
+    d.polygon([(100, 40), (128, 56), (100, 72)], fill="#F92F60")
+    d.polygon([(156, 40), (128, 56), (156, 72)], fill="#F92F60")
+    d.ellipse((120, 48, 136, 64), fill="#F92F60")
+    return im
+
+
+def panda_strokes() -> Image.Image:
+    """Rosy cheeks."""
+    im, d = layer()
+    d.ellipse((82, 150, 112, 172), fill="#FF822D")
+    d.ellipse((144, 150, 174, 172), fill="#FF822D")
+    return im
+
+
+def save(im: Image.Image, name: str) -> None:
+    im.save(OUT / f"{name}.png", optimize=True)
+    print(f"examples/{name}.png")
+
+
+def main() -> None:
+    for fn, name in (
+        (smiley, "strokes-smiley"),
+        (heart, "strokes-heart"),
+        (apple, "strokes-apple"),
+        (tree, "strokes-tree"),
+    ):
+        save(fn(), name)
+    with tarfile.open(fetch_npm(FLUENT_EMOJI_3D.package)) as tar:
+        for stem, name in PHOTOS.items():
+            key = "-".join(f"{c:x}" for c in base_key(code_points(stem)))
+            if not is_held_out(key, 0.1):  # the split the embedded model was trained with
+                raise SystemExit(f"{stem} is in the embedded model's training split; pick a held-out emoji")
+            member = tar.extractfile(f"package/assets/{stem}.webp")
+            with Image.open(io.BytesIO(member.read())) as im:
+                rgb = composite(im, WHITE)
+            if rgb.size != (SIZE, SIZE):
+                rgb = rgb.resize((SIZE, SIZE), Image.LANCZOS)
+            save(rgb, name)
+    for fn, name in ((car_strokes, "photo-car-strokes"), (cat_strokes, "photo-cat-strokes")):
+        save(fn(), name)
+    save(panda_strokes(), "photo-panda-strokes")
+
+
+if __name__ == "__main__":
+    main()

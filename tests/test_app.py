@@ -1,0 +1,320 @@
+"""The app: its logic (sdedit.studio) directly, then its API through gradio_client against the launched app.
+
+The server runs the real embedded model with few steps, so every request takes a second or two on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sdedit import studio
+from sdedit.errors import InputError, ModelNotFoundError
+from sdedit.masks import dilate
+
+from .app_server import running_app
+
+EX = studio.EXAMPLES_DIR
+FAST = dict(strength=0.5, sampler="dpmpp", steps=8, repeats=1)  # 4 denoising steps
+
+
+def rgb(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+# ----- sdedit.studio, without a server ---------------------------------------------------------------------
+
+
+def test_bundled_examples_exist():
+    cfg = studio.default_config()
+    for rel in cfg.examples:
+        assert (studio.REPO_ROOT / rel).is_file(), rel
+    for ex in studio.EDIT_EXAMPLES + studio.COMPOSITE_EXAMPLES + studio.PAINTING_EXAMPLES:
+        for name in (ex.image, ex.layer, ex.patch):
+            if name:
+                assert (EX / name).is_file(), name
+    assert len(studio.paint_examples(cfg)) == len(cfg.examples) == 4
+
+
+def test_paint_guide_flattens_layers_and_refuses_a_blank_canvas():
+    blank = np.full((32, 32, 4), 255, np.uint8)
+    with pytest.raises(InputError, match="blank"):
+        studio.paint_guide({"background": blank, "layers": [np.zeros((32, 32, 4), np.uint8)], "composite": None})
+    with pytest.raises(InputError, match="empty"):
+        studio.paint_guide({"background": None, "layers": [], "composite": None})
+    layer = np.zeros((32, 32, 4), np.uint8)
+    layer[4:8, 4:8] = (10, 20, 30, 255)
+    layer[20:24, 20:24] = (99, 99, 99, 0)  # colour under alpha 0 must not leak into the guide
+    guide = np.asarray(studio.paint_guide({"background": blank, "layers": [layer], "composite": None}))
+    assert guide.shape == (32, 32, 3)
+    assert (guide[5, 5] == (10, 20, 30)).all()
+    assert (guide[21, 21] == 255).all()
+
+
+def test_photo_guide_mask_is_every_painted_pixel_and_the_mask_layer_keeps_colours():
+    photo = np.zeros((20, 30, 4), np.uint8)
+    photo[..., :3], photo[..., 3] = 100, 255
+    paint = np.zeros_like(photo)
+    paint[2:5, 2:6] = (255, 0, 0, 255)
+    mask_only = np.zeros_like(photo)
+    mask_only[10:12, 20:25] = (0, 255, 0, 255)
+    guide, mask = studio.photo_guide({"background": photo, "layers": [paint, mask_only], "composite": None})
+    g, m = np.asarray(guide), np.asarray(mask) > 0
+    assert (g[3, 3] == (255, 0, 0)).all()
+    assert (g[11, 21] == 100).all()  # the mask layer marks, it does not paint
+    assert m.sum() == 3 * 4 + 2 * 5 and m[3, 3] and m[11, 21]
+    # an example's strokes baked into the background count while the background is unchanged
+    value, baked = studio.edit_example_value(studio.EDIT_EXAMPLES[0])
+    strokes = np.asarray(Image.open(EX / studio.EDIT_EXAMPLES[0].layer))[..., 3] > 0
+    background = np.asarray(value["background"])
+    guide, mask = studio.photo_guide({"background": background, "layers": []}, baked)
+    assert ((np.asarray(mask) > 0) == (strokes & (baked[0] != baked[1]).any(-1))).all()
+    assert (np.asarray(guide) == background).all()
+    with pytest.raises(InputError, match="nothing is marked"):  # another photo: the baked strokes don't apply
+        studio.photo_guide({"background": rgb(EX / "photo-cat.png"), "layers": []}, baked)
+    with pytest.raises(InputError, match="nothing is marked"):
+        studio.photo_guide({"background": photo, "layers": [np.zeros_like(photo)], "composite": None})
+    with pytest.raises(InputError, match="upload a photo"):
+        studio.photo_guide({"background": None, "layers": [paint], "composite": None})
+
+
+def test_composite_guide_pastes_the_patch_and_masks_only_it():
+    base = Image.open(EX / "photo-desert.png")
+    patch = Image.open(EX / "photo-moon.png")
+    guide, mask = studio.composite_guide(base, patch, x=0.25, y=0.25, scale=0.25, cutout=True)
+    m = np.asarray(mask) > 0
+    assert guide.size == base.size and 0 < m.sum() < 64 * 64
+    ys, xs = np.nonzero(m)
+    assert 32 <= xs.mean() <= 96 and 32 <= ys.mean() <= 96
+    g, b = np.asarray(guide), rgb(EX / "photo-desert.png")
+    assert (g[~m] == b[~m]).all()
+    _, rect = studio.composite_guide(base, patch, x=0.25, y=0.25, scale=0.25, cutout=False)
+    assert (np.asarray(rect) > 0).sum() == 64 * 64
+    with pytest.raises(InputError, match="covers nothing"):
+        studio.composite_guide(base, Image.new("RGB", (40, 40), "white"), cutout=True)
+    _, corner = studio.composite_guide(base, patch, x=1.0, y=1.0, scale=0.5, cutout=False)
+    assert (np.asarray(corner) > 0).sum() == 64 * 64  # the quarter that lands on the base
+    with pytest.raises(InputError, match="patch"):
+        studio.composite_guide(base, None)
+
+
+def test_painting_has_few_flat_colours():
+    painting = studio.make_painting(Image.open(EX / "photo-cat.png"), colors=5)
+    assert painting.size == (256, 256)
+    assert len(np.unique(np.asarray(painting).reshape(-1, 3), axis=0)) <= 5
+    with pytest.raises(InputError):
+        studio.make_painting(None)
+
+
+def test_models_offered_are_the_configured_ones_and_custom_ids_need_the_operator(monkeypatch):
+    names = [name for _, name in studio.model_choices()]
+    assert names[0] == studio.default_config().name
+    assert "ddpm-church-256" in names
+    monkeypatch.delenv("SDEDIT_ALLOW_CUSTOM_MODELS", raising=False)
+    with pytest.raises(InputError, match="turned off"):
+        studio.resolve_model("someone/some-model")
+    with pytest.raises(InputError):
+        studio.resolve_model("/etc")
+    monkeypatch.setenv("SDEDIT_ALLOW_CUSTOM_MODELS", "1")
+    assert studio.resolve_model("someone/some-model") == "someone/some-model"
+    assert studio.resolve_model(None) == names[0]
+
+
+def test_a_hub_model_that_cannot_load_gives_a_clear_message_and_the_ui_keeps_the_current_model():
+    import gradio as gr
+
+    import app
+
+    with pytest.raises(ModelNotFoundError, match=r"can't be reached|offline|not in the local cache"):
+        studio.get_pipeline("ddpm-church-256")
+    out = app.model_settings("ddpm-church-256", "fluent-emoji-64")
+    assert len(out) == app.MODEL_OUTPUTS
+    assert out[0] == out[1] == "fluent-emoji-64"  # the dropdown goes back to the model in use
+    assert "Could not load ddpm-church-256" in out[2]
+    assert all(x == gr.skip() for x in app.model_settings("fluent-emoji-64", "fluent-emoji-64"))
+
+
+def test_default_steps_and_hint_follow_the_model_config():
+    cfg = studio.default_config()
+    assert studio.default_steps(cfg, cfg.defaults.sampler) == cfg.defaults.num_inference_steps
+    assert studio.default_steps(cfg, "reference") == cfg.paper.num_inference_steps
+    assert "12 denoising steps" in studio.work_hint(0.6, 20, 1, 1)
+    assert "over this server's limit" in studio.work_hint(1.0, 1000, 5, 8)
+
+
+def test_run_edit_records_an_animation_from_the_noised_guide(tmp_path):
+    settings = studio.EditSettings(num_samples=2, seed=3, **FAST)
+    seen = []
+    r = studio.run_edit(EX / "strokes-heart.png", None, settings, progress=lambda d, t, desc: seen.append((d, t)))
+    assert r.seeds == [3, 4] and len(r.images) == 2 and r.images[0].size == (256, 256)
+    assert seen[-1] == (4, 4)
+    gif = Image.open(r.animation)
+    assert gif.format == "GIF" and gif.n_frames == 1 + 4 + 1  # guide|noised, 4 steps, result
+
+
+# ----- the launched app through gradio_client ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client():
+    from gradio_client import Client
+
+    with running_app() as url:
+        yield Client(url, verbose=False)
+
+
+def call_edit(client, guide, mask=None, num_samples=1, seed=0, feather=0, **overrides):
+    from gradio_client import handle_file
+
+    s = {**FAST, **overrides}
+    return client.predict(
+        handle_file(str(guide)),
+        handle_file(str(mask)) if mask else None,
+        s.get("model", "fluent-emoji-64"),
+        s["strength"],
+        s["sampler"],
+        s["steps"],
+        s["repeats"],
+        num_samples,
+        seed,
+        0.0,
+        0,
+        feather,
+        api_name="/edit",
+    )
+
+
+def test_api_lists_the_named_endpoints(client):
+    api = client.view_api(return_format="dict", print_info=False)
+    names = set(api["named_endpoints"])
+    assert {"/edit", "/sweep", "/composite", "/painting"} <= names
+    params = [p["parameter_name"] for p in api["named_endpoints"]["/edit"]["parameters"]]
+    assert params[:3] == ["guide", "mask", "model"] and "seed" in params
+
+
+def test_edit_returns_lossless_pngs_an_animation_and_metadata(client):
+    gallery, animation, summary, meta, *_ = call_edit(client, EX / "strokes-heart.png", num_samples=2, seed=11)
+    assert len(gallery) == 2
+    for item in gallery:
+        im = Image.open(item["image"])
+        assert im.format == "PNG" and im.size == (256, 256)
+    assert Image.open(animation).n_frames > 2
+    meta = meta if isinstance(meta, dict) else json.loads(meta)
+    assert meta["seeds"] == [11, 12] and meta["steps"] == 4
+    assert "2 results" in summary and "64×64" in summary
+    # sample i depends only on seed i (a batch of one differs at most by float rounding in the UNet)
+    again, *_ = call_edit(client, EX / "strokes-heart.png", num_samples=1, seed=12)
+    diff = np.abs(rgb(again[0]["image"]).astype(int) - rgb(gallery[1]["image"]).astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+
+
+def test_masked_edit_leaves_every_pixel_outside_the_mask_unchanged(client):
+    layer = EX / "photo-car-strokes.png"
+    gallery, *_ = call_edit(client, EX / "photo-car.png", mask=layer, seed=1)
+    out, photo = rgb(gallery[0]["image"]), rgb(EX / "photo-car.png")
+    m = np.asarray(Image.open(layer))[..., 3] > 0
+    assert (out[~m] == photo[~m]).all()
+    assert (out[m] != photo[m]).any()
+    # feathering softens the border outward: exactly the refined mask's zeros stay untouched
+    gallery, *_ = call_edit(client, EX / "photo-car.png", mask=layer, seed=1, feather=4)
+    out = rgb(gallery[0]["image"])
+    kept = studio.prepare_mask(Image.open(layer), (256, 256), 0, 4) == 0
+    assert (out[kept] == photo[kept]).all()
+    assert kept.sum() < (~m).sum() and (dilate(m.astype(np.float32), 12) == 0)[~kept].sum() == 0
+
+
+def test_sweep_returns_a_grid_a_plot_and_faithfulness_rows(client):
+    from gradio_client import handle_file
+
+    grid, plot, table = client.predict(
+        handle_file(str(EX / "strokes-apple.png")),
+        None,
+        "fluent-emoji-64",
+        "0.3, 0.7",
+        "dpmpp",
+        8,
+        1,
+        0,
+        0.0,
+        0,
+        0,
+        api_name="/sweep",
+    )
+    assert Image.open(grid).width >= 3 * 100  # the guide and two columns
+    assert Image.open(plot).size[0] > 200
+    rows = table["data"]
+    assert [r[0] for r in rows] == [0.3, 0.7] and all(r[1] > 0 for r in rows)
+
+
+def test_composite_and_painting_endpoints(client):
+    from gradio_client import handle_file
+
+    guide, mask = client.predict(
+        handle_file(str(EX / "photo-panda.png")),
+        handle_file(str(EX / "photo-tulip.png")),
+        0.7,
+        0.3,
+        0.3,
+        True,
+        api_name="/composite",
+    )
+    assert Image.open(guide).size == (256, 256) and np.asarray(Image.open(mask)).max() == 255
+    painting = client.predict(handle_file(str(EX / "photo-cat.png")), 4, 0, 1, api_name="/painting")
+    assert len(np.unique(rgb(painting).reshape(-1, 3), axis=0)) <= 4
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (dict(mask="black"), "mask is empty"),
+        (dict(model="ddpm-church-256"), "can't be reached|offline|not in the local cache"),
+        (dict(strength=1.0, steps=1000, repeats=5, num_samples=8), "network evaluations"),
+        (dict(sampler="nonsense"), "not in the list of choices|sampler"),
+    ],
+)
+def test_bad_inputs_get_a_clear_message_and_the_server_keeps_serving(client, tmp_path, overrides, message):
+    import re
+
+    from gradio_client.exceptions import AppError
+
+    overrides = dict(overrides)
+    mask = None
+    if overrides.pop("mask", None):
+        mask = tmp_path / "black.png"
+        Image.new("L", (256, 256), 0).save(mask)
+    num = overrides.pop("num_samples", 1)
+    with pytest.raises(AppError) as err:
+        call_edit(client, EX / "strokes-tree.png", mask=mask, num_samples=num, **overrides)
+    assert re.search(message, str(err.value), re.IGNORECASE), str(err.value)
+    assert "Traceback" not in str(err.value)
+    gallery, *_ = call_edit(client, EX / "strokes-tree.png")  # and the next request works
+    assert len(gallery) == 1
+
+
+def test_queue_has_a_concurrency_limit():
+    import app
+
+    demo = app.build_demo()
+    assert demo._queue.default_concurrency_limit == app.CONCURRENCY >= 1
+    assert demo._queue.max_size == app.QUEUE_SIZE
+
+
+def test_launch_defaults_to_localhost_port_7860(monkeypatch):
+    import app
+
+    seen = {}
+
+    class Fake:
+        def launch(self, **kwargs):
+            seen.update(kwargs)
+
+    monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    app.launch(Fake())
+    assert seen["server_name"] == "127.0.0.1" and seen["server_port"] == 7860 and not seen.get("share")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7999")
+    app.launch(Fake())
+    assert seen["server_port"] == 7999
