@@ -20,7 +20,13 @@ class LimitError(InputError):
 
 
 class ModelNotFoundError(SDEditError, LookupError):
-    """An unknown model name, or a Hub model that can't be fetched (offline, private, missing)."""
+    """An unknown model name, or a Hub model that can't be fetched (offline, private, missing).
+
+    `repo_id` names the Hub repo when there is one, so a UI can word its own hint."""
+
+    def __init__(self, message: str, repo_id: str | None = None):
+        super().__init__(message)
+        self.repo_id = repo_id
 
 
 class ModelLoadError(SDEditError):

@@ -88,13 +88,16 @@ def download(repo_id: str) -> Path:
         if not any(path.glob("**/diffusion_pytorch_model.safetensors")):
             path = Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.bin"]))
     except (GatedRepoError, RepositoryNotFoundError):
-        raise ModelNotFoundError(f"the Hub has no public model {repo_id!r} (or it is gated). {how}") from None
+        raise ModelNotFoundError(f"the Hub has no public model {repo_id!r} (or it is gated). {how}", repo_id) from None
     except LocalEntryNotFoundError:
         raise ModelNotFoundError(
-            f"model {repo_id!r} is not in the local cache and the Hugging Face Hub can't be reached (offline). {how}"
+            f"model {repo_id!r} is not in the local cache and the Hugging Face Hub can't be reached (offline). {how}",
+            repo_id,
         ) from None
     except (OSError, ValueError) as exc:  # connection errors, timeouts, bad ids
-        raise ModelNotFoundError(f"could not fetch {repo_id!r} from the Hugging Face Hub ({exc}). {how}") from None
+        raise ModelNotFoundError(
+            f"could not fetch {repo_id!r} from the Hugging Face Hub ({exc}). {how}", repo_id
+        ) from None
     return path
 
 

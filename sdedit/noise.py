@@ -1,7 +1,9 @@
 """Per-sample random streams: sample i's noise depends only on seed i.
 
 That is what makes a batch of N give the same images as N single runs with the same seeds: every draw is
-made one sample at a time from that sample's own generator, never for the batch as a whole.
+made one sample at a time from that sample's own generator, never for the batch as a whole. The noise is
+identical; the images agree up to the float rounding of batched convolutions (measured: at most 1/255 on
+about 0.015% of pixels), which the tests bound.
 """
 
 from __future__ import annotations

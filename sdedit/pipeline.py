@@ -316,7 +316,13 @@ class SDEditPipeline:
         return sched, sigma_space
 
     def denoise(
-        self, guide: Guide, settings: Settings, noise: NoiseSource, callback=None, official_mask_timing: bool = False
+        self,
+        guide: Guide,
+        settings: Settings,
+        noise: NoiseSource,
+        callback=None,
+        official_mask_timing: bool = False,
+        on_start=None,
     ) -> torch.Tensor:
         """One SDEdit pass (perturb to t0, integrate back to 0) with the chosen sampler."""
         model = self.model_fn()
@@ -324,12 +330,14 @@ class SDEditPipeline:
         if self.sde == "ve":
             cfg = self.scheduler.config
             sigmas = ve_sigmas(s.strength, s.num_inference_steps, cfg.sigma_min, cfg.sigma_max)
-            return sample_ve(model, guide, sigmas, noise, s.snr or None, int(cfg.correct_steps or 1), callback)
+            corrector = int(cfg.correct_steps or 1)
+            return sample_ve(model, guide, sigmas, noise, s.snr or None, corrector, callback, on_start)
         if s.sampler == "reference":
             timesteps = vp_timesteps(self.num_train_timesteps, s.num_inference_steps, s.strength)
-            return sample_ddpm(model, guide, self.scheduler.betas, timesteps, noise, callback, official_mask_timing)
+            betas = self.scheduler.betas
+            return sample_ddpm(model, guide, betas, timesteps, noise, callback, official_mask_timing, on_start)
         sched, sigma_space = self.make_scheduler(s.sampler, s.num_inference_steps)
-        return sample_scheduler(model, guide, sched, s.steps, noise, sigma_space, callback)
+        return sample_scheduler(model, guide, sched, s.steps, noise, sigma_space, callback, on_start)
 
     def noised(self, x0: torch.Tensor, strength: float, noise: torch.Tensor, num_inference_steps: int | None = None):
         """The perturbed guide an edit starts from (same level as `denoise` uses)."""
@@ -360,6 +368,7 @@ class SDEditPipeline:
         callback: Callable[[StepInfo], None] | None = None,
         progress: bool = True,
         official_mask_timing: bool = False,
+        on_start: Callable[[int, torch.Tensor], None] | None = None,
     ) -> SDEditOutput:
         """Edit one guide (or a list of guides) into `num_images` samples each.
 
@@ -368,6 +377,8 @@ class SDEditPipeline:
         seed: one int (sample i gets seed + i), a list with one seed per sample, or None for a random one.
         generator: instead of seeds, one torch.Generator per sample (or one, shared, for diffusers habits).
         callback: receives a StepInfo (x_t and predicted x0) after every step, for progress and animation.
+        on_start: receives (repeat, x(t0)), the perturbed guide each repeat starts from (the first frame of
+            an animation), in the model's data range.
         """
         t_start = time.perf_counter()
         images = list(image) if isinstance(image, (list, tuple)) else [image]
@@ -395,7 +406,8 @@ class SDEditPipeline:
         for k in range(s.repeats):
             guide = Guide(x, mask, noise.randn_like(x))
             step_cb = self._step_callback(callback, bar, k, s.steps, total)
-            x = self.denoise(guide, s, noise, step_cb, official_mask_timing)
+            start_cb = (lambda x_t0, k=k: on_start(k, x_t0)) if on_start else None
+            x = self.denoise(guide, s, noise, step_cb, official_mask_timing, start_cb)
         if bar is not None:
             bar.close()
         if device.type == "cuda":

@@ -39,6 +39,7 @@ class StepInfo:
 
 
 StepCallback = Callable[[StepInfo], None]
+StartCallback = Callable[[Tensor], None]  # receives the perturbed guide x(t0) each pass starts from
 
 
 @dataclass
@@ -129,6 +130,7 @@ def sample_ddpm(
     noise: NoiseSource,
     callback: StepCallback | None = None,
     official_mask_timing: bool = False,
+    on_start: StartCallback | None = None,
 ) -> Tensor:
     """Ancestral DDPM with fixed-small variance from timesteps[0] down to 0, no noise at the last step.
 
@@ -139,6 +141,8 @@ def sample_ddpm(
     levels = [*timesteps, -1]
     a = [abar[t] if t >= 0 else abar.new_tensor(1.0) for t in levels]
     x = perturb_vp(guide.x0, a[0].float(), guide.noise)
+    if on_start:
+        on_start(x)
     n = len(timesteps)
     for k, t in enumerate(timesteps):
         a_t, a_prev = a[k], a[k + 1]
@@ -174,6 +178,7 @@ def sample_scheduler(
     noise: NoiseSource,
     sigma_space: bool = False,
     callback: StepCallback | None = None,
+    on_start: StartCallback | None = None,
 ) -> Tensor:
     """Run the last `num_steps` steps of a diffusers scheduler's schedule (DDIM, DPM-Solver++, Euler-a).
 
@@ -191,6 +196,8 @@ def sample_scheduler(
         return x_vp / a_t.sqrt() if sigma_space else x_vp
 
     x = in_space(perturb_vp(guide.x0, a[0], guide.noise), a[0])
+    if on_start:
+        on_start(x * a[0].sqrt() if sigma_space else x)
     n = len(timesteps)
     for k, t in enumerate(timesteps):
         x_in = scheduler.scale_model_input(x, t)
@@ -230,6 +237,7 @@ def sample_ve(
     snr: float | None = None,
     corrector_steps: int = 1,
     callback: StepCallback | None = None,
+    on_start: StartCallback | None = None,
 ) -> Tensor:
     """x = guide + sigma(t0) z, then x <- x + eps^2 score + eps z with eps^2 = sigma_n^2 - sigma_{n-1}^2.
 
@@ -237,6 +245,8 @@ def sample_ve(
     """
     sigmas = sigmas.to("cpu", torch.float32)  # levels are read on the host: no sync inside the loop
     x = perturb_ve(guide.x0, sigmas[0], guide.noise)
+    if on_start:
+        on_start(x)
     n = len(sigmas) - 1
     for k in range(n):
         s, s_next = sigmas[k], sigmas[k + 1]

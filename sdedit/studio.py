@@ -25,7 +25,7 @@ from .configs import REPO_ROOT, SAMPLER_LABELS, ModelConfig, default_config, fin
 from .errors import InputError
 from .imaging import ImageLimits, from_model_range, to_model_range
 from .masks import refine, to_mask
-from .noise import NoiseSource, check_seed, random_seed
+from .noise import check_seed, random_seed
 from .pipeline import RunLimits, SDEditPipeline
 from .samplers import StepInfo, steps_for
 from .strokes import simulate_strokes
@@ -545,19 +545,23 @@ def run_edit(
     total = checked.steps * checked.repeats
     bar = StepProgress(progress, total, "Denoising")
     recorder = ReverseRecorder(pipe.config.data_range, total) if animate else None
+    x0 = None
     if recorder is not None:
         prepared = pipe.prepare_guide(guide, None, checked.fit)
         x0 = to_model_range(prepared.canvas, pipe.config.data_range)[None]
-        noise = NoiseSource.from_seeds([seed]).randn_like(x0)  # the first draw is the start noise of sample 0
-        noised = pipe.noised(x0, checked.strength, noise, checked.num_inference_steps)
-        recorder.add("your guide", f"noised to t0 = {checked.strength:g}", x0, noised)
+
+    def on_start(repeat: int, x_t0) -> None:
+        if recorder is not None and repeat == 0:  # the exact perturbed guide the first pass starts from
+            recorder.add("your guide", f"noised to t0 = {checked.strength:g}", x0, x_t0)
 
     def on_step(info: StepInfo) -> None:
         bar(info)
         if recorder is not None:
             recorder(info)
 
-    out = pipe(guide, m, num_images=num, seed=seed, callback=on_step, progress=False, **s.pipe_kwargs())
+    out = pipe(
+        guide, m, num_images=num, seed=seed, callback=on_step, on_start=on_start, progress=False, **s.pipe_kwargs()
+    )
     anim = None
     if recorder is not None:
         recorder.frames.append(("result", "result", out.canvases[0], out.canvases[0]))

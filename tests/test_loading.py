@@ -95,6 +95,7 @@ def test_hub_models_offline_give_a_clear_error(hub_id, monkeypatch, tmp_path):
             SDEditPipeline.from_pretrained(name)
         message = str(info.value)
         assert hub_id in message and "offline" in message and "--local-dir" in message
+        assert info.value.repo_id == hub_id
 
 
 def test_unknown_model_names_are_explained():

@@ -185,3 +185,32 @@ def test_repeats_run_sequentially_and_report_progress(vp_pipe):
     )
     assert [s.step for s in seen] == list(range(15))
     assert out.metadata["model_evaluations"] == 15
+
+
+@pytest.mark.parametrize("sampler", ["dpmpp", "euler_a", "reference"])
+def test_on_start_sees_the_perturbed_guide(vp_pipe, sampler):
+    """The first frame of an animation: exactly the noised guide the pass starts from (VP form)."""
+    starts = []
+    img = np.full((16, 16, 3), 128, np.uint8)
+    kw = dict(strength=0.5, sampler=sampler, num_inference_steps=20, seed=3, progress=False, output_type="model")
+    vp_pipe(img, on_start=lambda k, x: starts.append((k, x.clone())), repeats=2, **kw)
+    assert [k for k, _ in starts] == [0, 1]
+    x0 = torch.zeros(1, 3, 16, 16) + (128 / 255 * 2 - 1)
+    e = NoiseSource.from_seeds([3]).randn((3, 16, 16))
+    a = DDPMScheduler().alphas_cumprod[vp_timesteps(1000, 20, 0.5)[0]]
+    assert torch.allclose(starts[0][1], a.sqrt() * x0 + (1 - a).sqrt() * e, atol=1e-5)
+
+
+def test_on_start_for_ve(ve_pipe):
+    starts = []
+    ve_pipe(
+        np.zeros((16, 16, 3), np.uint8),
+        strength=0.3,
+        num_inference_steps=10,
+        seed=0,
+        progress=False,
+        on_start=lambda k, x: starts.append(x),
+    )
+    sigma0 = float(ve_sigmas(0.3, 10, 0.01, 348.0)[0])
+    e = NoiseSource.from_seeds([0]).randn((3, 16, 16))
+    assert torch.allclose(starts[0], sigma0 * e, rtol=1e-4, atol=1e-4)
