@@ -31,19 +31,31 @@ except ImportError:  # not on a Space, and the package isn't installed: run on w
 
 import argparse
 import functools
+import inspect
 import logging
 
 import gradio as gr
+from PIL import Image
+from starlette.middleware import Middleware
 
 from sdedit import studio
 from sdedit.configs import default_config
-from sdedit.errors import InputError, SDEditError
+from sdedit.errors import BusyError, InputError, ModelLoadError, ModelNotFoundError, OutOfMemoryError, SDEditError
+from sdedit.guard import BodySizeLimit, explain_rejected_value, free_memory, is_out_of_memory
 
 log = logging.getLogger("sdedit.app")
+# On ZeroGPU the GPU exists only inside a @spaces.GPU call, so edits run there one by one, unbatched.
+ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
 DEFAULT = default_config()
 PAINT_EXAMPLES = studio.paint_examples(DEFAULT)
-CONCURRENCY = int(os.environ.get("SDEDIT_CONCURRENCY", "1"))  # one edit at a time per model replica
-QUEUE_SIZE = int(os.environ.get("SDEDIT_QUEUE_SIZE", "16"))
+CONCURRENCY = studio.CONCURRENCY  # model runs at once per replica (SDEDIT_CONCURRENCY)
+QUEUE_SIZE = int(os.environ.get("SDEDIT_QUEUE_SIZE", "16"))  # requests waiting beyond those being served
+# Edit requests admitted at once: enough to fill a batch while the previous one runs (the batcher runs
+# CONCURRENCY forwards at a time, each with up to MAX_BATCH samples from requests with matching settings).
+EDIT_CONCURRENCY = CONCURRENCY if ZERO_GPU else CONCURRENCY * max(1, 2 * studio.MAX_BATCH)
+# PIL's own decompression-bomb guard, set to our limit: Gradio decodes the editor's and the private
+# endpoints' images before our code runs, and PIL then refuses anything over twice this from the header.
+Image.MAX_IMAGE_PIXELS = studio.APP_LIMITS.image.max_pixels
 # The Edit tab's layers: colour strokes (change the guide and the mask), then a mask-only brush.
 EDIT_LAYERS = ["Paint strokes", "Mask only (colour ignored)"]
 
@@ -69,24 +81,51 @@ THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="blue", radius_size="
 )
 
 
+TITLES = (
+    (BusyError, "Busy"),
+    (OutOfMemoryError, "Out of memory"),
+    (ModelNotFoundError, "Model unavailable"),
+    (ModelLoadError, "Model unavailable"),
+)
+
+
+def as_gr_error(exc: Exception, where: str) -> gr.Error:
+    """The dialog for an exception: the library's own words for problems the user can act on, never a traceback."""
+    if isinstance(exc, gr.Error):
+        return exc
+    if isinstance(exc, SDEditError):
+        title = next((t for cls, t in TITLES if isinstance(exc, cls)), "Please check")
+        return gr.Error(studio.user_message(exc), title=title, print_exception=False)
+    if is_out_of_memory(exc):
+        free_memory()
+        return gr.Error(
+            "The server ran out of memory: try fewer samples or steps.", title="Out of memory", print_exception=False
+        )
+    log.error("unexpected error in %s", where, exc_info=exc)  # the traceback goes to the server's log only
+    return gr.Error(
+        f"Something went wrong on the server ({type(exc).__name__}). Please try again.", print_exception=False
+    )
+
+
 def friendly(fn):
-    """Show problems the user can fix as a dialog with the library's own words, never a traceback."""
+    """Wrap an event handler (plain or async) so that every failure reaches the user as `as_gr_error`."""
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args, **kwargs):
+            try:
+                return await fn(*args, **kwargs)
+            except Exception as exc:
+                raise as_gr_error(exc, fn.__name__) from None
+
+        return async_wrapper
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except SDEditError as exc:
-            raise gr.Error(studio.user_message(exc), title="Please check", print_exception=False) from None
         except Exception as exc:
-            if "out of memory" in str(exc).lower():
-                raise gr.Error(
-                    "The server ran out of memory: try fewer samples or steps.", print_exception=False
-                ) from None
-            log.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error(f"Something went wrong on the server ({type(exc).__name__}). Please try again.") from None
+            raise as_gr_error(exc, fn.__name__) from None
 
     return wrapper
 
@@ -112,9 +151,14 @@ def prepare(mode, paint, photo, baked, base, patch, x, y, scale, cutout, paintin
     return studio.paint_guide(paint), None
 
 
-@gpu(duration=90)
+def edit_outputs(r: studio.EditResult):
+    """(gallery, animation, summary, details, last seed) for the results panel."""
+    gallery = [(im, f"seed {s}") for im, s in zip(r.images, r.seeds, strict=True)]
+    return gallery, str(r.animation), r.summary, r.metadata, r.seeds[0]
+
+
 @friendly
-def edit(
+async def edit(
     guide,
     mask,
     model,
@@ -129,14 +173,41 @@ def edit(
     mask_feather,
     progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
 ):
-    """SDEdit: perturb the guide to t0 and denoise it. White in `mask` may change; None changes everything."""
+    """SDEdit: perturb the guide to t0 and denoise it. White in `mask` may change; None changes everything.
+
+    Async so that a cancelled request stops its work (the batcher drops it) instead of running on unseen;
+    requests with matching settings share one forward pass (sdedit.batching).
+    """
+    settings = studio.EditSettings(
+        model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather
+    )
+    progress(0, desc="Waiting for the model")
+    return edit_outputs(await studio.run_edit_async(guide, mask, settings, progress_reporter(progress)))
+
+
+@gpu(duration=90)
+@friendly
+def edit_on_gpu(
+    guide,
+    mask,
+    model,
+    strength,
+    sampler,
+    steps,
+    repeats,
+    num_samples,
+    seed,
+    snr,
+    mask_dilation,
+    mask_feather,
+    progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
+):
+    """`edit` on ZeroGPU: the GPU exists only inside this call, so each request runs here, unbatched."""
     settings = studio.EditSettings(
         model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather
     )
     progress(0, desc="Loading the model")
-    r = studio.run_edit(guide, mask, settings, progress_reporter(progress))
-    gallery = [(im, f"seed {s}") for im, s in zip(r.images, r.seeds, strict=True)]
-    return gallery, str(r.animation), r.summary, r.metadata, r.seeds[0]
+    return edit_outputs(studio.run_edit(guide, mask, settings, progress_reporter(progress), batch=False))
 
 
 @gpu(duration=180)
@@ -319,7 +390,9 @@ def build_demo() -> gr.Blocks:
             elem_classes="examples-gallery",
         )
 
-    with gr.Blocks(title="SDEdit Studio", delete_cache=(3600, 86400)) as demo:
+    # Gradio's cache (uploads, results) is swept every 10 minutes of files older than SDEDIT_CACHE_TTL_S.
+    ttl = int(studio.OUTPUT_TTL_S)
+    with gr.Blocks(title="SDEdit Studio", delete_cache=(min(600, ttl), ttl)) as demo:
         mode = gr.State("paint")
         edit_baked = gr.State(None)  # (photo, photo with strokes) of a loaded edit example
         loaded_model = gr.State(cfg.name)
@@ -392,8 +465,8 @@ def build_demo() -> gr.Blocks:
                         with gr.Row():
                             comp_base = gr.Image(
                                 studio.load_example_image(first_composite.image),
-                                type="pil",
-                                image_mode="RGB",
+                                type="filepath",  # decoded by studio within its limits, not by Gradio
+                                image_mode=None,
                                 format="png",
                                 label="Base image",
                                 height=190,
@@ -401,8 +474,8 @@ def build_demo() -> gr.Blocks:
                             )
                             comp_patch = gr.Image(
                                 studio.load_example_image(first_composite.patch, "RGBA"),
-                                type="pil",
-                                image_mode="RGBA",
+                                type="filepath",
+                                image_mode=None,
                                 format="png",
                                 label="Patch to paste",
                                 height=190,
@@ -442,7 +515,8 @@ def build_demo() -> gr.Blocks:
                         with gr.Row():
                             pt_photo = gr.Image(
                                 first_painting_photo,
-                                type="pil",
+                                type="filepath",
+                                image_mode=None,
                                 format="png",
                                 label="Photo",
                                 height=230,
@@ -570,7 +644,7 @@ def build_demo() -> gr.Blocks:
                 )
                 with gr.Accordion("What the model gets: guide and mask", open=False), gr.Row():
                     guide_img = gr.Image(
-                        type="pil",
+                        type="filepath",  # the API's guide: read by studio within its limits
                         image_mode=None,
                         format="png",
                         label="Guide",
@@ -579,7 +653,7 @@ def build_demo() -> gr.Blocks:
                         elem_id="guide",
                     )
                     mask_img = gr.Image(
-                        type="pil",
+                        type="filepath",
                         image_mode=None,
                         format="png",
                         label="Mask (white = may change)",
@@ -655,12 +729,14 @@ def build_demo() -> gr.Blocks:
         def then_edit(prepared, api_name: str | None = None):
             """After the active tab's guide and mask are in place, edit them (the public `edit` endpoint)."""
             return prepared.success(
-                edit,
+                edit_on_gpu if ZERO_GPU else edit,
                 [guide_img, mask_img, *settings_inputs],
                 [gallery, animation, summary, details, last_seed],
                 api_name=api_name,
                 api_visibility="public" if api_name else "private",
                 show_progress_on=[gallery],
+                concurrency_limit=EDIT_CONCURRENCY,
+                concurrency_id="edit",
             ).success(lambda: 0, None, selected, queue=False, api_visibility="private")
 
         then_edit(
@@ -765,19 +841,79 @@ def build_demo() -> gr.Blocks:
             api_visibility="private",
         )
 
+    guard_inputs(demo)
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     return demo
 
 
+def guard_inputs(demo: gr.Blocks) -> None:
+    """Make Gradio's own reading of a request (decoding an image, a number's range, a choice) fail with the
+    API parameter's name, what was wrong and what is allowed, instead of a bare "error" with no words.
+
+    Gradio reads each input with its component's `preprocess` before our handler runs; this wraps it.
+    """
+    names: dict[int, str] = {}
+    for fn in demo.fns.values():
+        if fn.fn is not None and fn.api_visibility == "public":
+            params = list(inspect.signature(fn.fn).parameters)
+            for block, name in zip(fn.inputs, params, strict=False):
+                names.setdefault(block._id, name)
+    for block in demo.blocks.values():
+        if isinstance(block, gr.components.Component) and "preprocess" not in vars(block):
+            block.preprocess = _guarded_preprocess(block, names.get(block._id) or str(block.label or "input"))
+
+
+def _guarded_preprocess(block: gr.components.Component, name: str):
+    original = block.preprocess
+    kind = (
+        "image"
+        if isinstance(block, (gr.Image, gr.ImageEditor))
+        else "number"
+        if isinstance(block, (gr.Slider, gr.Number))
+        else "text"
+        if isinstance(block, gr.Textbox)
+        else "other"
+    )
+
+    def preprocess(payload):
+        try:
+            return original(payload)
+        except gr.Error as exc:
+            raise gr.Error(f"{name}: {exc.message}", title="Please check", print_exception=False) from None
+        except Exception as exc:
+            problem = explain_rejected_value(
+                kind,
+                payload,
+                exc,
+                getattr(block, "minimum", None),
+                getattr(block, "maximum", None),
+                getattr(block, "precision", None) == 0 or getattr(block, "step", None) == 1,
+                studio.MAX_MEGAPIXELS,
+            )
+            raise gr.Error(f"{name}: {problem}", title="Please check", print_exception=False) from None
+
+    return preprocess
+
+
 def launch(demo: gr.Blocks, port: int | None = None, host: str | None = None, **kwargs):
-    """Launch on 127.0.0.1 unless told otherwise (a Space sets GRADIO_SERVER_NAME=0.0.0.0)."""
+    """Launch on 127.0.0.1 unless told otherwise (a Space sets GRADIO_SERVER_NAME=0.0.0.0).
+
+    Uploads are limited per file (Gradio's max_file_size) and every other request body by BodySizeLimit.
+    show_error: Gradio's own request checks (a malformed file reference, a wrong JSON type) say what was
+    wrong; our handlers never show more than `as_gr_error` gives.
+    """
+    upload = int(studio.MAX_UPLOAD_MB * 1e6)
+    limit = dict(max_bytes=int(studio.MAX_REQUEST_MB * 1e6), upload_bytes=4 * upload + 1_000_000)
+    app_kwargs = {"middleware": [Middleware(BodySizeLimit, **limit)], **kwargs.pop("app_kwargs", {})}
     return demo.launch(
         server_name=host or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=port or int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         theme=THEME,
         css=CSS,
         footer_links=["api"],
-        max_file_size="25mb",
+        max_file_size=upload,
+        show_error=True,
+        app_kwargs=app_kwargs,
         **kwargs,
     )
 
@@ -788,7 +924,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default=None, help="address (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    studio.get_pipeline(None)  # load the embedded model before the first visitor (and before ZeroGPU forks)
+    # Load the embedded model before the first visitor (and before ZeroGPU forks); warm it with one small
+    # edit so that the first request costs what every other one does (SDEDIT_WARMUP=0 skips the edit).
+    if os.environ.get("SDEDIT_WARMUP", "1") != "0" and not ZERO_GPU:
+        log.info("warmed up in %.1f s", studio.warm_up())
+    else:
+        studio.get_pipeline(None)
     launch(build_demo(), args.port, args.host)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InputError, LimitError
+from .errors import InputError, LimitError, SDEditError
 
 FITS = ("pad", "crop", "stretch")
 
@@ -50,12 +50,18 @@ def _open_bytes(data: bytes, what: str, limits: ImageLimits) -> Image.Image:
         raise LimitError(f"the {what} file is {len(data) / 1e6:.1f} MB; at most {limits.max_file_bytes / 1e6:.0f} MB")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # our limit (check_size, from the header) decides, not PIL's global one, which an app may lower to
+            # guard decoding it doesn't do itself; PIL still raises DecompressionBombError past twice its own
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             warnings.filterwarnings("error", message=".*[Tt]runcated.*")  # TIFF only warns; we refuse
             image = Image.open(io.BytesIO(data))
             check_size(image.size, what, limits)  # from the header, before decoding a single pixel
+            if image.format == "PNG":  # PIL checks no chunk CRCs when decoding: a corrupt PNG decodes to garbage
+                Image.open(io.BytesIO(data)).verify()
             image.seek(0)  # animated images: the first frame
             image.load()
+    except SDEditError:
+        raise  # check_size's own message (an InputError is also a ValueError, caught below otherwise)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise LimitError(
             f"the {what} is too large to decode safely; at most {limits.max_pixels / 1e6:.0f} MP is accepted"

@@ -101,15 +101,19 @@ def download(repo_id: str) -> Path:
     return path
 
 
-def locate(name_or_path: str | os.PathLike | None) -> tuple[ModelConfig, Path]:
-    """A config name, a folder or a Hub id -> (its config, a local folder with its files)."""
+def locate(name_or_path: str | os.PathLike | None, hub_only: bool = False) -> tuple[ModelConfig, Path]:
+    """A config name, a folder or a Hub id -> (its config, a local folder with its files).
+
+    `hub_only`: an unconfigured name must be a Hub id and is never read as a local folder (a web visitor's
+    "models/x" or "runs/y" looks like a Hub id but must not open the server's own folders).
+    """
     if name_or_path is None:
         cfg = default_config()
     else:
         text = str(name_or_path)
         cfg = find_config(text)
         if cfg is None:
-            if Path(text).is_dir():
+            if not hub_only and Path(text).is_dir():
                 return infer_config(Path(text)), Path(text)
             if not is_hub_id(text):
                 from .configs import model_configs
@@ -209,9 +213,9 @@ def clear_cache() -> None:
         torch.cuda.empty_cache()
 
 
-def load(name_or_path=None, device=None, dtype=None):
-    """(config, unet, scheduler, device, dtype) for a name, folder or Hub id."""
-    cfg, folder = locate(name_or_path)
+def load(name_or_path=None, device=None, dtype=None, hub_only: bool = False):
+    """(config, unet, scheduler, device, dtype) for a name, folder or Hub id (`hub_only`: see `locate`)."""
+    cfg, folder = locate(name_or_path, hub_only)
     dev = pick_device(device)
     dt = pick_dtype(dev, cfg.sde, dtype)
     unet, scheduler = load_components(folder, cfg, dev, dt)

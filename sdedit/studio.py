@@ -8,6 +8,8 @@ is shown as is (see `user_message`).
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
 import os
 import tempfile
@@ -15,19 +17,23 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from . import loading
+from .batching import Batch, Cancelled, MicroBatcher
 from .configs import REPO_ROOT, SAMPLER_LABELS, ModelConfig, default_config, find_config, is_hub_id, model_configs
-from .errors import InputError
-from .imaging import ImageLimits, from_model_range, to_model_range
+from .errors import InputError, ModelLoadError, OutOfMemoryError, SDEditError
+from .guard import free_memory, is_out_of_memory
+from .imaging import ImageLimits, check_size, from_model_range, load_image, to_model_range
 from .masks import refine, to_mask
-from .noise import check_seed, random_seed
-from .pipeline import RunLimits, SDEditPipeline
-from .samplers import StepInfo, steps_for
+from .noise import check_seed, random_seed, seeds_for
+from .pipeline import RunLimits, SDEditPipeline, Settings
+from .samplers import StepInfo, model_evaluations, steps_for
 from .strokes import simulate_strokes
 from .sweep import parse_strengths, run_sweep
 
@@ -36,25 +42,43 @@ EXAMPLES_DIR = REPO_ROOT / "examples"
 WHITE = (255, 255, 255)
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_number(name: str, default: float, lo: float = 1, kind=int):
+    """A number from the environment, at least `lo`; the default when unset or unreadable."""
     try:
-        return max(1, int(os.environ.get(name, default)))
+        value = kind(os.environ.get(name, default))
     except ValueError:
         return default
+    return value if math.isfinite(value) and value >= lo else default
 
 
+def _env_int(name: str, default: int) -> int:
+    return _env_number(name, default)
+
+
+# Every limit a visitor can meet, in one place (docs/reliability.md lists them with their variables).
 MAX_SAMPLES = _env_int("SDEDIT_MAX_SAMPLES", 8)
 MAX_REPEATS = 5
 MAX_STEPS = 1000
 # Network evaluations per request (samples x steps x repeats): a queue slot is never held for long.
 MAX_WORK = _env_int("SDEDIT_MAX_WORK", 20_000)
 # Guides up to 16 MP: the image editor holds several RGBA copies of a photo in memory.
+MAX_MEGAPIXELS = _env_number("SDEDIT_MAX_MEGAPIXELS", 16.0, 0.01, float)
+# One uploaded file (Gradio's max_file_size) and any other request body (JSON only carries file references).
+MAX_UPLOAD_MB = _env_number("SDEDIT_MAX_UPLOAD_MB", 25.0, 0.1, float)
+MAX_REQUEST_MB = _env_number("SDEDIT_MAX_REQUEST_MB", 4.0, 0.1, float)
+MAX_STRENGTHS_TEXT = 200  # characters of the sweep's t0 list
+# Model runs at once (one per replica), and samples from several requests merged into one forward.
+CONCURRENCY = _env_int("SDEDIT_CONCURRENCY", 1)
+MAX_BATCH = _env_int("SDEDIT_MAX_BATCH", 8)
+BATCH_WINDOW_S = _env_number("SDEDIT_BATCH_WINDOW_MS", 100, 0) / 1000
+# Files the app writes (animations here, Gradio's cache in app.py) are deleted after this many seconds.
+OUTPUT_TTL_S = _env_number("SDEDIT_CACHE_TTL_S", 3600, 60)
 APP_LIMITS = RunLimits(
     max_images=MAX_SAMPLES,
     max_repeats=MAX_REPEATS,
     max_steps=MAX_STEPS,
     max_work=MAX_WORK,
-    image=ImageLimits(max_pixels=16_000_000),
+    image=ImageLimits(max_pixels=int(MAX_MEGAPIXELS * 1e6), max_file_bytes=int(MAX_UPLOAD_MB * 1e6)),
 )
 
 
@@ -96,16 +120,34 @@ _PIPES_LOCK = threading.Lock()
 
 
 def get_pipeline(name: str | None = None) -> SDEditPipeline:
-    """The pipeline for `name`, loaded once; raises ModelNotFoundError/ModelLoadError with a clear message."""
+    """The pipeline for `name`, loaded once; raises ModelNotFoundError/ModelLoadError with a clear message.
+
+    A model that fails to load leaves the cached one in place, so the app keeps serving the default. A
+    custom Hub id is only ever fetched from the Hub, never read as a folder on this server.
+    """
     name = resolve_model(name)
     with _PIPES_LOCK:
         pipe = _PIPES.get(name)
         if pipe is None:
-            pipe = SDEditPipeline.from_pretrained(name, limits=APP_LIMITS)
+            try:
+                cfg, unet, scheduler, _, _ = loading.load(name, hub_only=find_config(name) is None)
+            except SDEditError:
+                raise
+            except Exception as exc:  # a broken checkpoint, a diffusers/safetensors error: say so, keep serving
+                raise ModelLoadError(f"model {name!r} could not be loaded ({type(exc).__name__}: {exc})") from None
+            pipe = SDEditPipeline(unet, scheduler, cfg, APP_LIMITS)
             pipe.set_progress_bar_config(disable=True)
             _PIPES.clear()  # the loader keeps a small LRU of weights; keep only the current pipeline here
             _PIPES[name] = pipe
         return pipe
+
+
+def drop_pipelines() -> None:
+    """Forget every loaded model (the next request loads its own again) and free their memory."""
+    with _PIPES_LOCK:
+        _PIPES.clear()
+    loading.clear_cache()
+    free_memory()
 
 
 def config_for(name: str | None) -> ModelConfig:
@@ -171,14 +213,14 @@ def work_hint(strength: float, steps: int, repeats: int, num_samples: int, sde: 
 # ----- guides and masks from the UI ------------------------------------------------------------------------
 
 
-def _rgba(obj) -> np.ndarray | None:
+def _rgba(obj, what: str = "image") -> np.ndarray | None:
     """An image from the editor (numpy/PIL/path) as (H, W, 4) uint8, or None."""
     if obj is None:
         return None
-    if isinstance(obj, (str, Path)):
-        with Image.open(obj) as im:
-            obj = im.convert("RGBA")
+    if isinstance(obj, (str, Path, bytes)):
+        obj = load_image(obj, what, APP_LIMITS.image)
     if isinstance(obj, Image.Image):
+        check_size(obj.size, what, APP_LIMITS.image)
         return np.asarray(obj.convert("RGBA"))
     a = np.asarray(obj)
     if a.ndim == 2:
@@ -287,8 +329,7 @@ def composite_guide(
         raise InputError("choose a base image first (or click an example)")
     if patch is None:
         raise InputError("choose a patch image to paste onto the base")
-    base = base if isinstance(base, Image.Image) else Image.fromarray(_rgba(base))
-    patch = patch if isinstance(patch, Image.Image) else Image.fromarray(_rgba(patch))
+    base, patch = _to_pil(base, "base image"), _to_pil(patch, "patch")
     for v, what, lo, hi in ((x, "x", 0.0, 1.0), (y, "y", 0.0, 1.0), (scale, "scale", 0.02, 2.0)):
         if v is None or not math.isfinite(float(v)) or not lo <= float(v) <= hi:
             raise InputError(f"the patch's {what} must be from {lo:g} to {hi:g}, not {v}")
@@ -361,8 +402,7 @@ def make_painting(photo, colors: int = 6, smoothing: int = 0, block: int = 1, ma
     """Photo -> flat colour-stroke painting (the paper's stroke simulator); `smoothing` 0 = automatic."""
     if photo is None:
         raise InputError("choose a photo first (or click an example)")
-    image = photo if isinstance(photo, Image.Image) else Image.fromarray(_rgba(photo))
-    image = Image.fromarray(flatten(np.asarray(image.convert("RGBA"))))
+    image = Image.fromarray(flatten(np.asarray(_to_pil(photo, "photo").convert("RGBA"))))
     if max(image.size) > max_side:  # the median filter is O(k^2) per pixel: keep it interactive
         s = max_side / max(image.size)
         image = image.resize((max(1, round(image.width * s)), max(1, round(image.height * s))), Image.LANCZOS)
@@ -450,10 +490,14 @@ class ReverseRecorder:
     def add(self, left: str, right: str, x, x0) -> None:
         self.frames.append((left, right, self._img(x), self._img(x0)))
 
-    def __call__(self, info: StepInfo) -> None:
+    def step(self, x, x0_pred) -> None:
+        """After a step: keep x_t and the predicted x0 (the first sample of `x`) every `every` steps."""
         self.count += 1
         if self.count % self.every == 0 or self.count == self.total:
-            self.add(f"step {self.count}/{self.total}", "predicted clean image", info.x, info.x0_pred)
+            self.add(f"step {self.count}/{self.total}", "predicted clean image", x, x0_pred)
+
+    def __call__(self, info: StepInfo) -> None:
+        self.step(info.x, info.x0_pred)
 
 
 _FONT = None
@@ -497,17 +541,34 @@ def render_animation(
 
 
 def _output_dir() -> Path:
-    """A private temp folder for animations; files older than an hour are removed as new ones come in."""
+    """A private temp folder for animations; files older than OUTPUT_TTL_S are removed as new ones come in.
+
+    Gradio copies each animation into its own cache (cleaned by `delete_cache` in app.py), so these are only
+    the sources; at most `keep` are kept however busy the server is.
+    """
     folder = Path(tempfile.gettempdir()) / "sdedit-studio"
     folder.mkdir(parents=True, exist_ok=True)
-    cutoff = time.time() - 3600
-    for old in folder.glob("*.gif"):
-        try:
-            if old.stat().st_mtime < cutoff:
-                old.unlink()
-        except OSError:
-            pass
+    cleanup_outputs(folder)
     return folder
+
+
+def cleanup_outputs(folder: Path, ttl_s: float | None = None, keep: int = 500) -> int:
+    """Delete animations older than `ttl_s` (default OUTPUT_TTL_S), and the oldest beyond `keep`; returns how many."""
+    cutoff = time.time() - (OUTPUT_TTL_S if ttl_s is None else ttl_s)
+    files = []
+    for path in folder.glob("*.gif"):
+        with contextlib.suppress(OSError):  # removed meanwhile by another process
+            files.append((path.stat().st_mtime, path))
+    files.sort(reverse=True)
+    removed = 0
+    for i, (mtime, path) in enumerate(files):
+        if mtime < cutoff or i >= keep:
+            try:
+                path.unlink()
+                removed += 1
+            except OSError:
+                pass
+    return removed
 
 
 @dataclass
@@ -520,61 +581,278 @@ class EditResult:
 
 
 def _to_pil(image, what: str = "guide") -> Image.Image:
+    """Any image the app gets (a path from Gradio's cache, PIL, numpy), decoded within APP_LIMITS.
+
+    Paths are read by `load_image`: size checked from the header before decoding, decompression bombs and
+    truncated files refused, EXIF rotation applied, the first frame of an animation.
+    """
     if image is None:
         raise InputError(f"no {what} image was given: paint on the canvas, upload a photo or click an example")
     if isinstance(image, Image.Image):
+        check_size(image.size, what, APP_LIMITS.image)
         return image
-    if isinstance(image, (str, Path)):
-        with Image.open(image) as im:
-            im.load()
-            return im.copy()
-    return Image.fromarray(_rgba(image))
+    return load_image(image, what, APP_LIMITS.image)
 
 
-def run_edit(
-    guide, mask=None, settings: EditSettings | None = None, progress: ProgressFn | None = None, animate: bool = True
-) -> EditResult:
-    """SDEdit `guide` (only inside `mask` when given) into `settings.num_samples` results."""
+# ----- edits: checked in the request's thread, run in batches ----------------------------------------------
+
+
+@dataclass
+class EditJob:
+    """One request, fully checked: everything a batch needs to run it, and nothing left to refuse."""
+
+    pipe: SDEditPipeline
+    guide: Image.Image
+    mask: np.ndarray | None
+    settings: EditSettings
+    checked: Settings
+    seeds: list[int]
+    x0: torch.Tensor  # the guide's canvas in the model's range: the animation's first frame
+    animate: bool = True
+    report: ProgressFn | None = None
+    queued_at: float = field(default_factory=time.perf_counter)
+
+    @property
+    def key(self) -> tuple:
+        """Requests may share a forward when these match (the number of samples may differ)."""
+        c = self.checked
+        return (
+            self.pipe.config.name,
+            id(self.pipe.unet),
+            c.strength,
+            c.sampler,
+            c.num_inference_steps,
+            c.repeats,
+            c.snr,
+            c.fit,
+        )
+
+    @property
+    def size(self) -> int:
+        return self.checked.num_images
+
+    @property
+    def work(self) -> int:
+        c = self.checked
+        sampler = "ve" if self.pipe.sde == "ve" else c.sampler
+        return c.num_images * c.repeats * model_evaluations(sampler, c.steps, c.snr)
+
+
+@dataclass
+class JobOutput:
+    """What a batch hands back to one request: its images, metadata and animation frames."""
+
+    images: list[Image.Image]
+    metadata: dict
+    frames: list[tuple[str, str, np.ndarray, np.ndarray]] | None
+
+
+def prepare_edit(guide, mask=None, settings: EditSettings | None = None, animate: bool = True) -> EditJob:
+    """Load the model and check everything about one request before it may wait for the model.
+
+    Any problem raises here, in the request's own thread, so a batch only ever holds requests that can run.
+    """
     s = settings or EditSettings()
     pipe = get_pipeline(s.model)
     guide = _to_pil(guide)
     checked = pipe.check_inputs(num_images=s.num_samples, **s.pipe_kwargs())
-    num = checked.num_images
     m = prepare_mask(_to_pil(mask, "mask") if mask is not None else None, guide.size, s.mask_dilation, s.mask_feather)
-    seed = pick_seed(s.seed)
-    total = checked.steps * checked.repeats
-    bar = StepProgress(progress, total, "Denoising")
-    recorder = ReverseRecorder(pipe.config.data_range, total) if animate else None
-    x0 = None
-    if recorder is not None:
-        prepared = pipe.prepare_guide(guide, None, checked.fit)
-        x0 = to_model_range(prepared.canvas, pipe.config.data_range)[None]
+    seeds = seeds_for(pick_seed(s.seed), checked.num_images)
+    prepared = pipe.prepare_guide(guide, m, checked.fit)
+    x0 = to_model_range(prepared.canvas, pipe.config.data_range)[None]
+    return EditJob(pipe, guide, m, s, checked, seeds, x0, animate)
+
+
+def _batch_pipe(pipe: SDEditPipeline) -> SDEditPipeline:
+    """The same model with a batch's limits: several requests' samples in one call (each was checked alone).
+
+    A shallow copy per batch (a few attributes): the weights are shared, the request limits stay as they are.
+    """
+    bp = copy.copy(pipe)
+    bp.limits = replace(APP_LIMITS, max_images=max(MAX_SAMPLES, MAX_BATCH), max_work=max(MAX_WORK, 1))
+    return bp
+
+
+def run_jobs(jobs: list[EditJob], cancelled: Callable[[], bool] = lambda: False) -> list[JobOutput]:
+    """Run requests with equal `key`s as one forward: their guides side by side, each sample with its own seed.
+
+    A request with k samples contributes its guide k times with its k seeds, so its samples get exactly the
+    noise they would get alone; the images agree with an unbatched run up to the float rounding of batched
+    convolutions. `cancelled()` is polled after every step and stops the forward (`Cancelled`).
+    """
+    if not jobs:
+        return []
+    first = jobs[0]
+    if any(j.key != first.key for j in jobs):
+        raise ValueError("run_jobs needs requests whose settings match (EditJob.key)")
+    c = first.checked
+    images, masks, seeds, offsets = [], [], [], []
+    for job in jobs:
+        offsets.append(len(images))
+        images += [job.guide] * job.size
+        masks += [job.mask] * job.size
+        seeds += job.seeds
+    total = c.steps * c.repeats
+    bars = [StepProgress(job.report, total, "Denoising") for job in jobs]
+    recorders = [ReverseRecorder(first.pipe.config.data_range, total) if job.animate else None for job in jobs]
 
     def on_start(repeat: int, x_t0) -> None:
-        if recorder is not None and repeat == 0:  # the exact perturbed guide the first pass starts from
-            recorder.add("your guide", f"noised to t0 = {checked.strength:g}", x0, x_t0)
+        if repeat == 0:  # the exact perturbed guide the first pass starts from
+            for job, rec, o in zip(jobs, recorders, offsets, strict=True):
+                if rec is not None:
+                    rec.add("your guide", f"noised to t0 = {c.strength:g}", job.x0, x_t0[o : o + 1])
 
     def on_step(info: StepInfo) -> None:
-        bar(info)
-        if recorder is not None:
-            recorder(info)
+        if cancelled():
+            raise Cancelled("the request was cancelled")
+        for bar, rec, o in zip(bars, recorders, offsets, strict=True):
+            bar(info)
+            if rec is not None:
+                rec.step(info.x[o : o + 1], info.x0_pred[o : o + 1])
 
-    out = pipe(
-        guide, m, num_images=num, seed=seed, callback=on_step, on_start=on_start, progress=False, **s.pipe_kwargs()
+    pipe = _batch_pipe(first.pipe) if len(images) > 1 else first.pipe
+    try:
+        out = pipe(
+            images,
+            masks,
+            strength=c.strength,
+            num_inference_steps=c.num_inference_steps,
+            sampler=c.sampler,
+            repeats=c.repeats,
+            snr=c.snr,
+            fit=c.fit,
+            num_images=1,
+            seed=seeds,
+            callback=on_step,
+            on_start=on_start,
+            progress=False,
+        )
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise _out_of_memory(first.pipe, len(images)) from None
+        raise
+    results = []
+    for job, rec, o in zip(jobs, recorders, offsets, strict=True):
+        meta = dict(out.metadata)
+        meta.update(
+            seeds=list(job.seeds),
+            num_images=job.size,
+            input_sizes=meta["input_sizes"][o : o + 1],
+            masked=meta["masked"][o : o + 1],
+            batch=len(images),
+            batched_requests=len(jobs),
+            mask_dilation=job.settings.mask_dilation,
+            mask_feather=job.settings.mask_feather,
+        )
+        meta["timings"] = {**meta["timings"], "queued_s": round(time.perf_counter() - job.queued_at, 4)}
+        frames = None
+        if rec is not None:
+            rec.frames.append(("result", "result", out.canvases[o], out.canvases[o]))
+            frames = rec.frames
+        results.append(JobOutput(list(out.images[o : o + job.size]), meta, frames))
+    return results
+
+
+def _out_of_memory(pipe: SDEditPipeline, batch: int) -> OutOfMemoryError:
+    """Free what the failed forward held (and other cached models), and say so in words."""
+    loading.clear_cache()  # other cached models; the current one stays loaded in _PIPES
+    free_memory()
+    where = "GPU" if pipe.device.type == "cuda" else "server"
+    return OutOfMemoryError(
+        f"the {where} ran out of memory for this request ({batch} image(s) at {pipe.config.resolution} px). "
+        "Memory has been freed: try again, or ask for fewer samples"
     )
+
+
+def finish_edit(job: EditJob, out: JobOutput) -> EditResult:
+    """Render the animation and the summary of one request (in its own thread, off the model's)."""
     anim = None
-    if recorder is not None:
-        recorder.frames.append(("result", "result", out.canvases[0], out.canvases[0]))
-        anim = render_animation(recorder.frames, _output_dir() / f"reverse-{uuid.uuid4().hex[:12]}.gif")
-    meta = dict(out.metadata)
-    meta["mask_dilation"], meta["mask_feather"] = s.mask_dilation, s.mask_feather
-    return EditResult(
-        list(out.images),
-        list(meta["seeds"]),
-        meta,
-        anim,
-        summarize(meta, guide.size),
-    )
+    if out.frames:
+        anim = render_animation(out.frames, _output_dir() / f"reverse-{uuid.uuid4().hex[:12]}.gif")
+    summary = summarize(out.metadata, job.guide.size)
+    return EditResult(out.images, list(out.metadata["seeds"]), out.metadata, anim, summary)
+
+
+# One model run at a time per slot: the batcher's workers and the sweep share these.
+MODEL_SLOTS = threading.BoundedSemaphore(CONCURRENCY)
+_SERVICE: MicroBatcher | None = None
+_SERVICE_LOCK = threading.Lock()
+
+
+def _run_tickets(batch: Batch) -> list[JobOutput]:
+    jobs = [t.payload for t in batch]
+    for job, ticket in zip(jobs, batch, strict=True):
+        job.report = ticket.report
+    return run_jobs(jobs, batch.all_cancelled)
+
+
+def edit_service() -> MicroBatcher:
+    """The process's batcher (created on first use): requests with matching settings share a forward."""
+    global _SERVICE
+    with _SERVICE_LOCK:
+        if _SERVICE is None:
+            _SERVICE = MicroBatcher(
+                _run_tickets,
+                max_items=MAX_BATCH,
+                max_cost=MAX_WORK,
+                window_s=BATCH_WINDOW_S,
+                workers=CONCURRENCY,
+                slot=MODEL_SLOTS,
+                name="sdedit-edits",
+            )
+        return _SERVICE
+
+
+def run_edit(
+    guide,
+    mask=None,
+    settings: EditSettings | None = None,
+    progress: ProgressFn | None = None,
+    animate: bool = True,
+    batch: bool = True,
+) -> EditResult:
+    """SDEdit `guide` (only inside `mask` when given) into `settings.num_samples` results.
+
+    batch=True goes through the process's batcher (shared forwards, one model run at a time); False runs here
+    and now, in this thread (ZeroGPU, where the GPU exists only inside the calling function).
+    """
+    job = prepare_edit(guide, mask, settings, animate)
+    if not batch:
+        job.report = progress
+        with MODEL_SLOTS:
+            out = run_jobs([job])[0]
+    else:
+        out = edit_service().submit(job.key, job, job.size, job.work).wait(progress)
+    return finish_edit(job, out)
+
+
+async def run_edit_async(
+    guide, mask=None, settings: EditSettings | None = None, progress: ProgressFn | None = None, animate: bool = True
+) -> EditResult:
+    """`run_edit` for a web server's event loop: cancelling the awaiting task cancels the request's work."""
+    import anyio
+
+    job = await anyio.to_thread.run_sync(prepare_edit, guide, mask, settings, animate)
+    out = await edit_service().submit(job.key, job, job.size, job.work).wait_async(progress)
+    return await anyio.to_thread.run_sync(finish_edit, job, out)
+
+
+def warm_up(name: str | None = None) -> float:
+    """Load the model and run one small edit, so the first visitor doesn't pay for lazy set-up; seconds taken."""
+    t0 = time.perf_counter()
+    guide = Image.new("RGB", (64, 64), WHITE)
+    ImageDraw.Draw(guide).ellipse((16, 16, 48, 48), fill=(230, 80, 60))
+    cfg = config_for(name)
+    settings = EditSettings(model=name, strength=0.5, sampler=cfg.defaults.sampler, steps=4, num_samples=1, seed=0)
+    result = run_edit(guide, None, settings, batch=False)
+    if result.animation is not None:
+        result.animation.unlink(missing_ok=True)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # the sweep's plot: about a second of import on the first sweep otherwise
+
+    return time.perf_counter() - t0
 
 
 def summarize(meta: dict, size: tuple[int, int]) -> str:
@@ -586,10 +864,12 @@ def summarize(meta: dict, size: tuple[int, int]) -> str:
     scale = f" · model output {r}×{r} px, shown at {size[0]}×{size[1]}" if r and max(size) > r else ""
     masked = " · masked edit: pixels outside the mask are untouched" if any(meta.get("masked") or []) else ""
     t = meta.get("timings", {}).get("total_s")
+    shared = meta.get("batched_requests", 1)
+    batched = f" (one forward shared by {shared} requests)" if shared > 1 else ""
     return (
         f"**{n} result{'s' if n != 1 else ''}** · t0 = {meta.get('strength'):g} · {meta.get('sampler_label')} · "
         f"{meta.get('steps')} steps × {meta.get('repeats')} · {seed_text}"
-        + (f" · {t:.1f} s on {meta.get('device')}" if t is not None else "")
+        + (f" · {t:.1f} s on {meta.get('device')}{batched}" if t is not None else "")
         + scale
         + masked
     )
@@ -614,6 +894,8 @@ def run_t0_sweep(
     s = settings or EditSettings()
     pipe = get_pipeline(s.model)
     guide = _to_pil(guide)
+    if isinstance(strengths, str) and len(strengths) > MAX_STRENGTHS_TEXT:
+        raise InputError(f"the t0 list is {len(strengths)} characters long; at most {MAX_STRENGTHS_TEXT}")
     values = parse_strengths(strengths) if isinstance(strengths, str) else [float(v) for v in strengths]
     if not 1 <= len(values) <= 10:
         raise InputError(f"a sweep takes 1 to 10 strengths, not {len(values)}")
@@ -623,7 +905,15 @@ def run_t0_sweep(
     m = prepare_mask(_to_pil(mask, "mask") if mask is not None else None, guide.size, s.mask_dilation, s.mask_feather)
     seed = pick_seed(s.seed)
     bar = StepProgress(progress, sum(c.steps for c in checks) * repeats, "t0 sweep")
-    result = run_sweep(pipe, guide, m, values, seed=seed, num_images=num, callback=bar, progress=False, **kwargs)
+    with MODEL_SLOTS:
+        try:
+            result = run_sweep(
+                pipe, guide, m, values, seed=seed, num_images=num, callback=bar, progress=False, **kwargs
+            )
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise _out_of_memory(pipe, num) from None
+            raise
     title = f"Faithfulness vs t0 · {pipe.config.name} · seed {seed}"
     return SweepOutput(result.grid(), result.plot(title), result.rows(), seed)
 

@@ -1,0 +1,340 @@
+"""A micro-batcher: concurrent requests with the same settings share one forward pass.
+
+The studio's requests arrive on many threads (or coroutines) at once. Each becomes a `Ticket` with a key
+(the settings that must match to share a batch), a size (samples) and a cost (network evaluations). Worker
+threads take the oldest waiting ticket, add every waiting ticket with the same key while the batch stays
+within `max_items` and `max_cost`, and run them with one call of `run(tickets) -> results`.
+
+Why a batcher of our own rather than Gradio's `batch=True`: requests may differ in their number of samples
+and only partly match, each keeps its own progress bar and animation, one request's error must not fail the
+others, and a cancelled request must stop its work. Here:
+
+* a failed batch of several tickets is retried one ticket at a time, so an error reaches only its own request;
+* `Ticket.cancel()` drops a waiting ticket, and `run` can stop early when every ticket it holds is cancelled
+  (`Batch.all_cancelled`), which is what frees the slot when a user cancels;
+* progress is stored on the ticket and forwarded by the waiter in its own thread or coroutine, since a web
+  framework's progress hook is bound to the request's own context (Gradio's is a contextvar);
+* when the workers are idle a lone request starts at once; it waits up to `window_s` for company only when
+  the previous batch held several requests, i.e. when a group of users is about to send its next requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import math
+import threading
+import time
+from collections.abc import Callable, Hashable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+from .errors import BusyError
+
+Progress = tuple[int, int, str]
+
+
+class Cancelled(Exception):
+    """Every request of a batch was cancelled: `run` stops early."""
+
+
+class Ticket:
+    """One request waiting for, or running in, a batch."""
+
+    _ids = itertools.count()
+
+    def __init__(self, key: Hashable, payload: Any, size: int = 1, cost: float = 0.0):
+        self.id = next(self._ids)
+        self.key, self.payload, self.size, self.cost = key, payload, max(1, int(size)), float(cost)
+        self.submitted = time.monotonic()
+        self.started: float | None = None
+        self.cancelled = False
+        self.batch_tickets = 0  # how many requests shared its forward
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._result: Any = None
+        self._error: BaseException | None = None
+        self._progress: Progress | None = None
+        self._progress_seq = 0
+        self._watchers: list[Callable[[], None]] = []
+
+    # ----- the worker's side ---------------------------------------------------------------------------
+    def report(self, done: int, total: int, desc: str = "") -> None:
+        """Store the latest progress; the waiter forwards it in its own context."""
+        with self._lock:
+            self._progress = (done, total, desc)
+            self._progress_seq += 1
+        self._notify()
+
+    def finish(self, result: Any = None, error: BaseException | None = None) -> None:
+        with self._lock:
+            if self._done.is_set():
+                return
+            self._result, self._error = result, error
+            self._done.set()
+        self._notify()
+
+    # ----- the requester's side ------------------------------------------------------------------------
+    def cancel(self) -> None:
+        """Drop the ticket if it is still waiting; a running batch stops once all its tickets are cancelled."""
+        self.cancelled = True
+        self._notify()
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def result(self) -> Any:
+        if not self._done.is_set():
+            raise RuntimeError("the ticket has not finished")
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def wait(self, on_progress: Callable[[int, int, str], None] | None = None, timeout: float | None = None) -> Any:
+        """Block until done, calling `on_progress` in this thread; returns the result or raises its error."""
+        seen = 0
+        deadline = None if timeout is None else time.monotonic() + timeout
+        wake = threading.Event()
+        self._watch(wake.set)
+        try:
+            while True:
+                wake.clear()
+                seen = self._forward(on_progress, seen)
+                if self._done.is_set():
+                    break
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError("the request did not finish in time")
+                wake.wait(left if left is not None else 1.0)
+        finally:
+            self._unwatch(wake.set)
+        self._forward(on_progress, seen)
+        return self.result()
+
+    async def wait_async(self, on_progress: Callable[[int, int, str], None] | None = None) -> Any:
+        """`wait` for coroutines: cancelling the awaiting task cancels the ticket."""
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+
+        def notify() -> None:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+                loop.call_soon_threadsafe(wake.set)
+
+        self._watch(notify)
+        seen = 0
+        try:
+            while True:
+                wake.clear()
+                seen = self._forward(on_progress, seen)
+                if self._done.is_set():
+                    break
+                await wake.wait()
+        except asyncio.CancelledError:
+            self.cancel()
+            raise
+        finally:
+            self._unwatch(notify)
+        self._forward(on_progress, seen)
+        return self.result()
+
+    # ----- helpers -------------------------------------------------------------------------------------
+    def _forward(self, on_progress, seen: int) -> int:
+        with self._lock:
+            seq, progress = self._progress_seq, self._progress
+        if on_progress is not None and progress is not None and seq != seen:
+            on_progress(*progress)
+        return seq
+
+    def _watch(self, fn: Callable[[], None]) -> None:
+        with self._lock:
+            self._watchers.append(fn)
+
+    def _unwatch(self, fn: Callable[[], None]) -> None:
+        with self._lock:
+            if fn in self._watchers:
+                self._watchers.remove(fn)
+
+    def _notify(self) -> None:
+        with self._lock:
+            watchers = list(self._watchers)
+        for fn in watchers:
+            fn()
+
+
+class Batch(list):
+    """The tickets of one forward pass (a list), and whether they are all cancelled."""
+
+    def all_cancelled(self) -> bool:
+        return all(t.cancelled for t in self)
+
+    @property
+    def items(self) -> int:
+        return sum(t.size for t in self)
+
+
+class MicroBatcher:
+    """Groups tickets with equal keys into batches and runs them on `workers` threads.
+
+    run: `run(batch) -> one result per ticket`, called on a worker thread; it may raise `Cancelled`.
+    max_items / max_cost: bounds on a batch's total size and cost (a single larger ticket still runs alone).
+    window_s: how long an idle worker may wait for a returning group of requests (see the module docstring).
+    max_pending: tickets that may wait before `submit` raises `BusyError`.
+    slot: held around each `run` (e.g. a semaphore shared with other model work), so that one process never
+        runs more forwards at once than it has slots.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[Batch], Sequence[Any]],
+        max_items: int = 8,
+        max_cost: float = math.inf,
+        window_s: float = 0.1,
+        workers: int = 1,
+        max_pending: int = 256,
+        slot: AbstractContextManager | None = None,
+        name: str = "sdedit-batcher",
+    ):
+        self.run = run
+        self.max_items, self.max_cost, self.window_s = max(1, int(max_items)), float(max_cost), float(window_s)
+        self.workers, self.max_pending, self.name = max(1, int(workers)), max(1, int(max_pending)), name
+        self.slot = slot if slot is not None else nullcontext()
+        self._pending: list[Ticket] = []
+        self._cond = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+        self._last_batch_tickets = 1
+        self._idle_since = time.monotonic()
+        # cancelled: dropped before they ran; aborted: batches stopped because all their requests were cancelled
+        self.stats = {"batches": 0, "tickets": 0, "largest": 0, "retried": 0, "cancelled": 0, "aborted": 0}
+
+    # ----- public ----------------------------------------------------------------------------------------
+    def submit(self, key: Hashable, payload: Any, size: int = 1, cost: float = 0.0) -> Ticket:
+        ticket = Ticket(key, payload, size, cost)
+        with self._cond:
+            if self._closed:
+                raise BusyError("the server is shutting down; please try again in a moment")
+            if len(self._pending) >= self.max_pending:
+                raise BusyError(
+                    f"the server is busy: {len(self._pending)} requests are waiting. Please try again in a minute."
+                )
+            self._pending.append(ticket)
+            self._start_workers()
+            self._cond.notify_all()
+        return ticket
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._pending)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the workers once the current batches finish; waiting tickets get BusyError."""
+        with self._cond:
+            self._closed = True
+            left, self._pending = self._pending, []
+            self._cond.notify_all()
+        for t in left:
+            t.finish(error=BusyError("the server is shutting down; please try again in a moment"))
+        for thread in self._threads:
+            thread.join(timeout)
+
+    # ----- the workers ---------------------------------------------------------------------------------
+    def _start_workers(self) -> None:
+        self._threads = [t for t in self._threads if t.is_alive()]
+        while len(self._threads) < self.workers:
+            thread = threading.Thread(target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _work(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._execute(batch)
+
+    def _collect(self, first: Ticket) -> Batch:
+        batch, items, cost = Batch([first]), first.size, first.cost
+        for t in self._pending:
+            if t is first or t.key != first.key or t.cancelled:
+                continue
+            if items + t.size > self.max_items or cost + t.cost > self.max_cost:
+                continue
+            batch.append(t)
+            items, cost = items + t.size, cost + t.cost
+        return batch
+
+    def _next_batch(self) -> Batch | None:
+        with self._cond:
+            while True:
+                for t in [t for t in self._pending if t.cancelled]:
+                    self._pending.remove(t)
+                    self.stats["cancelled"] += 1
+                    t.finish(error=Cancelled("cancelled before it started"))
+                if self._closed:
+                    return None
+                if self._pending:
+                    break
+                self._cond.wait()
+            # Linger only while idle workers can expect a group back (the last batch held several requests),
+            # and never longer than `window_s` after the later of its first request and the worker's idle start.
+            first = self._pending[0]
+            deadline = max(first.submitted, self._idle_since) + self.window_s
+            target = self._last_batch_tickets
+            while True:
+                batch = self._collect(first)
+                now = time.monotonic()
+                full = batch.items >= self.max_items
+                if full or len(batch) >= target or now >= deadline or self._closed or first.cancelled:
+                    break
+                self._cond.wait(deadline - now)
+            for t in batch:
+                self._pending.remove(t)
+                t.started = time.monotonic()
+                t.batch_tickets = len(batch)
+            return batch
+
+    def _execute(self, batch: Batch) -> None:
+        with self.slot:
+            live = Batch(t for t in batch if not t.cancelled)
+            for t in batch:
+                if t.cancelled:
+                    self.stats["cancelled"] += 1
+                    t.finish(error=Cancelled("cancelled before it started"))
+            if live:
+                self._run(live)
+        with self._cond:
+            self.stats["batches"] += 1
+            self.stats["tickets"] += len(live)
+            self.stats["largest"] = max(self.stats["largest"], len(live))
+            self._last_batch_tickets = max(1, len(live))
+            self._idle_since = time.monotonic()
+
+    def _run(self, batch: Batch) -> None:
+        try:
+            results = list(self.run(batch))
+            if len(results) != len(batch):
+                raise RuntimeError(f"the batch runner returned {len(results)} results for {len(batch)} requests")
+        except Cancelled as exc:
+            self.stats["aborted"] += 1
+            for t in batch:
+                t.finish(error=exc)
+            return
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].finish(error=exc)
+                return
+            # One request's problem (or a batch too large for memory) must not fail the others: one by one.
+            self.stats["retried"] += 1
+            for t in batch:
+                if t.cancelled:
+                    t.finish(error=Cancelled("cancelled"))
+                    continue
+                try:
+                    t.batch_tickets = 1
+                    t.finish(result=self.run(Batch([t]))[0])
+                except Exception as single_exc:
+                    t.finish(error=single_exc)
+            return
+        for t, r in zip(batch, results, strict=True):
+            t.finish(result=r)

@@ -1,0 +1,160 @@
+"""Guards for a public server: request size, out-of-memory recovery, and plain words for rejected values.
+
+Nothing here knows Gradio: the body-size limit is a plain ASGI middleware, and the rest are functions that
+the studio and the app call.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import torch
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+IMAGE_FORMATS = "PNG, JPEG, WebP, GIF, BMP or TIFF"
+
+
+# ----- request size ------------------------------------------------------------------------------------------
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodySizeLimit:
+    """Refuse HTTP requests whose body is larger than a limit, with 413 and a one-line JSON reason.
+
+    Uploads (paths ending in one of `upload_paths`) get `upload_bytes`, everything else `max_bytes`: the API's
+    JSON carries file references, not files, so a large JSON body is either a mistake or an attack (an image
+    inlined as a data: URL would be decoded without our limits). Content-Length is checked before the body is
+    read; a chunked body is counted as it streams.
+    """
+
+    def __init__(self, app, max_bytes: int, upload_bytes: int, upload_paths: tuple[str, ...] = ("/upload",)):
+        self.app, self.upload_paths = app, upload_paths
+        self.max_bytes, self.upload_bytes = int(max_bytes), int(upload_bytes)
+
+    def limit_for(self, path: str) -> int:
+        return self.upload_bytes if path.rstrip("/").endswith(self.upload_paths) else self.max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope.get("path", ""))
+        headers = dict(scope.get("headers") or [])
+        try:
+            declared = int(headers.get(b"content-length", b"0"))
+        except ValueError:
+            declared = 0
+        if declared > limit:
+            await self._refuse(send, declared, limit)
+            return
+        seen = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send, seen, limit)
+
+    @staticmethod
+    async def _refuse(send: Send, size: int, limit: int) -> None:
+        body = json.dumps(
+            {"detail": f"the request is too large ({size / 1e6:.1f} MB); at most {limit / 1e6:.0f} MB is accepted"}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+# ----- out of memory -----------------------------------------------------------------------------------------
+
+_OOM_WORDS = ("out of memory", "can't allocate memory", "not enough memory", "failed to allocate memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch's OutOfMemoryError, or a RuntimeError/MemoryError that says the same (CUDA, MPS, the CPU allocator)."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and any(w in str(exc).lower() for w in _OOM_WORDS)
+
+
+def free_memory() -> None:
+    """Return what a failed forward held: Python garbage first (it owns the tensors), then the CUDA cache."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.ipc_collect()
+
+
+# ----- values a form refused ---------------------------------------------------------------------------------
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def explain_rejected_value(
+    kind: str,
+    value: Any,
+    exc: BaseException,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    integer: bool = False,
+    max_megapixels: float | None = None,
+) -> str:
+    """What was wrong with a value a component could not read, and what is allowed, in one sentence.
+
+    kind: "image", "number", "text", or anything else (a generic sentence).
+    """
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    if kind == "image":
+        name = type(exc).__name__
+        if "DecompressionBomb" in name:
+            limit = f"; at most {max_megapixels:g} MP is accepted" if max_megapixels else ""
+            return f"the image is too large to decode safely{limit}"
+        if name == "UnidentifiedImageError":
+            return f"the file is not an image this app can read ({IMAGE_FORMATS})"
+        return f"the image could not be read ({name}); send a {IMAGE_FORMATS} file"
+    if kind == "number":
+        what = "a whole number" if integer else "a number"
+        if minimum is not None and maximum is not None:
+            what += f" from {_fmt(minimum)} to {_fmt(maximum)}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{shown} is not allowed: expected {what}"
+        return f"expected {what}, not {shown}"
+    if kind == "text":
+        return f"expected text, not {shown}"
+    return f"{shown} is not a valid value ({type(exc).__name__})"
