@@ -41,7 +41,7 @@ from starlette.middleware import Middleware
 from sdedit import studio
 from sdedit.configs import default_config
 from sdedit.errors import BusyError, InputError, ModelLoadError, ModelNotFoundError, OutOfMemoryError, SDEditError
-from sdedit.guard import BodySizeLimit, explain_rejected_value, free_memory, is_out_of_memory
+from sdedit.guard import BodySizeLimit, explain_rejected_value, free_memory, is_out_of_memory, limit_malloc_arenas
 
 log = logging.getLogger("sdedit.app")
 # On ZeroGPU the GPU exists only inside a @spaces.GPU call, so edits run there one by one, unbatched.
@@ -923,6 +923,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
     parser.add_argument("--host", default=None, help="address (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
     args = parser.parse_args(argv)
+    limit_malloc_arenas()  # before the server's threads start: keeps memory flat under load (sdedit.guard)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # Load the embedded model before the first visitor (and before ZeroGPU forks); warm it with one small
     # edit so that the first request costs what every other one does (SDEDIT_WARMUP=0 skips the edit).

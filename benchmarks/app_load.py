@@ -357,6 +357,15 @@ def summarize(outcomes: list[Outcome], wall_s: float | None = None) -> dict:
 # ----- the scenarios ----------------------------------------------------------------------------------------
 
 
+def rss_growth(rss: list[float]) -> dict:
+    """Growth across rounds: the highest RSS after a round in the second half of the rounds over the highest in
+    the first half. A leak or creeping fragmentation makes it positive; a bounded server's RSS wanders (batches
+    of different sizes) but its later rounds never exceed its earlier ones by much."""
+    half = max(1, len(rss) // 2)
+    first, second = max(rss[:half]), max(rss[half:] or rss[-1:])
+    return {"rss_growth_mb": second - first, "rss_first_half_max_mb": first, "rss_second_half_max_mb": second}
+
+
 def reliability(server: Server, files, users: int, rounds: int, per_user: int, invalid_every: int, settings) -> dict:
     """Rounds of concurrent mixed traffic; memory after each round and its peak during it."""
     out = {"users": users, "rounds": [], "settings": settings}
@@ -375,9 +384,7 @@ def reliability(server: Server, files, users: int, rounds: int, per_user: int, i
         every += outcomes
     out["total"] = summarize(every)
     rss = [r["rss_mb"] for r in out["rounds"]]
-    # growth once warm: over the second half of the rounds (the first ones meet new batch sizes and shapes)
-    out["rss_growth_mb"] = rss[-1] - rss[len(rss) // 2]
-    out["rss_growth_from_round"] = len(rss) // 2 + 1
+    out.update(rss_growth(rss))
     out["vm_hwm_mb"] = server.rss()[1]
     return out
 
@@ -629,8 +636,8 @@ def _conditions_line(report: dict) -> str:
     a, b = report["conditions_start"], report["conditions_end"]
     return (
         f"Measured {a['time']} by `OMP_NUM_THREADS=1 python -m benchmarks.app_load` on {a['cpu_count']} CPU cores "
-        f"(load average {a['load_avg'][0]} at the start, {b['load_avg'][0]} at the end; a model-training job shared "
-        f"the machine), server with {a['server_threads']} torch thread, torch {a['torch']}, Python {a['python']}. "
+        f"(load average {a['load_avg'][0]} at the start, {b['load_avg'][0]} at the end), "
+        f"server with {a['server_threads']} torch thread, torch {a['torch']}, Python {a['python']}. "
         f"Settings of valid requests: {report['settings']['sampler']}, {report['settings']['steps']} steps, "
         f"t0 = {report['settings']['strength']} (a quarter at 0.4), 1 sample, the embedded 64 px model."
     )
@@ -657,8 +664,9 @@ def reliability_section(report: dict) -> str:
         f"All rounds: {t['requests']} requests from {rel['users']} concurrent users; error rate of valid requests "
         f"**{t['valid_error_rate']:.0%}**; p50 **{_f(t['p50_s'])} s**, p95 **{_f(t['p95_s'])} s** "
         f"(invalid requests: p50 {_f(t['invalid_p50_s'])} s). "
-        f"Memory after round {rel['rss_growth_from_round']} → last: "
-        f"**{rel['rss_growth_mb']:+.0f} MB**; the server's high-water mark (VmHWM) {rel['vm_hwm_mb']:.0f} MB.",
+        f"Memory: the highest RSS after a round was {rel['rss_first_half_max_mb']:.0f} MB in the first half of the "
+        f"rounds and {rel['rss_second_half_max_mb']:.0f} MB in the second, **{rel['rss_growth_mb']:+.0f} MB**; the "
+        f"server's high-water mark (VmHWM) {rel['vm_hwm_mb']:.0f} MB.",
         "",
         f"Queue full: {q['sent']} requests at once against room for {q['admitted_capacity']} (edit concurrency + "
         f"queue): **{q['queue_full']} refused** within {_f(q['refused_after_s_max'])} s with "

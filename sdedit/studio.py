@@ -28,7 +28,7 @@ from . import loading
 from .batching import Batch, Cancelled, MicroBatcher
 from .configs import REPO_ROOT, SAMPLER_LABELS, ModelConfig, default_config, find_config, is_hub_id, model_configs
 from .errors import InputError, ModelLoadError, OutOfMemoryError, SDEditError
-from .guard import free_memory, is_out_of_memory
+from .guard import free_memory, is_out_of_memory, trim_malloc
 from .imaging import ImageLimits, check_size, from_model_range, load_image, to_model_range
 from .masks import refine, to_mask
 from .noise import check_seed, random_seed, seeds_for
@@ -783,7 +783,10 @@ def _run_tickets(batch: Batch) -> list[JobOutput]:
     jobs = [t.payload for t in batch]
     for job, ticket in zip(jobs, batch, strict=True):
         job.report = ticket.report
-    return run_jobs(jobs, batch.all_cancelled)
+    try:
+        return run_jobs(jobs, batch.all_cancelled)
+    finally:
+        trim_malloc()  # a long-running server's RSS stays flat (fragmentation, see sdedit.guard)
 
 
 def edit_service() -> MicroBatcher:
