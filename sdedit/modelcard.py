@@ -14,6 +14,14 @@ def _params(folder: Path) -> tuple[dict, float]:
     return config, weights.stat().st_size / 1e6 if weights.exists() else 0.0
 
 
+def _sampler_words(spec: str | None) -> str:
+    """'ddpm, 1000 steps' -> words for the card; older exports (no record) used DDIM with 50 steps."""
+    name, _, steps = (spec or "ddim, 50 steps").partition(", ")
+    if name == "ddpm":
+        return f"the model's own DDPM ancestral sampler, {steps}, x0 clipped to the data range as in its config"
+    return f"DDIM, {steps}"
+
+
 def render_card(folder: str | Path, training: dict, num_params: int, samples: str | None = "samples.png") -> str:
     folder = Path(folder)
     unet, size_mb = _params(folder)
@@ -76,7 +84,7 @@ def render_card(folder: str | Path, training: dict, num_params: int, samples: st
     ]
     if samples and (folder / samples).exists():
         lines += [
-            "Unconditional samples (DDIM, 50 steps, from pure noise):",
+            f"Unconditional samples from pure noise ({_sampler_words(training.get('card_samples'))}):",
             "",
             f"![samples]({samples})",
             "",

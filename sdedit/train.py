@@ -55,6 +55,11 @@ class TrainConfig:
     sample_every: int = 1000
     sample_steps: int = 50
     num_samples: int = 16
+    # the model card's grid: the model's own ancestral sampler over every training level, as diffusers'
+    # DDPMPipeline runs it (x0 clipped to the data range as the scheduler config says): the fairest look at
+    # what the model learned; the periodic grids use the faster DDIM
+    card_sampler: str = "ddpm"
+    card_sample_steps: int = 1000
     save_dtype: str = "float16"
 
     @classmethod
@@ -131,11 +136,19 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def sample_grid(unet, scheduler_config: dict, n: int, steps: int, seed: int, path: Path) -> Image.Image:
-    """Unconditional DDIM samples from `unet`, tiled into a square-ish grid PNG."""
-    from diffusers import DDIMScheduler
+def sample_grid(
+    unet, scheduler_config: dict, n: int, steps: int, seed: int, path: Path, sampler: str = "ddim"
+) -> Image.Image:
+    """Unconditional samples from `unet` (DDIM, or "ddpm": ancestral steps), tiled into a square-ish grid PNG.
 
-    sched = DDIMScheduler.from_config(scheduler_config, clip_sample=False)
+    Both follow the scheduler config, including its `clip_sample`: predicted x0 clipped to the data range, as
+    the DDPM checkpoints are sampled. Without it, small epsilon errors at high noise are amplified by
+    1/sqrt(abar) (160x at t = T) into saturated, frame-filling colours.
+    """
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    cls = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler}[sampler]
+    sched = cls.from_config(scheduler_config)
     sched.set_timesteps(steps)
     device = next(unet.parameters()).device
     g = torch.Generator("cpu").manual_seed(seed)
@@ -143,9 +156,10 @@ def sample_grid(unet, scheduler_config: dict, n: int, steps: int, seed: int, pat
     x = torch.randn(n, 3, res, res, generator=g).to(device)
     was_training = unet.training
     unet.eval()
-    for t in sched.timesteps:
-        eps = unet(x, t.to(device)).sample
-        x = sched.step(eps, t, x).prev_sample
+    with torch.no_grad():
+        for t in sched.timesteps:
+            eps = unet(x, t.to(device)).sample
+            x = sched.step(eps, t, x, generator=g).prev_sample
     unet.train(was_training)
     grid = make_grid(((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy())
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +178,16 @@ def make_grid(images: np.ndarray, cols: int | None = None, pad: int = 2) -> Imag
     return Image.fromarray(canvas)
 
 
-def export_model(ema, scheduler, out: Path, save_dtype: str, card: dict | None = None, samples: int = 16) -> Path:
+def export_model(
+    ema,
+    scheduler,
+    out: Path,
+    save_dtype: str,
+    card: dict | None = None,
+    samples: int = 16,
+    sampler: str = "ddpm",
+    sample_steps: int = 1000,
+) -> Path:
     """Write `unet/` and `scheduler/` subfolders (the layout SDEditPipeline.from_pretrained reads), a sample
     grid and a model card."""
     from .modelcard import write_card
@@ -174,7 +197,13 @@ def export_model(ema, scheduler, out: Path, save_dtype: str, card: dict | None =
     model.save_pretrained(out / "unet", safe_serialization=True)
     scheduler.save_pretrained(out / "scheduler")
     if samples:
-        sample_grid(copy.deepcopy(ema).float().cpu(), dict(scheduler.config), samples, 50, 0, out / "samples.png")
+        model_fp32 = copy.deepcopy(ema).float().cpu()
+        sample_grid(model_fp32, dict(scheduler.config), samples, sample_steps, 0, out / "samples.png", sampler)
+        if card is not None:
+            card = {
+                **card,
+                "card_samples": f"{sampler}, {min(sample_steps, scheduler.config.num_train_timesteps)} steps",
+            }
     if card is not None:
         (out / "training.json").write_text(json.dumps(card, indent=2) + "\n")
         write_card(out, card, sum(p.numel() for p in ema.parameters()))
@@ -310,7 +339,13 @@ class Trainer:
 
     def export(self, dest: str | Path | None = None) -> Path:
         return export_model(
-            self.ema, self.scheduler, Path(dest or self.out / "model"), self.cfg.save_dtype, self.card()
+            self.ema,
+            self.scheduler,
+            Path(dest or self.out / "model"),
+            self.cfg.save_dtype,
+            self.card(),
+            sampler=self.cfg.card_sampler,
+            sample_steps=self.cfg.card_sample_steps,
         )
 
     def run(self, resume: bool = True) -> Path:

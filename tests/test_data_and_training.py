@@ -141,6 +141,7 @@ def tiny_train_config(tmp_path, data, **kw) -> TrainConfig:
         sample_every=3,
         sample_steps=3,
         num_samples=4,
+        card_sample_steps=5,
         mixed_precision="no",
         threads=1,
         **kw,
@@ -156,6 +157,9 @@ def test_training_smoke_resume_and_export(tmp_path):
     assert (run / "samples" / "step-0000003.png").is_file()
     card = json.loads((out / "training.json").read_text())
     assert card["steps"] == 3 and card["train_images"] == 6
+    # the card's grid comes from the model's own ancestral sampler, and the card says so
+    assert card["card_samples"] == "ddpm, 5 steps" and (out / "samples.png").is_file()
+    assert "DDPM ancestral sampler, 5 steps" in (out / "README.md").read_text()
     # resume: a second run continues from step 3 with the optimiser state, not from scratch
     cfg5 = tiny_train_config(tmp_path, data, max_steps=5)
     trainer = Trainer(cfg5)
