@@ -71,6 +71,10 @@ MAX_STRENGTHS_TEXT = 200  # characters of the sweep's t0 list
 CONCURRENCY = _env_int("SDEDIT_CONCURRENCY", 1)
 MAX_BATCH = _env_int("SDEDIT_MAX_BATCH", 8)
 BATCH_WINDOW_S = _env_number("SDEDIT_BATCH_WINDOW_MS", 100, 0) / 1000
+# The fast path (sdedit.accel: half precision, channels_last, CUDA graphs, noise on the device) where it pays:
+# "auto" = on CUDA only (on the CPU the plain pipeline is as fast and keeps CPU seeds; on ZeroGPU the GPU
+# exists only inside each call, so graphs captured at start-up would be lost), "1" = always, "0" = never.
+ACCEL = os.environ.get("SDEDIT_ACCEL", "auto").lower()
 # Files the app writes (animations here, Gradio's cache in app.py) are deleted after this many seconds.
 OUTPUT_TTL_S = _env_number("SDEDIT_CACHE_TTL_S", 3600, 60)
 APP_LIMITS = RunLimits(
@@ -135,11 +139,30 @@ def get_pipeline(name: str | None = None) -> SDEditPipeline:
                 raise
             except Exception as exc:  # a broken checkpoint, a diffusers/safetensors error: say so, keep serving
                 raise ModelLoadError(f"model {name!r} could not be loaded ({type(exc).__name__}: {exc})") from None
-            pipe = SDEditPipeline(unet, scheduler, cfg, APP_LIMITS)
+            pipe = _make_pipeline(unet, scheduler, cfg)
             pipe.set_progress_bar_config(disable=True)
             _PIPES.clear()  # the loader keeps a small LRU of weights; keep only the current pipeline here
             _PIPES[name] = pipe
         return pipe
+
+
+def use_accel(device: torch.device) -> bool:
+    """Whether the app serves this device with sdedit.accel's AcceleratedPipeline (see ACCEL)."""
+    if ACCEL in ("0", "false", "no", "off"):
+        return False
+    if ACCEL in ("1", "true", "yes", "on"):
+        return True
+    zero_gpu = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
+    return device.type == "cuda" and not zero_gpu
+
+
+def _make_pipeline(unet, scheduler, cfg: ModelConfig) -> SDEditPipeline:
+    device = next(unet.parameters()).device
+    if not use_accel(device):
+        return SDEditPipeline(unet, scheduler, cfg, APP_LIMITS)
+    from .accel import AcceleratedPipeline
+
+    return AcceleratedPipeline(unet, scheduler, cfg, APP_LIMITS, device=device)
 
 
 def drop_pipelines() -> None:
@@ -847,6 +870,9 @@ def warm_up(name: str | None = None) -> float:
     ImageDraw.Draw(guide).ellipse((16, 16, 48, 48), fill=(230, 80, 60))
     cfg = config_for(name)
     settings = EditSettings(model=name, strength=0.5, sampler=cfg.defaults.sampler, steps=4, num_samples=1, seed=0)
+    pipe = get_pipeline(name)
+    if hasattr(pipe, "warmup"):  # the fast path: compile and capture the batch sizes the batcher will use
+        pipe.warmup(batches=tuple(sorted({1, MAX_BATCH})), sampler=cfg.defaults.sampler)
     result = run_edit(guide, None, settings, batch=False)
     if result.animation is not None:
         result.animation.unlink(missing_ok=True)

@@ -216,3 +216,31 @@ def test_embedded_model_fast_path_and_bf16_bound():
     half = AcceleratedPipeline.from_pretrained(None, device="cpu", dtype="bfloat16", keep_reference=True)
     bound = half.error_bound(batch=1, levels=4)
     assert bound["finite"] and bound["rel_l2"] < 0.02, bound
+
+
+def test_the_app_serves_cuda_with_the_fast_path_and_the_cpu_with_the_plain_one(monkeypatch):
+    """studio.get_pipeline picks AcceleratedPipeline where use_accel says so (CUDA by default), warms it at
+    load, and its edits equal the plain pipeline's for the same seeds (forced on here, on the CPU)."""
+    from sdedit import studio
+    from sdedit.accel import AcceleratedPipeline
+
+    assert studio.use_accel(torch.device("cuda")) and not studio.use_accel(torch.device("cpu"))
+    monkeypatch.setenv("SPACES_ZERO_GPU", "1")
+    assert not studio.use_accel(torch.device("cuda"))  # graphs captured at start-up would not survive ZeroGPU
+
+    guide = np.zeros((64, 64, 3), np.uint8)
+    guide[16:48, 16:48] = (230, 80, 60)
+    settings = studio.EditSettings(strength=0.5, steps=8, seed=3)
+    studio.drop_pipelines()
+    plain = studio.run_edit(guide, None, settings, animate=False, batch=False).images[0]
+    monkeypatch.setattr(studio, "ACCEL", "1")
+    studio.drop_pipelines()
+    try:
+        assert studio.warm_up() > 0
+        pipe = studio.get_pipeline(None)
+        assert isinstance(pipe, AcceleratedPipeline) and pipe.warmup_s is not None
+        fast = studio.run_edit(guide, None, settings, animate=False, batch=False).images[0]
+    finally:
+        studio.drop_pipelines()
+    diff = np.abs(np.asarray(fast, np.int16) - np.asarray(plain, np.int16)).max()
+    assert diff <= 1, diff
