@@ -256,24 +256,28 @@ def plan(user: int, count: int, invalid_every: int, settings: dict, files: dict[
     return out
 
 
-def send(client, req: Request) -> Outcome:
+def edit_args(guide: Path, mask: Path | None, s: dict) -> dict:
+    """The /edit endpoint's arguments by name, for settings `s` (1 sample and seed 0 unless `s` says)."""
     from gradio_client import handle_file
 
-    s = req.settings
-    args = dict(
-        guide=handle_file(str(req.guide)),
-        mask=handle_file(str(req.mask)) if req.mask else None,
+    return dict(
+        guide=handle_file(str(guide)),
+        mask=handle_file(str(mask)) if mask else None,
         model=s["model"],
         strength=s["strength"],
         sampler=s["sampler"],
         steps=s["steps"],
         repeats=s["repeats"],
-        num_samples=s["num_samples"],
-        seed=s["seed"],
+        num_samples=s.get("num_samples", 1),
+        seed=s.get("seed", 0),
         snr=0.0,
         mask_dilation=0,
         mask_feather=0,
     )
+
+
+def send(client, req: Request) -> Outcome:
+    args = edit_args(req.guide, req.mask, req.settings)
     t0 = time.perf_counter()
     valid = req.kind == "valid"
     try:
@@ -285,7 +289,7 @@ def send(client, req: Request) -> Outcome:
         return Outcome(req.kind, valid, latency, ok, f"{type(exc).__name__}: {message}")
     latency = time.perf_counter() - t0
     meta = meta if isinstance(meta, dict) else json.loads(meta)
-    ok = valid and len(gallery) == s["num_samples"] and meta.get("seeds") == [s["seed"]]
+    ok = valid and len(gallery) == args["num_samples"] and meta.get("seeds") == [args["seed"]]
     return Outcome(req.kind, valid, latency, ok, "" if ok else "unexpected success", meta.get("batched_requests", 1))
 
 
@@ -394,7 +398,7 @@ def queue_full(server: Server, admitted: int, extra: int, settings: dict, timeou
 
     Then the same through raw HTTP (what a browser sees): the 503 detail text.
     """
-    from gradio_client import Client, handle_file
+    from gradio_client import Client
     from gradio_client.utils import QueueError
 
     clients = [Client(server.url, verbose=False, download_files=False) for _ in range(4)]
@@ -404,23 +408,9 @@ def queue_full(server: Server, admitted: int, extra: int, settings: dict, timeou
 
     def one(i: int) -> None:
         t0 = time.perf_counter()
-        s = {**settings, "seed": i}
+        s = {**settings, "num_samples": 1, "seed": i}
         try:
-            clients[i % len(clients)].predict(
-                handle_file(str(EX / "strokes-heart.png")),
-                None,
-                s["model"],
-                s["strength"],
-                s["sampler"],
-                s["steps"],
-                s["repeats"],
-                1,
-                s["seed"],
-                0.0,
-                0,
-                0,
-                api_name="/edit",
-            )
+            clients[i % len(clients)].predict(**edit_args(EX / "strokes-heart.png", None, s), api_name="/edit")
             outcome = ("done", "")
         except QueueError as exc:
             outcome = ("queue full", str(exc))
@@ -495,25 +485,12 @@ def raw_queue_full_detail(server: Server, burst: int) -> str | None:
 
 def cancel_frees_slot(server: Server, settings: dict) -> dict:
     """Cancel a long running request; the next short one must not wait for it."""
-    from gradio_client import Client, handle_file
+    from gradio_client import Client
 
     client = Client(server.url, verbose=False, download_files=False)
     s = settings
-    long = client.submit(
-        handle_file(str(EX / "strokes-apple.png")),
-        None,
-        s["model"],
-        1.0,
-        s["sampler"],
-        1000,
-        s["repeats"],
-        1,
-        0,
-        0.0,
-        0,
-        0,
-        api_name="/edit",
-    )
+    long_settings = {**s, "strength": 1.0, "steps": 1000, "num_samples": 1, "seed": 0}
+    long = client.submit(**edit_args(EX / "strokes-apple.png", None, long_settings), api_name="/edit")
     deadline = time.monotonic() + 120
     while not long.status().progress_data and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -521,21 +498,7 @@ def cancel_frees_slot(server: Server, settings: dict) -> dict:
     time.sleep(0.5)
     long.cancel()
     t0 = time.perf_counter()
-    client.predict(
-        handle_file(str(EX / "strokes-heart.png")),
-        None,
-        s["model"],
-        s["strength"],
-        s["sampler"],
-        s["steps"],
-        s["repeats"],
-        1,
-        1,
-        0.0,
-        0,
-        0,
-        api_name="/edit",
-    )
+    client.predict(**edit_args(EX / "strokes-heart.png", None, {**s, "num_samples": 1, "seed": 1}), api_name="/edit")
     return {"long_started": started, "next_request_s": time.perf_counter() - t0, "long_request_evaluations": 1000}
 
 

@@ -15,10 +15,12 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+from sdedit.accel import quiet_diffusers as quiet
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs" / "performance.md"
@@ -63,19 +65,6 @@ NCSNPP_256 = dict(
 ARCHITECTURES = {"ddpm-church-256": DDPM_256, "ncsnpp-church-256": NCSNPP_256}
 # peak dense matrix rates (TFLOP/s) for "% of peak"; H100/H200 bf16 as measured on this workplace's cards
 PEAK_TFLOPS = {("h100", "bfloat16"): 790.0, ("h200", "bfloat16"): 790.0, ("h100", "float16"): 790.0}
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Silence diffusers' info/warnings (random-init and dtype-cast notices) around model construction."""
-    from diffusers.utils import logging as dlog
-
-    level = dlog.get_verbosity()
-    dlog.set_verbosity_error()
-    try:
-        yield
-    finally:
-        dlog.set_verbosity(level)
 
 
 def build_unet(arch: str | dict, size: int | None = None, seed: int = 0, device="cpu", dtype=torch.float32):

@@ -150,8 +150,9 @@ def patch_fir(unet: nn.Module, impl: str = "auto") -> int:
 
 
 @contextlib.contextmanager
-def _quiet_diffusers():
-    """diffusers warns on every `.to(dtype)` of a model; here the cast is deliberate and measured."""
+def quiet_diffusers():
+    """Silence diffusers' info and warnings for a moment: it warns on every `.to(dtype)` of a model and on
+    random initialisation, and here both are deliberate (casts are measured; benchmarks use random weights)."""
     from diffusers.utils import logging as dlog
 
     level = dlog.get_verbosity()
@@ -191,7 +192,7 @@ def prepare_unet(
         set_sdpa(net)
     # keep the fp32 original: casting to bf16 and back would not restore the rounded weights
     fourier = copy.deepcopy(net.time_proj) if options.fp32_fourier and is_fourier(net) else None
-    with _quiet_diffusers():
+    with quiet_diffusers():
         net = net.to(device=device, dtype=dtype)
     if fourier is not None:
         net.time_proj = fourier.to(device=device, dtype=torch.float32)  # UNet2DModel casts its output after
