@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# On the device machine: install the carried wheels, say what the card is, then run the prepared GPU check.
-#   run(command="bash benchmarks/gpu_run.sh", carry=[".whl"], timeout_s=480)
-# Results land in $OUT (gpu_check.json, gpu_check.md, gpu_check.log); render them here with
+# One call on the device machine (about 9 minutes), in two phases:
+#   1. train the embedded default on the GPU for TRAIN_MINUTES (configs/train-fluent-emoji-64-gpu.yaml) and pack
+#      the exported model folder and the sample grids into $OUT/model.tar (log: $OUT/train.log);
+#   2. the prepared check of the fast path (benchmarks/gpu_check.py) for CHECK_DEADLINE seconds.
+# Here, once: bash benchmarks/gpu_wheels.sh (diffusers wheels into .whl/, training images into .gpucache/); then
+#   run(command="bash benchmarks/gpu_run.sh", carry=[".whl", ".gpucache"], timeout_s=590)
+# Back here: tar -xf <files_at>/model.tar -C /tmp/gpu-model, and render the check with
 #   python -m benchmarks.gpu_check --render <files_at>/gpu_check.json
+# TRAIN_MINUTES=0 skips phase 1; CHECK_DEADLINE=0 skips phase 2.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-benchmarks/results/gpu}"
@@ -13,8 +18,23 @@ if ls .whl/*.whl >/dev/null 2>&1; then
   export PYTHONPATH="/tmp/site:$PWD"
 fi
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 GRADIO_ANALYTICS_ENABLED=False
+export SDEDIT_CACHE="$PWD/.gpucache" TQDM_MININTERVAL=15
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv || true
 python3 -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', diffusers.__version__, \
 'cuda', torch.cuda.is_available())" || exit 1
-timeout "${LIMIT:-450}" python3 -m benchmarks.gpu_check --out "$out" --deadline "${DEADLINE:-360}" "$@" 2>&1 \
-  | tee "$out/gpu_check.log"
+
+train_minutes="${TRAIN_MINUTES:-6}"
+if [ "$train_minutes" != "0" ]; then
+  run_dir=runs/fluent-emoji-64-gpu
+  rm -rf "$run_dir"
+  timeout $(( ${train_minutes%.*} * 60 + 150 )) python3 -m sdedit train --config configs/train-fluent-emoji-64-gpu.yaml \
+    --max-minutes "$train_minutes" --no-resume 2>&1 | tee "$out/train.log"
+  echo "train exit: ${PIPESTATUS[0]}"
+  tar -cf "$out/model.tar" -C "$run_dir" model samples && ls -l "$out/model.tar"
+fi
+
+deadline="${CHECK_DEADLINE:-90}"
+if [ "$deadline" != "0" ]; then
+  timeout $(( deadline + 60 )) python3 -m benchmarks.gpu_check --out "$out" --deadline "$deadline" \
+    --groups "${CHECK_GROUPS:-unet,edit}" 2>&1 | tee "$out/gpu_check.log"
+fi

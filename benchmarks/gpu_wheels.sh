@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Here (not on the device machine), once before a GPU run: the device image has torch, numpy, pillow, pyyaml,
-# tqdm, safetensors and huggingface_hub, but not diffusers. Fetch the pure-Python wheels it needs into .whl/
-# (git-ignored through .git/info/exclude), which the run carries: run(..., carry=[".whl"]).
+# Here (not on the device machine), once before a GPU run. The device image has torch, numpy, pillow, pyyaml,
+# tqdm, safetensors and huggingface_hub, but not diffusers, and it cannot reach npm: fetch the pure-Python
+# wheels it needs into .whl/ and the decoded 64 px training images into .gpucache/ (both git-ignored through
+# .git/info/exclude), which the run carries: run(..., carry=[".whl", ".gpucache"]).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .git/info
-grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+for d in /.whl/ /.gpucache/; do grep -qx "$d" .git/info/exclude 2>/dev/null || echo "$d" >> .git/info/exclude; done
 python3 -m pip download --no-deps --only-binary=:all: -d .whl "diffusers==0.42.1" "importlib_metadata"
-ls -l .whl
+py=python3; [ -x .venv/bin/python ] && py=.venv/bin/python
+SDEDIT_CACHE=.gpucache "$py" -c "from sdedit.data import load_image_set; print(load_image_set('fluent-emoji-3d', 64))"
+ls -l .whl .gpucache/arrays

@@ -122,8 +122,8 @@ def build_scheduler(cfg: TrainConfig):
 
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
-        e.lerp_(p.detach(), 1.0 - decay)
+    """One fused pass over all parameters (a kernel per tensor would dominate a small model's GPU step)."""
+    torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in model.parameters()], 1.0 - decay)
 
 
 def ema_decay_at(step: int, target: float) -> float:
@@ -151,9 +151,9 @@ def sample_grid(
     sched = cls.from_config(scheduler_config)
     sched.set_timesteps(steps)
     device = next(unet.parameters()).device
-    g = torch.Generator("cpu").manual_seed(seed)
+    g = torch.Generator(device).manual_seed(seed)
     res = unet.config.sample_size
-    x = torch.randn(n, 3, res, res, generator=g).to(device)
+    x = torch.randn(n, 3, res, res, generator=g, device=device)
     was_training = unet.training
     unet.eval()
     with torch.no_grad():
@@ -197,7 +197,7 @@ def export_model(
     model.save_pretrained(out / "unet", safe_serialization=True)
     scheduler.save_pretrained(out / "scheduler")
     if samples:
-        model_fp32 = copy.deepcopy(ema).float().cpu()
+        model_fp32 = copy.deepcopy(ema).float()  # on the EMA's device: 1000 steps take seconds on a GPU
         sample_grid(model_fp32, dict(scheduler.config), samples, sample_steps, 0, out / "samples.png", sampler)
         if card is not None:
             card = {
@@ -224,18 +224,27 @@ class Trainer:
             images if images is not None else load_image_set(cfg.data, cfg.resolution, cfg.held_out_fraction, cfg.fit)
         )
         self.train_set = data.subset(held_out=False) if data.held_out.any() else data
-        self.data = to_tensor_range(self.train_set.images)  # (N, 3, H, W) in [-1, 1], kept on the host
+        # (N, 3, H, W) in [-1, 1] on the training device, with the RNG there too: batches, timesteps and
+        # noise are drawn where they are used, so a GPU step never waits on the host
+        self.data = to_tensor_range(self.train_set.images).to(self.device)
         self.unet = build_unet(cfg).to(self.device)
         self.ema = copy.deepcopy(self.unet).eval().requires_grad_(False)
         self.scheduler = build_scheduler(cfg)
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(self.device)
-        self.opt = torch.optim.AdamW(self.unet.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        cuda = self.device.type == "cuda"
+        torch.backends.cudnn.benchmark = cuda  # fixed shapes: let cuDNN pick its fastest convolutions once
+        self.opt = torch.optim.AdamW(
+            self.unet.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=cuda or None
+        )
         self.amp = autocast_dtype(self.device, cfg.mixed_precision)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16 and self.device.type == "cuda")
-        self.gen = torch.Generator("cpu").manual_seed(cfg.seed)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16 and cuda)
+        self.gen = torch.Generator(self.device).manual_seed(cfg.seed)
         self.step = 0
         self.seconds = 0.0
         self.losses: list[float] = []
+        self.runs: list[dict] = []  # one record per run() over this checkpoint's life: steps and seconds
+        self.config_file: str | None = None
+        self._pending: list[torch.Tensor] = []  # losses still on the device, read every `sync_every` steps
 
     # ----- checkpoints -------------------------------------------------------------------------------
     @property
@@ -243,6 +252,7 @@ class Trainer:
         return self.out / "checkpoints" / "last.pt"
 
     def save_checkpoint(self) -> None:
+        self.sync_losses()
         self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
         state = {
             "step": self.step,
@@ -254,6 +264,7 @@ class Trainer:
             "gen": self.gen.get_state(),
             "torch_rng": torch.get_rng_state(),
             "losses": self.losses[-10_000:],
+            "runs": self.runs,
             "config": asdict(self.cfg),
         }
         tmp = self.checkpoint_path.with_suffix(".tmp")
@@ -268,19 +279,20 @@ class Trainer:
         self.ema.load_state_dict(state["ema"])
         self.opt.load_state_dict(state["opt"])
         self.scaler.load_state_dict(state["scaler"])
-        self.gen.set_state(state["gen"])
-        torch.set_rng_state(state["torch_rng"])
+        self.gen.set_state(state["gen"].cpu())  # RNG states are CPU byte tensors whatever the device
+        torch.set_rng_state(state["torch_rng"].cpu())
         self.step, self.seconds, self.losses = state["step"], state["seconds"], list(state["losses"])
+        self.runs = list(state.get("runs", []))
         return True
 
     # ----- one step ----------------------------------------------------------------------------------
     def batch(self) -> torch.Tensor:
-        idx = torch.randint(0, len(self.data), (self.cfg.batch_size,), generator=self.gen)
+        idx = torch.randint(0, len(self.data), (self.cfg.batch_size,), generator=self.gen, device=self.device)
         x = self.data[idx]
         if self.cfg.hflip:
-            flip = torch.rand(len(idx), generator=self.gen) < 0.5
+            flip = torch.rand(len(idx), generator=self.gen, device=self.device) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        return x.to(self.device)
+        return x
 
     def loss_weights(self, abar: torch.Tensor) -> torch.Tensor:
         """Min-SNR-gamma for epsilon prediction: min(SNR, gamma) / SNR. It stops the easy, low-noise steps
@@ -290,11 +302,12 @@ class Trainer:
         snr = abar / (1 - abar)
         return snr.clamp(max=self.cfg.snr_gamma) / snr
 
-    def train_step(self) -> float:
+    def train_step(self) -> torch.Tensor:
+        """One optimiser step; returns the loss as a device tensor (reading it would sync the GPU)."""
         x0 = self.batch()
         n = x0.shape[0]
-        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (n,), generator=self.gen).to(self.device)
-        noise = torch.randn(x0.shape, generator=self.gen).to(self.device)
+        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (n,), generator=self.gen, device=self.device)
+        noise = torch.randn(x0.shape, generator=self.gen, device=self.device)
         abar = self.alphas_cumprod[t].view(n, 1, 1, 1)
         xt = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
         for group in self.opt.param_groups:
@@ -311,9 +324,20 @@ class Trainer:
         self.scaler.update()
         ema_update(self.ema, self.unet, ema_decay_at(self.step, self.cfg.ema_decay))
         self.step += 1
-        value = loss.item()
-        self.losses.append(value)
-        return value
+        self._pending.append(loss.detach())
+        return loss.detach()
+
+    def sync_losses(self) -> None:
+        """Move pending losses to `self.losses` (one host sync); fail fast on a non-finite one."""
+        if not self._pending:
+            return
+        values = torch.stack(self._pending).float().cpu().tolist()
+        first = self.step - len(values) + 1
+        self._pending.clear()
+        self.losses.extend(values)
+        for i, value in enumerate(values):
+            if not math.isfinite(value):
+                raise FloatingPointError(f"loss became {value} at step {first + i}; lower learning_rate")
 
     # ----- the run -----------------------------------------------------------------------------------
     def samples(self, tag: str) -> Path:
@@ -322,6 +346,7 @@ class Trainer:
         return path
 
     def card(self) -> dict:
+        self.sync_losses()
         return {
             "name": self.cfg.name,
             "data": self.cfg.data,
@@ -330,7 +355,10 @@ class Trainer:
             "batch_size": self.cfg.batch_size,
             "train_seconds": round(self.seconds, 1),
             "final_loss_mean_last_500": float(np.mean(self.losses[-500:])) if self.losses else None,
-            "device": torch.cuda.get_device_name() if self.device.type == "cuda" else cpu_name(),
+            "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else cpu_name(),
+            "device_type": self.device.type,
+            "runs": self.runs,
+            "config_file": self.config_file,
             "threads": torch.get_num_threads(),
             "mixed_precision": str(self.amp).replace("torch.", "") if self.amp else "no",
             "torch": torch.__version__,
@@ -352,19 +380,25 @@ class Trainer:
         if resume and self.load_checkpoint():
             print(f"resumed from {self.checkpoint_path} at step {self.step}")
         budget = self.cfg.max_minutes * 60 if self.cfg.max_minutes else math.inf
+        this_run = {"from_step": self.step, "to_step": self.step, "seconds": 0.0}
+        self.runs.append(this_run)
+        run_start = time.perf_counter()
         bar = tqdm(total=self.cfg.max_steps, initial=self.step, desc=self.cfg.name, dynamic_ncols=True)
         start = time.perf_counter() - self.seconds
+        sync_every = 1 if self.device.type == "cpu" else 25
         while self.step < self.cfg.max_steps and self.seconds < budget:
-            loss = self.train_step()
+            self.train_step()
             self.seconds = time.perf_counter() - start
+            this_run.update(to_step=self.step, seconds=round(time.perf_counter() - run_start, 1))
             bar.update(1)
-            bar.set_postfix(loss=f"{np.mean(self.losses[-50:]):.4f}", refresh=False)
+            if self.step % sync_every == 0:
+                self.sync_losses()
+                bar.set_postfix(loss=f"{np.mean(self.losses[-50:]):.4f}", refresh=False)
             if self.step % self.cfg.checkpoint_every == 0:
                 self.save_checkpoint()
             if self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
                 self.samples(f"step-{self.step:07d}")
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss} at step {self.step}; lower learning_rate")
+        self.sync_losses()
         bar.close()
         self.save_checkpoint()
         self.samples(f"step-{self.step:07d}")
@@ -377,6 +411,7 @@ def train(
     """Train (resuming by default) and export; `export_only` exports the last checkpoint's EMA weights."""
     cfg = TrainConfig.from_yaml(config, **overrides)
     trainer = Trainer(cfg)
+    trainer.config_file = Path(config).as_posix()
     if export_only:
         if not trainer.load_checkpoint():
             raise FileNotFoundError(f"no checkpoint at {trainer.checkpoint_path} to export")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +24,8 @@ from sdedit.data import (
     sha1_of,
 )
 from sdedit.train import TrainConfig, Trainer
+
+REPO = Path(__file__).resolve().parents[1]
 
 NAMES = ["1f600", "1f44b", "1f44b-1f3fb", "1f44b-1f3ff", "1f3f4-e0067_e0062_e0065_e006e_e0067", "2764-fe0f"]
 
@@ -166,6 +169,9 @@ def test_training_smoke_resume_and_export(tmp_path):
     assert trainer.load_checkpoint() and trainer.step == 3 and len(trainer.losses) == 3
     trainer.run()
     assert trainer.step == 5
+    # each run over the checkpoint is recorded, and the card carries the record
+    assert [(r["from_step"], r["to_step"]) for r in trainer.runs] == [(0, 3), (3, 5)]
+    assert trainer.card()["runs"] == trainer.runs and trainer.card()["device_type"] == "cpu"
     # the export is a diffusers folder that the pipeline loads and edits with
     pipe = SDEditPipeline.from_pretrained(str(out))
     assert pipe.sde == "vp" and pipe.config.resolution == 16
@@ -189,3 +195,27 @@ def test_min_snr_weighting(tmp_path):
     w = trainer.loss_weights(abar)
     assert torch.allclose(w, torch.tensor([5 / 999, 1.0, 1.0, 1.0]), atol=1e-4)
     assert torch.equal(Trainer(tiny_train_config(tmp_path, data, max_steps=1)).loss_weights(abar), torch.ones(4))
+
+
+def test_a_non_finite_loss_stops_training_at_its_step(tmp_path):
+    """Losses are read from the device in batches (no sync per GPU step); a NaN must still be caught, naming
+    the step where it happened."""
+    import torch
+
+    data = _folder(tmp_path / "imgs")
+    trainer = Trainer(tiny_train_config(tmp_path, data, max_steps=4))
+    trainer.step = 7
+    trainer._pending = [torch.tensor(0.5), torch.tensor(float("nan")), torch.tensor(0.4)]
+    with pytest.raises(FloatingPointError, match="loss became nan at step 6"):
+        trainer.sync_losses()
+    assert trainer.losses[-3:][0] == 0.5 and not trainer._pending
+
+
+def test_the_gpu_and_cpu_recipes_train_the_same_model():
+    """configs/train-fluent-emoji-64-gpu.yaml differs from the CPU recipe in batch, rate and budget only,
+    so either one re-trains the shipped model."""
+    cpu = TrainConfig.from_yaml(REPO / "configs" / "train-fluent-emoji-64.yaml")
+    gpu = TrainConfig.from_yaml(REPO / "configs" / "train-fluent-emoji-64-gpu.yaml")
+    same = ("name", "data", "resolution", "fit", "held_out_fraction", "model", "scheduler", "snr_gamma", "hflip")
+    assert all(getattr(cpu, k) == getattr(gpu, k) for k in same)
+    assert gpu.batch_size > cpu.batch_size and gpu.max_minutes
