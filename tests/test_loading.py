@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,8 @@ from sdedit import SDEditPipeline, load_default, loading
 from sdedit.configs import VE_SAMPLERS, VP_SAMPLERS, default_config, find_config, is_hub_id, model_configs
 from sdedit.errors import ModelLoadError, ModelNotFoundError
 from tests.conftest import tiny_ve_unet, tiny_vp_unet
+
+REPO = Path(__file__).resolve().parents[1]
 
 HUB_MODELS = {
     "google/ddpm-church-256": "vp",
@@ -150,3 +154,26 @@ def test_the_shipped_default_loads_offline_and_matches_its_config():
     assert weights.is_file() and weights.stat().st_size <= 20 * 1024 * 1024
     out = pipe(np.full((64, 64, 3), 255, np.uint8), seed=0, progress=False)
     assert out.images[0].size == (64, 64) and out.metadata["sampler"] == cfg.defaults.sampler
+
+
+def test_the_shipped_default_is_what_its_training_config_builds():
+    """The card's training command must rebuild this model: same architecture, schedule and data."""
+    from sdedit.train import TrainConfig, build_scheduler, build_unet
+
+    folder = default_config().local_path
+    record = json.loads((folder / "training.json").read_text())
+    train_cfg = TrainConfig.from_yaml(REPO / record["config_file"])
+    assert train_cfg.data == record["data"] and train_cfg.resolution == record["config"]["resolution"]
+    built = build_unet(train_cfg).config
+    shipped = json.loads((folder / "unet" / "config.json").read_text())
+    for key in ("sample_size", "block_out_channels", "layers_per_block", "down_block_types", "up_block_types"):
+        assert shipped[key] == json.loads(json.dumps(built[key])), key
+    sched = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    for key, value in build_scheduler(train_cfg).config.items():
+        if key in ("beta_start", "beta_end", "num_train_timesteps", "beta_schedule", "variance_type"):
+            assert sched[key] == value
+    # the record adds up: the runs cover every step and the time the card states
+    runs = record["runs"]
+    assert runs[0]["from_step"] == 0 and runs[-1]["to_step"] == record["steps"]
+    assert all(a["to_step"] == b["from_step"] for a, b in itertools.pairwise(runs))
+    assert abs(sum(r["seconds"] for r in runs) - record["train_seconds"]) < 1.0
