@@ -47,7 +47,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 RELIABILITY_DOC = REPO / "docs" / "reliability.md"
 PERFORMANCE_DOC = REPO / "docs" / "performance.md"
 
-DEFAULT_SETTINGS = dict(model="fluent-emoji-64", strength=0.6, sampler="dpmpp", steps=20, repeats=1)  # the app's
+DEFAULT_SETTINGS = dict(model="fluent-emoji-64", strength=0.5, sampler="dpmpp", steps=20, repeats=1)  # the app's
 QUICK_SETTINGS = dict(DEFAULT_SETTINGS, steps=8)  # 4-5 denoising steps
 
 
