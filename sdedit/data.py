@@ -22,9 +22,13 @@ import tarfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 SKIN_TONES = frozenset(range(0x1F3FB, 0x1F400))
@@ -296,9 +300,12 @@ def load_image_set(source: str, resolution: int, held_out_fraction: float = 0.1,
     raise DataError(f"unknown data source {source!r}: use one of {sorted(IMAGE_SETS)} or a folder of images")
 
 
-def to_tensor_range(images: np.ndarray | Sequence[np.ndarray]):
-    """uint8 (N, H, W, 3) -> float tensor (N, 3, H, W) in [-1, 1], the VP models' range."""
+def to_tensor_range(images: np.ndarray | Sequence[np.ndarray] | torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float tensor (N, 3, H, W) in [-1, 1], the VP models' range. Takes (N, H, W, 3) arrays
+    (or a sequence of (H, W, 3) ones), or an (N, 3, H, W) uint8 tensor already in channels-first layout."""
     import torch
 
+    if isinstance(images, torch.Tensor):
+        return images.float().div(127.5).sub(1.0)
     array = np.asarray(images)
     return torch.from_numpy(array).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)

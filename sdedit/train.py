@@ -224,15 +224,16 @@ class Trainer:
             images if images is not None else load_image_set(cfg.data, cfg.resolution, cfg.held_out_fraction, cfg.fit)
         )
         self.train_set = data.subset(held_out=False) if data.held_out.any() else data
-        # (N, 3, H, W) in [-1, 1] on the training device, with the RNG there too: batches, timesteps and
-        # noise are drawn where they are used, so a GPU step never waits on the host
-        self.data = to_tensor_range(self.train_set.images).to(self.device)
+        # (N, 3, H, W) uint8 on the training device (a quarter of float32's memory), with the RNG there too:
+        # batches, timesteps and noise are drawn where they are used, so a GPU step never waits on the host
+        self.data = torch.from_numpy(np.ascontiguousarray(self.train_set.images)).permute(0, 3, 1, 2).to(self.device)
         self.unet = build_unet(cfg).to(self.device)
         self.ema = copy.deepcopy(self.unet).eval().requires_grad_(False)
         self.scheduler = build_scheduler(cfg)
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(self.device)
         cuda = self.device.type == "cuda"
-        torch.backends.cudnn.benchmark = cuda  # fixed shapes: let cuDNN pick its fastest convolutions once
+        if cuda:
+            torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN picks its fastest convolutions once
         self.opt = torch.optim.AdamW(
             self.unet.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=cuda or None
         )
@@ -288,7 +289,7 @@ class Trainer:
     # ----- one step ----------------------------------------------------------------------------------
     def batch(self) -> torch.Tensor:
         idx = torch.randint(0, len(self.data), (self.cfg.batch_size,), generator=self.gen, device=self.device)
-        x = self.data[idx]
+        x = to_tensor_range(self.data[idx])  # [-1, 1], the VP models' range
         if self.cfg.hflip:
             flip = torch.rand(len(idx), generator=self.gen, device=self.device) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
