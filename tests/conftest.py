@@ -50,6 +50,17 @@ def tiny_ve_unet(size: int = 16, seed: int = 0):
     ).eval()
 
 
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny VP model saved like a real one (unet/ + scheduler/), loadable by path. Read-only: shared."""
+    from diffusers import DDPMScheduler
+
+    folder = tmp_path_factory.mktemp("tiny-model")
+    tiny_vp_unet().save_pretrained(folder / "unet")
+    DDPMScheduler(num_train_timesteps=1000).save_pretrained(folder / "scheduler")
+    return folder
+
+
 @pytest.fixture
 def vp_pipe():
     from diffusers import DDPMScheduler

@@ -15,20 +15,7 @@ from PIL import Image
 from sdedit.batch import EditSettings, list_guides, make_batches, plan, run_batch, seed_for, shard
 from sdedit.errors import InputError
 
-from .conftest import tiny_vp_unet
-
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def model_dir(tmp_path) -> Path:
-    """A tiny VP model saved like a real one (unet/ + scheduler/), loadable by path."""
-    from diffusers import DDPMScheduler
-
-    folder = tmp_path / "tiny-model"
-    tiny_vp_unet().save_pretrained(folder / "unet")
-    DDPMScheduler(num_train_timesteps=1000).save_pretrained(folder / "scheduler")
-    return folder
 
 
 @pytest.fixture
@@ -50,10 +37,10 @@ def guides(tmp_path) -> tuple[Path, Path]:
     return g, m
 
 
-def _tiny_pipe(model_dir: Path):
+def _tiny_pipe(tiny_model_dir: Path):
     from sdedit import SDEditPipeline
 
-    return SDEditPipeline.from_pretrained(str(model_dir), device="cpu")
+    return SDEditPipeline.from_pretrained(str(tiny_model_dir), device="cpu")
 
 
 SETTINGS = EditSettings(strength=0.5, steps=6)
@@ -99,9 +86,9 @@ def test_bad_folders_are_clear_errors(tmp_path):
         list_guides(dup)
 
 
-def test_batch_edits_resumes_and_writes_a_manifest(guides, model_dir, tmp_path):
+def test_batch_edits_resumes_and_writes_a_manifest(guides, tiny_model_dir, tmp_path):
     out = tmp_path / "out"
-    pipe = _tiny_pipe(model_dir)
+    pipe = _tiny_pipe(tiny_model_dir)
     report = run_batch(guides[0], out, guides[1], settings=SETTINGS, batch_size=4, pipe=pipe, progress=False)
     assert sorted(report.edited) == [f"guide{i}.png" for i in range(5)] + ["zeta.png"] and not report.failed
     manifest = json.loads((out / "manifest.json").read_text())
@@ -127,8 +114,8 @@ def test_batch_edits_resumes_and_writes_a_manifest(guides, model_dir, tmp_path):
     assert not list(out.glob(".*.tmp-*"))
 
 
-def test_batch_size_does_not_change_results(guides, model_dir, tmp_path):
-    pipe = _tiny_pipe(model_dir)
+def test_batch_size_does_not_change_results(guides, tiny_model_dir, tmp_path):
+    pipe = _tiny_pipe(tiny_model_dir)
     run_batch(guides[0], tmp_path / "a", None, settings=SETTINGS, batch_size=6, pipe=pipe, progress=False)
     run_batch(guides[0], tmp_path / "b", None, settings=SETTINGS, batch_size=1, pipe=pipe, progress=False)
     for p in (tmp_path / "a").glob("*.png"):
@@ -137,9 +124,9 @@ def test_batch_size_does_not_change_results(guides, model_dir, tmp_path):
         assert np.abs(a - b).max() <= 1  # per-sample generators; float batching noise only
 
 
-def test_cli_batch_and_torchrun_two_processes_equal_one(guides, model_dir, tmp_path):
+def test_cli_batch_and_torchrun_two_processes_equal_one(guides, tiny_model_dir, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    args = ["--guides", str(guides[0]), "--masks", str(guides[1]), "--model", str(model_dir), "--strength", "0.5",
+    args = ["--guides", str(guides[0]), "--masks", str(guides[1]), "--model", str(tiny_model_dir), "--strength", "0.5",
             "--steps", "6", "--batch-size", "2", "--no-progress"]  # fmt: skip
     one = subprocess.run(
         [sys.executable, "-m", "sdedit", "batch", *args, "--out", str(tmp_path / "one")],

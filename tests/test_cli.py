@@ -9,19 +9,9 @@ import sys
 
 import numpy as np
 import pytest
-from diffusers import DDPMScheduler
 from PIL import Image
 
 from sdedit.cli import main
-from tests.conftest import tiny_vp_unet
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-model")
-    tiny_vp_unet().save_pretrained(folder / "unet")
-    DDPMScheduler().save_pretrained(folder / "scheduler")
-    return folder
 
 
 @pytest.fixture
@@ -33,13 +23,13 @@ def guide(tmp_path):
     return path
 
 
-def test_edit_writes_images_and_metadata(model_dir, guide, tmp_path, capsys):
+def test_edit_writes_images_and_metadata(tiny_model_dir, guide, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(
         [
             "edit",
             "--model",
-            str(model_dir),
+            str(tiny_model_dir),
             "--guide",
             str(guide),
             "--strength",
@@ -68,7 +58,7 @@ def test_edit_writes_images_and_metadata(model_dir, guide, tmp_path, capsys):
     assert "2 image(s)" in capsys.readouterr().out
 
 
-def test_edit_with_mask_keeps_the_rest(model_dir, guide, tmp_path):
+def test_edit_with_mask_keeps_the_rest(tiny_model_dir, guide, tmp_path):
     mask = np.zeros((24, 32), np.uint8)
     mask[6:18, 8:24] = 255
     Image.fromarray(mask).save(tmp_path / "mask.png")
@@ -78,7 +68,7 @@ def test_edit_with_mask_keeps_the_rest(model_dir, guide, tmp_path):
             [
                 "edit",
                 "--model",
-                str(model_dir),
+                str(tiny_model_dir),
                 "--guide",
                 str(guide),
                 "--mask",
@@ -97,14 +87,14 @@ def test_edit_with_mask_keeps_the_rest(model_dir, guide, tmp_path):
     assert np.array_equal(result[mask == 0], original[mask == 0])
 
 
-def test_sweep_writes_a_grid_a_plot_and_rows(model_dir, guide, tmp_path, capsys):
+def test_sweep_writes_a_grid_a_plot_and_rows(tiny_model_dir, guide, tmp_path, capsys):
     out = tmp_path / "sweep"
     assert (
         main(
             [
                 "sweep",
                 "--model",
-                str(model_dir),
+                str(tiny_model_dir),
                 "--guide",
                 str(guide),
                 "--strengths",
@@ -127,15 +117,16 @@ def test_sweep_writes_a_grid_a_plot_and_rows(model_dir, guide, tmp_path, capsys)
     assert "t0=1" in capsys.readouterr().out
 
 
-def test_errors_are_one_line_with_exit_code_2(model_dir, guide, tmp_path, capsys):
+def test_errors_are_one_line_with_exit_code_2(tiny_model_dir, guide, tmp_path, capsys):
     assert (
-        main(["edit", "--model", str(model_dir), "--guide", str(guide), "--strength", "3", "--out", str(tmp_path)]) == 2
+        main(["edit", "--model", str(tiny_model_dir), "--guide", str(guide), "--strength", "3", "--out", str(tmp_path)])
+        == 2
     )
     err = capsys.readouterr().err
     assert err.startswith("error: strength") and "Traceback" not in err
     assert main(["edit", "--model", "nope/not-here", "--guide", str(guide)]) == 2
     assert "offline" in capsys.readouterr().err
-    assert main(["edit", "--model", str(model_dir), "--guide", str(tmp_path / "missing.png")]) == 2
+    assert main(["edit", "--model", str(tiny_model_dir), "--guide", str(tmp_path / "missing.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 

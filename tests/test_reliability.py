@@ -143,16 +143,6 @@ def test_masks_and_more_settings_through_the_python_api(vp_pipe):
 # ----- the CLI ------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from diffusers import DDPMScheduler
-
-    folder = tmp_path_factory.mktemp("tiny-model")
-    tiny_vp_unet().save_pretrained(folder / "unet")
-    DDPMScheduler().save_pretrained(folder / "scheduler")
-    return folder
-
-
 @pytest.mark.parametrize(
     ("guide", "extra", "message"),
     [
@@ -170,7 +160,7 @@ def tiny_model(tmp_path_factory):
         ("ok", ["--model", "../no-such-model"], "unknown model"),
     ],
 )
-def test_cli_bad_input_is_one_line_and_exit_code_2(tiny_model, tmp_path, capsys, guide, extra, message):
+def test_cli_bad_input_is_one_line_and_exit_code_2(tiny_model_dir, tmp_path, capsys, guide, extra, message):
     from sdedit.cli import main
 
     files = {
@@ -186,7 +176,7 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(tiny_model, tmp_path, capsys,
     extra = [str(paths.get(x, x)) for x in extra]
     args = ["edit", "--guide", str(paths[guide]), "--out", str(tmp_path / "out"), "--no-progress", "--steps", "4"]
     if "--model" not in extra:
-        args += ["--model", str(tiny_model)]
+        args += ["--model", str(tiny_model_dir)]
     assert main(args + extra) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "Traceback" not in err and len(err.splitlines()) == 1, err
