@@ -26,11 +26,15 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 2 * 3600 else f"{seconds / 3600:.1f} h"
 
 
+def _on_gpu(training: dict) -> bool:
+    """Where the run trained; records from before `device_type` name the GPU in `device`."""
+    return training.get("device_type", "cuda" if "NVIDIA" in (training.get("device") or "") else "cpu") != "cpu"
+
+
 def _hardware(training: dict) -> str:
     """'NVIDIA H100 80GB HBM3, 9.5 min of training in 2 runs (the second resumed ...)'."""
     device = training.get("device") or "CPU"
-    on_gpu = training.get("device_type", "cuda" if "NVIDIA" in device else "cpu") != "cpu"
-    where = device if on_gpu else f"{device}, {training.get('threads')} thread(s)"
+    where = device if _on_gpu(training) else f"{device}, {training.get('threads')} thread(s)"
     text = f"{where}, {_duration(training.get('train_seconds', 0))} of training"
     runs = training.get("runs") or []
     if len(runs) > 1:
@@ -47,8 +51,7 @@ def _why_resolution(training: dict) -> str:
         "thread, torch 2.13, with the trainer on the other core), so a 12-evaluation edit is 0.7 s, 1.8 s and "
         "2.2 s: the edit budget alone would allow about 96 px."
     )
-    device = training.get("device") or ""
-    if "NVIDIA" in device or training.get("device_type") == "cuda":
+    if _on_gpu(training):
         budget = (
             f"What binds is training: a task here is lent a GPU for 15 minutes in all, and this model trained for "
             f"{_duration(training.get('train_seconds', 0))} of them. A 96 px model costs about 2.5x more per image "

@@ -383,14 +383,14 @@ class Trainer:
         budget = self.cfg.max_minutes * 60 if self.cfg.max_minutes else math.inf
         this_run = {"from_step": self.step, "to_step": self.step, "seconds": 0.0}
         self.runs.append(this_run)
-        run_start = time.perf_counter()
+        resumed_at = self.seconds
         bar = tqdm(total=self.cfg.max_steps, initial=self.step, desc=self.cfg.name, dynamic_ncols=True)
         start = time.perf_counter() - self.seconds
         sync_every = 1 if self.device.type == "cpu" else 25
         while self.step < self.cfg.max_steps and self.seconds < budget:
             self.train_step()
             self.seconds = time.perf_counter() - start
-            this_run.update(to_step=self.step, seconds=round(time.perf_counter() - run_start, 1))
+            this_run.update(to_step=self.step, seconds=round(self.seconds - resumed_at, 1))
             bar.update(1)
             if self.step % sync_every == 0:
                 self.sync_losses()
