@@ -7,7 +7,9 @@
 # Here, once: bash benchmarks/gpu_wheels.sh (diffusers wheels into .whl/, training images into .gpucache/); then
 #   run(command="bash benchmarks/gpu_run.sh", carry=[".whl", ".gpucache"], timeout_s=580)
 # How the shipped model was made (a call may run 10 minutes, so 9.5 minutes of training took two): the call
-# above (6 minutes of training, then 90 s of checks), then at once, on the still-warm machine, which keeps runs/:
+# above (6 minutes of training, then 90 s of checks), then at once, on the still-warm machine, which keeps runs/,
+# the same training command typed by hand with --max-minutes 9.5 (logs: benchmarks/results/gpu-train-h100-*.log).
+# RESUME=1 now does that second call through this script:
 #   run(command="RESUME=1 TRAIN_MINUTES=9.5 CHECK_DEADLINE=0 bash benchmarks/gpu_run.sh", carry=[...], timeout_s=320)
 # Back here: tar -xf <files_at>/model.tar -C /tmp/gpu-model, and render the check with
 #   python -m benchmarks.gpu_check --render <files_at>/gpu_check.json
