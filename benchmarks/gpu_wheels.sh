@@ -9,5 +9,5 @@ mkdir -p .git/info
 for d in /.whl/ /.gpucache/; do grep -qx "$d" .git/info/exclude 2>/dev/null || echo "$d" >> .git/info/exclude; done
 python3 -m pip download --no-deps --only-binary=:all: -d .whl "diffusers==0.42.1" "importlib_metadata"
 py=python3; [ -x .venv/bin/python ] && py=.venv/bin/python
-SDEDIT_CACHE=.gpucache "$py" -c "from sdedit.data import load_image_set; print(load_image_set('fluent-emoji-3d', 64))"
+SDEDIT_CACHE=.gpucache "$py" -c "from sdedit.lab.data import load_image_set; print(load_image_set('fluent-emoji-3d', 64))"
 ls -l .whl .gpucache/arrays

@@ -19,7 +19,8 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sdedit.data import FLUENT_EMOJI_3D, base_key, code_points, composite, fetch_npm, is_held_out  # noqa: E402
+from sdedit.imaging import to_rgb  # noqa: E402
+from sdedit.lab.data import FLUENT_EMOJI_3D, base_key, code_points, fetch_npm, is_held_out  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 SIZE = 256
@@ -126,7 +127,7 @@ def main() -> None:
                 raise SystemExit(f"{stem} is in the embedded model's training split; pick a held-out emoji")
             member = tar.extractfile(f"package/assets/{stem}.webp")
             with Image.open(io.BytesIO(member.read())) as im:
-                rgb = composite(im, WHITE)
+                rgb = to_rgb(im, WHITE)
             if rgb.size != (SIZE, SIZE):
                 rgb = rgb.resize((SIZE, SIZE), Image.LANCZOS)
             save(rgb, name)

@@ -74,7 +74,7 @@ def cmd_edit(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import parse_strengths, run_sweep
+    from .lab.sweep import parse_strengths, run_sweep
 
     pipe = _pipe(args)
     result = run_sweep(pipe, args.guide, args.mask, parse_strengths(args.strengths), seed=args.seed, **_settings(args))
@@ -106,7 +106,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .train import train
+    from .lab.train import train
 
     out = train(
         args.config,
@@ -123,7 +123,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_features(args) -> int:
-    from .features import FeatureTrainSettings, train_feature_net
+    from .lab.features import FeatureTrainSettings, train_feature_net
 
     settings = FeatureTrainSettings(data=args.data, epochs=args.epochs, seed=args.seed, threads=args.threads)
     settings.max_minutes = args.max_minutes
@@ -132,7 +132,7 @@ def cmd_features(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .evaluate import main_eval
+    from .lab.evaluate import main_eval
 
     return main_eval(args)
 
@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-to", help="model folder to export to (default: OUTPUT_DIR/model)")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("eval", help="realism (KID) / faithfulness (L2) evaluation on held-out stroke paintings")
-    from .evaluate import add_eval_args
+    from .lab.evaluate import add_eval_args
 
     add_eval_args(p)
     p.set_defaults(func=cmd_eval)

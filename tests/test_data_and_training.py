@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from sdedit import SDEditPipeline
-from sdedit.data import (
+from sdedit.lab.data import (
     DataError,
     ImageSetSpec,
     NpmPackage,
@@ -23,7 +23,7 @@ from sdedit.data import (
     load_npm_image_set,
     sha1_of,
 )
-from sdedit.train import TrainConfig, Trainer
+from sdedit.lab.train import TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from sdedit.cli import build_parser
-from sdedit.data import ImageSet
-from sdedit.evaluate import (
+from sdedit.lab.data import ImageSet
+from sdedit.lab.evaluate import (
     CSV_FIELDS,
     IMAGES,
     EvalSettings,
@@ -23,7 +23,7 @@ from sdedit.evaluate import (
     split_held_out,
     write_outputs,
 )
-from sdedit.features import load_feature_net, load_selfcheck
+from sdedit.lab.features import load_feature_net, load_selfcheck
 
 
 def test_split_keeps_skin_tones_together_and_balances_groups():

@@ -158,7 +158,7 @@ def test_the_shipped_default_loads_offline_and_matches_its_config():
 
 def test_the_shipped_default_is_what_its_training_config_builds():
     """The card's training command must rebuild this model: same architecture, schedule and data."""
-    from sdedit.train import TrainConfig, build_scheduler, build_unet
+    from sdedit.lab.train import TrainConfig, build_scheduler, build_unet
 
     folder = default_config().local_path
     record = json.loads((folder / "training.json").read_text())

@@ -11,19 +11,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from sdedit.features import DEFAULT_DIR, load_feature_net, load_selfcheck
-from sdedit.metrics import (
+from sdedit.lab.features import DEFAULT_DIR, load_feature_net, load_selfcheck
+from sdedit.lab.metrics import (
     add_noise,
     blur,
     default_subset_size,
     kid,
+    l2_distance,
     l2_distances,
     mmd2_unbiased,
     polynomial_kernel,
     stroke_versions,
 )
 from sdedit.strokes import count_colors, simulate_strokes
-from sdedit.sweep import l2_distance
 
 
 # ----- KID on synthetic features -------------------------------------------------------------------------

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .errors import InputError
-from .pipeline import SDEditPipeline
+from ..errors import InputError
+from .metrics import l2_distance
+
+if TYPE_CHECKING:  # the pipeline (torch, diffusers) loads with the first sweep, not with DEFAULT_STRENGTHS
+    from ..pipeline import SDEditPipeline
 
 DEFAULT_STRENGTHS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-
-
-def l2_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """The paper's faithfulness: ||a - b||_2 over the whole image with pixels in [0, 1]."""
-    return float(np.linalg.norm(a.astype(np.float64) / 255.0 - b.astype(np.float64) / 255.0))
 
 
 @dataclass
@@ -101,7 +100,7 @@ def run_sweep(
     strengths = [float(s) for s in strengths]
     if not 1 <= len(strengths) <= max_points:
         raise InputError(f"a sweep takes 1 to {max_points} strengths, not {len(strengths)}")
-    from .noise import seeds_for
+    from ..noise import seeds_for
 
     seeds = seeds_for(seed, num_images)
     guide_rgb = pipe.prepare_guide(image, None, kwargs.get("fit") or pipe.config.fit).rgb

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from ..imaging import to_rgb
+
 if TYPE_CHECKING:
     import torch
 
@@ -148,16 +150,6 @@ def fetch_npm(package: NpmPackage, dest: Path | None = None) -> Path:
     return path
 
 
-def composite(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
-    """Flatten any PIL image to RGB over a solid background (alpha-aware, palette transparency included)."""
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        base = Image.new("RGBA", rgba.size, (*background, 255))
-        base.alpha_composite(rgba)
-        return base.convert("RGB")
-    return image.convert("RGB")
-
-
 def square(image: Image.Image, size: int, fit: str = "pad", background=(255, 255, 255)) -> Image.Image:
     """Make an RGB image square at `size`: `pad` keeps everything, `crop` fills the frame."""
     w, h = image.size
@@ -223,7 +215,7 @@ def load_npm_image_set(
         for member in members[:limit]:
             data = tar.extractfile(member).read()
             with Image.open(io.BytesIO(data)) as im:
-                rgb = square(composite(im, background), resolution, "pad", background)
+                rgb = square(to_rgb(im, background), resolution, "pad", background)
             stem = Path(member.name).stem
             images.append(np.asarray(rgb, dtype=np.uint8))
             names.append(stem)
@@ -275,7 +267,7 @@ def load_folder(
         try:
             with Image.open(path) as im:
                 im.load()
-                rgb = square(composite(im, background), resolution, fit, background)
+                rgb = square(to_rgb(im, background), resolution, fit, background)
         except (OSError, ValueError) as exc:  # unreadable file: report, don't crash a long run
             skipped.append(f"{path.name}: {exc}")
             continue

@@ -33,7 +33,8 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from .configs import REPO_ROOT
+from ..configs import REPO_ROOT
+from .hardware import has_bf16_cpu
 
 DEFAULT_DIR = REPO_ROOT / "models" / "emoji-features"
 WEIGHTS = "model.safetensors"
@@ -229,12 +230,6 @@ class FeatureTrainSettings:
     selfcheck_count: int = 96
 
 
-def _bf16_ok() -> bool:
-    from .train import has_bf16_cpu
-
-    return has_bf16_cpu()
-
-
 def evaluate_classifier(extractor: FeatureExtractor, images: np.ndarray, categories: list[str]) -> dict:
     """Top-1 and class-balanced accuracy on labelled images (categories the net does not know count as wrong)."""
     classes = extractor.config.classes
@@ -287,7 +282,7 @@ def train_feature_net(out: str | Path, settings: FeatureTrainSettings | None = N
     steps_per_epoch = math.ceil(len(y) / s.batch_size)
     total = s.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, s.learning_rate, total_steps=total, pct_start=0.15)
-    use_bf16 = _bf16_ok()
+    use_bf16 = has_bf16_cpu()
     log(
         f"training EmojiFeatureNet ({sum(p.numel() for p in net.parameters()):,} params) on {len(y)} images, "
         f"{len(classes)} groups (+ {len(identities)} identities, weight {s.identity_weight}), {s.epochs} epochs, "
@@ -410,14 +405,14 @@ def model_card(cfg: FeatureNetConfig) -> str:
 
 A small CNN ({params:,} parameters, fp16 safetensors) that classifies 64 px Fluent Emoji 3D renders into
 their Unicode emoji groups (with an auxiliary head, used in training only, that tells the emoji themselves
-apart, so the features keep fine detail and shading). `sdedit.metrics` computes KID on its **penultimate
+apart, so the features keep fine detail and shading). `sdedit.lab.metrics` computes KID on its **penultimate
 layer**: the global mean of the last conv block, {cfg.feature_dim} numbers per image. It plays the part
 that Inception-v3 plays for FID/KID on photos (and a digit classifier plays for MNIST): Inception needs a
 download, and was trained on 299 px photos, not 64 px emoji. See `docs/quality.md` for why, and for the
 metric's sanity checks.
 
 ```python
-from sdedit.features import load_feature_net
+from sdedit.lab.features import load_feature_net
 feats = load_feature_net().features(images)   # uint8 (N, H, W, 3) -> float64 (N, {cfg.feature_dim}), offline
 ```
 

@@ -12,7 +12,6 @@ import copy
 import json
 import math
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -24,6 +23,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .data import ImageSet, load_image_set, to_tensor_range
+from .hardware import cpu_name, has_bf16_cpu
 
 
 @dataclass
@@ -72,25 +72,6 @@ class TrainConfig:
             raise ValueError(f"{path}: unknown training keys {sorted(unknown)}; allowed: {sorted(known)}")
         raw.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**raw)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return platform.processor() or "CPU"
-
-
-def has_bf16_cpu() -> bool:
-    """AMX or AVX512-BF16: the CPUs on which bf16 autocast is faster, not slower."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def autocast_dtype(device: torch.device, mode: str) -> torch.dtype | None:

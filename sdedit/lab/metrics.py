@@ -8,7 +8,7 @@ As in the standard implementations (torch-fidelity, clean-fid), it is averaged o
 spread over those subsets is reported as its standard deviation.
 
 Faithfulness is the paper's L2: the Euclidean distance between guide and output with pixels in [0, 1],
-over the whole image (`sdedit.sweep.l2_distance`).
+over the whole image (`l2_distance`; the t0 sweep's curve uses it too).
 
 The distortions here (blur, noise, strokes) are the metric's sanity checks: each must score clearly worse
 than real images do against other real images.
@@ -20,8 +20,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from PIL import Image, ImageFilter
-
-from .sweep import l2_distance
 
 __all__ = [
     "KIDResult",
@@ -112,6 +110,11 @@ def kid(
     return KIDResult(float(values.mean()), float(values.std()), int(subsets), size, n, m)
 
 
+def l2_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """The paper's faithfulness: ||a - b||_2 over the whole image with pixels in [0, 1]."""
+    return float(np.linalg.norm(a.astype(np.float64) / 255.0 - b.astype(np.float64) / 255.0))
+
+
 def l2_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-image `l2_distance` for two uint8 batches (N, H, W, 3) of the same shape."""
     a, b = np.asarray(a), np.asarray(b)
@@ -135,6 +138,6 @@ def add_noise(images: np.ndarray, sigma: float = 0.1, seed: int = 0) -> np.ndarr
 
 def stroke_versions(images: np.ndarray, colors: int = 6, median_size: int | None = None, block: int = 1) -> np.ndarray:
     """The paper's simulated strokes (median filter + k-colour quantisation) of each uint8 image."""
-    from .strokes import simulate_strokes
+    from ..strokes import simulate_strokes
 
     return np.stack([np.asarray(simulate_strokes(Image.fromarray(im), colors, median_size, block)) for im in images])
