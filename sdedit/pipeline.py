@@ -402,8 +402,14 @@ class SDEditPipeline:
         # 3. K repeats of perturb -> reverse SDE, each starting from the previous output
         total = s.repeats * s.steps
         bar = self.progress_bar(total) if progress else None
+        if mask is not None and official_mask_timing:
+            mask = (mask > 0).to(mask.dtype)  # the official code: every pixel is either kept or editable
         x = x0
         for k in range(s.repeats):
+            if k and mask is not None:
+                # the official hand-off: the previous output inside the mask, the original guide outside it
+                # (under the default timing the kept region already is the guide, so this changes nothing)
+                x = torch.where(mask > 0, x, x0)
             guide = Guide(x, mask, noise.randn_like(x))
             step_cb = self._step_callback(callback, bar, k, s.steps, total)
             start_cb = (lambda x_t0, k=k: on_start(k, x_t0)) if on_start else None
