@@ -21,7 +21,8 @@ import time
 import torch
 
 from benchmarks.common import build_unet, environment, forward_gflop, md_table, sync, update_docs, write_json
-from sdedit.accel import AccelOptions, FirResample, patch_fir, prepare_unet
+from sdedit.accel import AccelOptions, prepare_unet
+from sdedit.fir import FirResample, patch_fir
 
 FIR_OPS = ("aten::conv2d", "aten::convolution", "aten::conv_transpose2d", "aten::constant_pad_nd", "aten::lift_fresh")
 

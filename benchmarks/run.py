@@ -42,7 +42,7 @@ from benchmarks.common import (
     write_json,
 )
 from sdedit.noise import NoiseSource
-from sdedit.samplers import Guide, model_evaluations, sample_ddpm, vp_timesteps
+from sdedit.samplers import DDPMSchedule, Guide, sample_ddpm, vp_timesteps
 
 FAST = ("dpmpp", "ddim", "euler_a")
 
@@ -102,7 +102,7 @@ def bench_batch(pipe, batch: int, args, device: torch.device, peak: float | None
     gflop_image = forward_gflop(pipe.unet, 1, r)
 
     def denoise_fn(settings, steps_limit: int | None = None):
-        x0, mask = pipe.prepare_batch([pipe.prepare_guide(guide, None, "pad")], batch)
+        x0, mask = pipe.batch([pipe.prepare(guide, None, "pad")] * batch)
         x0 = x0.to(device)
 
         def run():
@@ -111,13 +111,13 @@ def bench_batch(pipe, batch: int, args, device: torch.device, peak: float | None
             if steps_limit is None:
                 return pipe.denoise(g, settings, noise)
             ts = vp_timesteps(pipe.num_train_timesteps, settings.num_inference_steps, strength)[:steps_limit]
-            return sample_ddpm(model, g, pipe.scheduler.betas, ts, noise)
+            return sample_ddpm(model, g, DDPMSchedule(pipe.scheduler.betas, ts), noise)
 
         return run
 
     # bare: the UNet alone, same batch, as many calls as a fast sampler makes
     fast_settings = {s: pipe.check_inputs(strength, None, s, 1, batch) for s in FAST}
-    n_fast = model_evaluations(FAST[0], fast_settings[FAST[0]].steps)
+    n_fast = pipe.evaluations(fast_settings[FAST[0]])
     x = torch.randn(batch, 3, r, r, device=device)
     levels = [torch.full((batch,), float(t), device=device) for t in range(n_fast)]
 
@@ -135,7 +135,7 @@ def bench_batch(pipe, batch: int, args, device: torch.device, peak: float | None
     outputs = {}
     for s in FAST:
         st = fast_settings[s]
-        evals = model_evaluations(s, st.steps)
+        evals = pipe.evaluations(st)
         t_loop = time_it(denoise_fn(st), device, args.warmup, args.repeats)
         t_edit = time_it(lambda s=s: outputs.__setitem__(s, pipe(guide, sampler=s, **common)), device, 0, args.repeats)
         fixed_ms.append(t_edit["median_ms"] - t_loop["median_ms"])
@@ -152,7 +152,7 @@ def bench_batch(pipe, batch: int, args, device: torch.device, peak: float | None
     diff = np.abs(outputs["accel"].images.astype(int) - outputs["dpmpp"].images.astype(int)).max()
     st = fast_settings["dpmpp"]
     rows.append(
-        {"sampler": "dpmpp (accel)", "steps": st.num_inference_steps, "evals": model_evaluations("dpmpp", st.steps),
+        {"sampler": "dpmpp (accel)", "steps": st.num_inference_steps, "evals": pipe.evaluations(st),
          "edit_ms": t_accel["median_ms"], "loop_ms": None, "scaled": False, "max_pixel_diff": int(diff)}
     )  # fmt: skip
 

@@ -37,7 +37,7 @@ RECORDS = ".records"
 
 
 @dataclass(frozen=True)
-class EditSettings:
+class BatchSettings:
     """The settings that must match for guides to share a forward pass (plus the seed base)."""
 
     strength: float | None = None
@@ -60,7 +60,7 @@ class Job:
     name: str
     guide: Path
     mask: Path | None
-    settings: EditSettings
+    settings: BatchSettings
     outputs: list[Path]
     seeds: list[int]
 
@@ -119,7 +119,7 @@ def find_mask(masks: Path | None, stem: str) -> Path | None:
     return None
 
 
-def read_overrides(guide: Path, base: EditSettings) -> EditSettings:
+def read_overrides(guide: Path, base: BatchSettings) -> BatchSettings:
     side = guide.with_suffix(".json")
     if not side.is_file():
         return base
@@ -129,10 +129,10 @@ def read_overrides(guide: Path, base: EditSettings) -> EditSettings:
         raise InputError(f"{side}: not valid JSON ({exc})") from None
     if not isinstance(raw, dict) or set(raw) - set(OVERRIDES):
         raise InputError(f"{side}: keys must be among {', '.join(OVERRIDES)}")
-    return EditSettings(**{**asdict(base), **raw})
+    return BatchSettings(**{**asdict(base), **raw})
 
 
-def plan(guides_dir: Path, out_dir: Path, masks_dir: Path | None, base: EditSettings) -> list[Job]:
+def plan(guides_dir: Path, out_dir: Path, masks_dir: Path | None, base: BatchSettings) -> list[Job]:
     """Every guide's job, in file-name order (the same list in every process)."""
     jobs = []
     for g in list_guides(guides_dir):
@@ -214,7 +214,7 @@ def run_batch(
     out_dir: str | Path,
     masks_dir: str | Path | None = None,
     model: str | None = None,
-    settings: EditSettings = EditSettings(),
+    settings: BatchSettings = BatchSettings(),
     batch_size: int = 8,
     device: str | None = None,
     dtype: str | None = None,
@@ -266,38 +266,11 @@ def run_batch(
             bar.update(len(batch) - len(todo))
         if not todo:
             continue
-        s = todo[0].settings
         tb = time.perf_counter()
-        try:
-            out = pipe(
-                [str(j.guide) for j in todo],
-                [str(j.mask) if j.mask else None for j in todo],
-                strength=s.strength,
-                num_inference_steps=s.steps,
-                sampler=s.sampler,
-                repeats=s.repeats,
-                num_images=s.num,
-                seed=[seed for j in todo for seed in j.seeds],
-                snr=s.snr,
-                fit=s.fit,
-                output_type="pil",
-                progress=False,
-            )
-        except SDEditError as exc:
-            if len(todo) == 1:
-                report.failed[todo[0].name] = str(exc)
-                continue
-            for job in todo:  # find the guide at fault: one at a time
-                sub = run_batch_one(pipe, job)
-                if sub:
-                    report.failed[job.name] = sub
-                else:
-                    report.edited.append(job.name)
-            continue
+        edited = edit_batch(pipe, todo, report.failed)
         per_guide = (time.perf_counter() - tb) / len(todo)
-        for i, job in enumerate(todo):
-            images = out.images[i * s.num : (i + 1) * s.num]
-            _finish(job, images, out.metadata, per_guide, len(todo))
+        for job, images, meta in edited:
+            _finish(job, images, meta, per_guide, len(edited))
             report.edited.append(job.name)
         if bar is not None:
             bar.update(len(todo))
@@ -318,17 +291,39 @@ def run_batch(
     return report
 
 
-def run_batch_one(pipe, job: Job) -> str | None:
-    """Edit one guide alone; the error message if it fails."""
-    s = job.settings
+def edit_batch(pipe, jobs: Sequence[Job], failed: dict[str, str]) -> list[tuple[Job, list, dict]]:
+    """Edit guides with matching settings in one forward: check once, prepare each guide once, run once.
+
+    A guide that cannot be read is recorded in `failed` and the rest go on without it.
+    """
+    s = jobs[0].settings
     try:
-        out = pipe(str(job.guide), str(job.mask) if job.mask else None, strength=s.strength,
-                   num_inference_steps=s.steps, sampler=s.sampler, repeats=s.repeats, num_images=s.num,
-                   seed=job.seeds, snr=s.snr, fit=s.fit, output_type="pil", progress=False)  # fmt: skip
+        checked = pipe.check_inputs(
+            strength=s.strength,
+            num_inference_steps=s.steps,
+            sampler=s.sampler,
+            repeats=s.repeats,
+            num_images=s.num,
+            snr=s.snr,
+            fit=s.fit,
+            num_guides=len(jobs),
+        )
     except SDEditError as exc:
-        return str(exc)
-    _finish(job, out.images, out.metadata, out.metadata["timings"]["total_s"], 1)
-    return None
+        failed.update({job.name: str(exc) for job in jobs})
+        return []
+    ready = []
+    for job in jobs:
+        try:
+            ready.append((job, pipe.prepare(str(job.guide), str(job.mask) if job.mask else None, checked.fit)))
+        except SDEditError as exc:
+            failed[job.name] = str(exc)
+    if not ready:
+        return []
+    guides = [g for _, g in ready for _ in range(checked.num_images)]
+    seeds = [seed for job, _ in ready for seed in job.seeds]
+    out = pipe.postprocess(pipe.run(guides, checked, seeds), guides, checked)
+    n = checked.num_images
+    return [(job, out.images[i * n : (i + 1) * n], out.metadata) for i, (job, _) in enumerate(ready)]
 
 
 def _finish(job: Job, images, meta: dict, seconds: float, batch_guides: int) -> None:
@@ -375,7 +370,7 @@ def add_batch_args(p) -> None:
 
 
 def main_batch(args) -> int:
-    settings = EditSettings(
+    settings = BatchSettings(
         args.strength, args.steps, args.sampler, args.repeats, args.num, args.snr, args.fit, args.seed
     )
     report = run_batch(

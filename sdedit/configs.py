@@ -15,18 +15,12 @@ from pathlib import Path
 
 import yaml
 
+from . import registry
 from .errors import ModelNotFoundError
+from .samplers import steps_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SDES = ("vp", "ve")
-VP_SAMPLERS = ("dpmpp", "ddim", "euler_a", "reference")
-VE_SAMPLERS = ("reference",)
-SAMPLER_LABELS = {
-    "dpmpp": "DPM-Solver++ (2M)",
-    "ddim": "DDIM",
-    "euler_a": "Euler ancestral",
-    "reference": "Reference (paper's SDE loop)",
-}
 
 
 @dataclass(frozen=True)
@@ -38,6 +32,11 @@ class Sampling:
     num_inference_steps: int = 20
     repeats: int = 1
     snr: float = 0.0
+
+    @property
+    def steps(self) -> int:
+        """The steps a run takes: the strength's share of the full schedule."""
+        return steps_for(self.num_inference_steps, self.strength)
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,7 @@ class ModelConfig:
 
     @property
     def samplers(self) -> tuple[str, ...]:
-        return VP_SAMPLERS if self.sde == "vp" else VE_SAMPLERS
+        return registry.names(self.sde)
 
     @property
     def data_range(self) -> tuple[float, float]:

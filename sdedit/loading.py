@@ -19,6 +19,7 @@ import torch
 
 from .configs import ModelConfig, Sampling, default_config, find_config, is_hub_id
 from .errors import ModelLoadError, ModelNotFoundError
+from .fir import patch_fir
 
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 VE_SCHEDULER = "ScoreSdeVeScheduler"
@@ -195,8 +196,6 @@ def load_components(folder: Path, cfg: ModelConfig, device: torch.device, dtype:
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise ModelLoadError(f"{cfg.name}: the UNet in {weights} could not be loaded ({exc})") from None
         if cfg.sde == "ve":
-            from .accel import patch_fir
-
             patch_fir(unet)  # the same FIR resampling as one depthwise conv: ~1.75x faster NCSN++ (performance.md)
         unet = unet.to(device).eval().requires_grad_(False)
         scheduler = _scheduler(sched_path, cfg.sde)

@@ -1,4 +1,4 @@
-"""`SDEditPipeline`: SDEdit on any pixel-space diffusers UNet2DModel, VP (DDPM) or VE (NCSN++).
+"""`SDEditPipeline`: SDEdit on any diffusers UNet2DModel, VP (DDPM) or VE (NCSN++).
 
     pipe = SDEditPipeline.from_pretrained("google/ddpm-church-256")      # or a folder, or a config name
     out = pipe(guide, mask_image=None, strength=0.5, num_inference_steps=20, sampler="dpmpp", seed=0)
@@ -7,6 +7,16 @@
 `strength` is SDEdit's t0 in (0, 1]: small stays faithful to the guide, large is more realistic.
 `num_inference_steps` is the length of a *full* schedule, as in diffusers' img2img: an edit at strength s
 runs round(s * N) of them. The reference sampler with N = T (1000) is the official loop.
+
+A call is four public steps, so that a server or a batch job can do each once where it needs to:
+
+    settings = pipe.check_inputs(strength=0.5, num_images=2)     # 1. every problem, before any work
+    guide = pipe.prepare(image, mask, settings.fit)              # 2. decode, place, into the model's space
+    samples = pipe.run([guide, guide], settings, seeds=[0, 1])   # 3. K x (perturb -> reverse SDE), batched
+    out = pipe.postprocess(samples, [guide, guide], settings)    # 4. back to the guide's size, composited
+
+`run` takes one prepared guide per sample (several requests' guides may share one batch) and never checks
+or prepares again. The model's space (`adapters`) is the only place that knows the network sees pixels.
 """
 
 from __future__ import annotations
@@ -14,15 +24,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import loading
-from .configs import SAMPLER_LABELS, ModelConfig, Sampling
+from . import loading, registry
+from .adapters import ModelSpace, pixel_space
+from .configs import ModelConfig, Sampling
 from .errors import InputError, LimitError
 from .imaging import (
     DEFAULT_LIMITS,
@@ -32,29 +43,15 @@ from .imaging import (
     canvas_mask,
     composite,
     crop_region,
-    from_model_range,
     load_image,
     place,
     place_mask,
-    to_model_range,
     to_rgb,
     unplace,
 )
 from .masks import to_mask
 from .noise import NoiseSource, seeds_for
-from .samplers import (
-    Guide,
-    StepInfo,
-    model_evaluations,
-    perturb_ve,
-    perturb_vp,
-    sample_ddpm,
-    sample_scheduler,
-    sample_ve,
-    steps_for,
-    ve_sigmas,
-    vp_timesteps,
-)
+from .samplers import Guide, StepInfo, perturb_ve, perturb_vp, ve_sigmas, vp_timesteps
 
 OUTPUT_TYPES = ("pil", "np", "pt", "uint8", "model")
 
@@ -70,33 +67,37 @@ class RunLimits:
     image: ImageLimits = DEFAULT_LIMITS
 
 
-@dataclass
-class Settings:
-    """Validated settings of one call."""
+@dataclass(frozen=True)
+class Settings(Sampling):
+    """The settings of one call, validated and completed from the model's defaults (`check_inputs`)."""
 
-    strength: float
-    sampler: str
-    num_inference_steps: int
-    repeats: int
-    num_images: int
-    snr: float
-    fit: str
-    output_type: str
-
-    @property
-    def steps(self) -> int:
-        return steps_for(self.num_inference_steps, self.strength)
+    num_images: int = 1
+    fit: str = "pad"
+    output_type: str = "pil"
 
 
 @dataclass
 class PreparedGuide:
-    """One guide after decoding: its full-size RGB pixels, optional full-size mask, and canvas."""
+    """One guide, prepared once: its full-size RGB pixels and mask, its canvas at the model's resolution
+    (with the canvas mask), and the canvas in the model's space (`x0`, `x0_mask`: what the samplers see)."""
 
     rgb: np.ndarray
     mask: np.ndarray | None
     canvas: np.ndarray
     canvas_mask: np.ndarray | None
     placement: Placement
+    x0: torch.Tensor = field(repr=False, default=None)
+    x0_mask: torch.Tensor | None = field(repr=False, default=None)
+
+
+@dataclass
+class Samples:
+    """What `run` hands to `postprocess`: the samples in the model's space and as canvases."""
+
+    x: torch.Tensor  # (B, C, h, w) in the model's space
+    canvases: np.ndarray  # (B, R, R, 3) uint8 at the model's resolution
+    seeds: list[int] | None
+    seconds: float
 
 
 @dataclass
@@ -111,14 +112,6 @@ class SDEditOutput:
     images: list[Image.Image] | np.ndarray | torch.Tensor | list[np.ndarray]
     metadata: dict
     canvases: np.ndarray = field(repr=False, default=None)  # (B, R, R, 3) uint8, before mapping back
-
-
-FAST_SCHEDULERS: dict[str, tuple[str, dict, bool]] = {
-    # name: (diffusers class, overrides, samples are x0 + sigma e)
-    "ddim": ("DDIMScheduler", {"clip_sample": False, "set_alpha_to_one": True}, False),
-    "dpmpp": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}, False),
-    "euler_a": ("EulerAncestralDiscreteScheduler", {}, True),
-}
 
 
 def _number(value, name: str, kind=float):
@@ -153,18 +146,22 @@ class SDEditPipeline:
         scheduler,
         config: ModelConfig | None = None,
         limits: RunLimits | None = None,
+        space: ModelSpace | None = None,
     ):
         self.unet = unet
         self.scheduler = scheduler
         sde = "ve" if type(scheduler).__name__ == loading.VE_SCHEDULER else "vp"
-        if config is None:
+        if config is None:  # a bare model: SDE from its scheduler, resolution from the network and its space
             size = getattr(unet.config, "sample_size", 256)
             size = size[0] if isinstance(size, (list, tuple)) else size
             defaults = Sampling(0.5, "reference", 1000, 1) if sde == "ve" else Sampling()
-            config = ModelConfig(name=type(unet).__name__, source="", sde=sde, resolution=int(size), defaults=defaults)
+            config = ModelConfig(name=type(unet).__name__, source="", sde=sde, defaults=defaults)
+            space = space or pixel_space(config)
+            config = replace(config, resolution=space.resolution(int(size)))
         if config.sde != sde:
             raise InputError(f"{config.name}: config says {config.sde} but the scheduler is {type(scheduler).__name__}")
         self.config = config
+        self.space = space or pixel_space(config)
         self.limits = limits or RunLimits()
         self._progress_kwargs: dict = {}
 
@@ -197,6 +194,10 @@ class SDEditPipeline:
     def sde(self) -> str:
         return self.config.sde
 
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(getattr(self.scheduler.config, "num_train_timesteps", 1000))
+
     def to(self, device=None, dtype=None) -> SDEditPipeline:
         self.unet.to(device=device, dtype=dtype)
         return self
@@ -208,6 +209,22 @@ class SDEditPipeline:
         return tqdm(total=total, **{"desc": "SDEdit", "leave": False, **self._progress_kwargs})
 
     # ----- 1. check inputs -------------------------------------------------------------------------
+    def default_steps(self, sampler: str) -> int:
+        """A sampler's full-schedule length when none is given: the config's own choice for its default
+        sampler, the paper's for the paper's sampler, else the registry's."""
+        d, paper = self.config.defaults, self.config.paper
+        if sampler == d.sampler:
+            return d.num_inference_steps
+        if sampler == paper.sampler:
+            return paper.num_inference_steps
+        return registry.default_steps(sampler, self.num_train_timesteps)
+
+    def evaluations(self, settings: Sampling) -> int:
+        """Network evaluations of one sample of a call with these settings, all repeats."""
+        spec = registry.get(settings.sampler)
+        steps = settings.steps
+        return settings.repeats * spec.evaluations(steps, settings.snr, registry.corrector_steps(self), self.sde)
+
     def check_inputs(
         self,
         strength=None,
@@ -233,9 +250,7 @@ class SDEditPipeline:
             raise InputError(f"strength (t0) must be in (0, 1], not {strength}")
         T = self.num_train_timesteps
         if num_inference_steps is None:
-            num_inference_steps = (
-                d.num_inference_steps if sampler == d.sampler else (T if sampler == "reference" else 20)
-            )
+            num_inference_steps = self.default_steps(sampler)
         steps = _int_in(num_inference_steps, "num_inference_steps", 1, min(self.limits.max_steps, T))
         repeats = _int_in(d.repeats if repeats is None else repeats, "repeats", 1, self.limits.max_repeats)
         n = _int_in(num_images, "num_images", 1, self.limits.max_images)
@@ -251,8 +266,17 @@ class SDEditPipeline:
             raise InputError(f"fit must be one of {', '.join(FITS)}, not {fit!r}")
         if output_type not in OUTPUT_TYPES:
             raise InputError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, not {output_type!r}")
-        settings = Settings(strength, sampler, steps, repeats, n, snr, fit, output_type)
-        work = n * num_guides * repeats * model_evaluations("ve" if self.sde == "ve" else sampler, settings.steps, snr)
+        settings = Settings(
+            strength=strength,
+            sampler=sampler,
+            num_inference_steps=steps,
+            repeats=repeats,
+            snr=snr,
+            num_images=n,
+            fit=fit,
+            output_type=output_type,
+        )
+        work = n * num_guides * self.evaluations(settings)
         if work > self.limits.max_work:
             raise LimitError(
                 f"this request needs {work:,} network evaluations (samples x steps x repeats); "
@@ -260,12 +284,9 @@ class SDEditPipeline:
             )
         return settings
 
-    @property
-    def num_train_timesteps(self) -> int:
-        return int(getattr(self.scheduler.config, "num_train_timesteps", 1000))
-
-    # ----- 2. prepare guides and masks -------------------------------------------------------------
-    def prepare_guide(self, image, mask_image=None, fit: str = "pad") -> PreparedGuide:
+    # ----- 2. prepare a guide and its mask, once -------------------------------------------------------
+    def prepare(self, image, mask_image=None, fit: str = "pad") -> PreparedGuide:
+        """Decode a guide (and mask), place it on the model's canvas and put it into the model's space."""
         limits = self.limits.image
         pil = to_rgb(load_image(image, "image", limits), self.config.background or (255, 255, 255))
         rgb = np.asarray(pil)
@@ -282,21 +303,35 @@ class SDEditPipeline:
         region = crop_region(placement)
         if region is not None:  # crop: what the canvas doesn't see stays as it is
             mask = region if mask is None else mask * region
-        return PreparedGuide(rgb, mask, np.asarray(canvas), cmask, placement)
+        canvas = np.asarray(canvas)
+        x0 = self.space.encode(canvas)
+        x0_mask = self.space.encode_mask(cmask) if cmask is not None else None
+        return PreparedGuide(rgb, mask, canvas, cmask, placement, x0, x0_mask)
 
-    def prepare_batch(
-        self, guides: Sequence[PreparedGuide], num_images: int
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, 3, R, R) guides in the model's range and (B, 1, R, R) masks, B = guides x num_images."""
-        rng = self.config.data_range
-        x = torch.stack([to_model_range(g.canvas, rng) for g in guides]).repeat_interleave(num_images, 0)
-        if all(g.canvas_mask is None for g in guides):
+    def batch(self, guides: Sequence[PreparedGuide]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, C, h, w) guides and (B, *, h, w) masks in the model's space, one row per listed guide."""
+        x = torch.stack([g.x0 for g in guides])
+        if all(g.x0_mask is None for g in guides):
             return x, None
-        r = self.config.resolution
-        masks = [torch.from_numpy(g.canvas_mask) if g.canvas_mask is not None else torch.ones(r, r) for g in guides]
-        return x, torch.stack(masks)[:, None].float().repeat_interleave(num_images, 0)
+        full = self.space.encode_mask(np.ones((self.config.resolution,) * 2, np.float32))
+        return x, torch.stack([full if g.x0_mask is None else g.x0_mask for g in guides])
 
-    # ----- 3. the model, as the samplers call it ---------------------------------------------------
+    def prepare_noise(self, seed, generator, batch: int, device: torch.device) -> tuple[NoiseSource, list[int] | None]:
+        """One generator per sample (`seed`: one int, a list, or None for a random one; or `generator`)."""
+        if generator is not None:
+            gens = list(generator) if isinstance(generator, (list, tuple)) else [generator]
+            if len(gens) == 1 and batch > 1:
+                # one shared generator (diffusers habit): derive per-sample seeds from it
+                base = int(torch.randint(0, 2**62, (1,), generator=gens[0]).item())
+                seeds = [base + i for i in range(batch)]
+                return NoiseSource.from_seeds(seeds, device), seeds
+            if len(gens) != batch:
+                raise InputError(f"got {len(gens)} generators for {batch} samples")
+            return NoiseSource(gens, device), None
+        seeds = seeds_for(seed, batch)
+        return NoiseSource.from_seeds(seeds, device), seeds
+
+    # ----- 3. run: K repeats of perturb -> reverse SDE ---------------------------------------------------
     def model_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """eps(x, t) for VP, score(x, sigma) for VE: float32 in and out, the UNet's dtype inside."""
         unet, dtype = self.unet, self.dtype
@@ -305,15 +340,6 @@ class SDEditPipeline:
             return unet(x.to(dtype), level.to(x.device)).sample.float()
 
         return call
-
-    def make_scheduler(self, sampler: str, num_inference_steps: int):
-        import diffusers
-
-        class_name, overrides, sigma_space = FAST_SCHEDULERS[sampler]
-        cls = getattr(diffusers, class_name)
-        sched = cls.from_config(self.scheduler.config, timestep_spacing="trailing", **overrides)
-        sched.set_timesteps(num_inference_steps)  # on the host: the samplers read levels there, without syncs
-        return sched, sigma_space
 
     def denoise(
         self,
@@ -324,20 +350,59 @@ class SDEditPipeline:
         official_mask_timing: bool = False,
         on_start=None,
     ) -> torch.Tensor:
-        """One SDEdit pass (perturb to t0, integrate back to 0) with the chosen sampler."""
-        model = self.model_fn()
+        """One SDEdit pass (perturb to t0, integrate back to 0) with the registered sampler's loop."""
+        loop, schedule = registry.get(settings.sampler).build(self, settings, official_mask_timing)
+        return loop(self.model_fn(), guide, schedule, noise, callback=callback, on_start=on_start)
+
+    @torch.inference_mode()
+    def run(
+        self,
+        guides: Sequence[PreparedGuide],
+        settings: Settings,
+        seeds: int | Sequence[int] | None = None,
+        *,
+        noise: NoiseSource | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
+        callback: Callable[[StepInfo], None] | None = None,
+        on_start: Callable[[int, torch.Tensor], None] | None = None,
+        official_mask_timing: bool = False,
+        progress: bool = False,
+    ) -> Samples:
+        """SDEdit one batch: `guides` lists one prepared guide per sample, each with its own noise stream.
+
+        K repeats: each starts from the previous output inside the mask and from the guide outside it (the
+        official hand-off), with fresh start noise. Nothing is checked again: `settings` come from
+        `check_inputs`, so a server may run several requests' samples in one call.
+        """
+        t_start = time.perf_counter()
         s = settings
-        if self.sde == "ve":
-            cfg = self.scheduler.config
-            sigmas = ve_sigmas(s.strength, s.num_inference_steps, cfg.sigma_min, cfg.sigma_max)
-            corrector = int(cfg.correct_steps or 1)
-            return sample_ve(model, guide, sigmas, noise, s.snr or None, corrector, callback, on_start)
-        if s.sampler == "reference":
-            timesteps = vp_timesteps(self.num_train_timesteps, s.num_inference_steps, s.strength)
-            betas = self.scheduler.betas
-            return sample_ddpm(model, guide, betas, timesteps, noise, callback, official_mask_timing, on_start)
-        sched, sigma_space = self.make_scheduler(s.sampler, s.num_inference_steps)
-        return sample_scheduler(model, guide, sched, s.steps, noise, sigma_space, callback, on_start)
+        device = self.device
+        x0, mask = self.batch(guides)
+        x0, mask = x0.to(device), mask.to(device) if mask is not None else None
+        batch = x0.shape[0]
+        seed_list = None
+        if noise is None:
+            noise, seed_list = self.prepare_noise(seeds, generator, batch, device)
+        if mask is not None and official_mask_timing:
+            mask = (mask > 0).to(mask.dtype)  # the official code: every pixel is either kept or editable
+        total = s.repeats * s.steps
+        bar = self.progress_bar(total) if progress else None
+        x = x0
+        for k in range(s.repeats):
+            if k and mask is not None:
+                # the official hand-off: the previous output inside the mask, the original guide outside it
+                # (under the default timing the kept region already is the guide, so this changes nothing)
+                x = torch.where(mask > 0, x, x0)
+            guide = Guide(x, mask, noise.randn_like(x))
+            step_cb = self._step_callback(callback, bar, k, s.steps, total)
+            start_cb = (lambda x_t0, k=k: on_start(k, x_t0)) if on_start else None
+            x = self.denoise(guide, s, noise, step_cb, official_mask_timing, start_cb)
+        if bar is not None:
+            bar.close()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - t_start
+        return Samples(x, self.space.decode(x), seed_list, seconds)
 
     def noised(self, x0: torch.Tensor, strength: float, noise: torch.Tensor, num_inference_steps: int | None = None):
         """The perturbed guide an edit starts from (same level as `denoise` uses)."""
@@ -349,8 +414,21 @@ class SDEditPipeline:
         t = vp_timesteps(self.num_train_timesteps, num_inference_steps or self.num_train_timesteps, strength)[0]
         return perturb_vp(x0, self.scheduler.alphas_cumprod[t], noise)
 
+    # ----- 4. postprocess: back to each guide's size, the guide itself outside its mask ---------------------
+    def postprocess(self, samples: Samples, guides: Sequence[PreparedGuide], settings: Settings) -> SDEditOutput:
+        s = settings
+        if s.output_type == "model":  # raw float32 samples in the model's space, at its resolution
+            out = samples.x.float().cpu()
+        else:
+            results = [
+                composite(g.rgb, unplace(canvas, g.placement, g.rgb), g.mask)
+                for g, canvas in zip(guides, samples.canvases, strict=True)
+            ]
+            out = self._format(results, s.output_type)
+        unique = list({id(g): g for g in guides}.values())
+        return SDEditOutput(out, self._metadata(s, samples.seeds, unique, len(guides)), samples.canvases)
+
     # ----- the call --------------------------------------------------------------------------------
-    @torch.inference_mode()
     def __call__(
         self,
         image,
@@ -378,7 +456,9 @@ class SDEditPipeline:
         generator: instead of seeds, one torch.Generator per sample (or one, shared, for diffusers habits).
         callback: receives a StepInfo (x_t and predicted x0) after every step, for progress and animation.
         on_start: receives (repeat, x(t0)), the perturbed guide each repeat starts from (the first frame of
-            an animation), in the model's data range.
+            an animation), in the model's space.
+        official_mask_timing: re-noise the kept region as the official code does (see `samplers`); with
+            `reference` at N = T it reproduces ermongroup/SDEdit (README, "Masks").
         """
         t_start = time.perf_counter()
         images = list(image) if isinstance(image, (list, tuple)) else [image]
@@ -391,70 +471,35 @@ class SDEditPipeline:
         s = self.check_inputs(
             strength, num_inference_steps, sampler, repeats, num_images, snr, fit, output_type, len(images)
         )
-        # 2. prepare guides, masks and noise
-        guides = [self.prepare_guide(im, m, s.fit) for im, m in zip(images, masks, strict=True)]
-        x0, mask = self.prepare_batch(guides, s.num_images)
-        device = self.device
-        x0, mask = x0.to(device), mask.to(device) if mask is not None else None
-        batch = x0.shape[0]
-        noise, seeds = self.prepare_noise(seed, generator, batch, device)
+        # 2. prepare each guide once; every sample of a guide shares it
+        prepared = [self.prepare(im, m, s.fit) for im, m in zip(images, masks, strict=True)]
+        guides = [g for g in prepared for _ in range(s.num_images)]
         t_prepared = time.perf_counter()
-        # 3. K repeats of perturb -> reverse SDE, each starting from the previous output
-        total = s.repeats * s.steps
-        bar = self.progress_bar(total) if progress else None
-        if mask is not None and official_mask_timing:
-            mask = (mask > 0).to(mask.dtype)  # the official code: every pixel is either kept or editable
-        x = x0
-        for k in range(s.repeats):
-            if k and mask is not None:
-                # the official hand-off: the previous output inside the mask, the original guide outside it
-                # (under the default timing the kept region already is the guide, so this changes nothing)
-                x = torch.where(mask > 0, x, x0)
-            guide = Guide(x, mask, noise.randn_like(x))
-            step_cb = self._step_callback(callback, bar, k, s.steps, total)
-            start_cb = (lambda x_t0, k=k: on_start(k, x_t0)) if on_start else None
-            x = self.denoise(guide, s, noise, step_cb, official_mask_timing, start_cb)
-        if bar is not None:
-            bar.close()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        # 3. K repeats of perturb -> reverse SDE, all samples in one batch
+        samples = self.run(
+            guides,
+            s,
+            seed,
+            generator=generator,
+            callback=callback,
+            on_start=on_start,
+            official_mask_timing=official_mask_timing,
+            progress=progress,
+        )
         t_sampled = time.perf_counter()
         # 4. back to images at the input's size; outside the mask, the guide itself
-        canvases = from_model_range(x, self.config.data_range)
-        if s.output_type == "model":  # raw float32 samples in the model's range, at its resolution
-            out = x.float().cpu()
-        else:
-            results = []
-            for i, canvas in enumerate(canvases):
-                g = guides[i // s.num_images]
-                results.append(composite(g.rgb, unplace(canvas, g.placement, g.rgb), g.mask))
-            out = self._format(results, s.output_type)
+        out = self.postprocess(samples, guides, s)
         t_done = time.perf_counter()
-        meta = self._metadata(s, seeds, guides, batch)
-        meta["timings"] = {
+        out.metadata["timings"] = {
             "prepare_s": round(t_prepared - t_start, 4),
             "sample_s": round(t_sampled - t_prepared, 4),
             "postprocess_s": round(t_done - t_sampled, 4),
             "total_s": round(t_done - t_start, 4),
-            "per_image_s": round((t_done - t_start) / batch, 4),
+            "per_image_s": round((t_done - t_start) / len(guides), 4),
         }
-        return SDEditOutput(out, meta, canvases)
+        return out
 
     # ----- helpers ---------------------------------------------------------------------------------
-    def prepare_noise(self, seed, generator, batch: int, device: torch.device) -> tuple[NoiseSource, list[int] | None]:
-        if generator is not None:
-            gens = list(generator) if isinstance(generator, (list, tuple)) else [generator]
-            if len(gens) == 1 and batch > 1:
-                # one shared generator (diffusers habit): derive per-sample seeds from it
-                base = int(torch.randint(0, 2**62, (1,), generator=gens[0]).item())
-                seeds = [base + i for i in range(batch)]
-                return NoiseSource.from_seeds(seeds, device), seeds
-            if len(gens) != batch:
-                raise InputError(f"got {len(gens)} generators for {batch} samples")
-            return NoiseSource(gens, device), None
-        seeds = seeds_for(seed, batch)
-        return NoiseSource.from_seeds(seeds, device), seeds
-
     @staticmethod
     def _step_callback(callback, bar, repeat: int, steps: int, total: int):
         if callback is None and bar is None:
@@ -483,18 +528,17 @@ class SDEditPipeline:
         return torch.stack(tensors) if same else tensors
 
     def _metadata(self, s: Settings, seeds, guides: list[PreparedGuide], batch: int) -> dict:
-        evals = model_evaluations("ve" if self.sde == "ve" else s.sampler, s.steps, s.snr)
         return {
             "model": self.config.name,
             "source": self.config.source,
             "sde": self.sde,
             "sampler": s.sampler,
-            "sampler_label": SAMPLER_LABELS.get(s.sampler, s.sampler),
+            "sampler_label": registry.label(s.sampler),
             "strength": s.strength,
             "num_inference_steps": s.num_inference_steps,
             "steps": s.steps,
             "repeats": s.repeats,
-            "model_evaluations": evals * s.repeats,
+            "model_evaluations": self.evaluations(s),
             "snr": s.snr if self.sde == "ve" else None,
             "num_images": s.num_images,
             "batch": batch,

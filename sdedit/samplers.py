@@ -16,7 +16,8 @@ Models are plain callables: `eps_model(x, t)` for VP (the UNet's input space, in
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
@@ -44,16 +45,26 @@ StartCallback = Callable[[Tensor], None]  # receives the perturbed guide x(t0) e
 
 @dataclass
 class Guide:
-    """The guide in the model's data range, its mask and the noise e that perturbs it."""
+    """The guide in the model's space, its mask (1 = may change) and the noise e that perturbs it.
+
+    `perturb(x0, level, e)` puts the guide at a noise level in the sampler's own parameterisation; it is the
+    one piece a sampler supplies, so that masked editing (`project`) is written once for all of them.
+    """
 
     x0: Tensor
     mask: Tensor | None
     noise: Tensor
+    perturb: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None
 
-    def keep(self, x: Tensor, kept: Tensor) -> Tensor:
-        """Outside the mask, replace the sample by `kept` (the guide at the sample's level)."""
+    def at(self, level) -> Tensor:
+        """The guide perturbed to `level` with the start noise e (the kept region while the edit runs)."""
+        return self.perturb(self.x0, level, self.noise)
+
+    def project(self, x: Tensor, level=None, last: bool = False) -> Tensor:
+        """Masked editing: outside the mask, the guide re-noised to `level`; after the last step, the guide."""
         if self.mask is None:
             return x
+        kept = self.x0 if last else self.at(level)
         return self.mask * x + (1.0 - self.mask) * kept
 
 
@@ -119,17 +130,51 @@ def _batch(level: Tensor | float, x: Tensor) -> Tensor:
     return torch.full((x.shape[0],), float(level), device=x.device, dtype=torch.float32)
 
 
+# ----- schedules: what each loop walks through, built by the registry from a model and settings -----------
+
+
+@dataclass
+class DDPMSchedule:
+    """The training betas and the integer timesteps to visit, t0's first (see `vp_timesteps`)."""
+
+    betas: Tensor
+    timesteps: Sequence[int]
+    official_mask_timing: bool = False
+
+
+@dataclass
+class SchedulerSchedule:
+    """A fresh diffusers scheduler, already `set_timesteps` (schedulers keep per-run state), and how many of
+    its last steps to run. `sigma_space`: its samples are x0 + sigma e (Euler family), not the VP form."""
+
+    scheduler: Any
+    num_steps: int
+    sigma_space: bool = False
+
+
+@dataclass
+class VESchedule:
+    """sigma(t0) down to sigma(0) (see `ve_sigmas`), and the Langevin corrector's snr (None or 0: off)."""
+
+    sigmas: Tensor
+    snr: float | None = None
+    corrector_steps: int = 1
+
+
+# Every loop has this signature: loop(model, guide, schedule, noise, *, callback=None, on_start=None) -> x(0).
+Loop = Callable[..., Tensor]
+
+
 # ----- VP: the official DDPM loop ---------------------------------------------------------------------
 
 
 def sample_ddpm(
-    eps_model: EpsModel,
+    model: EpsModel,
     guide: Guide,
-    betas: Tensor,
-    timesteps: Sequence[int],
+    schedule: DDPMSchedule,
     noise: NoiseSource,
+    *,
     callback: StepCallback | None = None,
-    official_mask_timing: bool = False,
     on_start: StartCallback | None = None,
 ) -> Tensor:
     """Ancestral DDPM with fixed-small variance from timesteps[0] down to 0, no noise at the last step.
@@ -137,29 +182,29 @@ def sample_ddpm(
     With every timestep (t0*T - 1, ..., 0) this is the official SDEdit loop; a strided grid is the same
     sampler respaced (alpha = abar_t / abar_prev), as in improved DDPM.
     """
-    abar = torch.cumprod(1.0 - betas.double(), 0)
+    guide = replace(guide, perturb=perturb_vp)
+    abar = torch.cumprod(1.0 - schedule.betas.double(), 0)
+    timesteps = schedule.timesteps
     levels = [*timesteps, -1]
     a = [abar[t] if t >= 0 else abar.new_tensor(1.0) for t in levels]
-    x = perturb_vp(guide.x0, a[0].float(), guide.noise)
+    x = guide.at(a[0].float())
     if on_start:
         on_start(x)
     n = len(timesteps)
     for k, t in enumerate(timesteps):
         a_t, a_prev = a[k], a[k + 1]
         alpha = a_t / a_prev
-        eps = eps_model(x, _batch(t, x))
+        eps = model(x, _batch(t, x))
         mean = (x - ((1 - alpha) / (1 - a_t).sqrt()).float() * eps) / alpha.sqrt().float()
         if k + 1 < n:
             var = (1 - alpha) * (1 - a_prev) / (1 - a_t)
             x_next = mean + var.sqrt().float() * noise.randn_like(x)
         else:
             x_next = mean
-        if guide.mask is not None:
-            if official_mask_timing:
-                kept = perturb_vp(guide.x0, a_t.float(), guide.noise)
-            else:
-                kept = perturb_vp(guide.x0, a_prev.float(), guide.noise) if k + 1 < n else guide.x0
-            x_next = guide.keep(x_next, kept)
+        if schedule.official_mask_timing:  # re-noised to the level just left, noisy at the end (see above)
+            x_next = guide.project(x_next, a_t.float())
+        else:
+            x_next = guide.project(x_next, a_prev.float(), last=k + 1 == n)
         if callback:
             x0_pred = (x - (1 - a_t).sqrt().float() * eps) / a_t.sqrt().float()
             callback(StepInfo(k, n, float(t), x_next, x0_pred))
@@ -171,20 +216,16 @@ def sample_ddpm(
 
 
 def sample_scheduler(
-    eps_model: EpsModel,
+    model: EpsModel,
     guide: Guide,
-    scheduler,
-    num_steps: int,
+    schedule: SchedulerSchedule,
     noise: NoiseSource,
-    sigma_space: bool = False,
+    *,
     callback: StepCallback | None = None,
     on_start: StartCallback | None = None,
 ) -> Tensor:
-    """Run the last `num_steps` steps of a diffusers scheduler's schedule (DDIM, DPM-Solver++, Euler-a).
-
-    `scheduler` must be a fresh instance (schedulers keep per-run state) that is already `set_timesteps`.
-    `sigma_space`: the scheduler's samples are x0 + sigma e (Euler family) instead of the VP form.
-    """
+    """Run the last `num_steps` steps of a diffusers scheduler's schedule (DDIM, DPM-Solver++, Euler-a)."""
+    scheduler, num_steps, sigma_space = schedule.scheduler, schedule.num_steps, schedule.sigma_space
     begin = len(scheduler.timesteps) - num_steps
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(begin)
@@ -192,20 +233,20 @@ def sample_scheduler(
     abar = scheduler.alphas_cumprod.to("cpu", torch.float32)
     a = [abar[int(t)] for t in timesteps] + [abar.new_tensor(1.0)]
 
-    def in_space(x_vp: Tensor, a_t: Tensor) -> Tensor:
+    def perturb(x0: Tensor, a_t: Tensor, e: Tensor) -> Tensor:
+        x_vp = perturb_vp(x0, a_t, e)
         return x_vp / a_t.sqrt() if sigma_space else x_vp
 
-    x = in_space(perturb_vp(guide.x0, a[0], guide.noise), a[0])
+    guide = replace(guide, perturb=perturb)
+    x = guide.at(a[0])
     if on_start:
         on_start(x * a[0].sqrt() if sigma_space else x)
     n = len(timesteps)
     for k, t in enumerate(timesteps):
         x_in = scheduler.scale_model_input(x, t)
-        eps = eps_model(x_in, _batch(t, x_in))
+        eps = model(x_in, _batch(t, x_in))
         x = scheduler.step(eps, t, x, generator=noise.generators).prev_sample
-        if guide.mask is not None:
-            kept = in_space(perturb_vp(guide.x0, a[k + 1], guide.noise), a[k + 1]) if k + 1 < n else guide.x0
-            x = guide.keep(x, kept)
+        x = guide.project(x, a[k + 1], last=k + 1 == n)
         if callback:
             x0_pred = (x_in - (1 - a[k]).sqrt() * eps) / a[k].sqrt()
             callback(StepInfo(k, n, float(t), x * a[k + 1].sqrt() if sigma_space else x, x0_pred))
@@ -215,13 +256,13 @@ def sample_scheduler(
 # ----- VE: the paper's Euler-Maruyama, with an optional Langevin corrector ----------------------------
 
 
-def langevin_correct(score_model: ScoreModel, x: Tensor, sigma: Tensor, snr: float, noise: NoiseSource) -> Tensor:
+def langevin_correct(model: ScoreModel, x: Tensor, sigma: Tensor, snr: float, noise: NoiseSource) -> Tensor:
     """One Langevin step at fixed sigma, with the step size set per sample from the signal-to-noise ratio.
 
     score_sde averages the norms over the batch, which makes a sample depend on its batch-mates; per
     sample keeps a batch of N identical to N single runs.
     """
-    score = score_model(x, _batch(sigma, x))
+    score = model(x, _batch(sigma, x))
     z = noise.randn_like(x)
     b = x.shape[0]
     ratio = z.reshape(b, -1).norm(dim=1) / score.reshape(b, -1).norm(dim=1).clamp_min(1e-12)
@@ -230,46 +271,38 @@ def langevin_correct(score_model: ScoreModel, x: Tensor, sigma: Tensor, snr: flo
 
 
 def sample_ve(
-    score_model: ScoreModel,
+    model: ScoreModel,
     guide: Guide,
-    sigmas: Tensor,
+    schedule: VESchedule,
     noise: NoiseSource,
-    snr: float | None = None,
-    corrector_steps: int = 1,
+    *,
     callback: StepCallback | None = None,
     on_start: StartCallback | None = None,
 ) -> Tensor:
     """x = guide + sigma(t0) z, then x <- x + eps^2 score + eps z with eps^2 = sigma_n^2 - sigma_{n-1}^2.
 
-    `sigmas` runs from sigma(t0) down to sigma(0) (see `ve_sigmas`). The last step adds no noise.
+    The last step adds no noise.
     """
-    sigmas = sigmas.to("cpu", torch.float32)  # levels are read on the host: no sync inside the loop
-    x = perturb_ve(guide.x0, sigmas[0], guide.noise)
+    sigmas = schedule.sigmas.to("cpu", torch.float32)  # levels are read on the host: no sync inside the loop
+    snr = schedule.snr
+    guide = replace(guide, perturb=perturb_ve)
+    x = guide.at(sigmas[0])
     if on_start:
         on_start(x)
     n = len(sigmas) - 1
     for k in range(n):
         s, s_next = sigmas[k], sigmas[k + 1]
         if snr:
-            for _ in range(corrector_steps):
-                x = langevin_correct(score_model, x, s, snr, noise)
-        score = score_model(x, _batch(s, x))
+            for _ in range(schedule.corrector_steps):
+                x = langevin_correct(model, x, s, snr, noise)
+        score = model(x, _batch(s, x))
         if callback:
             x0_pred = x + s**2 * score
         var = s**2 - s_next**2
         x = x + var * score
         if k + 1 < n:
             x = x + var.sqrt() * noise.randn_like(x)
-        if guide.mask is not None:
-            kept = perturb_ve(guide.x0, s_next, guide.noise) if k + 1 < n else guide.x0
-            x = guide.keep(x, kept)
+        x = guide.project(x, s_next, last=k + 1 == n)
         if callback:
             callback(StepInfo(k, n, float(s), x, x0_pred))
     return x
-
-
-def model_evaluations(sampler: str, steps: int, snr: float | None = None, corrector_steps: int = 1) -> int:
-    """Network evaluations one repeat costs (the benchmark's and the quality table's x axis)."""
-    if sampler == "ve" and snr:
-        return steps * (1 + corrector_steps)
-    return steps

@@ -17,14 +17,13 @@ from sdedit.accel import (
     AcceleratedPipeline,
     AccelOptions,
     FastModel,
-    FirResample,
     measure_error,
-    patch_fir,
     plain_model_fn,
     prepare_unet,
     probe_inputs,
     set_sdpa,
 )
+from sdedit.fir import FirResample, patch_fir
 
 from .conftest import tiny_ve_unet, tiny_vp_unet
 
@@ -219,28 +218,28 @@ def test_embedded_model_fast_path_and_bf16_bound():
 
 
 def test_the_app_serves_cuda_with_the_fast_path_and_the_cpu_with_the_plain_one(monkeypatch):
-    """studio.get_pipeline picks AcceleratedPipeline where use_accel says so (CUDA by default), warms it at
+    """models.get_pipeline picks AcceleratedPipeline where use_accel says so (CUDA by default), warms it at
     load, and its edits equal the plain pipeline's for the same seeds (forced on here, on the CPU)."""
-    from sdedit import studio
     from sdedit.accel import AcceleratedPipeline
+    from sdedit.studio import jobs, limits, models
 
-    assert studio.use_accel(torch.device("cuda")) and not studio.use_accel(torch.device("cpu"))
+    assert models.use_accel(torch.device("cuda")) and not models.use_accel(torch.device("cpu"))
     monkeypatch.setenv("SPACES_ZERO_GPU", "1")
-    assert not studio.use_accel(torch.device("cuda"))  # graphs captured at start-up would not survive ZeroGPU
+    assert not models.use_accel(torch.device("cuda"))  # graphs captured at start-up would not survive ZeroGPU
 
     guide = np.zeros((64, 64, 3), np.uint8)
     guide[16:48, 16:48] = (230, 80, 60)
-    settings = studio.EditSettings(strength=0.5, steps=8, seed=3)
-    studio.drop_pipelines()
-    plain = studio.run_edit(guide, None, settings, animate=False, batch=False).images[0]
-    monkeypatch.setattr(studio, "ACCEL", "1")
-    studio.drop_pipelines()
+    settings = jobs.EditSettings(strength=0.5, steps=8, seed=3)
+    models.drop_pipelines()
+    plain = jobs.run_edit(guide, None, settings, animate=False, batch=False).images[0]
+    monkeypatch.setattr(limits, "ACCEL", "1")
+    models.drop_pipelines()
     try:
-        assert studio.warm_up() > 0
-        pipe = studio.get_pipeline(None)
+        assert jobs.warm_up() > 0
+        pipe = models.get_pipeline(None)
         assert isinstance(pipe, AcceleratedPipeline) and pipe.warmup_s is not None
-        fast = studio.run_edit(guide, None, settings, animate=False, batch=False).images[0]
+        fast = jobs.run_edit(guide, None, settings, animate=False, batch=False).images[0]
     finally:
-        studio.drop_pipelines()
+        models.drop_pipelines()
     diff = np.abs(np.asarray(fast, np.int16) - np.asarray(plain, np.int16)).max()
     assert diff <= 1, diff

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdedit.batch import EditSettings, list_guides, make_batches, plan, run_batch, seed_for, shard
+from sdedit.batch import BatchSettings, list_guides, make_batches, plan, run_batch, seed_for, shard
 from sdedit.errors import InputError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,7 +43,7 @@ def _tiny_pipe(tiny_model_dir: Path):
     return SDEditPipeline.from_pretrained(str(tiny_model_dir), device="cpu")
 
 
-SETTINGS = EditSettings(strength=0.5, steps=6)
+SETTINGS = BatchSettings(strength=0.5, steps=6)
 
 
 def test_seeds_come_from_names_and_shards_cover_everything(guides, tmp_path):

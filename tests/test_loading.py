@@ -12,7 +12,7 @@ import torch
 from diffusers import DDPMScheduler, ScoreSdeVeScheduler
 
 from sdedit import SDEditPipeline, load_default, loading
-from sdedit.configs import VE_SAMPLERS, VP_SAMPLERS, default_config, find_config, is_hub_id, model_configs
+from sdedit.configs import default_config, find_config, is_hub_id, model_configs
 from sdedit.errors import ModelLoadError, ModelNotFoundError
 from tests.conftest import tiny_ve_unet, tiny_vp_unet
 
@@ -56,7 +56,8 @@ def test_vp_folder_in_either_layout(tmp_path, layout):
     else:
         save_root_layout(tmp_path, unet, DDPMScheduler(), bin_only=layout == "root-bin")
     pipe = SDEditPipeline.from_pretrained(str(tmp_path))
-    assert pipe.sde == "vp" and pipe.config.resolution == 16 and pipe.config.samplers == VP_SAMPLERS
+    assert pipe.sde == "vp" and pipe.config.resolution == 16
+    assert pipe.config.samplers == ("dpmpp", "ddim", "euler_a", "reference")
     x = torch.randn(1, 3, 16, 16)
     t = torch.tensor([10])
     assert torch.allclose(pipe.unet(x, t).sample, unet(x, t).sample, atol=1e-6)
@@ -66,7 +67,7 @@ def test_vp_folder_in_either_layout(tmp_path, layout):
 def test_ve_folder_is_recognised_from_its_scheduler(tmp_path):
     save_sub_layout(tmp_path, tiny_ve_unet(), ScoreSdeVeScheduler(sigma_max=348.0))
     pipe = SDEditPipeline.from_pretrained(tmp_path)
-    assert pipe.sde == "ve" and pipe.config.data_range == (0.0, 1.0) and pipe.config.samplers == VE_SAMPLERS
+    assert pipe.sde == "ve" and pipe.config.data_range == (0.0, 1.0) and pipe.config.samplers == ("reference",)
     assert pipe.scheduler.config.sigma_max == 348.0
 
 

@@ -9,6 +9,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
 
 from sdedit.noise import NoiseSource
 from sdedit.samplers import (
+    DDPMSchedule,
     Guide,
     perturb_ve,
     perturb_vp,
@@ -136,9 +137,8 @@ def test_reference_sampler_equals_official_loop(eps_model, masked, official_timi
     )
     noise = NoiseSource.from_seeds(seeds)
     guide = Guide(x0, None if keep is None else 1 - keep, noise.randn_like(x0))
-    ours = sample_ddpm(
-        eps_model, guide, betas, vp_timesteps(1000, 1000, t / 1000), noise, official_mask_timing=official_timing
-    )
+    schedule = DDPMSchedule(betas, vp_timesteps(1000, 1000, t / 1000), official_mask_timing=official_timing)
+    ours = sample_ddpm(eps_model, guide, schedule, noise)
     assert torch.allclose(ours, theirs, atol=2e-5, rtol=1e-4), (ours - theirs).abs().max()
     if masked and not official_timing:
         # the fix: the kept region ends as the guide itself; the official loop leaves it noisy
@@ -202,7 +202,7 @@ def test_reference_with_fewer_steps_is_respaced_ddpm(eps_model):
     guide = Guide(x0, None, noise.randn_like(x0))
     levels = vp_timesteps(1000, 50, 0.5)
     assert levels == list(range(499, -1, -20))
-    out = sample_ddpm(eps_model, guide, betas, levels, noise)
+    out = sample_ddpm(eps_model, guide, DDPMSchedule(betas, levels), noise)
     assert out.shape == x0.shape and torch.isfinite(out).all()
 
 

@@ -103,7 +103,7 @@ def run_sweep(
     from ..noise import seeds_for
 
     seeds = seeds_for(seed, num_images)
-    guide_rgb = pipe.prepare_guide(image, None, kwargs.get("fit") or pipe.config.fit).rgb
+    guide_rgb = pipe.prepare(image, None, kwargs.get("fit") or pipe.config.fit).rgb
     columns, l2, metas = [], [], []
     for s in strengths:
         out = pipe(image, mask_image, strength=s, num_images=num_images, seed=seeds, output_type="pil", **kwargs)
