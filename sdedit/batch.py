@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import registry
 from .errors import InputError, SDEditError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -355,7 +356,7 @@ def add_batch_args(p) -> None:
     p.add_argument("--model", default=None, help="configured name, local folder or Hub id (default: embedded model)")
     p.add_argument("--strength", type=float, default=None, help="t0 in (0, 1]")
     p.add_argument("--steps", type=int, default=None, help="steps of a full schedule; an edit runs round(t0 x steps)")
-    p.add_argument("--sampler", default=None, help="VP: dpmpp, ddim, euler_a, reference; VE: reference")
+    p.add_argument("--sampler", default=None, choices=list(registry.SAMPLERS), help=registry.describe())
     p.add_argument("--repeats", type=int, default=None, help="K: re-run SDEdit on its own output K times")
     p.add_argument("--num", type=int, default=1, help="samples per guide")
     p.add_argument("--seed", type=int, default=0, help="seed base; each guide's seed derives from it and its file name")

@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import registry
 from .errors import SDEditError
 
 
@@ -22,7 +23,7 @@ def _edit_args(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     if not sweep:
         p.add_argument("--strength", type=float, default=None, help="t0 in (0, 1]: faithful (low) <-> realistic (high)")
     p.add_argument("--steps", type=int, default=None, help="steps of a full schedule; an edit runs round(t0 x steps)")
-    p.add_argument("--sampler", default=None, help="VP: dpmpp, ddim, euler_a, reference; VE: reference")
+    p.add_argument("--sampler", default=None, choices=list(registry.SAMPLERS), help=registry.describe())
     p.add_argument("--repeats", type=int, default=None, help="K: re-run SDEdit on its own output K times")
     p.add_argument("--num", type=int, default=1, help="samples per guide, batched into one forward pass")
     p.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample i uses seed + i")

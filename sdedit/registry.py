@@ -120,6 +120,11 @@ def label(name: str) -> str:
     return spec.label if spec else name
 
 
+def describe() -> str:
+    """The samplers per SDE, in one line (command-line help)."""
+    return "; ".join(f"{sde.upper()}: {', '.join(names(sde))}" for sde in ("vp", "ve"))
+
+
 def sampler_choices(sde: str) -> list[tuple[str, str]]:
     """(label, name) pairs for a dropdown."""
     return [(SAMPLERS[n].label, n) for n in names(sde)]

@@ -9,8 +9,13 @@ re-noised to the level the sample is *now* at, with the start noise e, and exact
 last step. The official code re-noised to the level it had just left (an off-by-one), and its last step
 left the kept region slightly noisy; `official_mask_timing=True` reproduces that for comparisons.
 
-Models are plain callables: `eps_model(x, t)` for VP (the UNet's input space, integer-valued t) and
-`score_model(x, sigma)` for VE. Both get a float32 batch and a (B,) level tensor.
+Every loop has one keyword signature, `loop(model, guide, schedule, noise, *, callback=None,
+on_start=None)`, and walks its own schedule object (`DDPMSchedule`, `SchedulerSchedule`, `VESchedule`);
+`registry` builds the schedule for a model and settings and names the loop. A loop supplies one thing to
+the shared pieces, how the guide is put at a noise level (`Guide.perturb`), so masked editing
+(`Guide.project`) is written once for all of them. Models are plain callables: `eps_model(x, t)` for VP
+(integer-valued t) and `score_model(x, sigma)` for VE. Both get a float32 batch in the model's space
+(`adapters`) and a (B,) level tensor.
 """
 
 from __future__ import annotations
