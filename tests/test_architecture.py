@@ -107,3 +107,20 @@ def test_app_py_keeps_only_the_environment_the_zero_gpu_shim_and_main():
     functions = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
     assert "build_demo" not in functions and "main" in functions
     assert len((ROOT / "app.py").read_text().splitlines()) < 150
+
+
+def test_the_drawn_edit_path_names_real_code():
+    """docs/img/architecture.png's path of one edit names files and functions that exist."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.spec_from_file_location("architecture_doc", ROOT / "docs" / "architecture.py")
+    doc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(doc)
+    for where, _ in doc.EDIT_PATH:
+        path, _, func = where.partition(": ")
+        if path == "browser":
+            continue
+        assert (ROOT / path).is_file(), path
+        if func:
+            assert re.search(rf"\bdef {func}\(", (ROOT / path).read_text()), where
