@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import registry
+from . import registry, threads
 from .errors import SDEditError
 
 
@@ -193,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    threads.apply()  # edit, sweep, batch, train and eval all run torch on the CPU policy (docs/performance.md)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

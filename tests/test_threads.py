@@ -243,7 +243,37 @@ def test_module_sets_env_before_torch():
     assert r["threads"] == 2 and r["env"]["OMP_NUM_THREADS"] == "2"
 
 
-@pytest.mark.xfail(reason="sdedit/__init__.py imports the pipeline (and torch) eagerly; needs a lazy package init")
 def test_importing_sdedit_threads_does_not_load_torch():
     code = "import sys, json; import sdedit.threads; print(json.dumps({'torch': 'torch' in sys.modules}))"
     assert probe({}, code)["torch"] is False
+
+
+STARTUP = """
+import json, os, runpy, sys
+{start}
+import torch
+keys = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+print(json.dumps({{"threads": torch.get_num_threads(), "env": {{k: os.environ.get(k) for k in keys}}}}))
+"""
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        # the CLI: `python -m sdedit models` (the thread policy is applied before the command runs)
+        "sys.argv = ['sdedit', 'models']; runpy.run_module('sdedit', run_name='__main__', alter_sys=True)",
+        # the app: importing app.py (the Space's app file) applies it before gradio or torch load
+        "import app",
+    ],
+    ids=["cli", "app"],
+)
+def test_the_cli_and_the_app_apply_the_policy_at_start_up(start):
+    expected = threads.current(env={}).threads
+    if "run_module" in start:  # the CLI exits when its command is done
+        start = f"try:\n    {start}\nexcept SystemExit:\n    pass"
+    code = STARTUP.format(start=start)
+    r = probe({}, code)
+    assert r["threads"] == expected
+    assert r["env"] == {"OMP_NUM_THREADS": str(expected), "OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0"}
+    r = probe({"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "ACTIVE"}, code)  # a user's choice wins
+    assert r["threads"] == 2 and r["env"]["OMP_WAIT_POLICY"] == "ACTIVE"
