@@ -22,6 +22,11 @@ def _edit_args(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     p.add_argument("--mask", default=None, help="mask image, white = may change (default: change everything)")
     if not sweep:
         p.add_argument("--strength", type=float, default=None, help="t0 in (0, 1]: faithful (low) <-> realistic (high)")
+        p.add_argument(
+            "--strength-map",
+            default=None,
+            help="greyscale image the guide's size: each pixel's own t0 as a fraction of --strength (black = kept)",
+        )
     p.add_argument("--steps", type=int, default=None, help="steps of a full schedule; an edit runs round(t0 x steps)")
     p.add_argument("--sampler", default=None, choices=list(registry.SAMPLERS), help=registry.describe())
     p.add_argument("--repeats", type=int, default=None, help="K: re-run SDEdit on its own output K times")
@@ -55,7 +60,8 @@ def _settings(args) -> dict:
 
 def cmd_edit(args) -> int:
     pipe = _pipe(args)
-    out = pipe(args.guide, args.mask, strength=args.strength, seed=args.seed, **_settings(args))
+    kw = dict(strength_map=args.strength_map)
+    out = pipe(args.guide, args.mask, strength=args.strength, seed=args.seed, **kw, **_settings(args))
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
     stem = Path(args.guide).stem

@@ -88,6 +88,7 @@ class PreparedGuide:
     placement: Placement
     x0: torch.Tensor = field(repr=False, default=None)
     x0_mask: torch.Tensor | None = field(repr=False, default=None)
+    x0_strength: torch.Tensor | None = field(repr=False, default=None)  # per-element t0 / strength, or None
 
 
 @dataclass
@@ -285,28 +286,43 @@ class SDEditPipeline:
         return settings
 
     # ----- 2. prepare a guide and its mask, once -------------------------------------------------------
-    def prepare(self, image, mask_image=None, fit: str = "pad") -> PreparedGuide:
-        """Decode a guide (and mask), place it on the model's canvas and put it into the model's space."""
+    def prepare(self, image, mask_image=None, fit: str = "pad", strength_map=None) -> PreparedGuide:
+        """Decode a guide (and mask, and strength map), place it on the model's canvas and put it into the
+        model's space.
+
+        strength_map: the guide's size, values in [0, 1]: each pixel's own t0 as a fraction of `strength`
+        (1 = the full t0, 0 = kept exactly; see `samplers.Guide`). With a mask too, the map counts inside it.
+        """
         limits = self.limits.image
         pil = to_rgb(load_image(image, "image", limits), self.config.background or (255, 255, 255))
         rgb = np.asarray(pil)
-        mask = None
-        if mask_image is not None:
-            raw = load_image(mask_image, "mask", limits) if isinstance(mask_image, (str, bytes)) else mask_image
-            mask = to_mask(raw, pil.size)
-            if mask.max() <= 0:
-                raise InputError("the mask is empty: mark the region that may change (white = change)")
+        mask = self._read_mask(mask_image, pil.size, "mask")
+        if mask is not None and mask.max() <= 0:
+            raise InputError("the mask is empty: mark the region that may change (white = change)")
+        smap = self._read_mask(strength_map, pil.size, "strength_map")
         canvas, placement = place(pil, self.config.resolution, fit, self.config.background)
         cmask = place_mask(mask, placement) if mask is not None else canvas_mask(placement)
         if mask is not None and cmask.max() <= 0:
             raise InputError("the mask only covers the part of the image that is outside the model's view (fit='crop')")
+        cstrength = None
+        if smap is not None:  # the map carries the mask: exactly the guide wherever it is 0
+            smap = smap if mask is None else smap * mask
+            cstrength, cmask = place_mask(smap, placement), None  # the padding is 0: never changes
+            mask = (smap > 0).astype(np.float32)
         region = crop_region(placement)
         if region is not None:  # crop: what the canvas doesn't see stays as it is
             mask = region if mask is None else mask * region
         canvas = np.asarray(canvas)
         x0 = self.space.encode(canvas)
         x0_mask = self.space.encode_mask(cmask) if cmask is not None else None
-        return PreparedGuide(rgb, mask, canvas, cmask, placement, x0, x0_mask)
+        x0_strength = self.space.encode_mask(cstrength) if cstrength is not None else None
+        return PreparedGuide(rgb, mask, canvas, cmask, placement, x0, x0_mask, x0_strength)
+
+    def _read_mask(self, obj, size: tuple[int, int], what: str) -> np.ndarray | None:
+        if obj is None:
+            return None
+        raw = load_image(obj, what, self.limits.image) if isinstance(obj, (str, bytes)) else obj
+        return to_mask(raw, size, what)
 
     def batch(self, guides: Sequence[PreparedGuide]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, C, h, w) guides and (B, *, h, w) masks in the model's space, one row per listed guide."""
@@ -315,6 +331,13 @@ class SDEditPipeline:
             return x, None
         full = self.space.encode_mask(np.ones((self.config.resolution,) * 2, np.float32))
         return x, torch.stack([full if g.x0_mask is None else g.x0_mask for g in guides])
+
+    def strengths(self, guides: Sequence[PreparedGuide]) -> torch.Tensor | None:
+        """(B, *, h, w) per-element strength maps, ones for guides without one; None when no guide has one."""
+        if all(g.x0_strength is None for g in guides):
+            return None
+        full = self.space.encode_mask(np.ones((self.config.resolution,) * 2, np.float32))
+        return torch.stack([full if g.x0_strength is None else g.x0_strength for g in guides])
 
     def prepare_noise(self, seed, generator, batch: int, device: torch.device) -> tuple[NoiseSource, list[int] | None]:
         """One generator per sample (`seed`: one int, a list, or None for a random one; or `generator`)."""
@@ -378,22 +401,29 @@ class SDEditPipeline:
         s = settings
         device = self.device
         x0, mask = self.batch(guides)
+        strength = self.strengths(guides)
+        if strength is not None and official_mask_timing:
+            raise InputError("a strength map follows the default mask timing; official_mask_timing must be False")
         x0, mask = x0.to(device), mask.to(device) if mask is not None else None
+        strength = strength.to(device) if strength is not None else None
         batch = x0.shape[0]
         seed_list = None
         if noise is None:
             noise, seed_list = self.prepare_noise(seeds, generator, batch, device)
         if mask is not None and official_mask_timing:
             mask = (mask > 0).to(mask.dtype)  # the official code: every pixel is either kept or editable
+        editable = None if mask is None else mask > 0
+        if strength is not None:
+            editable = strength > 0 if editable is None else editable & (strength > 0)
         total = s.repeats * s.steps
         bar = self.progress_bar(total) if progress else None
         x = x0
         for k in range(s.repeats):
-            if k and mask is not None:
+            if k and editable is not None:
                 # the official hand-off: the previous output inside the mask, the original guide outside it
                 # (under the default timing the kept region already is the guide, so this changes nothing)
-                x = torch.where(mask > 0, x, x0)
-            guide = Guide(x, mask, noise.randn_like(x))
+                x = torch.where(editable, x, x0)
+            guide = Guide(x, mask, noise.randn_like(x), strength=strength)
             step_cb = self._step_callback(callback, bar, k, s.steps, total)
             start_cb = (lambda x_t0, k=k: on_start(k, x_t0)) if on_start else None
             x = self.denoise(guide, s, noise, step_cb, official_mask_timing, start_cb)
@@ -447,6 +477,7 @@ class SDEditPipeline:
         progress: bool = True,
         official_mask_timing: bool = False,
         on_start: Callable[[int, torch.Tensor], None] | None = None,
+        strength_map=None,
     ) -> SDEditOutput:
         """Edit one guide (or a list of guides) into `num_images` samples each.
 
@@ -459,6 +490,8 @@ class SDEditPipeline:
             an animation), in the model's space.
         official_mask_timing: re-noise the kept region as the official code does (see `samplers`); with
             `reference` at N = T it reproduces ermongroup/SDEdit (README, "Masks").
+        strength_map: per pixel, its own t0 as a fraction of `strength` (the guide's size, in [0, 1]; 1 = the
+            full t0, 0 = kept exactly); same forms as mask_image, a list for a list of guides.
         """
         t_start = time.perf_counter()
         images = list(image) if isinstance(image, (list, tuple)) else [image]
@@ -467,12 +500,15 @@ class SDEditPipeline:
         masks = list(mask_image) if isinstance(mask_image, (list, tuple)) else [mask_image] * len(images)
         if len(masks) != len(images):
             raise InputError(f"got {len(masks)} masks for {len(images)} images")
+        maps = list(strength_map) if isinstance(strength_map, (list, tuple)) else [strength_map] * len(images)
+        if len(maps) != len(images):
+            raise InputError(f"got {len(maps)} strength maps for {len(images)} images")
         # 1. check inputs
         s = self.check_inputs(
             strength, num_inference_steps, sampler, repeats, num_images, snr, fit, output_type, len(images)
         )
         # 2. prepare each guide once; every sample of a guide shares it
-        prepared = [self.prepare(im, m, s.fit) for im, m in zip(images, masks, strict=True)]
+        prepared = [self.prepare(im, m, s.fit, sm) for im, m, sm in zip(images, masks, maps, strict=True)]
         guides = [g for g in prepared for _ in range(s.num_images)]
         t_prepared = time.perf_counter()
         # 3. K repeats of perturb -> reverse SDE, all samples in one batch
@@ -547,6 +583,7 @@ class SDEditPipeline:
             "input_sizes": [list(g.placement.size) for g in guides],
             "fit": s.fit,
             "masked": [g.mask is not None for g in guides],
+            "strength_map": [g.x0_strength is not None for g in guides],
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
         }

@@ -54,23 +54,39 @@ class Guide:
 
     `perturb(x0, level, e)` puts the guide at a noise level in the sampler's own parameterisation; it is the
     one piece a sampler supplies, so that masked editing (`project`) is written once for all of them.
+
+    `strength` (optional, same shape as `mask`) is a per-element t0 as a fraction of the run's: an element
+    follows the guide re-noised to the current level until the reverse process reaches its own t0, then it
+    is free (Differential Diffusion, Levin and Fried 2023, on SDEdit's reverse SDE). With n steps, an element
+    of strength m is free for the last round(m n) of them, the same rule `steps_for` applies to the whole run:
+    1 is free throughout (plain SDEdit), 0 is kept exactly (a mask's 0), and a {0, 1} map is a mask.
     """
 
     x0: Tensor
     mask: Tensor | None
     noise: Tensor
     perturb: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None
+    strength: Tensor | None = None
 
     def at(self, level) -> Tensor:
         """The guide perturbed to `level` with the start noise e (the kept region while the edit runs)."""
         return self.perturb(self.x0, level, self.noise)
 
-    def project(self, x: Tensor, level=None, last: bool = False) -> Tensor:
+    def mask_at(self, step: tuple[int, int] | None) -> Tensor | None:
+        """The elements that may change in step k of n (`step` = (k, n)): the mask, narrowed by `strength`."""
+        if self.strength is None or step is None:
+            return self.mask
+        k, n = step
+        free = (torch.round(self.strength * n) >= n - k).to(self.x0.dtype)
+        return free if self.mask is None else self.mask * free
+
+    def project(self, x: Tensor, level=None, last: bool = False, step: tuple[int, int] | None = None) -> Tensor:
         """Masked editing: outside the mask, the guide re-noised to `level`; after the last step, the guide."""
-        if self.mask is None:
+        mask = self.mask_at(step)
+        if mask is None:
             return x
         kept = self.x0 if last else self.at(level)
-        return self.mask * x + (1.0 - self.mask) * kept
+        return mask * x + (1.0 - mask) * kept
 
 
 # ----- noise levels -----------------------------------------------------------------------------------
@@ -207,9 +223,9 @@ def sample_ddpm(
         else:
             x_next = mean
         if schedule.official_mask_timing:  # re-noised to the level just left, noisy at the end (see above)
-            x_next = guide.project(x_next, a_t.float())
+            x_next = guide.project(x_next, a_t.float(), step=(k, n))
         else:
-            x_next = guide.project(x_next, a_prev.float(), last=k + 1 == n)
+            x_next = guide.project(x_next, a_prev.float(), last=k + 1 == n, step=(k, n))
         if callback:
             x0_pred = (x - (1 - a_t).sqrt().float() * eps) / a_t.sqrt().float()
             callback(StepInfo(k, n, float(t), x_next, x0_pred))
@@ -251,7 +267,7 @@ def sample_scheduler(
         x_in = scheduler.scale_model_input(x, t)
         eps = model(x_in, _batch(t, x_in))
         x = scheduler.step(eps, t, x, generator=noise.generators).prev_sample
-        x = guide.project(x, a[k + 1], last=k + 1 == n)
+        x = guide.project(x, a[k + 1], last=k + 1 == n, step=(k, n))
         if callback:
             x0_pred = (x_in - (1 - a[k]).sqrt() * eps) / a[k].sqrt()
             callback(StepInfo(k, n, float(t), x * a[k + 1].sqrt() if sigma_space else x, x0_pred))
@@ -307,7 +323,7 @@ def sample_ve(
         x = x + var * score
         if k + 1 < n:
             x = x + var.sqrt() * noise.randn_like(x)
-        x = guide.project(x, s_next, last=k + 1 == n)
+        x = guide.project(x, s_next, last=k + 1 == n, step=(k, n))
         if callback:
             callback(StepInfo(k, n, float(s), x, x0_pred))
     return x

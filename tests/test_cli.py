@@ -155,3 +155,19 @@ def test_module_entry_point_help():
         "--out",
     ):
         assert flag in result.stdout
+
+
+def test_edit_with_a_strength_map_keeps_its_black_pixels(tiny_model_dir, guide, tmp_path):
+    smap = np.zeros((24, 32), np.uint8)
+    smap[:, 10:20], smap[:, 20:] = 128, 255  # kept, half of t0, full t0
+    Image.fromarray(smap).save(tmp_path / "map.png")
+    out = tmp_path / "out"
+    argv = ["edit", "--model", str(tiny_model_dir), "--guide", str(guide), "--strength-map", str(tmp_path / "map.png"),
+            "--strength", "0.8", "--steps", "10", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    result = np.asarray(Image.open(next(out.glob("*.png"))).convert("RGB"))
+    original = np.asarray(Image.open(guide).convert("RGB"))
+    assert np.array_equal(result[:, :10], original[:, :10])
+    assert not np.array_equal(result[:, 20:], original[:, 20:])
+    meta = json.loads(next(out.glob("*.json")).read_text())
+    assert meta["strength_map"] == [True]
