@@ -31,6 +31,7 @@ from pathlib import Path
 
 from . import registry
 from .errors import InputError, SDEditError
+from .recall import png_info, settings_of
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 OVERRIDES = ("strength", "steps", "sampler", "repeats", "num", "snr", "fit", "seed")
@@ -170,11 +171,11 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _save_png(image, path: Path) -> None:
+def _save_png(image, path: Path, settings: dict) -> None:
     import io
 
     buf = io.BytesIO()
-    image.save(buf, format="PNG")
+    image.save(buf, format="PNG", pnginfo=png_info(settings))  # `sdedit info` reads the settings back
     _atomic_write_bytes(path, buf.getvalue())
 
 
@@ -328,8 +329,9 @@ def edit_batch(pipe, jobs: Sequence[Job], failed: dict[str, str]) -> list[tuple[
 
 
 def _finish(job: Job, images, meta: dict, seconds: float, batch_guides: int) -> None:
-    for img, path in zip(images, job.outputs, strict=True):
-        _save_png(img, path)
+    recalled = {**settings_of(meta), "masked": job.mask is not None, "strength_map": False}
+    for img, path, seed in zip(images, job.outputs, job.seeds, strict=True):
+        _save_png(img, path, {**recalled, "seed": seed})
     keep = ("model", "sde", "sampler", "strength", "num_inference_steps", "steps", "repeats", "model_evaluations",
             "snr", "resolution", "fit", "device", "dtype")  # fmt: skip
     record = {

@@ -1,8 +1,9 @@
-"""Command line: `python -m sdedit {edit,sweep,models,train,eval,batch} --help`.
+"""Command line: `python -m sdedit {edit,sweep,info,models,train,eval,batch} --help`.
 
 python -m sdedit edit --guide strokes.png --strength 0.5 --num 4 --out out/
 python -m sdedit edit --model google/ddpm-church-256 --guide photo.png --mask mask.png --sampler reference
 python -m sdedit sweep --guide strokes.png --strengths 0.2,0.4,0.6,0.8 --out sweep/
+python -m sdedit info out/strokes-t0.5-dpmpp-seed0.png        # the settings a result carries
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from . import registry, threads
 from .errors import SDEditError
+from .recall import describe, read_settings, save_png, settings_of
 
 
 def _edit_args(p: argparse.ArgumentParser, sweep: bool = False) -> None:
@@ -66,9 +68,9 @@ def cmd_edit(args) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     stem = Path(args.guide).stem
     paths = []
-    for img, seed in zip(out.images, out.metadata["seeds"], strict=True):
+    for i, (img, seed) in enumerate(zip(out.images, out.metadata["seeds"], strict=True)):
         path = folder / f"{stem}-t{out.metadata['strength']:g}-{out.metadata['sampler']}-seed{seed}.png"
-        img.save(path)
+        save_png(img, path, settings_of(out.metadata, i))  # the PNG carries its settings: `sdedit info`
         paths.append(str(path))
     meta_path = folder / f"{stem}-metadata.json"
     meta_path.write_text(json.dumps({**out.metadata, "outputs": paths}, indent=2) + "\n")
@@ -77,6 +79,14 @@ def cmd_edit(args) -> int:
         f"{len(paths)} image(s) -> {folder}/  ({m['model']}, {m['sampler']}, t0={m['strength']:g}, "
         f"{m['steps']} steps x {m['repeats']} repeats, {m['timings']['total_s']:.2f} s)"
     )
+    return 0
+
+
+def cmd_info(args) -> int:
+    """Print the settings an SDEdit Studio PNG carries (its text chunk), as JSON or one line."""
+    for path in args.files:
+        settings = read_settings(path)
+        print(json.dumps(settings, indent=2, sort_keys=True) if args.json else f"{path}: {describe(settings)}")
     return 0
 
 
@@ -165,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     _edit_args(p, sweep=True)
     p.add_argument("--strengths", default=None, help="comma-separated t0 values (default 0.1,0.2,...,1.0)")
     p.set_defaults(func=cmd_sweep)
+    p = sub.add_parser("info", help="print the settings an SDEdit Studio PNG carries (model, t0, sampler, seed...)")
+    p.add_argument("files", nargs="+", help="PNG files saved by SDEdit Studio (app, edit or batch)")
+    p.add_argument("--json", action="store_true", help="the whole record as JSON")
+    p.set_defaults(func=cmd_info)
     p = sub.add_parser("models", help="list the configured models")
     p.set_defaults(func=cmd_models)
     p = sub.add_parser("train", help="train a VP UNet2DModel on an image set (see configs/train-*.yaml)")

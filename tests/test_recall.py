@@ -1,0 +1,73 @@
+"""Results carry their settings: PNG text chunks, `python -m sdedit info`, and the same seed redoing the image."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sdedit.cli import main
+from sdedit.errors import InputError
+from sdedit.recall import read_settings, save_png, settings_of
+
+
+def test_settings_round_trip_through_a_png(vp_pipe, tmp_path):
+    img = np.full((16, 16, 3), 90, np.uint8)
+    out = vp_pipe(img, strength=0.4, sampler="ddim", num_inference_steps=10, num_images=2, seed=7, progress=False)
+    path = save_png(out.images[1], tmp_path / "r.png", settings_of(out.metadata, 1))
+    settings = read_settings(path)
+    assert settings["seed"] == 8 and settings["sampler"] == "ddim" and settings["strength"] == 0.4
+    assert settings["num_inference_steps"] == 10 and settings["repeats"] == 1 and settings["masked"] is False
+    assert Image.open(path).text["parameters"].startswith("t0 0.4, sampler ddim, steps 10")
+    again = vp_pipe(
+        img,
+        strength=settings["strength"],
+        sampler=settings["sampler"],
+        num_inference_steps=settings["num_inference_steps"],
+        repeats=settings["repeats"],
+        seed=settings["seed"],
+        progress=False,
+    )
+    assert np.array_equal(np.asarray(again.images[0]), np.asarray(Image.open(path).convert("RGB")))
+
+
+def test_a_png_without_settings_is_a_clear_error(tmp_path):
+    Image.new("RGB", (4, 4)).save(tmp_path / "plain.png")
+    with pytest.raises(InputError, match="carries no SDEdit Studio settings"):
+        read_settings(tmp_path / "plain.png")
+
+
+def test_cli_edit_writes_settings_and_info_prints_them(tiny_model_dir, tmp_path, capsys):
+    guide = tmp_path / "g.png"
+    Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(guide)
+    mask = tmp_path / "m.png"
+    Image.fromarray(np.pad(np.full((8, 8), 255, np.uint8), 4)).save(mask)
+    out = tmp_path / "out"
+    argv = ["edit", "--model", str(tiny_model_dir), "--guide", str(guide), "--mask", str(mask), "--strength", "0.3",
+            "--steps", "10", "--seed", "5", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    png = next(out.glob("*.png"))
+    capsys.readouterr()
+    assert main(["info", "--json", str(png)]) == 0
+    settings = json.loads(capsys.readouterr().out)
+    assert settings["seed"] == 5 and settings["masked"] is True and settings["strength"] == 0.3
+    assert main(["info", str(png)]) == 0
+    assert "t0 0.3" in capsys.readouterr().out
+    assert main(["info", str(guide)]) == 2  # a PNG without settings: one line, exit code 2
+    assert "carries no SDEdit Studio settings" in capsys.readouterr().err
+
+
+def test_batch_outputs_carry_their_settings(tiny_model_dir, tmp_path):
+    from sdedit.batch import RECORDS, BatchSettings, run_batch
+
+    guides = tmp_path / "in"
+    guides.mkdir()
+    Image.fromarray(np.full((16, 16, 3), 120, np.uint8)).save(guides / "a.png")
+    settings = BatchSettings(strength=0.5, steps=6, num=2, seed=3)
+    run_batch(guides, tmp_path / "out", model=str(tiny_model_dir), settings=settings, progress=False)
+    record = json.loads((tmp_path / "out" / RECORDS / "a.json").read_text())
+    carried = [read_settings(tmp_path / "out" / name) for name in record["outputs"]]
+    assert [c["seed"] for c in carried] == record["seeds"]
+    assert all(c["strength"] == 0.5 and c["num_inference_steps"] == 6 and not c["masked"] for c in carried)
