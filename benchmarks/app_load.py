@@ -555,7 +555,7 @@ def conditions() -> dict:
 def run(quick: bool = False, parts: tuple[str, ...] = ("reliability", "throughput", "first")) -> dict:
     """The quick form (CI) or the full one; returns everything measured."""
     import app  # noqa: F401  (fails early and clearly if the app can't be imported)
-    from sdedit import studio
+    from sdedit.studio import limits
 
     settings = QUICK_SETTINGS if quick else DEFAULT_SETTINGS
     report: dict = {"quick": quick, "conditions_start": conditions(), "settings": settings}
@@ -570,7 +570,7 @@ def run(quick: bool = False, parts: tuple[str, ...] = ("reliability", "throughpu
                 report["first_request_warm"] = first_requests(server, settings)
                 rounds, per_user = (3, 2) if quick else (6, 3)
                 report["reliability"] = reliability(server, files, 16, rounds, per_user, 2 if quick else 3, settings)
-                admitted = studio.CONCURRENCY * 2 * 8 + queue_size  # edit concurrency + the queue
+                admitted = limits.CONCURRENCY * 2 * 8 + queue_size  # edit concurrency + the queue
                 # the burst uses the app's default settings even in the quick form: slow enough that few finish
                 # while it arrives, so the queue really fills
                 report["queue_full"] = queue_full(server, admitted, 12 if quick else 16, DEFAULT_SETTINGS)

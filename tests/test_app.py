@@ -11,13 +11,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdedit import studio
+from sdedit.configs import REPO_ROOT, default_config
 from sdedit.errors import InputError, ModelNotFoundError
 from sdedit.masks import dilate
+from sdedit.studio import examples, guides, jobs, limits, models
+from sdedit.studio.tabs.composite import COMPOSITE_EXAMPLES
+from sdedit.studio.tabs.edit import EDIT_EXAMPLES, edit_example_value
+from sdedit.studio.tabs.paint import paint_examples
+from sdedit.studio.tabs.painting import PAINTING_EXAMPLES
 
 from .app_server import running_app
 
-EX = studio.EXAMPLES_DIR
+EX = examples.EXAMPLES_DIR
 FAST = dict(strength=0.5, sampler="dpmpp", steps=8, repeats=1)  # 4 denoising steps
 
 
@@ -29,26 +34,26 @@ def rgb(path) -> np.ndarray:
 
 
 def test_bundled_examples_exist():
-    cfg = studio.default_config()
+    cfg = default_config()
     for rel in cfg.examples:
-        assert (studio.REPO_ROOT / rel).is_file(), rel
-    for ex in studio.EDIT_EXAMPLES + studio.COMPOSITE_EXAMPLES + studio.PAINTING_EXAMPLES:
+        assert (REPO_ROOT / rel).is_file(), rel
+    for ex in EDIT_EXAMPLES + COMPOSITE_EXAMPLES + PAINTING_EXAMPLES:
         for name in (ex.image, ex.layer, ex.patch):
             if name:
                 assert (EX / name).is_file(), name
-    assert len(studio.paint_examples(cfg)) == len(cfg.examples) == 4
+    assert len(paint_examples(cfg)) == len(cfg.examples) == 4
 
 
 def test_paint_guide_flattens_layers_and_refuses_a_blank_canvas():
     blank = np.full((32, 32, 4), 255, np.uint8)
     with pytest.raises(InputError, match="blank"):
-        studio.paint_guide({"background": blank, "layers": [np.zeros((32, 32, 4), np.uint8)], "composite": None})
+        guides.paint_guide({"background": blank, "layers": [np.zeros((32, 32, 4), np.uint8)], "composite": None})
     with pytest.raises(InputError, match="empty"):
-        studio.paint_guide({"background": None, "layers": [], "composite": None})
+        guides.paint_guide({"background": None, "layers": [], "composite": None})
     layer = np.zeros((32, 32, 4), np.uint8)
     layer[4:8, 4:8] = (10, 20, 30, 255)
     layer[20:24, 20:24] = (99, 99, 99, 0)  # colour under alpha 0 must not leak into the guide
-    guide = np.asarray(studio.paint_guide({"background": blank, "layers": [layer], "composite": None}))
+    guide = np.asarray(guides.paint_guide({"background": blank, "layers": [layer], "composite": None}))
     assert guide.shape == (32, 32, 3)
     assert (guide[5, 5] == (10, 20, 30)).all()
     assert (guide[21, 21] == 255).all()
@@ -61,94 +66,98 @@ def test_photo_guide_mask_is_every_painted_pixel_and_the_mask_layer_keeps_colour
     paint[2:5, 2:6] = (255, 0, 0, 255)
     mask_only = np.zeros_like(photo)
     mask_only[10:12, 20:25] = (0, 255, 0, 255)
-    guide, mask = studio.photo_guide({"background": photo, "layers": [paint, mask_only], "composite": None})
+    guide, mask = guides.photo_guide({"background": photo, "layers": [paint, mask_only], "composite": None})
     g, m = np.asarray(guide), np.asarray(mask) > 0
     assert (g[3, 3] == (255, 0, 0)).all()
     assert (g[11, 21] == 100).all()  # the mask layer marks, it does not paint
     assert m.sum() == 3 * 4 + 2 * 5 and m[3, 3] and m[11, 21]
     # an example's strokes baked into the background count while the background is unchanged
-    value, baked = studio.edit_example_value(studio.EDIT_EXAMPLES[0])
-    strokes = np.asarray(Image.open(EX / studio.EDIT_EXAMPLES[0].layer))[..., 3] > 0
+    value, baked = edit_example_value(EDIT_EXAMPLES[0])
+    strokes = np.asarray(Image.open(EX / EDIT_EXAMPLES[0].layer))[..., 3] > 0
     background = np.asarray(value["background"])
-    guide, mask = studio.photo_guide({"background": background, "layers": []}, baked)
+    guide, mask = guides.photo_guide({"background": background, "layers": []}, baked)
     assert ((np.asarray(mask) > 0) == (strokes & (baked[0] != baked[1]).any(-1))).all()
     assert (np.asarray(guide) == background).all()
     with pytest.raises(InputError, match="nothing is marked"):  # another photo: the baked strokes don't apply
-        studio.photo_guide({"background": rgb(EX / "photo-cat.png"), "layers": []}, baked)
+        guides.photo_guide({"background": rgb(EX / "photo-cat.png"), "layers": []}, baked)
     with pytest.raises(InputError, match="nothing is marked"):
-        studio.photo_guide({"background": photo, "layers": [np.zeros_like(photo)], "composite": None})
+        guides.photo_guide({"background": photo, "layers": [np.zeros_like(photo)], "composite": None})
     with pytest.raises(InputError, match="upload a photo"):
-        studio.photo_guide({"background": None, "layers": [paint], "composite": None})
+        guides.photo_guide({"background": None, "layers": [paint], "composite": None})
 
 
 def test_composite_guide_pastes_the_patch_and_masks_only_it():
     base = Image.open(EX / "photo-desert.png")
     patch = Image.open(EX / "photo-moon.png")
-    guide, mask = studio.composite_guide(base, patch, x=0.25, y=0.25, scale=0.25, cutout=True)
+    guide, mask = guides.composite_guide(base, patch, x=0.25, y=0.25, scale=0.25, cutout=True)
     m = np.asarray(mask) > 0
     assert guide.size == base.size and 0 < m.sum() < 64 * 64
     ys, xs = np.nonzero(m)
     assert 32 <= xs.mean() <= 96 and 32 <= ys.mean() <= 96
     g, b = np.asarray(guide), rgb(EX / "photo-desert.png")
     assert (g[~m] == b[~m]).all()
-    _, rect = studio.composite_guide(base, patch, x=0.25, y=0.25, scale=0.25, cutout=False)
+    _, rect = guides.composite_guide(base, patch, x=0.25, y=0.25, scale=0.25, cutout=False)
     assert (np.asarray(rect) > 0).sum() == 64 * 64
     with pytest.raises(InputError, match="covers nothing"):
-        studio.composite_guide(base, Image.new("RGB", (40, 40), "white"), cutout=True)
-    _, corner = studio.composite_guide(base, patch, x=1.0, y=1.0, scale=0.5, cutout=False)
+        guides.composite_guide(base, Image.new("RGB", (40, 40), "white"), cutout=True)
+    _, corner = guides.composite_guide(base, patch, x=1.0, y=1.0, scale=0.5, cutout=False)
     assert (np.asarray(corner) > 0).sum() == 64 * 64  # the quarter that lands on the base
     with pytest.raises(InputError, match="patch"):
-        studio.composite_guide(base, None)
+        guides.composite_guide(base, None)
 
 
 def test_painting_has_few_flat_colours():
-    painting = studio.make_painting(Image.open(EX / "photo-cat.png"), colors=5)
+    painting = guides.make_painting(Image.open(EX / "photo-cat.png"), colors=5)
     assert painting.size == (256, 256)
     assert len(np.unique(np.asarray(painting).reshape(-1, 3), axis=0)) <= 5
     with pytest.raises(InputError):
-        studio.make_painting(None)
+        guides.make_painting(None)
 
 
 def test_models_offered_are_the_configured_ones_and_custom_ids_need_the_operator(monkeypatch):
-    names = [name for _, name in studio.model_choices()]
-    assert names[0] == studio.default_config().name
+    names = [name for _, name in models.model_choices()]
+    assert names[0] == default_config().name
     assert "ddpm-church-256" in names
     monkeypatch.delenv("SDEDIT_ALLOW_CUSTOM_MODELS", raising=False)
     with pytest.raises(InputError, match="turned off"):
-        studio.resolve_model("someone/some-model")
+        models.resolve_model("someone/some-model")
     with pytest.raises(InputError):
-        studio.resolve_model("/etc")
+        models.resolve_model("/etc")
     monkeypatch.setenv("SDEDIT_ALLOW_CUSTOM_MODELS", "1")
-    assert studio.resolve_model("someone/some-model") == "someone/some-model"
-    assert studio.resolve_model(None) == names[0]
+    assert models.resolve_model("someone/some-model") == "someone/some-model"
+    assert models.resolve_model(None) == names[0]
 
 
 def test_a_hub_model_that_cannot_load_gives_a_clear_message_and_the_ui_keeps_the_current_model():
     import gradio as gr
 
-    import app
+    from sdedit.studio.page import build_page
 
+    controls = build_page().controls
     with pytest.raises(ModelNotFoundError, match=r"can't be reached|offline|not in the local cache"):
-        studio.get_pipeline("ddpm-church-256")
-    out = app.model_settings("ddpm-church-256", "fluent-emoji-64")
-    assert len(out) == app.MODEL_OUTPUTS
-    assert out[0] == out[1] == "fluent-emoji-64"  # the dropdown goes back to the model in use
-    assert "Could not load ddpm-church-256" in out[2]
-    assert all(x == gr.skip() for x in app.model_settings("fluent-emoji-64", "fluent-emoji-64"))
+        models.get_pipeline("ddpm-church-256")
+    out = controls.model_settings("ddpm-church-256", "fluent-emoji-64")
+    assert out[controls.model] == out[controls.loaded_model] == "fluent-emoji-64"  # back to the model in use
+    assert "Could not load ddpm-church-256" in out[controls.note]
+    assert controls.model_settings("fluent-emoji-64", "fluent-emoji-64") == gr.skip()
 
 
 def test_default_steps_and_hint_follow_the_model_config():
-    cfg = studio.default_config()
-    assert studio.default_steps(cfg, cfg.defaults.sampler) == cfg.defaults.num_inference_steps
-    assert studio.default_steps(cfg, "reference") == cfg.paper.num_inference_steps
-    assert "12 denoising steps" in studio.work_hint(0.6, 20, 1, 1)
-    assert "over this server's limit" in studio.work_hint(1.0, 1000, 5, 8)
+    cfg = default_config()
+    assert models.default_steps(cfg.name, cfg.defaults.sampler) == cfg.defaults.num_inference_steps
+    assert models.default_steps(cfg.name, "reference") == cfg.paper.num_inference_steps
+    assert "12 denoising steps" in models.work_hint(cfg.name, "dpmpp", 0.6, 20, 1, 1)
+    assert "over this server's limit" in models.work_hint(cfg.name, "dpmpp", 1.0, 1000, 5, 8)
+    # the hint's count is the pipeline's own cost rule, the one its limits apply
+    pipe = models.get_pipeline(cfg.name)
+    settings = pipe.check_inputs(strength=0.6, num_inference_steps=20, sampler="dpmpp", repeats=2, num_images=3)
+    assert f"= {3 * pipe.evaluations(settings):,} network" in models.work_hint(cfg.name, "dpmpp", 0.6, 20, 2, 3)
 
 
 def test_run_edit_records_an_animation_from_the_noised_guide(tmp_path):
-    settings = studio.EditSettings(num_samples=2, seed=3, **FAST)
+    settings = jobs.EditSettings(num_samples=2, seed=3, **FAST)
     seen = []
-    r = studio.run_edit(EX / "strokes-heart.png", None, settings, progress=lambda d, t, desc: seen.append((d, t)))
+    r = jobs.run_edit(EX / "strokes-heart.png", None, settings, progress=lambda d, t, desc: seen.append((d, t)))
     assert r.seeds == [3, 4] and len(r.images) == 2 and r.images[0].size == (256, 256)
     assert seen[-1] == (4, 4)
     gif = Image.open(r.animation)
@@ -221,7 +230,7 @@ def test_masked_edit_leaves_every_pixel_outside_the_mask_unchanged(client):
     # feathering softens the border outward: exactly the refined mask's zeros stay untouched
     gallery, *_ = call_edit(client, EX / "photo-car.png", mask=layer, seed=1, feather=4)
     out = rgb(gallery[0]["image"])
-    kept = studio.prepare_mask(Image.open(layer), (256, 256), 0, 4) == 0
+    kept = guides.prepare_mask(Image.open(layer), (256, 256), 0, 4) == 0
     assert (out[kept] == photo[kept]).all()
     assert kept.sum() < (~m).sum() and (dilate(m.astype(np.float32), 12) == 0)[~kept].sum() == 0
 
@@ -298,8 +307,8 @@ def test_queue_has_a_concurrency_limit():
     import app
 
     demo = app.build_demo()
-    assert demo._queue.default_concurrency_limit == app.CONCURRENCY >= 1
-    assert demo._queue.max_size == app.QUEUE_SIZE
+    assert demo._queue.default_concurrency_limit == limits.CONCURRENCY >= 1
+    assert demo._queue.max_size == limits.QUEUE_SIZE
 
 
 def test_launch_defaults_to_localhost_port_7860(monkeypatch):

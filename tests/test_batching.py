@@ -1,4 +1,4 @@
-"""The micro-batcher (sdedit.batching) and the studio's batched edits.
+"""The micro-batcher (sdedit.studio.batching) and the studio's batched edits.
 
 Generic behaviour with a fake runner first (grouping, limits, errors, cancellation, progress, busy), then the
 real embedded model: requests run as one forward give the images each would get alone, up to float rounding.
@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdedit import studio
-from sdedit.batching import Batch, Cancelled, MicroBatcher
 from sdedit.errors import BusyError, InputError
+from sdedit.studio import examples, jobs
+from sdedit.studio.batching import Batch, Cancelled, MicroBatcher
 
-EX = studio.EXAMPLES_DIR
+EX = examples.EXAMPLES_DIR
 
 
 class Recorder:
@@ -174,10 +174,10 @@ def _jobs():
     mask = np.zeros((256, 256), np.uint8)
     mask[60:200, 40:220] = 255
     return [
-        studio.prepare_edit(EX / "strokes-heart.png", None, studio.EditSettings(num_samples=1, seed=7, **FAST)),
-        studio.prepare_edit(EX / "strokes-tree.png", None, studio.EditSettings(num_samples=2, seed=100, **FAST)),
-        studio.prepare_edit(
-            EX / "photo-car.png", Image.fromarray(mask), studio.EditSettings(num_samples=1, seed=3, **FAST)
+        jobs.prepare_edit(EX / "strokes-heart.png", None, jobs.EditSettings(num_samples=1, seed=7, **FAST)),
+        jobs.prepare_edit(EX / "strokes-tree.png", None, jobs.EditSettings(num_samples=2, seed=100, **FAST)),
+        jobs.prepare_edit(
+            EX / "photo-car.png", Image.fromarray(mask), jobs.EditSettings(num_samples=1, seed=3, **FAST)
         ),
     ]
 
@@ -188,11 +188,11 @@ def _close(a: Image.Image, b: Image.Image) -> None:
 
 
 def test_batched_requests_equal_each_run_alone():
-    jobs = _jobs()
-    assert len({j.key for j in jobs}) == 1
-    batched = studio.run_jobs(jobs)
-    for job, out in zip(jobs, batched, strict=True):
-        alone = studio.run_jobs([job])[0]
+    requests = _jobs()
+    assert len({j.key for j in requests}) == 1
+    batched = jobs.run_jobs(requests)
+    for job, out in zip(requests, batched, strict=True):
+        alone = jobs.run_jobs([job])[0]
         assert out.metadata["seeds"] == alone.metadata["seeds"] == job.seeds
         assert out.metadata["batch"] == 4 and out.metadata["batched_requests"] == 3
         assert len(out.images) == job.size and len(out.frames) == len(alone.frames) == 1 + 4 + 1
@@ -205,15 +205,15 @@ def test_batched_requests_equal_each_run_alone():
 
 
 def test_run_edit_through_the_batcher_from_several_threads():
-    settings = [studio.EditSettings(num_samples=1, seed=s, **FAST) for s in (11, 12, 13)]
-    alone = [studio.run_edit(EX / "strokes-apple.png", None, s, batch=False, animate=False) for s in settings]
-    results: dict[int, studio.EditResult] = {}
-    service = studio.edit_service()
+    settings = [jobs.EditSettings(num_samples=1, seed=s, **FAST) for s in (11, 12, 13)]
+    alone = [jobs.run_edit(EX / "strokes-apple.png", None, s, batch=False, animate=False) for s in settings]
+    results: dict[int, jobs.EditResult] = {}
+    service = jobs.edit_service()
     hold = threading.Event()
     with service.slot:  # hold the model so that all three queue up and share one forward
         threads = [
             threading.Thread(
-                target=lambda i=i, s=s: results.__setitem__(i, studio.run_edit(EX / "strokes-apple.png", None, s))
+                target=lambda i=i, s=s: results.__setitem__(i, jobs.run_edit(EX / "strokes-apple.png", None, s))
             )
             for i, s in enumerate(settings)
         ]
@@ -234,6 +234,6 @@ def test_run_edit_through_the_batcher_from_several_threads():
 
 def test_a_bad_request_is_refused_before_it_can_join_a_batch():
     with pytest.raises(InputError, match="mask is empty"):
-        studio.prepare_edit(EX / "strokes-heart.png", Image.new("L", (256, 256), 0), studio.EditSettings(**FAST))
+        jobs.prepare_edit(EX / "strokes-heart.png", Image.new("L", (256, 256), 0), jobs.EditSettings(**FAST))
     with pytest.raises(InputError, match="same size"):
-        studio.prepare_edit(EX / "strokes-heart.png", Image.new("L", (10, 10), 255), studio.EditSettings(**FAST))
+        jobs.prepare_edit(EX / "strokes-heart.png", Image.new("L", (10, 10), 255), jobs.EditSettings(**FAST))

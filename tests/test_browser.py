@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdedit import studio
+from sdedit.studio import examples, guides
 
 from .app_server import running_app
 from .browser_utils import (
@@ -37,7 +37,7 @@ pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
 ]
 RED, BLUE = (249, 47, 96), (21, 101, 192)
-EX = studio.EXAMPLES_DIR
+EX = examples.EXAMPLES_DIR
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def rgb(path) -> np.ndarray:
 
 def kept_region(mask: np.ndarray, feather: int = 2) -> np.ndarray:
     """Pixels the edit must leave alone: the zeros of the mask after the app's default feathering."""
-    return studio.prepare_mask(mask.astype(np.float32), (mask.shape[1], mask.shape[0]), 0, feather) == 0
+    return guides.prepare_mask(mask.astype(np.float32), (mask.shape[1], mask.shape[0]), 0, feather) == 0
 
 
 def test_paint_strokes_on_the_canvas_and_generate(page):

@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,15 +22,16 @@ import pytest
 import torch
 from PIL import Image
 
-import sdedit.guard
-from sdedit import studio
+import sdedit.studio.guard
+from sdedit.configs import REPO_ROOT
 from sdedit.errors import InputError, LimitError, ModelLoadError, ModelNotFoundError, SDEditError
+from sdedit.studio import examples, jobs, limits, models, progress, ui
 
 from .app_server import running_app
 from .conftest import tiny_vp_unet
 
-EX = studio.EXAMPLES_DIR
-REPO = studio.REPO_ROOT
+EX = examples.EXAMPLES_DIR
+REPO = REPO_ROOT
 QUICK = dict(model="fluent-emoji-64", strength=0.5, sampler="dpmpp", steps=4, repeats=1)  # 2 denoising steps
 
 
@@ -112,11 +114,11 @@ def _suffix(name: str) -> str:
 def test_image_files_through_the_python_api(name, make, expected):
     data = make()
     if expected[0] == "ok":
-        out = studio.run_edit(data, None, studio.EditSettings(seed=0, **QUICK), batch=False, animate=False)
+        out = jobs.run_edit(data, None, jobs.EditSettings(seed=0, **QUICK), batch=False, animate=False)
         assert out.images[0].size == expected[1]
         return
     with pytest.raises(SDEditError, match=expected[1]):
-        studio.prepare_edit(data, None, studio.EditSettings(**QUICK))
+        jobs.prepare_edit(data, None, jobs.EditSettings(**QUICK))
 
 
 def test_masks_and_more_settings_through_the_python_api(vp_pipe):
@@ -305,9 +307,9 @@ def test_the_gr_error_text_is_exactly_the_librarys_message(client, tmp_path):
     mask = tmp_path / "empty.png"
     Image.new("L", (256, 256), 0).save(mask)
     with pytest.raises(InputError) as direct:
-        studio.prepare_edit(EX / "strokes-heart.png", Image.open(mask), studio.EditSettings(**QUICK))
+        jobs.prepare_edit(EX / "strokes-heart.png", Image.open(mask), jobs.EditSettings(**QUICK))
     err = expect_app_error(lambda: call_edit(client, EX / "strokes-heart.png", mask), "mask is empty")
-    assert err.message == studio.user_message(direct.value)
+    assert err.message == ui.user_message(direct.value)
     err = expect_app_error(
         lambda: call_edit(client, EX / "strokes-heart.png", model="ddpm-church-256"),
         r"can't be reached|offline",
@@ -407,7 +409,7 @@ def test_sweep_composite_and_painting_refuse_bad_input_clearly(app_url, client):
     assert kind == "error" and "patch" in out["error"]
     kind, out = raw_call(app_url, "composite", [guide, guide, 5, 0.5, 0.3, True])
     assert kind == "error" and out["error"] == "x: Value 5 is greater than maximum value 1."
-    bomb = Path(studio.tempfile.mkdtemp()) / "bomb.png"
+    bomb = Path(tempfile.mkdtemp()) / "bomb.png"
     bomb.write_bytes(_png(Image.new("1", (20000, 20000))))
     kind, out = raw_call(app_url, "painting", [_upload(app_url, bomb), 4, 0, 1])
     assert kind == "error" and "at most 16 MP" in out["error"], out
@@ -419,49 +421,51 @@ def test_sweep_composite_and_painting_refuse_bad_input_clearly(app_url, client):
 
 
 def test_a_model_that_fails_to_load_leaves_the_app_on_the_default(client, monkeypatch):
-    import app
+    from sdedit.studio.page import build_page
 
-    real = studio.loading.load
+    real = models.loading.load
 
     def broken(name, *args, **kwargs):
         if name == "ddpm-bedroom-256":
             raise RuntimeError("safetensors: header too large")
         return real(name, *args, **kwargs)
 
-    monkeypatch.setattr(studio.loading, "load", broken)
+    monkeypatch.setattr(models.loading, "load", broken)
     expect_app_error(
         lambda: call_edit(client, EX / "strokes-heart.png", model="ddpm-bedroom-256"),
         r"'ddpm-bedroom-256' could not be loaded \(RuntimeError: safetensors: header too large\)",
         title="Model unavailable",
     )
     serves_next(client)
-    out = app.model_settings("ddpm-bedroom-256", "fluent-emoji-64")
-    assert out[0] == out[1] == "fluent-emoji-64" and "could not be loaded" in out[2]
+    controls = build_page().controls
+    out = controls.model_settings("ddpm-bedroom-256", "fluent-emoji-64")
+    assert out[controls.model] == out[controls.loaded_model] == "fluent-emoji-64"
+    assert "could not be loaded" in out[controls.note]
     with pytest.raises(ModelLoadError):
-        studio.get_pipeline("ddpm-bedroom-256")
-    assert studio.get_pipeline(None).config.name == "fluent-emoji-64"
+        models.get_pipeline("ddpm-bedroom-256")
+    assert models.get_pipeline(None).config.name == "fluent-emoji-64"
 
 
 def test_custom_hub_ids_need_the_flag_and_never_open_local_folders(monkeypatch):
     monkeypatch.delenv("SDEDIT_ALLOW_CUSTOM_MODELS", raising=False)
     with pytest.raises(InputError, match="turned off"):
-        studio.get_pipeline("someone/some-model")
+        models.get_pipeline("someone/some-model")
     monkeypatch.setenv("SDEDIT_ALLOW_CUSTOM_MODELS", "1")
     for bad in ("../models/fluent-emoji-64", "/etc/passwd", "a/b/c", "..", "models/../x", "C:\\models", "~/x"):
         with pytest.raises(InputError, match="unknown model"):
-            studio.get_pipeline(bad)
+            models.get_pipeline(bad)
     # these look like Hub ids and exist here (a folder, a file): only the Hub (offline: a clear error) is asked
     for local in ("models/emoji-features", "examples/make_examples.py"):
         assert (REPO / local).exists()
         with pytest.raises(ModelNotFoundError, match=r"can't be reached|offline|not in the local cache"):
-            studio.get_pipeline(local)
+            models.get_pipeline(local)
     # a configured model's own source names that model, nothing else
-    assert studio.get_pipeline("models/fluent-emoji-64") is studio.get_pipeline(None)
+    assert models.get_pipeline("models/fluent-emoji-64") is models.get_pipeline(None)
 
 
 def _inject(monkeypatch, exc: BaseException, when=lambda x: True):
     """Make the current pipeline's UNet raise `exc` on a forward (while `when(x)` holds)."""
-    pipe = studio.get_pipeline(None)
+    pipe = models.get_pipeline(None)
     real = type(pipe).model_fn
     calls = {"n": 0}
 
@@ -487,7 +491,7 @@ def _inject(monkeypatch, exc: BaseException, when=lambda x: True):
 )
 def test_out_of_memory_gives_a_clear_message_frees_memory_and_later_requests_work(client, monkeypatch, exc):
     freed = []
-    monkeypatch.setattr(studio, "free_memory", lambda: freed.append(1))
+    monkeypatch.setattr(jobs, "free_memory", lambda: freed.append(1))
     _inject(monkeypatch, exc)
     expect_app_error(
         lambda: call_edit(client, EX / "strokes-heart.png"),
@@ -500,18 +504,16 @@ def test_out_of_memory_gives_a_clear_message_frees_memory_and_later_requests_wor
 
 
 def test_out_of_memory_in_a_batch_is_retried_one_request_at_a_time(monkeypatch):
-    from sdedit.batching import MicroBatcher
+    from sdedit.studio.batching import MicroBatcher
 
     calls = _inject(monkeypatch, torch.OutOfMemoryError("CUDA out of memory"), when=lambda x: x.shape[0] > 1)
-    service = MicroBatcher(studio._run_tickets, max_items=8, window_s=0, slot=studio.MODEL_SLOTS)
-    settings = [studio.EditSettings(seed=s, **QUICK) for s in (1, 2)] + [
-        studio.EditSettings(**dict(QUICK, strength=0.9))
-    ]
-    *jobs, blocker = (studio.prepare_edit(EX / "strokes-heart.png", None, s, animate=False) for s in settings)
-    with studio.MODEL_SLOTS:  # the worker takes the blocker and waits for the model; the two others queue up
+    service = MicroBatcher(jobs._run_tickets, max_items=8, window_s=0, slot=jobs.MODEL_SLOTS)
+    settings = [jobs.EditSettings(seed=s, **QUICK) for s in (1, 2)] + [jobs.EditSettings(**dict(QUICK, strength=0.9))]
+    *queued, blocker = (jobs.prepare_edit(EX / "strokes-heart.png", None, s, animate=False) for s in settings)
+    with jobs.MODEL_SLOTS:  # the worker takes the blocker and waits for the model; the two others queue up
         service.submit(blocker.key, blocker, 1, blocker.work)
         time.sleep(0.2)
-        tickets = [service.submit(j.key, j, j.size, j.work) for j in jobs]
+        tickets = [service.submit(j.key, j, j.size, j.work) for j in queued]
     outs = [t.wait(timeout=60) for t in tickets]
     assert [o.metadata["seeds"] for o in outs] == [[1], [2]] and service.stats["retried"] >= 1
     assert calls["n"] >= 3
@@ -523,11 +525,11 @@ def test_free_memory_empties_the_cuda_cache(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: seen.append("empty_cache"))
     monkeypatch.setattr(torch.cuda, "ipc_collect", lambda: seen.append("ipc_collect"))
-    sdedit.guard.free_memory()
+    sdedit.studio.guard.free_memory()
     assert seen == ["empty_cache", "ipc_collect"]
-    assert sdedit.guard.is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB"))
-    assert sdedit.guard.is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried"))
-    assert not sdedit.guard.is_out_of_memory(RuntimeError("shape mismatch"))
+    assert sdedit.studio.guard.is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB"))
+    assert sdedit.studio.guard.is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried"))
+    assert not sdedit.studio.guard.is_out_of_memory(RuntimeError("shape mismatch"))
 
 
 def test_a_cancelled_request_frees_its_slot(client):
@@ -537,7 +539,7 @@ def test_a_cancelled_request_frees_its_slot(client):
     job = client.submit(
         handle_file(str(EX / "strokes-apple.png")), None, *long.values(), 1, 0, 0.0, 0, 0, api_name="/edit"
     )
-    service = studio.edit_service()
+    service = jobs.edit_service()
     aborted = service.stats["aborted"]
     deadline = time.monotonic() + 60
     while job.status().progress_data is None and time.monotonic() < deadline:  # running, reporting steps
@@ -593,7 +595,7 @@ def test_a_malicious_pickle_is_refused_and_never_runs(tmp_path):
 
 
 def test_no_remote_code_or_unsafe_deserialisation_in_the_sources():
-    sources = [REPO / "app.py", *sorted((REPO / "sdedit").glob("*.py"))]
+    sources = [REPO / "app.py", *sorted((REPO / "sdedit").rglob("*.py"))]
     for path in sources:
         text = path.read_text()
         assert not re.search(r"trust_remote_code\s*=\s*True", text), path
@@ -628,7 +630,7 @@ def test_requests_write_nothing_into_the_repo_and_outputs_are_temporary(client):
     import app
 
     demo = app.build_demo()
-    assert demo.delete_cache == (600, int(studio.OUTPUT_TTL_S))
+    assert demo.delete_cache == (600, int(limits.OUTPUT_TTL_S))
 
 
 def _gf(path):
@@ -644,29 +646,29 @@ def test_old_animations_are_deleted(tmp_path):
         age = 7200 if i < 2 else 0
         os.utime(p, (time.time() - age - i, time.time() - age - i))
     (tmp_path / "keep.txt").write_text("not ours")
-    assert studio.cleanup_outputs(tmp_path, ttl_s=3600, keep=3) == 3
+    assert progress.cleanup_outputs(tmp_path, ttl_s=3600, keep=3) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt", "reverse-2.gif", "reverse-3.gif", "reverse-4.gif"]
 
 
 def test_limits_are_applied_before_any_heavy_work(monkeypatch):
     """Over a limit, the model is never called: the request is refused while being checked."""
-    pipe = studio.get_pipeline(None)
+    pipe = models.get_pipeline(None)
     calls = _inject(monkeypatch, RuntimeError("the model must not run"))
     with pytest.raises(LimitError, match="network evaluations"):
-        studio.prepare_edit(
+        jobs.prepare_edit(
             EX / "strokes-heart.png",
             None,
-            studio.EditSettings(**dict(QUICK, steps=1000, strength=1.0, repeats=5, num_samples=8)),
+            jobs.EditSettings(**dict(QUICK, steps=1000, strength=1.0, repeats=5, num_samples=8)),
         )
     with pytest.raises(LimitError, match="MP"):
-        studio.prepare_edit(_png(Image.new("L", (5000, 4000))), None, studio.EditSettings(**QUICK))
-    assert calls["n"] == 0 and pipe is studio.get_pipeline(None)
+        jobs.prepare_edit(_png(Image.new("L", (5000, 4000))), None, jobs.EditSettings(**QUICK))
+    assert calls["n"] == 0 and pipe is models.get_pipeline(None)
 
 
 def test_warm_up_runs_a_small_edit_and_leaves_no_file():
-    folder = Path(studio.tempfile.gettempdir()) / "sdedit-studio"
+    folder = Path(tempfile.gettempdir()) / "sdedit-studio"
     before = set(folder.glob("*.gif")) if folder.is_dir() else set()
-    seconds = studio.warm_up()
+    seconds = jobs.warm_up()
     assert 0 < seconds < 120
     assert set(folder.glob("*.gif")) <= before
 
@@ -677,12 +679,12 @@ def test_edit_requests_are_admitted_for_a_whole_batch():
     demo = app.build_demo()
     edit_fns = [fn for fn in demo.fns.values() if fn.name == "edit"]
     assert edit_fns and all(fn.concurrency_id == "edit" for fn in edit_fns)
-    assert all(fn.concurrency_limit == app.EDIT_CONCURRENCY == 2 * studio.MAX_BATCH for fn in edit_fns)
+    assert all(fn.concurrency_limit == limits.EDIT_CONCURRENCY == 2 * limits.MAX_BATCH for fn in edit_fns)
 
 
 def test_malloc_arenas_are_capped_on_glibc():
-    """The app caps glibc's arenas so that its memory stays flat under concurrent load (sdedit.guard)."""
-    from sdedit.guard import limit_malloc_arenas
+    """The app caps glibc's arenas so that its memory stays flat under concurrent load (sdedit.studio.guard)."""
+    from sdedit.studio.guard import limit_malloc_arenas
 
     assert limit_malloc_arenas() is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
 
@@ -690,7 +692,7 @@ def test_malloc_arenas_are_capped_on_glibc():
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
 def test_trimming_returns_a_fragmented_heap_to_the_system():
     """What keeps the server's RSS flat between batches: free heap pages between live blocks go back."""
-    from sdedit.guard import trim_malloc
+    from sdedit.studio.guard import trim_malloc
 
     def rss_mb() -> float:
         with open("/proc/self/status") as f:
@@ -707,6 +709,6 @@ def test_trimming_returns_a_fragmented_heap_to_the_system():
 
 def test_each_batch_trims_the_heap(monkeypatch):
     calls = []
-    monkeypatch.setattr(studio, "trim_malloc", lambda: calls.append(1) or True)
-    studio.run_edit(Image.new("RGB", (64, 64), "red"), None, studio.EditSettings(steps=4, strength=0.5))
+    monkeypatch.setattr(jobs, "trim_malloc", lambda: calls.append(1) or True)
+    jobs.run_edit(Image.new("RGB", (64, 64), "red"), None, jobs.EditSettings(steps=4, strength=0.5))
     assert calls, "the batcher's worker did not trim after its batch"

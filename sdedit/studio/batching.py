@@ -30,7 +30,7 @@ from collections.abc import Callable, Hashable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from .errors import BusyError
+from ..errors import BusyError
 
 Progress = tuple[int, int, str]
 

@@ -1,0 +1,202 @@
+"""The shared controls under the tabs: the model, its card, the sampler and steps, and the advanced knobs.
+
+They follow the model: picking one loads it and shows its defaults, samplers, note and palette; a model
+that fails to load is named in a warning and the current one stays.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import gradio as gr
+
+from ..configs import ModelConfig, default_config
+from ..errors import SDEditError
+from . import limits
+from .models import (
+    config_for,
+    default_steps,
+    get_pipeline,
+    model_card,
+    model_choices,
+    model_note,
+    sampler_choices,
+    work_hint,
+)
+from .ui import brush, user_message
+
+log = logging.getLogger("sdedit.app")
+
+
+def steps_for_sampler(name, sampler):
+    return default_steps(name, sampler)
+
+
+def hint_for(name, sampler, strength, steps, repeats, num_samples, snr):
+    """The cost line under the sampler settings, for the model chosen (empty while it is not known)."""
+    try:
+        return work_hint(name, sampler, strength, steps, repeats, num_samples, snr)
+    except SDEditError:
+        return ""
+
+
+def load_model(name, current) -> tuple[str, ModelConfig, str]:
+    """(model now in use, its config, a warning to show first or ""): `name` loaded, or the current one kept.
+
+    Anything at all that goes wrong keeps the current model: the app must keep working on it.
+    """
+    try:
+        get_pipeline(name)
+        return name, config_for(name), ""
+    except Exception as exc:
+        message = user_message(exc) if isinstance(exc, SDEditError) else f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, SDEditError):
+            log.exception("loading model %r failed", name)
+        gr.Warning(message, duration=15, title=f"Could not load {name}")
+        kept = current or default_config().name
+        cfg = config_for(kept)
+        return kept, cfg, f"⚠️ **Could not load {name}.** {message} Still using {cfg.label}. "
+
+
+class Controls:
+    """The model and settings column below the tabs."""
+
+    def __init__(self, cfg: ModelConfig):
+        d = cfg.defaults
+        self.loaded_model = gr.State(cfg.name)
+        self.model = gr.Dropdown(
+            model_choices(),
+            value=cfg.name,
+            label="Model",
+            allow_custom_value=limits.custom_models_allowed(),
+            info="Or type a Hugging Face model id." if limits.custom_models_allowed() else None,
+            elem_id="model",
+        )
+        self.note = gr.Markdown(model_note(cfg), elem_id="model-note", elem_classes="hint")
+        with gr.Accordion("About this model", open=False):
+            self.card = gr.Markdown(model_card(cfg), elem_id="model-card")
+        with gr.Accordion("Sampler and steps", open=False):
+            with gr.Row():
+                self.sampler = gr.Dropdown(
+                    sampler_choices(cfg), value=cfg.defaults.sampler, label="Sampler", min_width=160
+                )
+                self.steps = gr.Slider(
+                    1,
+                    limits.MAX_STEPS,
+                    cfg.defaults.num_inference_steps,
+                    step=1,
+                    label="Steps (of a full schedule)",
+                    min_width=200,
+                )
+            self.repeats = gr.Slider(
+                1,
+                limits.MAX_REPEATS,
+                cfg.defaults.repeats,
+                step=1,
+                label="K repeats",
+                info="Run SDEdit again on its own output: more realistic, less faithful (paper: 1 to 3).",
+            )
+            self.hint = gr.Markdown(
+                work_hint(cfg.name, d.sampler, d.strength, d.num_inference_steps, d.repeats, 1, d.snr),
+                elem_classes="hint",
+            )
+            self.paper_btn = gr.Button("Use the paper's settings (slow on a CPU)", size="sm")
+        with gr.Accordion("Advanced", open=False):
+            self.snr = gr.Slider(
+                0,
+                0.3,
+                cfg.defaults.snr,
+                step=0.005,
+                label="VE corrector snr (0 = off; the paper used 0.075)",
+                visible=cfg.sde == "ve",
+            )
+            with gr.Row():
+                self.mask_dilation = gr.Slider(0, 32, 0, step=1, label="Mask dilation (px)", info="Grow the mask.")
+                self.mask_feather = gr.Slider(
+                    0, 32, 2, step=1, label="Mask feather (px)", info="Soften its edge so the edit blends in."
+                )
+
+        self.sampler.input(
+            steps_for_sampler, [self.model, self.sampler], self.steps, queue=False, api_visibility="private"
+        )
+
+    def connect(self, page) -> None:
+        """The events that reach the results column (strength, samples) and the tabs' editors (palette)."""
+        strength, num_samples = page.results.strength, page.results.num_samples
+        editors = [editor for tab in page.tabs for editor in tab.editors]
+
+        def model_settings(name, current) -> dict:
+            """Load the chosen model and show its defaults; on failure, say why and keep the current one.
+
+            Runs on every change of the dropdown, including the revert it makes itself: the same model again is
+            a no-op.
+            """
+            if name == current:
+                return gr.skip()
+            name, cfg, warning = load_model(name, current)
+            d = cfg.defaults
+            return {
+                self.model: name,
+                self.loaded_model: name,
+                self.note: warning + model_note(cfg),
+                self.card: model_card(cfg),
+                strength: d.strength,
+                self.sampler: gr.Dropdown(choices=sampler_choices(cfg), value=d.sampler),
+                self.steps: d.num_inference_steps,
+                self.repeats: d.repeats,
+                self.snr: gr.Slider(value=d.snr, visible=cfg.sde == "ve"),
+                **{editor: gr.ImageEditor(brush=brush(cfg)) for editor in editors},
+            }
+
+        self.model_settings = model_settings
+        self.model.change(
+            model_settings,
+            [self.model, self.loaded_model],
+            [
+                self.model,
+                self.loaded_model,
+                self.note,
+                self.card,
+                strength,
+                self.sampler,
+                self.steps,
+                self.repeats,
+                self.snr,
+                *editors,
+            ],
+            api_visibility="private",
+        )
+
+        def paper_settings(name) -> dict:
+            p = config_for(name).paper
+            return {
+                strength: p.strength,
+                self.sampler: p.sampler,
+                self.steps: p.num_inference_steps,
+                self.repeats: p.repeats,
+            }
+
+        self.paper_btn.click(
+            paper_settings,
+            self.model,
+            [strength, self.sampler, self.steps, self.repeats],
+            queue=False,
+            api_visibility="private",
+        )
+        gr.on(
+            [
+                strength.change,
+                self.steps.change,
+                self.repeats.change,
+                num_samples.change,
+                self.snr.change,
+                self.model.change,
+                self.sampler.change,
+            ],
+            hint_for,
+            [self.model, self.sampler, strength, self.steps, self.repeats, num_samples, self.snr],
+            self.hint,
+            queue=False,
+            api_visibility="private",
+            show_progress="hidden",
+        )

@@ -1,0 +1,160 @@
+"""The models the app serves: which may be loaded, the loaded pipeline, and what the controls show for each.
+
+One pipeline is kept loaded (the loader keeps a small LRU of weights besides); a model that fails to load
+leaves the current one serving. The per-model values (samplers, default steps, the note under the dropdown,
+the card, the cost hint) are read from the model's config, so the controls follow the model.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import torch
+
+from .. import loading, registry
+from ..configs import ModelConfig, default_config, find_config, is_hub_id, model_configs
+from ..errors import InputError, ModelLoadError, SDEditError
+from ..pipeline import SDEditPipeline
+from ..samplers import steps_for
+from . import limits
+from .guard import free_memory
+from .guides import CANVAS_SIZE
+
+
+def model_choices() -> list[tuple[str, str]]:
+    """(label, name) for the model dropdown: the configured models, the embedded default first."""
+    return [(cfg.label, name) for name, cfg in model_configs().items()]
+
+
+def resolve_model(name: str | None) -> str:
+    """A model name the app may load: configured names always, Hub ids only when the operator allows them."""
+    if name is None or not str(name).strip():
+        return default_config().name
+    name = str(name).strip()
+    if find_config(name) is not None:
+        return find_config(name).name
+    if limits.custom_models_allowed() and is_hub_id(name):
+        return name
+    allowed = ", ".join(model_configs())
+    extra = "" if limits.custom_models_allowed() else " (custom Hub models are turned off on this server)"
+    raise InputError(f"unknown model {name!r}; choose one of: {allowed}{extra}")
+
+
+_PIPES: dict[str, SDEditPipeline] = {}
+_PIPES_LOCK = threading.Lock()
+
+
+def get_pipeline(name: str | None = None) -> SDEditPipeline:
+    """The pipeline for `name`, loaded once; raises ModelNotFoundError/ModelLoadError with a clear message.
+
+    A model that fails to load leaves the cached one in place, so the app keeps serving the default. A
+    custom Hub id is only ever fetched from the Hub, never read as a folder on this server.
+    """
+    name = resolve_model(name)
+    with _PIPES_LOCK:
+        pipe = _PIPES.get(name)
+        if pipe is None:
+            try:
+                cfg, unet, scheduler, _, _ = loading.load(name, hub_only=find_config(name) is None)
+            except SDEditError:
+                raise
+            except Exception as exc:  # a broken checkpoint, a diffusers/safetensors error: say so, keep serving
+                raise ModelLoadError(f"model {name!r} could not be loaded ({type(exc).__name__}: {exc})") from None
+            pipe = make_pipeline(unet, scheduler, cfg)
+            pipe.set_progress_bar_config(disable=True)
+            _PIPES.clear()  # the loader keeps a small LRU of weights; keep only the current pipeline here
+            _PIPES[name] = pipe
+        return pipe
+
+
+def use_accel(device: torch.device) -> bool:
+    """Whether the app serves this device with sdedit.accel's AcceleratedPipeline (see limits.ACCEL)."""
+    if limits.ACCEL in ("0", "false", "no", "off"):
+        return False
+    if limits.ACCEL in ("1", "true", "yes", "on"):
+        return True
+    zero_gpu = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
+    return device.type == "cuda" and not zero_gpu
+
+
+def make_pipeline(unet, scheduler, cfg: ModelConfig) -> SDEditPipeline:
+    """The app's pipeline for loaded weights: the fast path where `use_accel` says so, with the app's limits."""
+    device = next(unet.parameters()).device
+    if not use_accel(device):
+        return SDEditPipeline(unet, scheduler, cfg, limits.APP_LIMITS)
+    from ..accel import AcceleratedPipeline
+
+    return AcceleratedPipeline(unet, scheduler, cfg, limits.APP_LIMITS, device=device)
+
+
+def drop_pipelines() -> None:
+    """Forget every loaded model (the next request loads its own again) and free their memory."""
+    with _PIPES_LOCK:
+        _PIPES.clear()
+    loading.clear_cache()
+    free_memory()
+
+
+def config_for(name: str | None) -> ModelConfig:
+    """The config of a configured model, or an inferred-later placeholder for a custom Hub id."""
+    name = resolve_model(name)
+    cfg = find_config(name)
+    if cfg is not None:
+        return cfg
+    pipe = _PIPES.get(name)
+    if pipe is not None:
+        return pipe.config
+    return ModelConfig(name=name, source=name, title=name, resolution=256, background=None)
+
+
+def default_steps(name: str | None, sampler: str) -> int:
+    """Steps of a full schedule for `sampler` on model `name`: the pipeline's own rule (the config's choice for
+    its default sampler, the paper's for the paper's sampler, else the registry's)."""
+    return get_pipeline(name).default_steps(sampler)
+
+
+def sampler_choices(cfg: ModelConfig) -> list[tuple[str, str]]:
+    return registry.sampler_choices(cfg.sde)
+
+
+def model_note(cfg: ModelConfig) -> str:
+    """One visible line under the model dropdown: the SDE, and how the model's resolution meets the image."""
+    note = f"{cfg.sde.upper()} SDE · paints at {cfg.resolution}×{cfg.resolution} px"
+    if cfg.resolution < CANVAS_SIZE:
+        note += ": results are upscaled to your image's size for display and download, so they look soft"
+    return note + "."
+
+
+def model_card(cfg: ModelConfig) -> str:
+    """What the model was trained on, its licence and credit (Markdown)."""
+    lines = [cfg.description.strip() or cfg.label]
+    if cfg.license:
+        lines.append(f"**Licence:** {cfg.license}")
+    if cfg.credit:
+        lines.append(f"**Credit:** {cfg.credit.strip()}")
+    if cfg.source:
+        lines.append(f"**Weights:** `{cfg.source}`")
+    return "\n\n".join(lines)
+
+
+def work_hint(
+    name: str | None, sampler: str, strength: float, steps: int, repeats: int, num_samples: int, snr: float = 0.0
+) -> str:
+    """What the chosen settings cost, in the units the limits use: the registry's cost rule (the corrector's
+    steps where it is on), with the loaded model's corrector steps once it is loaded."""
+    cfg = config_for(name)
+    pipe = _PIPES.get(cfg.name)
+    corrector = registry.corrector_steps(pipe) if pipe is not None else 1
+    try:
+        n = steps_for(int(steps), float(strength))
+        evals = registry.evaluations(sampler, n, float(snr or 0), corrector, cfg.sde) * int(repeats) * int(num_samples)
+    except (TypeError, ValueError, KeyError):
+        return ""
+    over = (
+        f" That is over this server's limit of {limits.MAX_WORK:,}: lower something." if evals > limits.MAX_WORK else ""
+    )
+    return (
+        f"Runs {n} denoising steps (t0 × steps) × {int(repeats)} repeat(s) × {int(num_samples)} sample(s) "
+        f"= {evals:,} network evaluations.{over}"
+    )

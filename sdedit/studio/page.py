@@ -1,0 +1,228 @@
+"""The page: the title, the tabs (sdedit.studio.tabs.TABS, in order) with the shared controls under them,
+the results column, and the few events that join a tab to the shared panels; `launch` serves it.
+
+Generate and the sweep ask the tab in front for its guide and mask (`Tab.guide`), show them under "What the
+model gets", then edit them through the `/edit` (or `/sweep`) endpoint, so the API and the page run the same
+code. Gradio cannot read which tab is selected, so `selected_tab` (a State) follows the tabs' select events.
+"""
+
+from __future__ import annotations
+
+import os
+
+import gradio as gr
+from starlette.middleware import Middleware
+
+from ..configs import default_config
+from . import limits
+from .controls import Controls
+from .guard import BodySizeLimit
+from .guides import to_pil
+from .results import Results, edit, edit_on_gpu, sweep
+from .tabs import TABS, Tab
+from .ui import friendly, guard_inputs
+
+CSS = """
+.gradio-container { max-width: 1360px !important; margin: auto; }
+#title h1 { margin: 0 0 0.1em 0; }
+#title p { margin-top: 0.2em; color: var(--body-text-color-subdued); }
+#generate { min-height: 52px; font-size: 1.15em; }
+.hint, .hint p { font-size: 0.9em; color: var(--body-text-color-subdued); }
+/* five shrinkable columns: fixed-size thumbnails would make the page scroll sideways on a phone */
+.examples-gallery .grid-container { grid-template-columns: repeat(5, minmax(0, 1fr)) !important; }
+.examples-gallery .thumbnail-item { min-width: 0 !important; }
+@media (max-width: 640px) {
+  .examples-gallery .grid-container { grid-template-columns: repeat(4, minmax(0, 1fr)) !important; }
+  .examples-gallery .caption-label { display: none; }
+}
+"""
+# Soft, with quiet grey labels so that the orange Generate button is what stands out.
+THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="blue", radius_size="md").set(
+    block_label_background_fill="*neutral_100",
+    block_label_text_color="*neutral_600",
+    block_title_text_color="*neutral_700",
+)
+TITLE = (
+    "# SDEdit Studio\n"
+    "Paint rough colour strokes, or paint over a photo, and a diffusion model turns them into a picture "
+    "that looks real. **1** paint, or click an example · **2** press **Generate** · **3** keep a result, "
+    "or use it as the new guide and go again. "
+    "[How it works](https://arxiv.org/abs/2108.01073): SDEdit adds noise to your picture, then removes it "
+    "with a model trained on real images."
+)
+CREDITS = (
+    "<small>SDEdit: Meng et al., *Guided Image Synthesis and Editing with Stochastic Differential "
+    "Equations*, ICLR 2022. Example photos: Fluent Emoji 3D by Microsoft (MIT). Runs offline on the "
+    "embedded model. API: the *Use via API* link below, and docs/app.md.</small>"
+)
+
+
+class Page:
+    """The built page: its tabs and shared panels, and the events that join them."""
+
+    def __init__(self):
+        cfg = default_config()
+        self.tabs: list[Tab] = [cls() for cls in TABS]
+        self.by_id = {tab.id: tab for tab in self.tabs}
+        # Gradio's cache (uploads, results) is swept every 10 minutes of files older than SDEDIT_CACHE_TTL_S.
+        ttl = int(limits.OUTPUT_TTL_S)
+        with gr.Blocks(title="SDEdit Studio", delete_cache=(min(600, ttl), ttl)) as self.demo:
+            self.selected_tab = gr.State(self.tabs[0].id)
+            gr.Markdown(TITLE, elem_id="title")
+            with gr.Row(equal_height=False):
+                # ----- left: the guide, the model and its settings ----------------------------------------
+                with gr.Column(scale=6, min_width=320):
+                    with gr.Tabs(selected=self.tabs[0].id, overflow_behavior="wrap") as self.tabs_block:
+                        for tab in self.tabs:
+                            with gr.Tab(tab.label, id=tab.id) as tab_item:
+                                tab.layout(cfg)
+                            tab_item.select(
+                                lambda t=tab.id: t, None, self.selected_tab, queue=False, api_visibility="private"
+                            )
+                    self.controls = Controls(cfg)
+                # ----- right: generate, and the results -------------------------------------------------
+                with gr.Column(scale=5, min_width=320, elem_id="results"):
+                    self.results = Results(cfg)
+            gr.Markdown(CREDITS, elem_id="credits")
+            self.connect()
+        guard_inputs(self.demo)
+        self.demo.queue(default_concurrency_limit=limits.CONCURRENCY, max_size=limits.QUEUE_SIZE)
+
+    # ----- what the model gets, and where a result goes back --------------------------------------------
+
+    @property
+    def guide_outputs(self) -> list:
+        return [self.results.guide, self.results.mask, self.selected_tab]
+
+    def show_guide(self, tab: Tab, guide, mask) -> dict:
+        """Updates that show `tab`'s guide and mask as what the model gets (the next edit reads them)."""
+        return {self.results.guide: guide, self.results.mask: mask, self.selected_tab: tab.id}
+
+    def guide_in_front(self, values: dict) -> dict:
+        """The guide and mask of the tab in front, from its own components (mask None = change everything)."""
+        guide, mask = self.by_id[values[self.selected_tab]].guide(values)
+        return {self.results.guide: guide, self.results.mask: mask}
+
+    @property
+    def result_outputs(self) -> list:
+        seen = [c for tab in self.tabs for c in tab.receive_outputs]
+        return [*dict.fromkeys(seen), self.selected_tab, self.tabs_block]
+
+    def show_result(self, image, tab_id: str) -> dict:
+        """Put `image` where the guide of tab `tab_id` comes from (the first tab when that one cannot take it)."""
+        tab = self.by_id[tab_id]
+        updates = tab.receive(image)
+        if updates is None:
+            tab = self.tabs[0]
+            updates = tab.receive(image)
+        return {**updates, self.selected_tab: tab.id, self.tabs_block: gr.Tabs(selected=tab.id)}
+
+    def use_as_guide(self, results, selected, tab_id) -> dict:
+        """Put the chosen result back where the guide came from, to keep iterating."""
+        if not results:
+            raise gr.Error("Generate something first: there is no result to use yet.")
+        item = results[min(int(selected or 0), len(results) - 1)]
+        image = to_pil(item[0] if isinstance(item, (tuple, list)) else item, "result").convert("RGB")
+        return self.show_result(image, tab_id)
+
+    # ----- events -----------------------------------------------------------------------------------------
+
+    @property
+    def settings_inputs(self) -> list:
+        c, r = self.controls, self.results
+        return [
+            c.model,
+            r.strength,
+            c.sampler,
+            c.steps,
+            c.repeats,
+            r.num_samples,
+            r.seed,
+            c.snr,
+            c.mask_dilation,
+            c.mask_feather,
+        ]
+
+    def then_edit(self, event, api_name: str | None = None):
+        """After a guide and mask are in place, edit them (the public `/edit` endpoint when `api_name` is set)."""
+        r = self.results
+        return event.success(
+            edit_on_gpu if limits.ZERO_GPU else edit,
+            [r.guide, r.mask, *self.settings_inputs],
+            r.edit_outputs,
+            api_name=api_name,
+            api_visibility="public" if api_name else "private",
+            show_progress_on=[r.gallery],
+            concurrency_limit=limits.EDIT_CONCURRENCY,
+            concurrency_id="edit",
+        ).success(lambda: 0, None, r.selected, queue=False, api_visibility="private")
+
+    def connect(self) -> None:
+        r, c = self.results, self.controls
+        guide_inputs = {self.selected_tab, *(comp for tab in self.tabs for comp in tab.guide_inputs)}
+        guide_in_front = friendly(self.guide_in_front)
+        shown = [r.guide, r.mask]
+        self.then_edit(
+            r.generate_btn.click(guide_in_front, guide_inputs, shown, api_visibility="private", show_progress="hidden"),
+            "edit",
+        )
+        r.sweep_btn.click(
+            guide_in_front, guide_inputs, shown, api_visibility="private", show_progress="hidden"
+        ).success(
+            sweep,
+            [
+                r.guide,
+                r.mask,
+                c.model,
+                r.strengths,
+                c.sampler,
+                c.steps,
+                c.repeats,
+                r.seed,
+                c.snr,
+                c.mask_dilation,
+                c.mask_feather,
+            ],
+            r.sweep_outputs,
+            api_name="sweep",
+        )
+        r.use_as_guide_btn.click(
+            self.use_as_guide,
+            [r.gallery, r.selected, self.selected_tab],
+            self.result_outputs,
+            api_visibility="private",
+        )
+        for tab in self.tabs:
+            tab.connect(self)
+        c.connect(self)
+
+
+def build_page() -> Page:
+    return Page()
+
+
+def build_demo() -> gr.Blocks:
+    return build_page().demo
+
+
+def launch(demo: gr.Blocks, port: int | None = None, host: str | None = None, **kwargs):
+    """Launch on 127.0.0.1 unless told otherwise (a Space sets GRADIO_SERVER_NAME=0.0.0.0).
+
+    Uploads are limited per file (Gradio's max_file_size) and every other request body by BodySizeLimit.
+    show_error: Gradio's own request checks (a malformed file reference, a wrong JSON type) say what was
+    wrong; our handlers never show more than `ui.as_gr_error` gives.
+    """
+    upload = int(limits.MAX_UPLOAD_MB * 1e6)
+    limit = dict(max_bytes=int(limits.MAX_REQUEST_MB * 1e6), upload_bytes=4 * upload + 1_000_000)
+    app_kwargs = {"middleware": [Middleware(BodySizeLimit, **limit)], **kwargs.pop("app_kwargs", {})}
+    return demo.launch(
+        server_name=host or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=port or int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        theme=THEME,
+        css=CSS,
+        footer_links=["api"],
+        max_file_size=upload,
+        show_error=True,
+        app_kwargs=app_kwargs,
+        **kwargs,
+    )

@@ -1,0 +1,201 @@
+"""The results column: Generate, strength and seeds, the results, the animation, what the model got, the t0
+sweep and the details; and the `/edit` and `/sweep` endpoints behind them.
+
+The endpoints return their values in the order docs/app.md documents (gradio_client receives them so).
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ..configs import ModelConfig
+from . import limits
+from .jobs import EditResult, EditSettings, run_edit, run_edit_async, run_t0_sweep
+from .ui import friendly, gpu, progress_reporter
+
+
+def edit_outputs(r: EditResult):
+    """(gallery, animation, summary, details, last seed) for the results panel: the `/edit` endpoint's return."""
+    gallery = [(im, f"seed {s}") for im, s in zip(r.images, r.seeds, strict=True)]
+    return gallery, str(r.animation), r.summary, r.metadata, r.seeds[0]
+
+
+@friendly
+async def edit(
+    guide,
+    mask,
+    model,
+    strength,
+    sampler,
+    steps,
+    repeats,
+    num_samples,
+    seed,
+    snr,
+    mask_dilation,
+    mask_feather,
+    progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
+):
+    """SDEdit: perturb the guide to t0 and denoise it. White in `mask` may change; None changes everything.
+
+    Async so that a cancelled request stops its work (the batcher drops it) instead of running on unseen;
+    requests with matching settings share one forward pass (sdedit.studio.batching).
+    """
+    settings = EditSettings(
+        model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather
+    )
+    progress(0, desc="Waiting for the model")
+    return edit_outputs(await run_edit_async(guide, mask, settings, progress_reporter(progress)))
+
+
+@gpu(duration=90)
+@friendly
+def edit_on_gpu(
+    guide,
+    mask,
+    model,
+    strength,
+    sampler,
+    steps,
+    repeats,
+    num_samples,
+    seed,
+    snr,
+    mask_dilation,
+    mask_feather,
+    progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
+):
+    """`edit` on ZeroGPU: the GPU exists only inside this call, so each request runs here, unbatched."""
+    settings = EditSettings(
+        model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather
+    )
+    progress(0, desc="Loading the model")
+    return edit_outputs(run_edit(guide, mask, settings, progress_reporter(progress), batch=False))
+
+
+@gpu(duration=180)
+@friendly
+def sweep(
+    guide,
+    mask,
+    model,
+    strengths,
+    sampler,
+    steps,
+    repeats,
+    seed,
+    snr,
+    mask_dilation,
+    mask_feather,
+    progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
+):
+    """The same guide and seed at several t0: a grid and a faithfulness-vs-t0 plot."""
+    settings = EditSettings(model, None, sampler, steps, repeats, 1, seed, snr, mask_dilation, mask_feather)
+    r = run_t0_sweep(guide, mask, strengths, settings, progress_reporter(progress))
+    return r.grid, r.plot, [[row["strength"], row["l2_to_guide"]] for row in r.rows]
+
+
+class Results:
+    """The right-hand column."""
+
+    def __init__(self, cfg: ModelConfig):
+        self.last_seed = gr.State(-1)
+        self.selected = gr.State(0)  # the result picked in the gallery, for "Use as new guide"
+        self.generate_btn = gr.Button("Generate", variant="primary", size="lg", elem_id="generate")
+        self.strength = gr.Slider(
+            0.05,
+            1.0,
+            cfg.defaults.strength,
+            step=0.01,
+            label="Strength t0:  faithful ◀ ▶ realistic",
+            info="How much noise is added before the model repaints: low keeps your strokes, high looks "
+            "more real but strays from them.",
+            elem_id="strength",
+        )
+        with gr.Row(equal_height=True):
+            self.num_samples = gr.Slider(1, limits.MAX_SAMPLES, 1, step=1, label="Samples", min_width=120)
+            self.seed = gr.Number(-1, precision=0, label="Seed (-1 = random)", min_width=120, elem_id="seed")
+            with gr.Column(min_width=90, scale=0):
+                random_btn = gr.Button("Random", size="sm", elem_id="random-seed")
+                reuse_btn = gr.Button("Reuse last", size="sm", elem_id="reuse-seed")
+        random_btn.click(lambda: -1, None, self.seed, queue=False, api_visibility="private")
+        reuse_btn.click(lambda s: s, self.last_seed, self.seed, queue=False, api_visibility="private")
+        self.gallery = gr.Gallery(
+            label="Results (lossless PNG)",
+            format="png",
+            type="pil",
+            columns=2,
+            fit_columns=False,
+            height=None,
+            object_fit="contain",
+            interactive=False,
+            buttons=["download", "download_all", "fullscreen"],
+            elem_id="gallery",
+        )
+
+        def selected_result(evt: gr.SelectData) -> int:
+            return evt.index
+
+        self.gallery.select(selected_result, None, self.selected, queue=False, api_visibility="private")
+        with gr.Row(equal_height=True):
+            self.summary = gr.Markdown("Results appear here.", label="Summary", elem_id="summary")
+            self.use_as_guide_btn = gr.Button(
+                "Use as new guide", size="sm", scale=0, min_width=150, elem_id="use-as-guide"
+            )
+        self.animation = gr.Image(
+            type="filepath",
+            label="Reverse process: the noised guide becomes the result",
+            height=240,
+            interactive=False,
+            elem_id="animation",
+        )
+        with gr.Accordion("What the model gets: guide and mask", open=False), gr.Row():
+            self.guide = gr.Image(
+                type="filepath",  # the API's guide: read by the studio within its limits
+                image_mode=None,
+                format="png",
+                label="Guide",
+                height=200,
+                interactive=False,
+                elem_id="guide",
+            )
+            self.mask = gr.Image(
+                type="filepath",
+                image_mode=None,
+                format="png",
+                label="Mask (white = may change)",
+                height=200,
+                interactive=False,
+                elem_id="mask",
+            )
+        with gr.Accordion("t0 sweep: faithful ↔ realistic, for this guide", open=False):
+            with gr.Row(equal_height=True):
+                self.strengths = gr.Textbox("0.2, 0.4, 0.6, 0.8, 1.0", label="t0 values", elem_id="strengths")
+                self.sweep_btn = gr.Button("Run sweep", scale=0, min_width=120, elem_id="sweep")
+            gr.Markdown(
+                "The same guide and seed at each t0: the guide first, then one column per t0; below, "
+                "the paper's faithfulness (L2 distance to the guide; lower = more faithful).",
+                elem_classes="hint",
+            )
+            self.sweep_grid = gr.Image(
+                label="Sweep", show_label=False, format="png", interactive=False, elem_id="sweep-grid"
+            )
+            self.sweep_plot = gr.Image(
+                label="Faithfulness plot",
+                show_label=False,
+                format="png",
+                interactive=False,
+                elem_id="sweep-plot",
+            )
+            self.sweep_table = gr.Dataframe(headers=["t0", "L2 to guide"], interactive=False, label="Faithfulness")
+        with gr.Accordion("Details (JSON)", open=False):
+            self.details = gr.JSON(label="Settings, seeds and timings")
+
+    @property
+    def edit_outputs(self) -> list:
+        """The `/edit` endpoint's outputs, in its documented order."""
+        return [self.gallery, self.animation, self.summary, self.details, self.last_seed]
+
+    @property
+    def sweep_outputs(self) -> list:
+        return [self.sweep_grid, self.sweep_plot, self.sweep_table]

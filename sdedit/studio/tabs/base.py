@@ -1,0 +1,53 @@
+"""What a tab is to the page: its layout, the guide and mask it builds from its own components, its examples.
+
+A tab is built once per page: `layout` creates its components inside its `gr.Tab` and wires the events that
+join only them, right under them. `guide` turns its components' values into (guide, mask) when Generate or
+the sweep is pressed while it is in front. `receive` puts a result back as its guide ("Use as new guide").
+`connect` wires what joins it to the shared panels (an example that generates at once, the model's palette).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PIL import Image
+
+if TYPE_CHECKING:  # the page imports the tabs, not the other way round
+    import gradio as gr
+
+    from ..page import Page
+
+
+class Tab:
+    id: str = ""
+    label: str = ""
+
+    def layout(self, cfg) -> None:
+        """Create the tab's components (inside its `gr.Tab`) and wire the events among them."""
+        raise NotImplementedError
+
+    @property
+    def guide_inputs(self) -> list[gr.components.Component]:
+        """The components `guide` reads."""
+        return []
+
+    def guide(self, values: dict) -> tuple[Image.Image | str, Image.Image | None]:
+        """(guide, mask) from the values of `guide_inputs` (keyed by component); mask None = change it all."""
+        raise NotImplementedError
+
+    @property
+    def editors(self) -> list[gr.ImageEditor]:
+        """Editors whose brush offers the model's palette (it changes with the model)."""
+        return []
+
+    @property
+    def receive_outputs(self) -> list[gr.components.Component]:
+        """The components `receive` may update."""
+        return []
+
+    def receive(self, image: Image.Image) -> dict | None:
+        """Updates that make `image` this tab's guide, or None: the first tab takes it instead."""
+        return None
+
+    def connect(self, page: Page) -> None:
+        """Wire the events that join this tab to the shared panels (they exist once every panel is laid out)."""

@@ -1,0 +1,110 @@
+"""The Composite tab: paste a patch onto a base image; only the pasted patch may change (the model blends it)."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ...configs import ModelConfig
+from ..examples import Example, gallery_items, load_example_image
+from ..guides import composite_guide
+from ..ui import examples_gallery, friendly
+from .base import Tab
+
+COMPOSITE_EXAMPLES = [
+    Example("Moon over the desert", "photo-desert.png", patch="photo-moon.png", x=0.3, y=0.3, scale=0.3),
+    Example("Tulip for the panda", "photo-panda.png", patch="photo-tulip.png", x=0.72, y=0.3, scale=0.35),
+    Example("Penguin drives", "photo-car.png", patch="photo-penguin.png", x=0.6, y=0.3, scale=0.3),
+]
+
+
+@friendly
+def composite(base, patch, x, y, scale, cutout):
+    """Paste the patch onto the base: the guide, and the mask the patch covers (the `/composite` endpoint)."""
+    return composite_guide(base, patch, x, y, scale, cutout)
+
+
+class CompositeTab(Tab):
+    id, label = "composite", "Composite"
+
+    def layout(self, cfg: ModelConfig) -> None:
+        first = COMPOSITE_EXAMPLES[0]
+        base, patch = load_example_image(first.image), load_example_image(first.patch, "RGBA")
+        with gr.Row():
+            self.base = gr.Image(
+                base,
+                type="filepath",  # decoded by the studio within its limits, not by Gradio
+                image_mode=None,
+                format="png",
+                label="Base image",
+                height=190,
+                elem_id="comp-base",
+            )
+            self.patch = gr.Image(
+                patch,
+                type="filepath",
+                image_mode=None,
+                format="png",
+                label="Patch to paste",
+                height=190,
+                elem_id="comp-patch",
+            )
+            preview = gr.Image(
+                composite(base, patch, first.x, first.y, first.scale, True)[0],
+                label="Preview",
+                format="png",
+                height=190,
+                interactive=False,
+                elem_id="comp-preview",
+            )
+        with gr.Row():
+            self.x = gr.Slider(0, 1, first.x, step=0.01, label="x (left → right)", min_width=120)
+            self.y = gr.Slider(0, 1, first.y, step=0.01, label="y (top → bottom)", min_width=120)
+            self.scale = gr.Slider(0.05, 1.0, first.scale, step=0.01, label="Size", min_width=120)
+        self.cutout = gr.Checkbox(True, label="Cut out the patch (use its transparency, or drop its plain background)")
+        gr.Markdown("Only the pasted patch changes: the model blends it into the base.", elem_classes="hint")
+        mask = gr.Image(visible=False, format="png", image_mode="L", label="Mask")
+        gallery = examples_gallery(gallery_items(COMPOSITE_EXAMPLES), "click one to load it", "composite-examples")
+
+        gr.on(
+            [
+                self.base.change,
+                self.patch.change,
+                self.x.release,
+                self.y.release,
+                self.scale.release,
+                self.cutout.input,
+            ],
+            composite,
+            self.guide_inputs,
+            [preview, mask],
+            api_name="composite",
+            show_progress="hidden",
+        )
+
+        def load_example(evt: gr.SelectData) -> dict:
+            ex = COMPOSITE_EXAMPLES[evt.index]
+            return {
+                self.base: load_example_image(ex.image),
+                self.patch: load_example_image(ex.patch, "RGBA"),
+                self.x: ex.x,
+                self.y: ex.y,
+                self.scale: ex.scale,
+            }
+
+        gallery.select(
+            load_example, None, [self.base, self.patch, self.x, self.y, self.scale], api_visibility="private"
+        )
+
+    @property
+    def guide_inputs(self):
+        return [self.base, self.patch, self.x, self.y, self.scale, self.cutout]
+
+    def guide(self, values):
+        return composite_guide(*(values[c] for c in self.guide_inputs))
+
+    @property
+    def receive_outputs(self):
+        return [self.base]
+
+    def receive(self, image):
+        return {self.base: image}

@@ -1,0 +1,76 @@
+"""The Paint tab: flat colour strokes on a blank canvas; the whole canvas is the guide (no mask)."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ...configs import REPO_ROOT, ModelConfig, default_config
+from ..examples import EXAMPLES_DIR, Example, gallery_items, load_example_image
+from ..guides import CANVAS_SIZE, blank_canvas, editor_value, paint_guide, to_canvas
+from ..ui import examples_gallery, image_editor
+from .base import Tab
+
+
+def paint_examples(cfg: ModelConfig | None = None) -> list[Example]:
+    """The model config's stroke paintings (the embedded default lists four)."""
+    cfg = cfg or default_config()
+    out = []
+    for rel in cfg.examples or default_config().examples:
+        path = REPO_ROOT / rel
+        if path.is_file():
+            title = path.stem.replace("strokes-", "").replace("-", " ").capitalize()
+            out.append(
+                Example(title, str(path.relative_to(EXAMPLES_DIR)) if path.is_relative_to(EXAMPLES_DIR) else rel)
+            )
+    return out
+
+
+class PaintTab(Tab):
+    id, label = "paint", "Paint"
+
+    def layout(self, cfg: ModelConfig) -> None:
+        self.examples = paint_examples(cfg)
+        self.editor = image_editor(
+            cfg,
+            editor_value(blank_canvas()),
+            "Canvas: paint flat colour strokes",
+            "paint-editor",
+            canvas_size=(CANVAS_SIZE, CANVAS_SIZE),
+            fixed_canvas=True,
+            layers=False,
+        )
+        self.gallery = examples_gallery(
+            gallery_items(self.examples), "one click paints one and generates", "paint-examples"
+        )
+
+    @property
+    def guide_inputs(self):
+        return [self.editor]
+
+    def guide(self, values):
+        return paint_guide(values[self.editor]), None
+
+    @property
+    def editors(self):
+        return [self.editor]
+
+    @property
+    def receive_outputs(self):
+        return [self.editor]
+
+    def receive(self, image):
+        return {self.editor: editor_value(to_canvas(image))}
+
+    def connect(self, page) -> None:
+        def load_example(evt: gr.SelectData) -> dict:
+            """The example on the canvas, and as the guide to edit right away (no mask: all of it may change).
+
+            The guide goes straight to the edit step: reading the editor back while it is still loading the new
+            value leaves it showing the old picture (gradio 6.31).
+            """
+            canvas = to_canvas(load_example_image(self.examples[evt.index].image))
+            return {self.editor: editor_value(canvas), **page.show_guide(self, canvas, None)}
+
+        page.then_edit(
+            self.gallery.select(load_example, None, [self.editor, *page.guide_outputs], api_visibility="private")
+        )

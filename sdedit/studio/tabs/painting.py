@@ -1,0 +1,94 @@
+"""The Photo -> painting tab: the paper's stroke simulator turns a photo into flat colour strokes, the guide."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ...configs import ModelConfig
+from ...errors import InputError
+from ..examples import Example, gallery_items, load_example_image
+from ..guides import make_painting, to_pil
+from ..ui import examples_gallery, friendly
+from .base import Tab
+
+PAINTING_EXAMPLES = [
+    Example("Cat", "photo-cat.png"),
+    Example("Penguin", "photo-penguin.png"),
+    Example("Tulip", "photo-tulip.png"),
+    Example("Desert", "photo-desert.png"),
+]
+
+
+@friendly
+def painting(photo, colors, smoothing, blockiness):
+    """Photo -> flat colour strokes (the paper's stroke simulator; the `/painting` endpoint)."""
+    return make_painting(photo, colors, smoothing, blockiness)
+
+
+class PaintingTab(Tab):
+    id, label = "painting", "Photo → painting"
+
+    def layout(self, cfg: ModelConfig) -> None:
+        photo = load_example_image(PAINTING_EXAMPLES[0].image)
+        with gr.Row():
+            self.photo = gr.Image(
+                photo,
+                type="filepath",
+                image_mode=None,
+                format="png",
+                label="Photo",
+                height=230,
+                elem_id="pt-photo",
+            )
+            self.painting = gr.Image(
+                make_painting(photo),
+                type="pil",
+                format="png",
+                label="Simulated strokes",
+                height=230,
+                interactive=False,
+                elem_id="pt-painting",
+            )
+        with gr.Row():
+            colors = gr.Slider(2, 32, 6, step=1, label="Colours", min_width=120)
+            smoothing = gr.Slider(0, 31, 0, step=2, label="Smoothing (0 = auto)", min_width=120)
+            block = gr.Slider(1, 16, 1, step=1, label="Blockiness", min_width=120)
+        self.send_btn = gr.Button("Send to canvas → Paint", elem_id="send-to-canvas")
+        gr.Markdown(
+            "The paper's stroke simulator: a median filter removes detail, then the colours are "
+            "reduced to a few flat ones. **Generate** turns this painting back into a picture.",
+            elem_classes="hint",
+        )
+        gallery = examples_gallery(gallery_items(PAINTING_EXAMPLES), "click a photo to paint it", "painting-examples")
+
+        gr.on(
+            [self.photo.change, colors.release, smoothing.release, block.release],
+            painting,
+            [self.photo, colors, smoothing, block],
+            self.painting,
+            api_name="painting",
+            show_progress="minimal",
+        )
+
+        def load_example(evt: gr.SelectData):
+            return load_example_image(PAINTING_EXAMPLES[evt.index].image)
+
+        gallery.select(load_example, None, self.photo, api_visibility="private")
+
+    @property
+    def guide_inputs(self):
+        return [self.painting]
+
+    def guide(self, values):
+        if values[self.painting] is None:
+            raise InputError("make a painting from a photo first (or click an example)")
+        return values[self.painting], None
+
+    def connect(self, page) -> None:
+        def send_to_canvas(image) -> dict:
+            """The painting onto the Paint tab's canvas, to paint on it or generate from it."""
+            if image is None:
+                raise gr.Error("Make a painting first.")
+            return page.show_result(to_pil(image), "paint")
+
+        self.send_btn.click(send_to_canvas, self.painting, page.result_outputs, api_visibility="private")
