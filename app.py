@@ -17,6 +17,12 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 if os.environ.get("SDEDIT_ALLOW_CUSTOM_MODELS", "").lower() not in ("1", "true", "yes", "on"):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# The CPU thread policy (sdedit/threads.py: threads from the cores really free, passive waiting) must be in the
+# environment before torch loads: OpenMP reads it once. A user's OMP_* / SDEDIT_THREADS variables win.
+from sdedit import threads  # stdlib only: it loads neither torch nor gradio
+
+threads.apply()
+
 # ZeroGPU patches CUDA when `spaces` is imported, so it must come before anything imports torch; the edit and
 # sweep endpoints are wrapped in spaces.GPU by sdedit.studio.ui.gpu. Off Spaces (no package) they run as they are.
 with contextlib.suppress(ImportError):
