@@ -225,8 +225,11 @@ def run_batch(
     rank: int | None = None,
     world_size: int | None = None,
     pipe=None,
+    upscale: bool | None = None,
 ) -> BatchReport:
-    """Edit every guide in `guides_dir` that has no outputs in `out_dir` yet (this process's shard)."""
+    """Edit every guide in `guides_dir` that has no outputs in `out_dir` yet (this process's shard).
+
+    upscale: the model's learned upscaler (None = on when its config names one; False = off)."""
     import torch
 
     t0 = time.perf_counter()
@@ -269,7 +272,7 @@ def run_batch(
         if not todo:
             continue
         tb = time.perf_counter()
-        edited = edit_batch(pipe, todo, report.failed)
+        edited = edit_batch(pipe, todo, report.failed, upscale)
         per_guide = (time.perf_counter() - tb) / len(todo)
         for job, images, meta in edited:
             _finish(job, images, meta, per_guide, len(edited))
@@ -293,7 +296,9 @@ def run_batch(
     return report
 
 
-def edit_batch(pipe, jobs: Sequence[Job], failed: dict[str, str]) -> list[tuple[Job, list, dict]]:
+def edit_batch(
+    pipe, jobs: Sequence[Job], failed: dict[str, str], upscale: bool | None = None
+) -> list[tuple[Job, list, dict]]:
     """Edit guides with matching settings in one forward: check once, prepare each guide once, run once.
 
     A guide that cannot be read is recorded in `failed` and the rest go on without it.
@@ -323,7 +328,7 @@ def edit_batch(pipe, jobs: Sequence[Job], failed: dict[str, str]) -> list[tuple[
         return []
     guides = [g for _, g in ready for _ in range(checked.num_images)]
     seeds = [seed for job, _ in ready for seed in job.seeds]
-    out = pipe.postprocess(pipe.run(guides, checked, seeds), guides, checked)
+    out = pipe.postprocess(pipe.run(guides, checked, seeds), guides, checked, upscale)
     n = checked.num_images
     return [(job, out.images[i * n : (i + 1) * n], out.metadata) for i, (job, _) in enumerate(ready)]
 
@@ -333,7 +338,7 @@ def _finish(job: Job, images, meta: dict, seconds: float, batch_guides: int) -> 
     for img, path, seed in zip(images, job.outputs, job.seeds, strict=True):
         _save_png(img, path, {**recalled, "seed": seed})
     keep = ("model", "sde", "sampler", "strength", "num_inference_steps", "steps", "repeats", "model_evaluations",
-            "snr", "resolution", "fit", "device", "dtype")  # fmt: skip
+            "snr", "resolution", "fit", "upscaler", "device", "dtype")  # fmt: skip
     record = {
         "guide": job.name,
         "mask": job.mask.name if job.mask else None,
@@ -358,7 +363,7 @@ def add_batch_args(p) -> None:
     p.add_argument("--model", default=None, help="configured name, local folder or Hub id (default: embedded model)")
     p.add_argument("--strength", type=float, default=None, help="t0 in (0, 1]")
     p.add_argument("--steps", type=int, default=None, help="steps of a full schedule; an edit runs round(t0 x steps)")
-    p.add_argument("--sampler", default=None, choices=list(registry.SAMPLERS), help=registry.describe())
+    p.add_argument("--sampler", default=None, help=registry.describe())
     p.add_argument("--repeats", type=int, default=None, help="K: re-run SDEdit on its own output K times")
     p.add_argument("--num", type=int, default=1, help="samples per guide")
     p.add_argument("--seed", type=int, default=0, help="seed base; each guide's seed derives from it and its file name")
@@ -370,6 +375,7 @@ def add_batch_args(p) -> None:
     p.add_argument("--accel", action=argparse.BooleanOptionalAction, default=None,
                    help="the fast path (sdedit.accel); default: on for CUDA, off on the CPU")  # fmt: skip
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-upscale", action="store_true", help="skip the model's learned upscaler (when it has one)")
 
 
 def main_batch(args) -> int:
@@ -387,6 +393,7 @@ def main_batch(args) -> int:
         dtype=args.dtype,
         accel=args.accel,
         progress=not args.no_progress,
+        upscale=False if args.no_upscale else None,
     )
     where = f"rank {report.rank}/{report.world_size}: " if report.world_size > 1 else ""
     print(

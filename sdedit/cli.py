@@ -1,4 +1,4 @@
-"""Command line: `python -m sdedit {edit,sweep,info,models,train,eval,batch} --help`.
+"""Command line: `python -m sdedit {edit,sweep,info,models,train,train-upscaler,eval,batch} --help`.
 
 python -m sdedit edit --guide strokes.png --strength 0.5 --num 4 --out out/
 python -m sdedit edit --model google/ddpm-church-256 --guide photo.png --mask mask.png --sampler reference
@@ -30,7 +30,7 @@ def _edit_args(p: argparse.ArgumentParser, sweep: bool = False) -> None:
             help="greyscale image the guide's size: each pixel's own t0 as a fraction of --strength (black = kept)",
         )
     p.add_argument("--steps", type=int, default=None, help="steps of a full schedule; an edit runs round(t0 x steps)")
-    p.add_argument("--sampler", default=None, choices=list(registry.SAMPLERS), help=registry.describe())
+    p.add_argument("--sampler", default=None, help=registry.describe())
     p.add_argument("--repeats", type=int, default=None, help="K: re-run SDEdit on its own output K times")
     p.add_argument("--num", type=int, default=1, help="samples per guide, batched into one forward pass")
     p.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample i uses seed + i")
@@ -40,6 +40,9 @@ def _edit_args(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--dtype", default=None, help="auto, float32, bfloat16, float16")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument(
+        "--no-upscale", action="store_true", help="skip the model's learned upscaler (when its config names one)"
+    )
 
 
 def _pipe(args):
@@ -57,6 +60,7 @@ def _settings(args) -> dict:
         snr=args.snr,
         fit=args.fit,
         progress=not args.no_progress,
+        upscale=False if args.no_upscale else None,  # None: the model's default (on when it has an upscaler)
     )
 
 
@@ -139,6 +143,23 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_train_upscaler(args) -> int:
+    from .lab.upscaler import train_upscaler
+
+    out = train_upscaler(
+        args.config,
+        resume=not args.no_resume,
+        export_only=args.export_only,
+        export_to=args.export_to,
+        max_steps=args.max_steps,
+        max_minutes=args.max_minutes,
+        output_dir=args.output_dir,
+        threads=args.threads,
+    )
+    print(f"saved upscaler to {out}")
+    return 0
+
+
 def cmd_features(args) -> int:
     from .lab.features import FeatureTrainSettings, train_feature_net
 
@@ -191,6 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-only", action="store_true", help="export the last checkpoint's EMA weights and stop")
     p.add_argument("--export-to", help="model folder to export to (default: OUTPUT_DIR/model)")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("train-upscaler", help="train a learned 4x upscaler (see configs/train-upscaler-*.yaml)")
+    p.add_argument("--config", required=True)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--max-minutes", type=float)
+    p.add_argument("--output-dir")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: the config's)")
+    p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
+    p.add_argument("--export-only", action="store_true", help="export the last checkpoint's EMA weights and stop")
+    p.add_argument("--export-to", help="folder to export to (default: OUTPUT_DIR/model)")
+    p.set_defaults(func=cmd_train_upscaler)
     p = sub.add_parser("eval", help="realism (KID) / faithfulness (L2) evaluation on held-out stroke paintings")
     from .lab.evaluate import add_eval_args
 
