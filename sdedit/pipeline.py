@@ -51,7 +51,12 @@ from .imaging import (
 )
 from .masks import to_mask
 from .noise import NoiseSource, seeds_for
-from .samplers import Guide, StepInfo, perturb_ve, perturb_vp, ve_sigmas, vp_timesteps
+from .samplers import Guide, StepInfo, X0Limit, limit_x0, perturb_ve, perturb_vp, ve_sigmas, vp_timesteps
+from .upscale import resolve as resolve_upscaler
+
+# Whether the fast samplers follow the model's x0 clipping / thresholding (samplers.limit_x0). Off until the
+# evaluation says it is better (issue 14); `pipe.x0_limit` can be set per pipeline either way.
+FOLLOW_X0_LIMIT = False
 
 OUTPUT_TYPES = ("pil", "np", "pt", "uint8", "model")
 
@@ -164,6 +169,8 @@ class SDEditPipeline:
         self.config = config
         self.space = space or pixel_space(config)
         self.limits = limits or RunLimits()
+        # the model's x0 clipping / thresholding (its scheduler config), for the samplers that follow it
+        self.x0_limit = X0Limit.from_config(scheduler.config) if sde == "vp" and FOLLOW_X0_LIMIT else None
         self._progress_kwargs: dict = {}
 
     # ----- construction ----------------------------------------------------------------------------
@@ -374,8 +381,12 @@ class SDEditPipeline:
         on_start=None,
     ) -> torch.Tensor:
         """One SDEdit pass (perturb to t0, integrate back to 0) with the registered sampler's loop."""
-        loop, schedule = registry.get(settings.sampler).build(self, settings, official_mask_timing)
-        return loop(self.model_fn(), guide, schedule, noise, callback=callback, on_start=on_start)
+        spec = registry.get(settings.sampler)
+        loop, schedule = spec.build(self, settings, official_mask_timing)
+        model = self.model_fn()
+        if spec.limits_x0 and self.x0_limit is not None:
+            model = limit_x0(model, self.scheduler.alphas_cumprod, self.x0_limit)
+        return loop(model, guide, schedule, noise, callback=callback, on_start=on_start)
 
     @torch.inference_mode()
     def run(
@@ -445,18 +456,27 @@ class SDEditPipeline:
         return perturb_vp(x0, self.scheduler.alphas_cumprod[t], noise)
 
     # ----- 4. postprocess: back to each guide's size, the guide itself outside its mask ---------------------
-    def postprocess(self, samples: Samples, guides: Sequence[PreparedGuide], settings: Settings) -> SDEditOutput:
+    def postprocess(
+        self, samples: Samples, guides: Sequence[PreparedGuide], settings: Settings, upscale: bool | None = None
+    ) -> SDEditOutput:
+        """upscale: None = the model's upscaler when its config names one (`sdedit.upscale`), True = it (an
+        InputError if there is none), False = none. The canvases are upscaled before they are mapped back
+        to each guide's size, so outside the mask the output is still the guide, pixel for pixel."""
         s = settings
+        upscaler = resolve_upscaler(self.config, upscale, self.device)
         if s.output_type == "model":  # raw float32 samples in the model's space, at its resolution
-            out = samples.x.float().cpu()
+            out, upscaler = samples.x.float().cpu(), None
         else:
+            canvases = samples.canvases if upscaler is None else upscaler.upscale(samples.canvases)
             results = [
                 composite(g.rgb, unplace(canvas, g.placement, g.rgb), g.mask)
-                for g, canvas in zip(guides, samples.canvases, strict=True)
+                for g, canvas in zip(guides, canvases, strict=True)
             ]
             out = self._format(results, s.output_type)
         unique = list({id(g): g for g in guides}.values())
-        return SDEditOutput(out, self._metadata(s, samples.seeds, unique, len(guides)), samples.canvases)
+        metadata = self._metadata(s, samples.seeds, unique, len(guides))
+        metadata["upscaler"] = upscaler.name if upscaler is not None else None
+        return SDEditOutput(out, metadata, samples.canvases)
 
     # ----- the call --------------------------------------------------------------------------------
     def __call__(
@@ -478,6 +498,7 @@ class SDEditPipeline:
         official_mask_timing: bool = False,
         on_start: Callable[[int, torch.Tensor], None] | None = None,
         strength_map=None,
+        upscale: bool | None = None,
     ) -> SDEditOutput:
         """Edit one guide (or a list of guides) into `num_images` samples each.
 
@@ -492,6 +513,8 @@ class SDEditPipeline:
             `reference` at N = T it reproduces ermongroup/SDEdit (README, "Masks").
         strength_map: per pixel, its own t0 as a fraction of `strength` (the guide's size, in [0, 1]; 1 = the
             full t0, 0 = kept exactly); same forms as mask_image, a list for a list of guides.
+        upscale: the model's learned upscaler on the result before it is mapped back (see `postprocess`);
+            None = on when the model's config names one, True = on (an InputError without one), False = off.
         """
         t_start = time.perf_counter()
         images = list(image) if isinstance(image, (list, tuple)) else [image]
@@ -507,6 +530,7 @@ class SDEditPipeline:
         s = self.check_inputs(
             strength, num_inference_steps, sampler, repeats, num_images, snr, fit, output_type, len(images)
         )
+        resolve_upscaler(self.config, upscale, self.device)  # an upscale=True the model can't honour fails now
         # 2. prepare each guide once; every sample of a guide shares it
         prepared = [self.prepare(im, m, s.fit, sm) for im, m, sm in zip(images, masks, maps, strict=True)]
         guides = [g for g in prepared for _ in range(s.num_images)]
@@ -524,7 +548,7 @@ class SDEditPipeline:
         )
         t_sampled = time.perf_counter()
         # 4. back to images at the input's size; outside the mask, the guide itself
-        out = self.postprocess(samples, guides, s)
+        out = self.postprocess(samples, guides, s, upscale)
         t_done = time.perf_counter()
         out.metadata["timings"] = {
             "prepare_s": round(t_prepared - t_start, 4),

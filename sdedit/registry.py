@@ -25,6 +25,8 @@ from .samplers import (
     vp_timesteps,
 )
 
+# The schedulers' own clip_sample / thresholding are off: the pipeline limits x0 once, for every sampler that
+# follows the model's config (samplers.limit_x0).
 # build(pipe, settings, official_mask_timing) -> (loop, schedule). `pipe` is any object with the model's
 # diffusers `scheduler` and `num_train_timesteps` (an SDEditPipeline); `settings` has strength,
 # num_inference_steps, steps and snr (a pipeline.Settings).
@@ -38,6 +40,7 @@ class SamplerSpec:
     builders: Mapping[str, Builder]  # one per SDE it runs on
     default_steps: int | None = 20  # full-schedule length when none is given; None: the model's T
     corrector: frozenset[str] = frozenset()  # SDEs on which `snr` adds Langevin corrector steps
+    limits_x0: bool = True  # follows the model's clipping / thresholding (the official reference loop does not)
 
     @property
     def sdes(self) -> tuple[str, ...]:
@@ -89,10 +92,21 @@ SAMPLERS: dict[str, SamplerSpec] = {
         SamplerSpec(
             "dpmpp",
             "DPM-Solver++ (2M)",
-            {"vp": _diffusers("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2})},
+            {
+                "vp": _diffusers(
+                    "DPMSolverMultistepScheduler",
+                    {"algorithm_type": "dpmsolver++", "solver_order": 2, "thresholding": False},
+                )
+            },
         ),
         SamplerSpec(
-            "ddim", "DDIM", {"vp": _diffusers("DDIMScheduler", {"clip_sample": False, "set_alpha_to_one": True})}
+            "ddim",
+            "DDIM",
+            {
+                "vp": _diffusers(
+                    "DDIMScheduler", {"clip_sample": False, "thresholding": False, "set_alpha_to_one": True}
+                )
+            },
         ),
         SamplerSpec("euler_a", "Euler ancestral", {"vp": _diffusers("EulerAncestralDiscreteScheduler", {}, True)}),
         SamplerSpec(
@@ -101,6 +115,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
             {"vp": _ddpm, "ve": _ve_euler_maruyama},
             default_steps=None,
             corrector=frozenset({"ve"}),
+            limits_x0=False,
         ),
     )
 }

@@ -151,6 +151,55 @@ def _batch(level: Tensor | float, x: Tensor) -> Tensor:
     return torch.full((x.shape[0],), float(level), device=x.device, dtype=torch.float32)
 
 
+# ----- the model's x0 limits: clipping or dynamic thresholding, as its scheduler config asks -------------
+
+
+@dataclass(frozen=True)
+class X0Limit:
+    """How a VP model's predicted x0 is kept in range: clipped to [-clip, clip], or dynamically thresholded
+    (Imagen: per sample, s = the `ratio` quantile of |x0|, at least 1 and at most `max_value`; x0 -> clamp(x0,
+    -s, s) / s). Read from the model's scheduler config (`clip_sample`, `thresholding`, ...)."""
+
+    clip: float | None = None
+    ratio: float | None = None
+    max_value: float = 1.0
+
+    @classmethod
+    def from_config(cls, config) -> X0Limit | None:
+        get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
+        if get("thresholding", False):
+            ratio, max_value = get("dynamic_thresholding_ratio", 0.995), get("sample_max_value", 1.0)
+            return cls(ratio=float(ratio), max_value=float(max_value))
+        if get("clip_sample", False):
+            return cls(clip=float(get("clip_sample_range", 1.0)))
+        return None
+
+    def __call__(self, x0: Tensor) -> Tensor:
+        if self.ratio is None:
+            return x0.clamp(-self.clip, self.clip)
+        b = x0.shape[0]
+        s = torch.quantile(x0.reshape(b, -1).abs().float(), self.ratio, dim=1)
+        s = s.clamp(1.0, self.max_value).to(x0.dtype).view(b, *([1] * (x0.dim() - 1)))
+        return torch.maximum(torch.minimum(x0, s), -s) / s
+
+
+def limit_x0(eps_model: EpsModel, alphas_cumprod: Tensor, limit: X0Limit) -> EpsModel:
+    """An eps model whose implied x0 = (x - sqrt(1 - abar) eps) / sqrt(abar) obeys `limit`.
+
+    Every VP sampler only sees eps, so limiting x0 here and returning the eps that goes with it is the same
+    as diffusers' `clip_sample` / `thresholding` inside DDIM's step, for every sampler at once.
+    """
+    abar = alphas_cumprod.to(torch.float32)
+
+    def call(x: Tensor, t: Tensor) -> Tensor:
+        eps = eps_model(x, t)
+        a = abar.to(x.device)[t.long()].view(-1, *([1] * (x.dim() - 1)))
+        x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+        return (x - a.sqrt() * limit(x0)) / (1 - a).sqrt()
+
+    return call
+
+
 # ----- schedules: what each loop walks through, built by the registry from a model and settings -----------
 
 
