@@ -6,6 +6,9 @@ The server runs the real embedded model with few steps, so every request takes a
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -14,7 +17,7 @@ from PIL import Image
 from sdedit.configs import REPO_ROOT, default_config
 from sdedit.errors import InputError, ModelNotFoundError
 from sdedit.masks import dilate
-from sdedit.studio import examples, guides, jobs, limits, models
+from sdedit.studio import examples, guides, jobs, limits, models, progress
 from sdedit.studio.tabs.composite import COMPOSITE_EXAMPLES
 from sdedit.studio.tabs.edit import EDIT_EXAMPLES, edit_example_value
 from sdedit.studio.tabs.paint import paint_examples
@@ -164,6 +167,49 @@ def test_run_edit_records_an_animation_from_the_noised_guide(tmp_path):
     assert gif.format == "GIF" and gif.n_frames == 1 + 4 + 1  # guide|noised, 4 steps, result
 
 
+def test_the_result_comes_back_before_any_animation_work_and_the_gif_is_rendered_once():
+    """Issue 12: on the result's path the animation only copies tensors (two per kept step); decoding and
+    encoding frames happen when the GIF is first asked for, once. Counts of work, not time."""
+    before = Counter(progress.WORK)
+    r = jobs.run_edit(EX / "strokes-heart.png", None, jobs.EditSettings(num_samples=1, seed=5, **FAST))
+    done = Counter(progress.WORK) - before
+    assert r.images and not r.animation_ready
+    assert done == Counter(step_copies=2 * (1 + 4))  # guide|noised and 4 steps; nothing decoded or encoded
+    path = r.animation  # now rendered
+    done = Counter(progress.WORK) - before
+    assert done["frames_decoded"] == 2 * (1 + 4) and done["frames_encoded"] == 1 + 4 + 1 and done["gifs"] == 1
+    assert r.animation == path and Counter(progress.WORK) - before == done  # asked again: the same file, no work
+    assert Image.open(path).n_frames == 1 + 4 + 1
+    # without an animation nothing at all is recorded
+    before = Counter(progress.WORK)
+    r = jobs.run_edit(EX / "strokes-heart.png", None, jobs.EditSettings(seed=5, **FAST), animate=False)
+    assert r.animation is None and Counter(progress.WORK) == before
+
+
+def test_a_waiting_request_is_told_where_it_stands():
+    """While another batch holds the model, run_edit's progress says how many requests are ahead."""
+    service = jobs.edit_service()
+    seen: list[str] = []
+    with service.slot:  # the model is busy: the first request is taken by the worker and waits for the slot
+        first = threading.Thread(target=jobs.run_edit, args=(EX / "strokes-heart.png", None, jobs.EditSettings(**FAST)))
+        first.start()
+        deadline = time.monotonic() + 30
+        while not service._running and time.monotonic() < deadline:
+            time.sleep(0.02)
+        second = threading.Thread(
+            target=jobs.run_edit,
+            args=(EX / "strokes-tree.png", None, jobs.EditSettings(**FAST)),
+            kwargs=dict(progress=lambda d, t, desc: seen.append(desc)),
+        )
+        second.start()
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+    first.join(60)
+    second.join(60)
+    assert seen and seen[0].startswith("Waiting for the model: 1 request ahead of yours"), seen[:3]
+    assert any(desc.startswith("Denoising: step") for desc in seen)  # then its own steps
+
+
 # ----- the launched app through gradio_client ---------------------------------------------------------------
 
 
@@ -218,6 +264,47 @@ def test_edit_returns_lossless_pngs_an_animation_and_metadata(client):
     again, *_ = call_edit(client, EX / "strokes-heart.png", num_samples=1, seed=12)
     diff = np.abs(rgb(again[0]["image"]).astype(int) - rgb(gallery[1]["image"]).astype(int))
     assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+
+
+def test_edit_sends_its_results_before_the_animation_is_rendered(client, monkeypatch):
+    """Issue 12: /edit's first output is the results with no animation, sent while the GIF has not been
+    rendered (held here until the results arrived); its final output (what predict returns) adds the GIF."""
+    from gradio_client import handle_file
+
+    release, rendering = threading.Event(), threading.Event()
+    render = progress.render_animation
+
+    def held(frames, path, **kwargs):
+        rendering.set()
+        assert release.wait(60), "the results never arrived while the animation was held"
+        return render(frames, path, **kwargs)
+
+    monkeypatch.setattr(progress, "render_animation", held)
+    gifs = progress.WORK["gifs"]
+    job = client.submit(
+        guide=handle_file(str(EX / "strokes-heart.png")),
+        mask=None,
+        model="fluent-emoji-64",
+        **FAST,
+        num_samples=1,
+        seed=7,
+        snr=0.0,
+        mask_dilation=0,
+        mask_feather=0,
+        api_name="/edit",
+    )
+    deadline = time.monotonic() + 60
+    while not job.outputs() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert job.outputs(), "no output arrived"
+    gallery, animation, summary, meta = job.outputs()[0][:4]
+    assert len(gallery) == 1 and animation is None and meta["seeds"] == [7] and "1 result" in summary
+    assert progress.WORK["gifs"] == gifs  # no GIF written when the results went out
+    release.set()
+    final = job.result(timeout=60)
+    assert rendering.is_set() and progress.WORK["gifs"] == gifs + 1
+    assert Image.open(final[1]).n_frames == 1 + 4 + 1 and final[3]["seeds"] == [7]
+    assert (rgb(final[0][0]["image"]) == rgb(gallery[0]["image"])).all()
 
 
 def test_masked_edit_leaves_every_pixel_outside_the_mask_unchanged(client):

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from sdedit.errors import BusyError, InputError
-from sdedit.studio import examples, jobs
+from sdedit.studio import examples, jobs, limits
 from sdedit.studio.batching import Batch, Cancelled, MicroBatcher
 
 EX = examples.EXAMPLES_DIR
@@ -143,6 +143,59 @@ def test_a_lone_request_does_not_wait_for_company_but_a_returning_group_is_batch
     b.close()
 
 
+def test_the_studio_never_lingers_beside_an_idle_model_and_batches_what_arrives_while_it_is_busy():
+    """Issue 12: no batching window by default; requests that arrive during a forward share the next one, and
+    a lone request after a group starts at once (counted: the idle worker never waited for company)."""
+    assert limits.BATCH_WINDOW_S == 0 and jobs.edit_service().window_s == 0
+    run = Recorder(hold=True)
+    b = MicroBatcher(run, window_s=limits.BATCH_WINDOW_S)
+    hold = b.submit("k", "hold")
+    assert run.started.wait(5)
+    group = [b.submit("k", f"g{i}") for i in range(3)]  # they arrive while the model is busy
+    run.release.set()
+    for t in [hold, *group]:
+        t.wait(timeout=10)
+    alone = b.submit("k", "alone")  # after a batch of three: no waiting for the group to come back
+    alone.wait(timeout=10)
+    assert run.batches == [["hold"], ["g0", "g1", "g2"], ["alone"]]
+    assert b.stats["lingered"] == 0
+    b.close()
+
+
+def test_a_waiting_ticket_knows_where_it_stands():
+    run = Recorder(hold=True)
+    b = MicroBatcher(run, max_items=1)
+    first = b.submit("k", "first", cost=10)
+    assert run.started.wait(5)
+    waiting = [b.submit("k", f"w{i}", cost=10) for i in range(3)]
+    assert [t.position[0] for t in waiting] == [1, 2, 3]  # the running request, then those waiting longer
+    assert first.position is None  # running
+    seen: list[int] = []
+    waiter = threading.Thread(target=lambda: waiting[2].wait(on_queue=lambda ahead, eta: seen.append(ahead)))
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    run.release.set()
+    waiter.join(10)
+    assert seen[0] == 3 and seen == sorted(seen, reverse=True), seen  # forwarded in the waiter's thread
+    # once a batch has been timed, a waiting request also gets an estimate of when it starts
+    run.release.clear()
+    run.started.clear()
+    hold = b.submit("k", "hold", cost=10)
+    assert run.started.wait(5)
+    later = b.submit("k", "later", cost=10)
+    deadline = time.monotonic() + 5
+    while later.position[1] is None and time.monotonic() < deadline:  # the running batch reports progress
+        time.sleep(0.01)
+    assert later.position[0] == 1 and later.position[1] is not None
+    run.release.set()
+    hold.wait(timeout=10)
+    later.wait(timeout=10)
+    assert later.position is None
+    b.close()
+
+
 def test_cancelling_the_awaiting_coroutine_cancels_the_ticket():
     run = Recorder(hold=True)
     b = MicroBatcher(run, window_s=0)
@@ -195,7 +248,8 @@ def test_batched_requests_equal_each_run_alone():
         alone = jobs.run_jobs([job])[0]
         assert out.metadata["seeds"] == alone.metadata["seeds"] == job.seeds
         assert out.metadata["batch"] == 4 and out.metadata["batched_requests"] == 3
-        assert len(out.images) == job.size and len(out.frames) == len(alone.frames) == 1 + 4 + 1
+        assert len(out.images) == job.size
+        assert out.animation.num_frames == alone.animation.num_frames == 1 + 4 + 1  # guide|noised, 4 steps, result
         for a, b in zip(out.images, alone.images, strict=True):
             _close(a, b)
     # the masked request keeps every pixel outside its mask, batched or not

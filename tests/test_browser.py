@@ -156,3 +156,50 @@ def test_phone_width_is_usable(browser, url):
         screenshot(page, "phone-result")
     finally:
         page.close()
+
+
+def test_a_second_visitor_sees_where_it_stands_while_another_edit_runs(browser, url):
+    """Issue 12: two visitors at once. While the first one's long edit holds the model (its progress says the
+    step and the time left), the second one's page says how many requests are ahead of it and about when it
+    starts; once the first is cancelled the second gets its result. Nothing looks frozen."""
+    import time
+
+    from gradio_client import Client, handle_file
+
+    client = Client(url, verbose=False)
+    long = client.submit(
+        guide=handle_file(str(EX / "strokes-apple.png")),
+        mask=None,
+        model="fluent-emoji-64",
+        strength=1.0,
+        sampler="dpmpp",
+        steps=400,
+        repeats=1,
+        num_samples=1,
+        seed=0,
+        snr=0.0,
+        mask_dilation=0,
+        mask_feather=0,
+        api_name="/edit",
+    )
+    page = open_app(browser, url)
+    try:
+        deadline, desc = time.time() + 60, ""
+        while "Denoising: step" not in desc and time.time() < deadline:
+            progress = long.status().progress_data
+            desc = (progress[0].desc or "") if progress else ""
+            time.sleep(0.1)
+        assert "Denoising: step" in desc and "/400" in desc, f"the long edit shows no progress: {desc!r}"
+        page.get_by_role("tab", name="Composite", exact=True).click()
+        page.click("#generate")
+        gallery = page.locator("#gallery")
+        gallery.get_by_text("ahead of yours", exact=False).wait_for(timeout=30_000)
+        text = gallery.inner_text()
+        assert "Waiting for the model: 1 request ahead of yours" in text, text
+        assert "starts in about" in text, text  # an estimate from the running edit's own progress
+        screenshot(page, "laptop-queue-position", full_page=False)
+        long.cancel()
+        assert wait_for_result(page).size == (256, 256)
+    finally:
+        long.cancel()
+        page.close()

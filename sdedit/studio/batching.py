@@ -14,8 +14,12 @@ others, and a cancelled request must stop its work. Here:
   (`Batch.all_cancelled`), which is what frees the slot when a user cancels;
 * progress is stored on the ticket and forwarded by the waiter in its own thread or coroutine, since a web
   framework's progress hook is bound to the request's own context (Gradio's is a contextvar);
-* when the workers are idle a lone request starts at once; it waits up to `window_s` for company only when
-  the previous batch held several requests, i.e. when a group of users is about to send its next requests.
+* a request that finds a worker idle starts at once; requests that arrive while the model is busy wait, and
+  the next batch takes every waiting one with the same key. With `window_s` > 0 an idle worker may also linger
+  up to that long for company, but only after a batch of several requests (a group about to send its next
+  requests); the studio keeps it at 0, so nobody waits out a window beside an idle model;
+* a waiting ticket knows where it stands (`Ticket.position`: requests ahead, and an estimate of when it
+  starts from recent batch times); the waiter forwards changes to `on_queue`, as for progress.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ class Ticket:
         self._error: BaseException | None = None
         self._progress: Progress | None = None
         self._progress_seq = 0
+        self._position: tuple[int, float | None] | None = None  # (requests ahead, seconds until it starts)
+        self._position_seq = 0
+        self._on_report: Callable[[], None] | None = None  # the batcher's hook while it runs
         self._watchers: list[Callable[[], None]] = []
 
     # ----- the worker's side ---------------------------------------------------------------------------
@@ -65,7 +72,31 @@ class Ticket:
         with self._lock:
             self._progress = (done, total, desc)
             self._progress_seq += 1
+            on_report = self._on_report
         self._notify()
+        if on_report is not None:
+            on_report()
+
+    @property
+    def progress(self) -> Progress | None:
+        with self._lock:
+            return self._progress
+
+    def set_position(self, ahead: int, eta_s: float | None) -> None:
+        """Where the waiting ticket stands (the batcher updates it as requests come and go)."""
+        eta = None if eta_s is None else round(max(0.0, eta_s), 1)
+        with self._lock:
+            if self._position == (ahead, eta):
+                return
+            self._position = (ahead, eta)
+            self._position_seq += 1
+        self._notify()
+
+    @property
+    def position(self) -> tuple[int, float | None] | None:
+        """(requests ahead, estimated seconds until it starts) while it waits; None once it started or finished."""
+        with self._lock:
+            return None if self.started is not None or self._done.is_set() else self._position
 
     def finish(self, result: Any = None, error: BaseException | None = None) -> None:
         with self._lock:
@@ -91,16 +122,22 @@ class Ticket:
             raise self._error
         return self._result
 
-    def wait(self, on_progress: Callable[[int, int, str], None] | None = None, timeout: float | None = None) -> Any:
-        """Block until done, calling `on_progress` in this thread; returns the result or raises its error."""
-        seen = 0
+    def wait(
+        self,
+        on_progress: Callable[[int, int, str], None] | None = None,
+        timeout: float | None = None,
+        on_queue: Callable[[int, float | None], None] | None = None,
+    ) -> Any:
+        """Block until done, calling `on_progress` (and `on_queue(ahead, eta_s)` while it waits) in this thread;
+        returns the result or raises its error."""
+        seen = (0, 0)
         deadline = None if timeout is None else time.monotonic() + timeout
         wake = threading.Event()
         self._watch(wake.set)
         try:
             while True:
                 wake.clear()
-                seen = self._forward(on_progress, seen)
+                seen = self._forward(on_progress, on_queue, seen)
                 if self._done.is_set():
                     break
                 left = None if deadline is None else deadline - time.monotonic()
@@ -109,10 +146,14 @@ class Ticket:
                 wake.wait(left if left is not None else 1.0)
         finally:
             self._unwatch(wake.set)
-        self._forward(on_progress, seen)
+        self._forward(on_progress, None, seen)
         return self.result()
 
-    async def wait_async(self, on_progress: Callable[[int, int, str], None] | None = None) -> Any:
+    async def wait_async(
+        self,
+        on_progress: Callable[[int, int, str], None] | None = None,
+        on_queue: Callable[[int, float | None], None] | None = None,
+    ) -> Any:
         """`wait` for coroutines: cancelling the awaiting task cancels the ticket."""
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
@@ -122,11 +163,11 @@ class Ticket:
                 loop.call_soon_threadsafe(wake.set)
 
         self._watch(notify)
-        seen = 0
+        seen = (0, 0)
         try:
             while True:
                 wake.clear()
-                seen = self._forward(on_progress, seen)
+                seen = self._forward(on_progress, on_queue, seen)
                 if self._done.is_set():
                     break
                 await wake.wait()
@@ -135,16 +176,22 @@ class Ticket:
             raise
         finally:
             self._unwatch(notify)
-        self._forward(on_progress, seen)
+        self._forward(on_progress, None, seen)
         return self.result()
 
     # ----- helpers -------------------------------------------------------------------------------------
-    def _forward(self, on_progress, seen: int) -> int:
+    def _forward(self, on_progress, on_queue, seen: tuple[int, int]) -> tuple[int, int]:
+        """Pass on what changed since `seen` (progress and position sequence numbers): the position only
+        while the ticket still waits, and never after its first progress."""
         with self._lock:
             seq, progress = self._progress_seq, self._progress
-        if on_progress is not None and progress is not None and seq != seen:
+            pseq, position = self._position_seq, self._position
+            waiting = self.started is None and not self._done.is_set() and seq == 0
+        if on_queue is not None and waiting and position is not None and pseq != seen[1]:
+            on_queue(*position)
+        if on_progress is not None and progress is not None and seq != seen[0]:
             on_progress(*progress)
-        return seq
+        return seq, pseq
 
     def _watch(self, fn: Callable[[], None]) -> None:
         with self._lock:
@@ -178,7 +225,8 @@ class MicroBatcher:
 
     run: `run(batch) -> one result per ticket`, called on a worker thread; it may raise `Cancelled`.
     max_items / max_cost: bounds on a batch's total size and cost (a single larger ticket still runs alone).
-    window_s: how long an idle worker may wait for a returning group of requests (see the module docstring).
+    window_s: how long an idle worker may wait for a returning group of requests (0: never; see the module
+        docstring).
     max_pending: tickets that may wait before `submit` raises `BusyError`.
     slot: held around each `run` (e.g. a semaphore shared with other model work), so that one process never
         runs more forwards at once than it has slots.
@@ -189,7 +237,7 @@ class MicroBatcher:
         run: Callable[[Batch], Sequence[Any]],
         max_items: int = 8,
         max_cost: float = math.inf,
-        window_s: float = 0.1,
+        window_s: float = 0.0,
         workers: int = 1,
         max_pending: int = 256,
         slot: AbstractContextManager | None = None,
@@ -205,8 +253,20 @@ class MicroBatcher:
         self._closed = False
         self._last_batch_tickets = 1
         self._idle_since = time.monotonic()
-        # cancelled: dropped before they ran; aborted: batches stopped because all their requests were cancelled
-        self.stats = {"batches": 0, "tickets": 0, "largest": 0, "retried": 0, "cancelled": 0, "aborted": 0}
+        self._running: list[tuple[Batch, float]] = []  # batches on the workers, with their start times
+        self._cost_s: float | None = None  # recent seconds per unit of cost (moving average), for the estimates
+        self._positions_at = 0.0  # when the waiting tickets were last told where they stand
+        # cancelled: dropped before they ran; aborted: batches stopped because all their requests were cancelled;
+        # lingered: times an idle worker waited for company (window_s)
+        self.stats = {
+            "batches": 0,
+            "tickets": 0,
+            "largest": 0,
+            "retried": 0,
+            "cancelled": 0,
+            "aborted": 0,
+            "lingered": 0,
+        }
 
     # ----- public ----------------------------------------------------------------------------------------
     def submit(self, key: Hashable, payload: Any, size: int = 1, cost: float = 0.0) -> Ticket:
@@ -220,6 +280,7 @@ class MicroBatcher:
                 )
             self._pending.append(ticket)
             self._start_workers()
+            self._update_positions()
             self._cond.notify_all()
         return ticket
 
@@ -287,14 +348,61 @@ class MicroBatcher:
                 full = batch.items >= self.max_items
                 if full or len(batch) >= target or now >= deadline or self._closed or first.cancelled:
                     break
+                self.stats["lingered"] += 1
                 self._cond.wait(deadline - now)
+            now = time.monotonic()
             for t in batch:
                 self._pending.remove(t)
-                t.started = time.monotonic()
+                t.started = now
                 t.batch_tickets = len(batch)
+            self._running.append((batch, now))
+            for t in batch:
+                t._on_report = self._progressed
+            self._update_positions()
             return batch
 
+    def _progressed(self) -> None:
+        """A running ticket reported progress: refresh the waiting tickets' estimates, at most once a second."""
+        with self._cond:
+            if time.monotonic() - self._positions_at >= 1.0:
+                self._update_positions()
+
+    def _left_s(self, batch: Batch, t0: float, now: float) -> float | None:
+        """Seconds a running batch still needs: from its own progress when it has any, else from its cost."""
+        elapsed = now - t0
+        progress = batch[0].progress
+        if progress is not None and progress[0] > 0 and progress[1] >= progress[0]:
+            return elapsed * (progress[1] - progress[0]) / progress[0]
+        if self._cost_s is not None:
+            return max(0.0, sum(t.cost for t in batch) * self._cost_s - elapsed)
+        return None
+
+    def _update_positions(self) -> None:
+        """Tell each waiting ticket how many requests are ahead of it and when it may start (under `_cond`).
+
+        Ahead: the requests running now and those waiting longer. The estimate: what the running batches still
+        need (from their progress) plus the cost of the requests waiting ahead at the recent seconds per unit
+        of cost, shared by the workers; None while nothing has been timed.
+        """
+        now = time.monotonic()
+        self._positions_at = now
+        running = sum(len(b) for b, _ in self._running)
+        lefts = [self._left_s(b, t0, now) for b, t0 in self._running]
+        left = None if any(x is None for x in lefts) else sum(lefts)
+        ahead, cost = running, 0.0
+        for t in self._pending:
+            if t.cancelled:
+                continue
+            if ahead:
+                eta = None
+                if left is not None and (cost == 0 or self._cost_s is not None):
+                    eta = (left + cost * (self._cost_s or 0.0)) / self.workers
+                t.set_position(ahead, eta)
+            ahead += 1
+            cost += t.cost
+
     def _execute(self, batch: Batch) -> None:
+        started = time.monotonic()
         with self.slot:
             live = Batch(t for t in batch if not t.cancelled)
             for t in batch:
@@ -309,6 +417,14 @@ class MicroBatcher:
             self.stats["largest"] = max(self.stats["largest"], len(live))
             self._last_batch_tickets = max(1, len(live))
             self._idle_since = time.monotonic()
+            self._running = [(b, t0) for b, t0 in self._running if b is not batch]
+            for t in batch:
+                t._on_report = None
+            cost = sum(t.cost for t in live)
+            if live and cost > 0:
+                per = (self._idle_since - started) / cost
+                self._cost_s = per if self._cost_s is None else 0.7 * self._cost_s + 0.3 * per
+            self._update_positions()
 
     def _run(self, batch: Batch) -> None:
         try:

@@ -5,18 +5,19 @@ batch only ever holds requests that can run. The batcher (`edit_service`, sdedit
 requests with matching settings; `run_jobs` runs them as one forward, each sample with its own seed, so the
 images agree with an unbatched run. `run_edit` is the entry point for the page and the tests; on ZeroGPU it
 runs unbatched in the calling thread. `run_t0_sweep` is the same guide and seed at several t0.
+
+The result comes first: during the forward the animation only keeps tensor copies of a few steps, and its
+GIF is rendered when `EditResult.animation` is first read (the page reads it after it has sent the result).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw
 
 from .. import loading
@@ -30,7 +31,7 @@ from .batching import Batch, Cancelled, MicroBatcher
 from .guard import free_memory, is_out_of_memory, trim_malloc
 from .guides import WHITE, prepare_mask, to_pil
 from .models import config_for, get_pipeline
-from .progress import ProgressFn, ReverseRecorder, StepProgress, output_dir, render_animation
+from .progress import Animation, ProgressFn, ReverseRecorder, StepProgress, queue_words, write_pngs
 
 
 def pick_seed(seed) -> int:
@@ -72,11 +73,29 @@ class EditSettings:
 
 @dataclass
 class EditResult:
+    """One request's results. The animation is pending until `animation` is first read (then rendered, once)."""
+
     images: list[Image.Image]
     seeds: list[int]
     metadata: dict
-    animation: Path | None = None
+    pending_animation: Animation | None = None
     summary: str = ""
+    _pngs: list[Path] | None = field(default=None, repr=False)
+
+    @property
+    def animation(self) -> Path | None:
+        """The reverse-process GIF (rendered on first access, in the caller's thread), or None without one."""
+        return None if self.pending_animation is None else self.pending_animation.path()
+
+    @property
+    def animation_ready(self) -> bool:
+        return self.pending_animation is not None and self.pending_animation.ready
+
+    def png_files(self) -> list[Path]:
+        """The images as PNG files (written on first call, then the same files)."""
+        if self._pngs is None:
+            self._pngs = write_pngs(self.images)
+        return self._pngs
 
 
 # ----- edits: checked in the request's thread, run in batches ----------------------------------------------
@@ -124,11 +143,11 @@ class EditJob:
 
 @dataclass
 class JobOutput:
-    """What a batch hands back to one request: its images, metadata and animation frames."""
+    """What a batch hands back to one request: its images, metadata and its animation, still to be rendered."""
 
     images: list[Image.Image]
     metadata: dict
-    frames: list[tuple[str, str, np.ndarray, np.ndarray]] | None
+    animation: Animation | None
 
 
 def prepare_edit(guide, mask=None, settings: EditSettings | None = None, animate: bool = True) -> EditJob:
@@ -195,6 +214,9 @@ def run_jobs(jobs: list[EditJob], cancelled: Callable[[], bool] = lambda: False)
         if is_out_of_memory(exc):
             raise _out_of_memory(pipe, len(guides)) from None
         raise
+    for rec in recorders:
+        if rec is not None:
+            rec.to_host()
     results = []
     for i, (job, rec, o) in enumerate(zip(jobs, recorders, offsets, strict=True)):
         meta = dict(out.metadata)
@@ -217,11 +239,8 @@ def run_jobs(jobs: list[EditJob], cancelled: Callable[[], bool] = lambda: False)
                 "queued_s": round(time.perf_counter() - job.queued_at, 4),
             },
         )
-        frames = None
-        if rec is not None:
-            rec.frames.append(("result", "result", out.canvases[o], out.canvases[o]))
-            frames = rec.frames
-        results.append(JobOutput(list(out.images[o : o + job.size]), meta, frames))
+        anim = Animation(rec, out.canvases[o]) if rec is not None else None
+        results.append(JobOutput(list(out.images[o : o + job.size]), meta, anim))
     return results
 
 
@@ -237,12 +256,10 @@ def _out_of_memory(pipe: SDEditPipeline, batch: int) -> OutOfMemoryError:
 
 
 def finish_edit(job: EditJob, out: JobOutput) -> EditResult:
-    """Render the animation and the summary of one request (in its own thread, off the model's)."""
-    anim = None
-    if out.frames:
-        anim = render_animation(out.frames, output_dir() / f"reverse-{uuid.uuid4().hex[:12]}.gif")
+    """The summary of one request, and its reverse-process animation still pending: the GIF is rendered when
+    `EditResult.animation` is first read, so it never holds up the result."""
     summary = summarize(out.metadata, job.guide.size)
-    return EditResult(out.images, list(out.metadata["seeds"]), out.metadata, anim, summary)
+    return EditResult(out.images, list(out.metadata["seeds"]), out.metadata, out.animation, summary)
 
 
 # One model run at a time per slot: the batcher's workers and the sweep share these.
@@ -270,7 +287,7 @@ def edit_service() -> MicroBatcher:
                 _run_tickets,
                 max_items=limits.MAX_BATCH,
                 max_cost=limits.MAX_WORK,
-                window_s=limits.BATCH_WINDOW_S,
+                window_s=limits.BATCH_WINDOW_S,  # 0 by default: requests batch while the model is busy
                 workers=limits.CONCURRENCY,
                 slot=MODEL_SLOTS,
                 name="sdedit-edits",
@@ -297,8 +314,17 @@ def run_edit(
         with MODEL_SLOTS:
             out = run_jobs([job])[0]
     else:
-        out = edit_service().submit(job.key, job, job.size, job.work).wait(progress)
+        ticket = edit_service().submit(job.key, job, job.size, job.work)
+        out = ticket.wait(progress, on_queue=_queue_reporter(job, progress))
     return finish_edit(job, out)
+
+
+def _queue_reporter(job: EditJob, progress: ProgressFn | None):
+    """While a request waits for the model: its progress bar at 0 with where it stands (`queue_words`)."""
+    if progress is None:
+        return None
+    total = job.checked.steps * job.checked.repeats
+    return lambda ahead, eta_s: progress(0, total, queue_words(ahead, eta_s))
 
 
 async def run_edit_async(
@@ -308,8 +334,9 @@ async def run_edit_async(
     import anyio
 
     job = await anyio.to_thread.run_sync(prepare_edit, guide, mask, settings, animate)
-    out = await edit_service().submit(job.key, job, job.size, job.work).wait_async(progress)
-    return await anyio.to_thread.run_sync(finish_edit, job, out)
+    ticket = edit_service().submit(job.key, job, job.size, job.work)
+    out = await ticket.wait_async(progress, on_queue=_queue_reporter(job, progress))
+    return finish_edit(job, out)  # a summary line: no thread needed (the animation is still pending)
 
 
 def warm_up(name: str | None = None) -> float:
@@ -383,14 +410,18 @@ def run_t0_sweep(
     m = prepare_mask(to_pil(mask, "mask") if mask is not None else None, guide.size, s.mask_dilation, s.mask_feather)
     seed = pick_seed(s.seed)
     bar = StepProgress(progress, sum(c.steps for c in checks) * repeats, "t0 sweep")
-    with MODEL_SLOTS:
-        try:
-            result = run_sweep(
-                pipe, guide, m, values, seed=seed, num_images=num, callback=bar, progress=False, **kwargs
-            )
-        except Exception as exc:
-            if is_out_of_memory(exc):
-                raise _out_of_memory(pipe, num) from None
-            raise
+    if not MODEL_SLOTS.acquire(blocking=False):  # edits hold the model: say so rather than look frozen
+        if progress is not None:
+            progress(0, bar.total, "Waiting for the model: edits are running")
+        MODEL_SLOTS.acquire()
+        bar.t0 = time.perf_counter()  # the time-left estimate counts from the first step, not the wait
+    try:
+        result = run_sweep(pipe, guide, m, values, seed=seed, num_images=num, callback=bar, progress=False, **kwargs)
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise _out_of_memory(pipe, num) from None
+        raise
+    finally:
+        MODEL_SLOTS.release()
     title = f"Faithfulness vs t0 · {pipe.config.name} · seed {seed}"
     return SweepOutput(result.grid(), result.plot(title), result.rows(), seed)

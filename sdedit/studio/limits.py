@@ -40,7 +40,9 @@ MAX_STRENGTHS_TEXT = 200  # characters of the sweep's t0 list
 # Model runs at once (one per replica), and samples from several requests merged into one forward.
 CONCURRENCY = _env_int("SDEDIT_CONCURRENCY", 1)
 MAX_BATCH = _env_int("SDEDIT_MAX_BATCH", 8)
-BATCH_WINDOW_S = _env_number("SDEDIT_BATCH_WINDOW_MS", 100, 0) / 1000
+# How long an idle model may wait for company (after a batch of several requests). 0: never; requests that
+# arrive while the model is busy are batched instead, so a lone request never waits beside an idle model.
+BATCH_WINDOW_S = _env_number("SDEDIT_BATCH_WINDOW_MS", 0, 0) / 1000
 # Requests waiting beyond those being served (Gradio's queue).
 QUEUE_SIZE = int(os.environ.get("SDEDIT_QUEUE_SIZE", "16"))
 # On ZeroGPU the GPU exists only inside a @spaces.GPU call, so edits run there one by one, unbatched.

@@ -1,8 +1,13 @@
 """What a visitor sees while an edit runs and after: the progress bar's words and the reverse-process GIF.
 
-`StepProgress` turns the pipeline's step callbacks into a bar with an estimate; `ReverseRecorder` keeps a
-few frames of one sample (x_t and the model's current guess of the clean image); `render_animation` makes
-the looping GIF, written to a private folder whose old files are swept (`cleanup_outputs`).
+`StepProgress` turns the pipeline's step callbacks into a bar with an estimate; `queue_words` says where a
+waiting request stands. `ReverseRecorder` keeps a few frames of one sample (x_t and the model's current guess
+of the clean image) as tensor copies: nothing is decoded or encoded while the model runs. `Animation` turns
+them into the looping GIF (`render_animation`) only when asked, after the result has gone back, once. The
+GIF and the result PNGs go to a private folder whose old files are swept (`cleanup_outputs`).
+
+`WORK` counts the animation's work (tensor copies in the step loop, frames decoded and encoded, GIFs), so
+tests can check what runs on a result's path without timing it.
 """
 
 from __future__ import annotations
@@ -10,7 +15,10 @@ from __future__ import annotations
 import contextlib
 import math
 import tempfile
+import threading
 import time
+import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +31,23 @@ from . import limits
 from .guides import WHITE
 
 ProgressFn = Callable[[int, int, str], None]
+
+# Work done for animations since the process started: "step_copies" (tensor copies in the step loop),
+# "frames_decoded", "frames_encoded" (GIF frames drawn and quantized), "gifs" (files written).
+WORK: Counter = Counter()
+_WORK_LOCK = threading.Lock()
+
+
+def count(**amounts: int) -> None:
+    with _WORK_LOCK:
+        WORK.update(amounts)
+
+
+def queue_words(ahead: int, eta_s: float | None) -> str:
+    """'Waiting for the model: 2 requests ahead of yours · starts in about 3 s' for a waiting request."""
+    who = "1 request" if ahead == 1 else f"{ahead} requests"
+    when = "" if eta_s is None else f" · starts in about {max(1, round(eta_s))} s"
+    return f"Waiting for the model: {who} ahead of yours{when}"
 
 
 class StepProgress:
@@ -46,24 +71,27 @@ class StepProgress:
 
 
 class ReverseRecorder:
-    """Keeps the first sample's x_t and predicted x0 after each step, to animate the reverse process.
+    """Keeps the first sample's x_t and predicted x0 after some steps, to animate the reverse process later.
 
-    `decode` is the model's space back to (B, R, R, 3) uint8 canvases (`pipe.space.decode`): the recorder
-    never assumes pixels.
+    In the step loop it only copies two (1, C, h, w) tensors on the model's device (no host sync, no decoding);
+    `frames()` decodes them, all at once, when the animation is rendered. `decode` is the model's space back
+    to (B, R, R, 3) uint8 canvases (`pipe.space.decode`): the recorder never assumes pixels.
     """
 
     def __init__(self, decode: Callable[[torch.Tensor], np.ndarray], total: int, max_frames: int = 48):
         self.decode = decode
         self.every = max(1, math.ceil(total / max_frames))
         self.total = total
-        self.frames: list[tuple[str, str, np.ndarray, np.ndarray]] = []
+        self.labels: list[tuple[str, str]] = []
+        self.left: list[torch.Tensor] = []
+        self.right: list[torch.Tensor] = []
         self.count = 0
 
-    def _img(self, x) -> np.ndarray:
-        return self.decode(x[:1])[0]
-
     def add(self, left: str, right: str, x, x0) -> None:
-        self.frames.append((left, right, self._img(x), self._img(x0)))
+        self.labels.append((left, right))
+        self.left.append(x[:1].detach().clone())
+        self.right.append(x0[:1].detach().clone())
+        count(step_copies=2)
 
     def step(self, x, x0_pred) -> None:
         """After a step: keep x_t and the predicted x0 (the first sample of `x`) every `every` steps."""
@@ -73,6 +101,47 @@ class ReverseRecorder:
 
     def __call__(self, info: StepInfo) -> None:
         self.step(info.x, info.x0_pred)
+
+    def to_host(self) -> None:
+        """Move the kept tensors off the accelerator in one copy each side (after the run, not per step)."""
+        if self.left and self.left[0].device.type != "cpu":
+            self.left = list(torch.cat(self.left).cpu().split(1))
+            self.right = list(torch.cat(self.right).cpu().split(1))
+
+    def frames(self) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+        """(left label, right label, left image, right image) for every kept step, decoded in one batch."""
+        if not self.labels:
+            return []
+        n = len(self.labels)
+        images = self.decode(torch.cat([*self.left, *self.right]).float())
+        count(frames_decoded=2 * n)
+        return [(a, b, images[i], images[n + i]) for i, (a, b) in enumerate(self.labels)]
+
+
+class Animation:
+    """One request's reverse-process GIF: rendered when first asked for (after the result went back), once.
+
+    `path()` renders it (thread-safe; later calls return the same file) and frees the recorded tensors.
+    """
+
+    def __init__(self, recorder: ReverseRecorder, result: np.ndarray):
+        self._recorder: ReverseRecorder | None = recorder
+        self._result = result
+        self.num_frames = len(recorder.labels) + 1  # the kept steps and the result
+        self._path: Path | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        return self._path is not None
+
+    def path(self) -> Path:
+        with self._lock:
+            if self._path is None:
+                frames = [*self._recorder.frames(), ("result", "result", self._result, self._result)]
+                self._path = render_animation(frames, output_dir() / f"reverse-{uuid.uuid4().hex[:12]}.gif")
+                self._recorder = None
+            return self._path
 
 
 _FONT = None
@@ -112,26 +181,49 @@ def render_animation(
         images.append(frame.quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE))
         durations.append(1200 if i == 0 else hold_last_ms if i == len(frames) - 1 else 110)
     images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0, optimize=False)
+    count(frames_encoded=len(images), gifs=1)
     return path
 
 
-def output_dir() -> Path:
-    """A private temp folder for animations; files older than OUTPUT_TTL_S are removed as new ones come in.
+def write_pngs(images: list[Image.Image]) -> list[Path]:
+    """The results as lossless PNG files in the output folder, written once: the page's gallery serves them
+    (a Gradio event that sends its outputs twice, as /edit does, would otherwise encode every PNG twice)."""
+    folder = output_dir()
+    stem = uuid.uuid4().hex[:12]
+    paths = []
+    for i, im in enumerate(images):
+        path = folder / f"result-{stem}-{i}.png"
+        im.save(path, format="PNG")
+        paths.append(path)
+    return paths
 
-    Gradio copies each animation into its own cache (cleaned by `delete_cache` in the page), so these are only
-    the sources; at most `keep` are kept however busy the server is.
+
+_LAST_CLEANUP = [0.0]
+CLEANUP_EVERY_S = 10.0
+
+
+def output_dir() -> Path:
+    """A private temp folder for animations and result PNGs; old files are removed as new ones come in.
+
+    Gradio copies each file into its own cache (cleaned by `delete_cache` in the page), so these are only the
+    sources; at most `keep` are kept however busy the server is. The folder is swept at most every
+    CLEANUP_EVERY_S seconds (a sweep lists the folder).
     """
     folder = Path(tempfile.gettempdir()) / "sdedit-studio"
     folder.mkdir(parents=True, exist_ok=True)
-    cleanup_outputs(folder)
+    now = time.monotonic()
+    if now - _LAST_CLEANUP[0] >= CLEANUP_EVERY_S:
+        _LAST_CLEANUP[0] = now
+        cleanup_outputs(folder)
     return folder
 
 
 def cleanup_outputs(folder: Path, ttl_s: float | None = None, keep: int = 500) -> int:
-    """Delete animations older than `ttl_s` (default OUTPUT_TTL_S), and the oldest beyond `keep`; returns how many."""
+    """Delete outputs (GIFs, PNGs) older than `ttl_s` (default OUTPUT_TTL_S), and the oldest beyond `keep`;
+    returns how many."""
     cutoff = time.time() - (limits.OUTPUT_TTL_S if ttl_s is None else ttl_s)
     files = []
-    for path in folder.glob("*.gif"):
+    for path in [*folder.glob("*.gif"), *folder.glob("*.png")]:
         with contextlib.suppress(OSError):  # removed meanwhile by another process
             files.append((path.stat().st_mtime, path))
     files.sort(reverse=True)

@@ -2,25 +2,37 @@
 sweep and the details; and the `/edit` and `/sweep` endpoints behind them.
 
 The endpoints return their values in the order docs/app.md documents (gradio_client receives them so).
+`/edit` sends its outputs twice: the results as soon as they exist (the animation still empty), then the same
+with the reverse-process GIF, rendered after the results have gone out. `predict` returns the second.
 """
 
 from __future__ import annotations
 
+import logging
+
+import anyio
 import gradio as gr
 
 from ..configs import ModelConfig
 from . import limits
 from .jobs import EditResult, EditSettings, run_edit, run_edit_async, run_t0_sweep
-from .ui import friendly, gpu, progress_reporter
+from .ui import as_gr_error, friendly, gpu, progress_reporter
+
+log = logging.getLogger("sdedit.app")
 
 
-def edit_outputs(r: EditResult):
-    """(gallery, animation, summary, details, last seed) for the results panel: the `/edit` endpoint's return."""
-    gallery = [(im, f"seed {s}") for im, s in zip(r.images, r.seeds, strict=True)]
-    return gallery, str(r.animation), r.summary, r.metadata, r.seeds[0]
+def edit_outputs(r: EditResult, animation: bool = True):
+    """(gallery, animation, summary, details, last seed) for the results panel: the `/edit` endpoint's return.
+
+    The gallery lists the results' PNG files (written once, so sending the outputs twice encodes them once);
+    animation=False leaves the animation empty (and unrendered).
+    """
+    files = r.png_files()
+    gallery = [(str(path), f"seed {s}") for path, s in zip(files, r.seeds, strict=True)]
+    anim = r.animation if animation else None
+    return gallery, None if anim is None else str(anim), r.summary, r.metadata, r.seeds[0]
 
 
-@friendly
 async def edit(
     guide,
     mask,
@@ -39,13 +51,28 @@ async def edit(
     """SDEdit: perturb the guide to t0 and denoise it. White in `mask` may change; None changes everything.
 
     Async so that a cancelled request stops its work (the batcher drops it) instead of running on unseen;
-    requests with matching settings share one forward pass (sdedit.studio.batching).
+    requests with matching settings share one forward pass (sdedit.studio.batching). A generator: the results
+    go out first, then again with the animation, rendered in a worker thread after they went out. Errors
+    reach the user as `ui.as_gr_error` words (`friendly` does not wrap generators).
     """
     settings = EditSettings(
         model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather
     )
-    progress(0, desc="Waiting for the model")
-    return edit_outputs(await run_edit_async(guide, mask, settings, progress_reporter(progress)))
+    try:
+        progress(0, desc="Waiting for the model")
+        r = await run_edit_async(guide, mask, settings, progress_reporter(progress))
+        first = await anyio.to_thread.run_sync(edit_outputs, r, False)
+    except Exception as exc:
+        raise as_gr_error(exc, "edit") from None
+    yield first
+    if r.pending_animation is None:
+        return
+    try:
+        animation = str(await anyio.to_thread.run_sync(lambda: r.animation))
+    except Exception:  # the results are out already: a failed animation must not turn them into an error
+        log.exception("the reverse-process animation could not be rendered")
+        return
+    yield (first[0], animation, *first[2:])
 
 
 @gpu(duration=90)
