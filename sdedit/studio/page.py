@@ -27,6 +27,8 @@ CSS = """
 #title h1 { margin: 0 0 0.1em 0; }
 #title p { margin-top: 0.2em; color: var(--body-text-color-subdued); }
 #generate { min-height: 52px; font-size: 1.15em; }
+/* the live canvas (sdedit.studio.canvas) uses its block's full width: the canvas stays >= 300 px on a phone */
+.block.live-canvas .html-container { padding-left: 0 !important; padding-right: 0 !important; }
 .hint, .hint p { font-size: 0.9em; color: var(--body-text-color-subdued); }
 /* five shrinkable columns: fixed-size thumbnails would make the page scroll sideways on a phone */
 .examples-gallery .grid-container { grid-template-columns: repeat(5, minmax(0, 1fr)) !important; }

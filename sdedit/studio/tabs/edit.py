@@ -1,4 +1,5 @@
-"""The Edit tab: paint over a photo; only painted pixels (and the mask-only layer's) may change."""
+"""The Edit tab: paint over a photo; only painted pixels (and the mask-only layer's) may change. The Live
+preview sits beside the photo."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import numpy as np
 from PIL import Image
 
 from ...configs import ModelConfig
+from ..canvas import canvas_value, follow_settings, live_canvas, read_canvas
 from ..examples import Example, gallery_items, load_example_image
 from ..guides import bake_strokes, editor_value, photo_guide
-from ..ui import examples_gallery, image_editor
+from ..ui import examples_gallery
 from .base import Tab
 
 EDIT_EXAMPLES = [
@@ -29,32 +31,37 @@ EDIT_EXAMPLES = [
         layer="photo-panda-strokes.png",
     ),
 ]
-# The editor's layers: colour strokes (change the guide and the mask), then a mask-only brush.
-EDIT_LAYERS = ["Paint strokes", "Mask only (colour ignored)"]
 
 
 def edit_example_value(ex: Example) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
-    """An Edit example for the editor: its photo with the strokes baked in, and the (photo, painted) pair."""
+    """An Edit example as gr.ImageEditor took it: its photo with the strokes baked in, and the (photo, painted)
+    pair `photo_guide` finds them with. (The studio's canvas takes the strokes as a layer: `example_canvas`.)"""
     baked = bake_strokes(load_example_image(ex.image), load_example_image(ex.layer, "RGBA"))
     return editor_value(Image.fromarray(baked[1])), baked
+
+
+def example_canvas(ex: Example) -> tuple[str, dict]:
+    """An Edit example for the canvas (its photo, its strokes on the paint layer) and the same as guides read it."""
+    photo, strokes = load_example_image(ex.image), load_example_image(ex.layer, "RGBA")
+    value = {"background": np.asarray(photo.convert("RGBA")), "layers": [np.asarray(strokes)]}
+    return canvas_value(photo, [strokes, None]), value
 
 
 class EditTab(Tab):
     id, label = "edit", "Edit a photo"
 
     def layout(self, cfg: ModelConfig) -> None:
-        self.baked = gr.State(None)  # (photo, photo with strokes) of a loaded example: see photo_guide
-        self.editor = image_editor(
-            cfg,
-            editor_value(load_example_image(EDIT_EXAMPLES[1].image)),
-            "Photo: paint on it, only painted areas change",
-            "edit-editor",
-            layers=gr.LayerOptions(allow_additional_layers=False, layers=EDIT_LAYERS),
+        self.canvas = live_canvas(
+            canvas_value(load_example_image(EDIT_EXAMPLES[1].image)),
+            mode="photo",
+            cfg=cfg,
+            label="Photo: paint on it, only painted areas change",
+            elem_id="edit-editor",
         )
         gr.Markdown(
-            "Strokes on the **Paint strokes** layer recolour the photo and mark where it may change. "
-            "Pick the **Mask only** layer (bottom right of the editor) to mark more area without "
-            "painting. Everything else stays exactly as it is.",
+            "Strokes on the **Paint** layer recolour the photo and mark where it may change. Pick "
+            "**Mask only** to mark more area without painting. Everything else stays exactly as it is. "
+            "⤒ uploads a photo (or paste or drop one).",
             elem_classes="hint",
         )
         self.gallery = examples_gallery(
@@ -65,31 +72,26 @@ class EditTab(Tab):
 
     @property
     def guide_inputs(self):
-        return [self.editor, self.baked]
+        return [self.canvas]
 
     def guide(self, values):
-        return photo_guide(values[self.editor], values[self.baked])
-
-    @property
-    def editors(self):
-        return [self.editor]
+        return photo_guide(read_canvas(values[self.canvas]))
 
     @property
     def receive_outputs(self):
-        return [self.editor, self.baked]
+        return [self.canvas]
 
     def receive(self, image):
-        return {self.editor: editor_value(image), self.baked: None}
+        return {self.canvas: canvas_value(image)}
 
     def connect(self, page) -> None:
         def load_example(evt: gr.SelectData) -> dict:
-            """The photo with the example's strokes baked in (see guides.editor_value), plus its guide and mask."""
-            value, baked = edit_example_value(EDIT_EXAMPLES[evt.index])
-            guide, mask = photo_guide(value, baked)
-            return {self.editor: value, self.baked: baked, **page.show_guide(self, guide, mask)}
+            """The photo with the example's strokes on the paint layer, plus its guide and mask."""
+            value, read = example_canvas(EDIT_EXAMPLES[evt.index])
+            guide, mask = photo_guide(read)
+            return {self.canvas: value, **page.show_guide(self, guide, mask)}
 
         page.then_edit(
-            self.gallery.select(
-                load_example, None, [self.editor, self.baked, *page.guide_outputs], api_visibility="private"
-            )
+            self.gallery.select(load_example, None, [self.canvas, *page.guide_outputs], api_visibility="private")
         )
+        follow_settings(self.canvas, page)

@@ -1,13 +1,15 @@
-"""The Paint tab: flat colour strokes on a blank canvas; the whole canvas is the guide (no mask)."""
+"""The Paint tab: flat colour strokes on a blank canvas, with the Live preview beside it; the whole canvas is
+the guide (no mask)."""
 
 from __future__ import annotations
 
 import gradio as gr
 
 from ...configs import REPO_ROOT, ModelConfig, default_config
+from ..canvas import canvas_value, follow_settings, live_canvas, read_canvas
 from ..examples import EXAMPLES_DIR, Example, gallery_items, load_example_image
-from ..guides import CANVAS_SIZE, blank_canvas, editor_value, paint_guide, to_canvas
-from ..ui import examples_gallery, image_editor
+from ..guides import blank_canvas, paint_guide, to_canvas
+from ..ui import examples_gallery
 from .base import Tab
 
 
@@ -30,14 +32,12 @@ class PaintTab(Tab):
 
     def layout(self, cfg: ModelConfig) -> None:
         self.examples = paint_examples(cfg)
-        self.editor = image_editor(
-            cfg,
-            editor_value(blank_canvas()),
-            "Canvas: paint flat colour strokes",
-            "paint-editor",
-            canvas_size=(CANVAS_SIZE, CANVAS_SIZE),
-            fixed_canvas=True,
-            layers=False,
+        self.canvas = live_canvas(
+            canvas_value(blank_canvas()),
+            mode="paint",
+            cfg=cfg,
+            label="Canvas: paint flat colour strokes",
+            elem_id="paint-editor",
         )
         self.gallery = examples_gallery(
             gallery_items(self.examples), "one click paints one and generates", "paint-examples"
@@ -45,32 +45,25 @@ class PaintTab(Tab):
 
     @property
     def guide_inputs(self):
-        return [self.editor]
+        return [self.canvas]
 
     def guide(self, values):
-        return paint_guide(values[self.editor]), None
-
-    @property
-    def editors(self):
-        return [self.editor]
+        return paint_guide(read_canvas(values[self.canvas], layers=1)), None
 
     @property
     def receive_outputs(self):
-        return [self.editor]
+        return [self.canvas]
 
     def receive(self, image):
-        return {self.editor: editor_value(to_canvas(image))}
+        return {self.canvas: canvas_value(to_canvas(image))}
 
     def connect(self, page) -> None:
         def load_example(evt: gr.SelectData) -> dict:
-            """The example on the canvas, and as the guide to edit right away (no mask: all of it may change).
-
-            The guide goes straight to the edit step: reading the editor back while it is still loading the new
-            value leaves it showing the old picture (gradio 6.31).
-            """
+            """The example on the canvas, and as the guide to edit right away (no mask: all of it may change)."""
             canvas = to_canvas(load_example_image(self.examples[evt.index].image))
-            return {self.editor: editor_value(canvas), **page.show_guide(self, canvas, None)}
+            return {self.canvas: canvas_value(canvas), **page.show_guide(self, canvas, None)}
 
         page.then_edit(
-            self.gallery.select(load_example, None, [self.editor, *page.guide_outputs], api_visibility="private")
+            self.gallery.select(load_example, None, [self.canvas, *page.guide_outputs], api_visibility="private")
         )
+        follow_settings(self.canvas, page)

@@ -1,0 +1,344 @@
+"""Live preview (issue 13): the newest-only rule, Generate's priority on the model, stable previews, the canvas's
+value, and whether Live starts on. The browser side is tests/test_live_browser.py."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import threading
+import time
+import types
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from sdedit.configs import default_config
+from sdedit.errors import InputError
+from sdedit.samplers import steps_for
+from sdedit.studio import canvas, live, models
+from sdedit.studio.live import ModelGate, PreviewRequest, PreviewResult, PreviewService, PreviewSettings
+
+
+def _fake_compute(log: list, seconds: float = 0.05):
+    def compute(requests):
+        time.sleep(seconds)
+        log.extend(r.seq for r in requests)
+        return [PreviewResult(r.seq, jpeg=b"x") for r in requests]
+
+    return compute
+
+
+def _request(seq: int, visitor: str = "visitor-a", **settings) -> PreviewRequest:
+    return PreviewRequest(visitor, seq, b"png", None, PreviewSettings(**settings))
+
+
+# ----- the newest-only rule ---------------------------------------------------------------------------------
+
+
+def test_a_burst_from_one_visitor_computes_the_last_canvas_and_at_most_one_more():
+    computed: list[int] = []
+    service = PreviewService(_fake_compute(computed, 0.1))
+    try:
+        tickets = [service.submit(_request(seq)) for seq in range(1, 21)]  # 20 strokes in a few ms
+        results = [t.wait(10) for t in tickets]
+    finally:
+        service.close()
+    assert computed[-1] == 20, "the newest canvas is always computed"
+    assert len(computed) <= 2, f"computed {computed}: the last and at most one more"
+    stale = [r.seq for r in results if r.stale]
+    assert sorted(stale + computed) == list(range(1, 21)), "every other canvas is answered as stale, at once"
+    assert service.stats["dropped"] == len(stale) and service.stats["computed"] == len(computed)
+
+
+def test_a_canvas_sent_while_a_preview_runs_replaces_the_waiting_one():
+    computed: list[int] = []
+    service = PreviewService(_fake_compute(computed, 0.2))
+    try:
+        first = service.submit(_request(1))
+        time.sleep(0.05)  # 1 is running now
+        second = service.submit(_request(2))
+        third = service.submit(_request(3))
+        assert second.wait(1).stale, "the waiting canvas is dropped as soon as a newer one comes"
+        assert not first.wait(2).stale and not third.wait(2).stale
+    finally:
+        service.close()
+    assert computed == [1, 3]
+
+
+def test_visitors_take_turns_a_busy_painter_does_not_starve_the_others():
+    computed: list[tuple[str, int]] = []
+
+    def compute(requests):
+        time.sleep(0.03)
+        computed.extend((r.visitor, r.seq) for r in requests)
+        return [PreviewResult(r.seq) for r in requests]
+
+    service = PreviewService(compute)
+    try:
+        for seq in range(1, 6):  # a waits in line, and keeps replacing its canvas
+            service.submit(_request(seq, "visitor-a"))
+        b = service.submit(_request(100, "visitor-b"))
+        for seq in range(6, 30):
+            service.submit(_request(seq, "visitor-a"))
+            time.sleep(0.005)
+        assert not b.wait(2).stale
+        service.submit(_request(30, "visitor-a")).wait(2)
+    finally:
+        service.close()
+    order = [v for v, _ in computed]
+    assert order.index("visitor-b") <= 2, f"b waited for more than one turn of a: {computed}"
+
+
+def test_previews_with_matching_settings_may_share_a_forward():
+    batches: list[list[str]] = []
+
+    def compute(requests):
+        time.sleep(0.05)
+        batches.append([r.visitor for r in requests])
+        return [PreviewResult(r.seq) for r in requests]
+
+    service = PreviewService(compute, max_batch=4)
+    try:
+        tickets = [service.submit(_request(1, f"visitor-{i}", strength=0.5)) for i in range(5)]
+        tickets.append(service.submit(_request(1, "visitor-other", strength=0.7)))
+        for t in tickets:
+            t.wait(5)
+    finally:
+        service.close()
+    assert max(len(b) for b in batches) <= 4
+    assert ["visitor-other"] in batches, "another t0 never shares a forward"
+
+
+# ----- Generate first: the model slot --------------------------------------------------------------------------
+
+
+def test_an_edit_waits_at_most_for_the_preview_that_is_running():
+    """Previews run back to back (eight painters); an edit that arrives at any moment waits at most one preview."""
+    slot = threading.BoundedSemaphore(1)
+    gate = ModelGate(slot, poll_s=0.002)
+    preview_s = 0.06
+    stop = threading.Event()
+
+    def painter():
+        while not stop.is_set():
+            with gate.turn():
+                time.sleep(preview_s)
+
+    threads = [threading.Thread(target=painter, daemon=True) for _ in range(2)]
+    for t in threads:
+        t.start()
+    waits = []
+    try:
+        rng = np.random.default_rng(0)
+        for _ in range(12):
+            time.sleep(float(rng.uniform(0.0, 0.08)))
+            t0 = time.perf_counter()
+            with slot:  # what the edit batcher does around a forward
+                waits.append(time.perf_counter() - t0)
+                time.sleep(0.02)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(2)
+    assert max(waits) < preview_s + 0.04, f"an edit waited {max(waits):.3f} s behind previews of {preview_s} s"
+
+
+def test_previews_wait_while_an_edit_is_queued():
+    slot = threading.BoundedSemaphore(1)
+    queued = threading.Event()
+    gate = ModelGate(slot, edits_waiting=queued.is_set, poll_s=0.002)
+    queued.set()
+    started = []
+
+    def preview():
+        with gate.turn():
+            started.append(time.perf_counter())
+
+    t = threading.Thread(target=preview, daemon=True)
+    t.start()
+    time.sleep(0.1)
+    assert not started, "a preview must not start while an edit is queued"
+    released = time.perf_counter()
+    queued.clear()
+    t.join(2)
+    assert started and started[0] >= released
+
+
+# ----- the real preview on the embedded model ---------------------------------------------------------------
+
+
+def test_preview_steps_run_exactly_the_evaluations_and_start_near_t0():
+    for t0 in (0.2, 0.3, 0.5, 0.6, 0.8, 1.0):
+        for e in (1, 2, 3, 4):
+            n = live.preview_steps(t0, e)
+            assert steps_for(n, t0) == e
+            assert abs(e / n - t0) <= 0.2, (t0, e, n)
+    assert live.preview_steps(0.5, 2) == 4
+
+
+def _stroke_canvas(extra: bool = False) -> bytes:
+    image = Image.new("RGB", (256, 256), "white")
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((50, 50, 200, 200), fill=(255, 200, 61))
+    draw.line((80, 150, 176, 150), fill=(33, 33, 33), width=10)
+    if extra:  # a small stroke: an eye
+        draw.ellipse((85, 85, 115, 115), fill=(33, 33, 33))
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _pixels(result: PreviewResult) -> np.ndarray:
+    assert result.error is None, result.error
+    return np.asarray(Image.open(io.BytesIO(result.jpeg)).convert("RGB")).astype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return models.get_pipeline(None)
+
+
+def test_the_same_canvas_gives_the_same_preview_and_a_small_stroke_changes_it_mostly_there(pipe):
+    settings = PreviewSettings(pipe.config.name, 0.5, -1)
+    a = live.compute_previews([PreviewRequest("visitor-one", 1, _stroke_canvas(), None, settings)], pipe=pipe)[0]
+    again = live.compute_previews([PreviewRequest("visitor-one", 2, _stroke_canvas(), None, settings)], pipe=pipe)[0]
+    assert a.jpeg == again.jpeg, "same canvas, same visitor and seed: the same preview"
+    other = live.compute_previews([PreviewRequest("visitor-two", 1, _stroke_canvas(), None, settings)], pipe=pipe)[0]
+    assert other.jpeg != a.jpeg, "with a random seed each visitor has noise of its own"
+    b = live.compute_previews([PreviewRequest("visitor-one", 3, _stroke_canvas(True), None, settings)], pipe=pipe)[0]
+    diff = np.abs(_pixels(a) - _pixels(b)).sum(-1)
+    near = np.zeros(diff.shape, bool)
+    near[55:145, 55:145] = True  # the stroke and a margin of 30 px around it (measured: 44 inside, 5 outside)
+    assert diff[near].mean() > 4 * diff[~near].mean(), "a small stroke changes the picture mostly where it was made"
+
+
+def test_a_masked_preview_keeps_the_photo_outside_the_strokes(pipe):
+    photo = Image.open("examples/photo-cat.png").convert("RGB")
+    mask = Image.new("L", photo.size, 0)
+    ImageDraw.Draw(mask).rectangle((90, 140, 170, 170), fill=255)
+    buf = io.BytesIO()
+    photo.save(buf, "PNG")
+    settings = PreviewSettings(pipe.config.name, 0.6, 3, 0, 0)
+    (res,) = live.compute_previews([PreviewRequest("visitor-one", 1, buf.getvalue(), mask, settings)], pipe=pipe)
+    out, ref = _pixels(res), np.asarray(photo).astype(np.int16)
+    m = np.asarray(mask) > 0
+    assert np.abs(out - ref)[~m].mean() < 3, "outside the mask the preview is the photo (up to JPEG)"
+    assert np.abs(out - ref)[m].mean() > 5
+    empty = live.compute_previews(
+        [PreviewRequest("visitor-one", 2, buf.getvalue(), Image.new("L", photo.size, 0), settings)], pipe=pipe
+    )[0]
+    assert empty.error and "paint" in empty.error and empty.jpeg is None
+
+
+def test_a_blank_canvas_answers_with_words(pipe):
+    buf = io.BytesIO()
+    Image.new("RGB", (256, 256), "white").save(buf, "PNG")
+    (res,) = live.compute_previews([PreviewRequest("visitor-one", 1, buf.getvalue())], pipe=pipe)
+    assert res.error and "paint" in res.error
+
+
+# ----- the page's calls -------------------------------------------------------------------------------------
+
+
+def _data_url(data: bytes, kind: str = "png") -> str:
+    return f"data:image/{kind};base64," + base64.b64encode(data).decode()
+
+
+def test_preview_calls_are_checked_before_anything_runs():
+    good = {"visitor": "visitor-0123", "seq": 3, "guide": _data_url(_stroke_canvas())}
+    assert live.parse_request(good).seq == 3
+    for bad, words in [
+        ("not an object", "one object"),
+        ({**good, "visitor": "x"}, "visitor id"),
+        ({**good, "guide": "/etc/passwd"}, "data URL"),
+        ({**good, "guide": "https://example.com/a.png"}, "data URL"),
+        ({**good, "guide": "data:image/png;base64,@@@"}, "base64"),
+        ({**good, "guide": None}, "needs the canvas"),
+    ]:
+        with pytest.raises(InputError, match=words):
+            live.parse_request(bad)
+    out = asyncio.run(live.preview({**good, "guide": "/etc/passwd"}))
+    assert out["seq"] == 3 and "data URL" in out["error"] and "image" not in out
+    s = live.parse_settings({"strength": 7, "seed": "12", "mask_feather": -3, "model": None})
+    assert (s.strength, s.seed, s.mask_feather, s.model) == (1.0, 12, 0, None)
+    assert live.parse_settings("junk") == PreviewSettings()
+
+
+def test_the_canvas_value_round_trips_and_never_names_a_file():
+    photo = Image.open("examples/photo-cat.png").convert("RGB")
+    strokes = Image.new("RGBA", photo.size, (0, 0, 0, 0))
+    ImageDraw.Draw(strokes).rectangle((10, 10, 40, 30), fill=(255, 0, 0, 255))
+    value = canvas.canvas_value(photo, [strokes, None])
+    read = canvas.read_canvas(value)
+    assert (read["background"][..., :3] == np.asarray(photo)).all()
+    assert len(read["layers"]) == 2 and read["layers"][1].shape == (*photo.size[::-1], 4)
+    assert not read["layers"][1].any(), "a missing layer is transparent, so the mask layer stays layer 1"
+    assert (read["layers"][0][15, 15] == (255, 0, 0, 255)).all()
+    for bad in ['{"background": "/etc/passwd"}', '{"background": "file:///etc/passwd"}', "{not json", "[1]"]:
+        with pytest.raises(InputError):
+            canvas.read_canvas(bad)
+    assert canvas.read_canvas("") == {"background": None, "layers": []}
+    json.loads(value)
+
+
+def test_the_tabs_read_their_guides_from_the_canvas():
+    from sdedit.studio.page import build_page
+
+    page = build_page()
+    paint, edit = page.by_id["paint"], page.by_id["edit"]
+    for tab in (paint, edit):
+        names = {fn.__name__ for fn in tab.canvas.server_fns}
+        assert {"preview", "policy"} <= names
+        assert tab.canvas.props["live"]["model"] == default_config().name
+    blank = canvas.canvas_value(Image.new("RGB", (256, 256), "white"))
+    with pytest.raises(InputError, match="blank"):
+        paint.guide({paint.canvas: blank})
+    layer = Image.new("RGBA", (256, 256), (0, 0, 0, 0))
+    ImageDraw.Draw(layer).ellipse((60, 60, 190, 190), fill=(249, 47, 96, 255))
+    guide, mask = paint.guide({paint.canvas: canvas.canvas_value(Image.new("RGB", (256, 256), "white"), [layer])})
+    assert mask is None and np.asarray(guide)[128, 128].tolist() == [249, 47, 96]
+    photo = Image.open("examples/photo-cat.png").convert("RGB")
+    only_mask = Image.new("RGBA", photo.size, (0, 0, 0, 0))
+    ImageDraw.Draw(only_mask).rectangle((0, 0, 9, 9), fill=(255, 255, 255, 255))
+    guide, mask = edit.guide({edit.canvas: canvas.canvas_value(photo, [None, only_mask])})
+    assert (np.asarray(guide) == np.asarray(photo)).all(), "the mask layer marks, it does not paint"
+    assert (np.asarray(mask) > 0).sum() == 100
+
+
+# ----- Live on or off by default ------------------------------------------------------------------------------
+
+
+def test_live_is_on_where_a_preview_is_fast_and_says_why_where_it_is_not(monkeypatch):
+    live._POLICIES.clear()
+    monkeypatch.setattr(live, "measure_evaluation_ms", lambda pipe: 40.0)
+    fast = live.live_policy(None)
+    assert fast.allowed and fast.preview_ms < live.LIVE_BUDGET_MS
+    live._POLICIES.clear()
+    monkeypatch.setattr(live, "measure_evaluation_ms", lambda pipe: 3000.0)  # a 256 px model on a CPU
+    slow = live.live_policy(None)
+    assert not slow.allowed and "6.0 s" in slow.reason and "Generate still works" in slow.reason
+    monkeypatch.setattr(live, "measure_evaluation_ms", lambda pipe: 40.0)
+    assert not live.live_policy(None).allowed, "a decision is kept for a while"
+    monkeypatch.setattr(live, "REMEASURE_OFF_S", 0.0)
+    assert live.live_policy(None).allowed, "an 'off' is measured again (a load spike must not turn Live off for good)"
+    monkeypatch.setattr(live, "measure_evaluation_ms", lambda pipe: 3000.0)
+    assert live.live_policy(None).allowed, "an 'on' is kept"
+    live._POLICIES.clear()
+    gpu = types.SimpleNamespace(config=default_config(), unet=object(), device=torch.device("cuda"))
+    monkeypatch.setattr(models, "get_pipeline", lambda name=None: gpu)
+    assert live.live_policy(None).allowed, "on a GPU Live is on for every model"
+    live._POLICIES.clear()
+    monkeypatch.setattr(live.limits, "ZERO_GPU", True)
+    assert not live.live_policy(None).allowed
+    live._POLICIES.clear()
+
+
+def test_the_embedded_model_is_live_on_this_cpu():
+    live._POLICIES.clear()
+    p = live.live_policy(None)
+    assert p.ms_per_evaluation and p.ms_per_evaluation > 0
+    assert p.allowed, f"a preview takes {p.preview_ms:.0f} ms here: {p.reason}"

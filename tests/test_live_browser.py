@@ -1,0 +1,165 @@
+"""Live preview in real Chromium (issue 13): strokes update the preview beside the canvas without any button,
+undo brings the previous preview back, the layout keeps the preview in view, and the photo tab's preview keeps
+the photo outside the strokes. Debian's Chromium via Playwright, as tests/test_browser.py."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sdedit.studio import examples
+
+from .app_server import running_app
+from .browser_utils import CHROMIUM, CHROMIUM_ARGS, PHONE, draw, fetch_image, open_app, pick_color, screenshot
+
+_REQUIRED = os.environ.get("SDEDIT_REQUIRE_BROWSER") == "1"
+if _REQUIRED and not os.path.exists(CHROMIUM):
+    raise RuntimeError(f"SDEDIT_REQUIRE_BROWSER=1 but there is no Chromium at {CHROMIUM}")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+]
+RED, BLUE = (249, 47, 96), (21, 101, 192)
+LAPTOP_1366 = {"width": 1366, "height": 768}
+
+
+@pytest.fixture(scope="module")
+def url():
+    with running_app() as u:
+        yield u
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def preview_src(page, editor: str) -> str | None:
+    return page.evaluate(
+        "(id) => { const i = document.querySelector('#' + id + ' .sdl-img'); return i.hidden ? null : i.src; }", editor
+    )
+
+
+def wait_live_on(page, editor: str, timeout_s: float = 90) -> None:
+    """Live is on once the server has measured a preview's cost (the first call loads and times the model)."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if page.evaluate("(id) => document.querySelector('#' + id + ' .sdl-live input').checked", editor):
+            return
+        time.sleep(0.2)
+    why = page.locator(f"#{editor} .sdl-why").inner_text()
+    raise TimeoutError(f"Live did not come on for #{editor}: {why!r}")
+
+
+def wait_preview(page, editor: str, before: str | None, timeout_s: float = 30) -> str:
+    """The preview's new picture (a data URL) once it differs from `before`."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        src = preview_src(page, editor)
+        if src and src != before:
+            return src
+        time.sleep(0.05)
+    raise TimeoutError(f"the preview of #{editor} did not change")
+
+
+def pixels(page, editor: str) -> np.ndarray:
+    return np.asarray(fetch_image(page, f"#{editor} .sdl-img").convert("RGB")).astype(np.int16)
+
+
+def shown_canvas(page, editor: str) -> np.ndarray:
+    """What the canvas shows (its drawing surface), as RGB."""
+    url = page.evaluate("(id) => document.querySelector('#' + id + ' .sdl-view').toDataURL()", editor)
+    data = base64.b64decode(url.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(np.int16)
+
+
+def is_colour(image: np.ndarray, rgb) -> np.ndarray:
+    return np.abs(image - np.asarray(rgb)).max(-1) < 40
+
+
+def test_the_preview_follows_each_stroke_without_a_button_and_undo_brings_it_back(browser, url):
+    page = open_app(browser, url, LAPTOP_1366)
+    try:
+        wait_live_on(page, "paint-editor")
+        pick_color(page, "paint-editor", RED)
+        draw(page, "paint-editor", [(70, 80), (128, 190), (186, 80)])
+        first = wait_preview(page, "paint-editor", None)
+        one = pixels(page, "paint-editor")
+        assert one.std() > 5, "a picture, not a blank"
+        pick_color(page, "paint-editor", BLUE)
+        draw(page, "paint-editor", [(60, 200), (200, 200)])
+        second = wait_preview(page, "paint-editor", first)
+        two = pixels(page, "paint-editor")
+        assert np.abs(two - one).mean() > 1, "the second stroke changed the preview"
+        page.locator("#paint-editor").get_by_role("button", name="Undo", exact=True).click()
+        wait_preview(page, "paint-editor", second)
+        shown = shown_canvas(page, "paint-editor")
+        assert not is_colour(shown, BLUE).any() and is_colour(shown, RED).sum() > 500, "undo took the blue stroke off"
+        back = pixels(page, "paint-editor")
+        assert np.abs(back - one).mean() < 0.5, "undo gives the first canvas back, and with it the first preview"
+        assert not page.locator("#gallery img").count(), "no button was pressed: nothing was generated"
+        # Generate still works from the same canvas
+        page.click("#generate")
+        page.wait_for_selector("#gallery img", timeout=120_000)
+        screenshot(page, "laptop-live-preview", full_page=False)
+    finally:
+        page.close()
+
+
+def test_the_preview_is_beside_the_canvas_on_a_laptop_and_under_it_on_a_phone(browser, url):
+    page = open_app(browser, url, LAPTOP_1366)
+    try:
+        wait_live_on(page, "paint-editor")
+        page.evaluate("() => window.scrollTo(0, 0)")
+        canvas = page.locator("#paint-editor canvas").first.bounding_box()
+        frame = page.locator("#paint-editor .sdl-frame").bounding_box()
+        assert frame["x"] >= canvas["x"] + canvas["width"] - 1, "beside the canvas"
+        assert frame["y"] + frame["height"] <= LAPTOP_1366["height"], "visible without scrolling at 1366x768"
+        assert canvas["y"] + canvas["height"] <= LAPTOP_1366["height"]
+    finally:
+        page.close()
+    page = open_app(browser, url, PHONE)
+    try:
+        canvas = page.locator("#paint-editor canvas").first.bounding_box()
+        frame = page.locator("#paint-editor .sdl-frame").bounding_box()
+        assert frame["y"] >= canvas["y"] + canvas["height"] - 1, "under the canvas on a phone"
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"] + 1
+        screenshot(page, "phone-live-preview", full_page=False)
+    finally:
+        page.close()
+
+
+def test_the_photo_preview_changes_the_strokes_and_keeps_the_photo(browser, url):
+    page = open_app(browser, url, LAPTOP_1366)
+    try:
+        page.get_by_role("tab", name="Edit a photo", exact=True).click()
+        page.wait_for_selector("#edit-editor canvas")
+        wait_live_on(page, "edit-editor")
+        pick_color(page, "edit-editor", BLUE)
+        draw(page, "edit-editor", [(90, 150), (170, 160)])
+        before = wait_preview(page, "edit-editor", None)
+        out = pixels(page, "edit-editor")
+        photo = np.asarray(Image.open(examples.EXAMPLES_DIR / "photo-cat.png").convert("RGB")).astype(np.int16)
+        assert out.shape == photo.shape
+        far = np.ones(photo.shape[:2], bool)
+        far[110:200, 60:200] = False  # the stroke and the mask's feathering around it
+        assert np.abs(out - photo)[far].mean() < 3, "outside the strokes the preview is the photo"
+        assert np.abs(out - photo)[140:170, 95:165].mean() > 10, "the stroke's region changes"
+        # the mask-only layer marks more area: the preview follows it too
+        page.locator("#edit-editor").get_by_role("button", name="Mask only layer").click()
+        draw(page, "edit-editor", [(40, 40), (80, 50)])
+        wait_preview(page, "edit-editor", before)
+        screenshot(page, "laptop-live-photo", full_page=False)
+    finally:
+        page.close()
