@@ -56,6 +56,7 @@ class ModelConfig:
     credit: str = ""
     palette: tuple[str, ...] = ()
     examples: tuple[str, ...] = ()
+    upscaler: str | None = None  # a folder (relative to the repository) with a learned upscaler (sdedit.upscale)
     config_path: str = ""
 
     def __post_init__(self):
@@ -78,6 +79,14 @@ class ModelConfig:
     @property
     def local_path(self) -> Path:
         path = Path(self.source)
+        return path if path.is_absolute() else REPO_ROOT / path
+
+    @property
+    def upscaler_path(self) -> Path | None:
+        """The upscaler's folder (`upscaler`, relative to the repository), or None when the model has none."""
+        if not self.upscaler:
+            return None
+        path = Path(self.upscaler)
         return path if path.is_absolute() else REPO_ROOT / path
 
     @property

@@ -241,7 +241,9 @@ def canvas_mask(placement: Placement) -> np.ndarray | None:
 def unplace(canvas: np.ndarray, placement: Placement, guide: np.ndarray) -> np.ndarray:
     """A result canvas (R, R, 3) uint8 -> an (H, W, 3) uint8 image of the input's size.
 
-    For `fit="crop"` the part of the input outside the canvas is the guide (`guide`, (H, W, 3) uint8).
+    The canvas may be larger than the model's resolution R (an upscaled result, kR x kR): the placement
+    box is scaled with it. For `fit="crop"` the part of the input outside the canvas is the guide
+    (`guide`, (H, W, 3) uint8).
     """
     w, h = placement.size
     im = Image.fromarray(canvas)
@@ -252,7 +254,11 @@ def unplace(canvas: np.ndarray, placement: Placement, guide: np.ndarray) -> np.n
         out = guide.copy()
         out[top:bottom, left:right] = np.asarray(im.resize((right - left, bottom - top), Image.LANCZOS))
         return out
-    return np.asarray(im.crop(placement.box).resize((w, h), Image.LANCZOS))
+    box = placement.box
+    if im.size[0] != placement.resolution:  # an upscaled canvas: the content box in its pixels
+        k = im.size[0] / placement.resolution
+        box = tuple(round(v * k) for v in box)
+    return np.asarray(im.crop(box).resize((w, h), Image.LANCZOS))
 
 
 def crop_region(placement: Placement) -> np.ndarray | None:

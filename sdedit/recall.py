@@ -18,7 +18,7 @@ from PIL.PngImagePlugin import PngInfo
 from .errors import InputError
 
 CHUNK = "sdedit"
-KEYS = ("model", "sde", "sampler", "strength", "num_inference_steps", "steps", "repeats", "snr", "fit")
+KEYS = ("model", "sde", "sampler", "strength", "num_inference_steps", "steps", "repeats", "snr", "fit", "upscaler")
 
 
 def settings_of(metadata: dict, index: int = 0) -> dict:
