@@ -216,6 +216,18 @@ def test_the_same_canvas_gives_the_same_preview_and_a_small_stroke_changes_it_mo
     assert diff[near].mean() > 4 * diff[~near].mean(), "a small stroke changes the picture mostly where it was made"
 
 
+def test_previews_run_on_a_channels_last_copy_and_generate_keeps_its_weights(pipe):
+    fast = live.preview_pipeline(pipe)
+    assert fast is not pipe and fast.unet is not pipe.unet and live.preview_pipeline(pipe) is fast
+    conv = next(p for p in fast.unet.parameters() if p.ndim == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert next(p for p in pipe.unet.parameters() if p.ndim == 4).is_contiguous(), "Generate's weights untouched"
+    request = PreviewRequest("visitor-one", 1, _stroke_canvas(), None, PreviewSettings(pipe.config.name, 0.5, 7))
+    (a,) = live.compute_previews([request], pipe=pipe)
+    (b,) = live.compute_previews([request], pipe=fast)
+    assert np.abs(_pixels(a) - _pixels(b)).mean() < 0.5, "the same preview, up to float rounding"
+
+
 def test_a_masked_preview_keeps_the_photo_outside_the_strokes(pipe):
     photo = Image.open("examples/photo-cat.png").convert("RGB")
     mask = Image.new("L", photo.size, 0)

