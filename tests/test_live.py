@@ -93,6 +93,20 @@ def test_visitors_take_turns_a_busy_painter_does_not_starve_the_others():
     assert order.index("visitor-b") <= 2, f"b waited for more than one turn of a: {computed}"
 
 
+def test_waiting_visitors_are_bounded():
+    computed: list[int] = []
+    service = PreviewService(_fake_compute(computed, 0.2), max_visitors=2)
+    try:
+        service.submit(_request(1, "visitor-a"))
+        time.sleep(0.05)  # a runs; b and c wait; d finds the line full
+        waiting = [service.submit(_request(1, f"visitor-{v}")) for v in "bc"]
+        full = service.submit(_request(1, "visitor-d")).wait(1)
+        assert full.error and "busy" in full.error
+        assert all(not t.wait(2).error for t in waiting)
+    finally:
+        service.close()
+
+
 def test_previews_with_matching_settings_may_share_a_forward():
     batches: list[list[str]] = []
 
@@ -270,6 +284,7 @@ def test_preview_calls_are_checked_before_anything_runs():
         ({**good, "guide": "https://example.com/a.png"}, "data URL"),
         ({**good, "guide": "data:image/png;base64,@@@"}, "base64"),
         ({**good, "guide": None}, "needs the canvas"),
+        ({**good, "guide": "data:image/png;base64," + "A" * 700_000}, "too large"),
     ]:
         with pytest.raises(InputError, match=words):
             live.parse_request(bad)

@@ -53,7 +53,7 @@ def canvas_value(background: Image.Image | None, layers: list[Image.Image | None
 
 
 def _rgba(url, what: str) -> np.ndarray | None:
-    data = live.decode_data_url(url, what)
+    data = live.decode_data_url(url, what, MAX_VALUE_CHARS)
     if data is None:
         return None
     from ..imaging import load_image

@@ -54,7 +54,9 @@ PREVIEW_SAMPLER = "dpmpp"
 PREVIEW_EVALUATIONS = 2
 PREVIEW_SIDE = 256  # the canvas sends its picture at most this many pixels a side
 MAX_PREVIEW_SIDE = 1024  # a larger preview guide is refused (the page never sends one)
-MAX_PAYLOAD_CHARS = 3_000_000  # of one data URL (the body limit applies to the request as well)
+# One image of a preview call, as a data URL: a 256 px PNG is at most ~350,000 characters even for noise. With
+# the visitors below, what waiting canvases can hold is bounded (256 x 2 x 0.45 MB decoded, in the worst case).
+MAX_PREVIEW_CHARS = 600_000
 # Slower than this per preview (compute alone) and Live starts off, with the reason on the switch: a picture
 # that comes a second or more after the stroke no longer follows the brush. The embedded model takes ~0.1-0.3 s
 # on 2 busy CPU cores, a 256 px model ~6 s, so the line falls far from both (a brief load spike at the
@@ -64,7 +66,7 @@ REMEASURE_OFF_S = 60.0
 # Previews of several visitors with matching settings may share a forward: on a GPU that is nearly free, on a
 # CPU it is not (a batch of 2 takes twice as long), so there one preview runs at a time.
 MAX_PREVIEW_BATCH = int(os.environ.get("SDEDIT_LIVE_BATCH", "0")) or None  # None: 8 on a GPU, 1 on a CPU
-MAX_VISITORS = 1024  # visitors with a canvas waiting; more are refused with "busy"
+MAX_VISITORS = 256  # visitors with a canvas waiting at once; more are told the server is busy
 
 
 # ----- the model slot, shared with Generate --------------------------------------------------------------
@@ -114,7 +116,8 @@ class ModelGate:
             waited = True
             if time.monotonic() > deadline:
                 raise TimeoutError("the model stayed busy")
-            time.sleep(self.poll_s)
+            # a forward holds the slot for 0.1 s or more: look less often then (fewer wake-ups next to it)
+            time.sleep(self.poll_s * (4 if _held(self.slot) else 1))
         if waited:
             self.yielded += 1
         try:
@@ -502,14 +505,14 @@ def preview_service() -> PreviewService:
 _DATA_URL_PREFIXES = ("data:image/png;base64,", "data:image/webp;base64,", "data:image/jpeg;base64,")
 
 
-def decode_data_url(value, what: str = "image") -> bytes | None:
+def decode_data_url(value, what: str = "image", max_chars: int = MAX_PREVIEW_CHARS) -> bytes | None:
     """A `data:image/...;base64,` URL -> its bytes; None for None/"". Never a path, never a remote URL."""
     if value is None or value == "":
         return None
     if not isinstance(value, str) or not value.startswith(_DATA_URL_PREFIXES):
         raise InputError(f"the {what} must be a PNG, WebP or JPEG data URL")
-    if len(value) > MAX_PAYLOAD_CHARS:
-        raise InputError(f"the {what} is too large ({len(value):,} characters; at most {MAX_PAYLOAD_CHARS:,})")
+    if len(value) > max_chars:
+        raise InputError(f"the {what} is too large ({len(value):,} characters; at most {max_chars:,})")
     try:
         return base64.b64decode(value.split(",", 1)[1], validate=True)
     except (binascii.Error, ValueError):
