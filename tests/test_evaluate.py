@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from sdedit.lab.data import ImageSet
 from sdedit.lab.evaluate import (
     CSV_FIELDS,
     IMAGES,
+    KEEP_MARKER,
     EvalSettings,
     parse_samplers,
     plan_evaluations,
@@ -24,6 +26,7 @@ from sdedit.lab.evaluate import (
     write_outputs,
 )
 from sdedit.lab.features import load_feature_net, load_selfcheck
+from sdedit.samplers import X0Limit
 
 
 def test_split_keeps_skin_tones_together_and_balances_groups():
@@ -118,5 +121,32 @@ def test_eval_smoke_run_writes_every_output(vp_pipe, tmp_path):
     assert "| 0 (strokes) |" in md and "(tradeoff.png)" in md
     docs = publish_docs(result, out, tmp_path / "docs" / "quality.md")
     assert "(img/quality-tradeoff.png)" in docs.read_text()
+    docs.write_text(docs.read_text() + f"{KEEP_MARKER}\n\n## Written by hand\n")  # kept when the page is rewritten
+    assert publish_docs(result, out, docs).read_text().endswith(f"```\n\n{KEEP_MARKER}\n\n## Written by hand\n")
     assert all((tmp_path / "docs" / "img" / f"quality-{n}").is_file() for n in IMAGES)
     assert any("model evaluations planned" in line for line in logs)
+
+
+def test_x0_limit_option_sets_the_pipeline_for_the_run_and_is_recorded(vp_pipe, tmp_path):
+    parser = build_parser()
+    assert settings_from_args(parser.parse_args(["eval"])).x0_limit is None  # the pipeline's default
+    assert settings_from_args(parser.parse_args(["eval", "--x0-limit", "config"])).x0_limit == "config"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["eval", "--x0-limit", "sometimes"])
+    s = EvalSettings(num_guides=2, strengths=(1.0,), samplers=("dpmpp:2",), reference_guides=2, kid_subsets=2)
+    seen, results = [], {}
+    for mode in ("config", "off"):  # the tiny model's DDPMScheduler clips x0 to [-1, 1] by default
+        log = lambda _msg: seen.append(vp_pipe.x0_limit)  # noqa: E731
+        results[mode] = run_evaluation(vp_pipe, replace(s, x0_limit=mode), image_set=_held_out_fixture(), log=log)
+        assert vp_pipe.x0_limit is None  # restored: the pipeline's default (off) after the run
+    assert seen[0] == X0Limit(clip=1.0) and seen[-1] is None
+    on, off = results["config"], results["off"]
+    assert on.info["x0_limit"] == "config: clip x0 to [-1, 1]" and off.info["x0_limit"] == "off"
+    assert on.info["settings"]["x0_limit"] == "config"
+    # at t0 = 1 a random UNet's x0 leaves the range: clipping changes the images
+    label = "t0=1 dpmpp/20"
+    assert on.row("tradeoff", label)["l2_to_guide"] != off.row("tradeoff", label)["l2_to_guide"]
+    paths = write_outputs(on, tmp_path / "on")
+    md = paths[2].read_text()
+    assert "x0 limit in the fast samplers (`--x0-limit`): config: clip x0 to [-1, 1]" in md
+    assert "--x0-limit config" in md

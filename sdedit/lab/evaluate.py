@@ -88,6 +88,8 @@ uses its penultimate layer: 256 global-average-pooled conv features. The held-ou
 are new to it too. The table below checks that the metric does separate real images from degraded ones.
 Its weights, card and retraining command are in `models/emoji-features/`."""
 IMAGES = ("tradeoff.png", "samplers.png", "samples.png", "samples_samplers.png")
+# in a published page, everything from this line on is written by hand and kept when --docs rewrites the page
+KEEP_MARKER = "<!-- written by hand below: kept when python -m sdedit eval --docs rewrites this page -->"
 
 
 @dataclass
@@ -110,6 +112,7 @@ class EvalSettings:
     data: str = "fluent-emoji-3d"
     held_out_fraction: float = 0.1
     features: str | None = None  # feature network folder; None: the shipped models/emoji-features
+    x0_limit: str | None = None  # "config": fast samplers follow the model's clipping; "off"; None: the pipeline's
     quick: bool = False
 
     @classmethod
@@ -210,6 +213,7 @@ class _Runner:
                 seed=[self.s.seed + j for j in idx],
                 output_type="uint8",
                 progress=False,
+                upscale=False,  # the model's own outputs at its resolution, not a learned upscaler's
             )
             out.append(np.asarray(res.images))
             meta = res.metadata
@@ -259,13 +263,47 @@ def plan_evaluations(s: EvalSettings, sweep: tuple[str, int], n_guides: int, n_r
     return total
 
 
+X0_LIMITS = ("config", "off")
+
+
+def _x0_limit(pipe, mode: str | None):
+    """The pipeline's x0 limit for --x0-limit: the model's config ("config"), none ("off"), or as it is (None)."""
+    from ..samplers import X0Limit
+
+    if mode not in (None, *X0_LIMITS):
+        raise ValueError(f"--x0-limit is one of {', '.join(X0_LIMITS)}, not {mode!r}")
+    if mode is None:
+        return pipe.x0_limit
+    return X0Limit.from_config(pipe.scheduler.config) if mode == "config" and pipe.sde == "vp" else None
+
+
+def _describe_x0_limit(limit) -> str:
+    if limit is None:
+        return "off"
+    if limit.ratio is None:
+        return f"config: clip x0 to [-{limit.clip:g}, {limit.clip:g}]"
+    return f"config: dynamic thresholding (ratio {limit.ratio:g}, max {limit.max_value:g})"
+
+
 def run_evaluation(pipe, settings: EvalSettings | None = None, image_set=None, extractor=None, log=None) -> EvalResult:
-    """The whole evaluation on `pipe` (any SDEditPipeline); image_set defaults to the held-out emoji."""
+    """The whole evaluation on `pipe` (any SDEditPipeline); image_set defaults to the held-out emoji.
+
+    `settings.x0_limit` sets `pipe.x0_limit` for the run (restored after it)."""
+    s = settings or EvalSettings()
+    before = pipe.x0_limit
+    pipe.x0_limit = _x0_limit(pipe, s.x0_limit)
+    try:
+        result = _run_evaluation(pipe, s, image_set, extractor, log)
+    finally:
+        pipe.x0_limit = before
+    return result
+
+
+def _run_evaluation(pipe, s: EvalSettings, image_set, extractor, log) -> EvalResult:
     from ..strokes import default_median_size
     from .features import load_feature_net
     from .metrics import add_noise, blur, stroke_versions
 
-    s = settings or EvalSettings()
     log = log or _log_default
     t_begin = time.perf_counter()
     if image_set is None:
@@ -297,7 +335,8 @@ def run_evaluation(pipe, settings: EvalSettings | None = None, image_set=None, e
     log(
         f"evaluating {pipe.config.name}: {n} stroke guides (A) from {len(idx_a)}, realism reference B = "
         f"{len(idx_b)} held-out images; t0 sweep with {sweep[0]}/{sweep[1]}, {len(samplers)} samplers at "
-        f"t0={s.compare_strength:g} (reference on {n_ref} guides); {planned:,} model evaluations planned"
+        f"t0={s.compare_strength:g} (reference on {n_ref} guides); x0 limit "
+        f"{_describe_x0_limit(pipe.x0_limit)}; {planned:,} model evaluations planned"
     )
     runner = _Runner(pipe, strokes, real, feats_b, extractor, s, log, planned)
     rows: list[dict] = []
@@ -441,6 +480,7 @@ def _run_info(pipe, s, extractor, held, idx_a, idx_b, n, n_ref, sweep, median, s
         "feature_dim": extractor.feature_dim,
         "feature_net_accuracy": acc.get("accuracy"),
         "feature_net_balanced_accuracy": acc.get("balanced_accuracy"),
+        "x0_limit": _describe_x0_limit(pipe.x0_limit),
         "device": str(pipe.device),
         "dtype": str(pipe.dtype).replace("torch.", ""),
         "threads": torch.get_num_threads(),
@@ -480,7 +520,10 @@ def publish_docs(result: EvalResult, out: str | Path, docs: str | Path) -> Path:
     img.mkdir(parents=True, exist_ok=True)
     for name in IMAGES:
         shutil.copyfile(Path(out) / name, img / f"quality-{name}")
-    docs.write_text(render_markdown(result, image_dir="img/", image_prefix="quality-", for_docs=True))
+    old = docs.read_text() if docs.is_file() else ""
+    kept = old[old.index(KEEP_MARKER) :] if KEEP_MARKER in old else ""
+    text = render_markdown(result, image_dir="img/", image_prefix="quality-", for_docs=True)
+    docs.write_text(text + ("\n" + kept if kept else ""))
     return docs
 
 
@@ -508,7 +551,7 @@ def render_markdown(result: EvalResult, image_dir: str = "", image_prefix: str =
     if for_docs:
         lines += [
             "*This page is generated by `python -m sdedit eval --docs docs/quality.md`; edit `sdedit/lab/evaluate.py`,"
-            " not this file. See the end for the exact command.*",
+            " not this file, except below its hand-written marker near the end. See the end for the exact command.*",
             "",
         ]
     lines += [
@@ -546,6 +589,7 @@ def render_markdown(result: EvalResult, image_dir: str = "", image_prefix: str =
         f" runs on the first {info['reference_guides']} guides, and every sampler is also scored on those same"
         " guides (*paired* columns), for a like-for-like comparison.",
         "- Guide i always gets seed + i, so rows differ only by their setting. One SDEdit pass, no repeats (K = 1).",
+        f"- x0 limit in the fast samplers (`--x0-limit`): {info['x0_limit']}; the reference loop never clips.",
         "",
         "## Does the metric work? Real vs distorted held-out images",
         "",
@@ -651,6 +695,7 @@ def _pct(x) -> str:
 def _command(result: EvalResult) -> str:
     s, info = result.settings, result.info
     cmd = f"OMP_NUM_THREADS={info['threads']} python -m sdedit eval --model {info['model']} --out eval/"
+    cmd += f" --x0-limit {'off' if info['x0_limit'] == 'off' else 'config'}"
     if s.quick:
         return cmd + " --quick"
     default = EvalSettings()
@@ -812,6 +857,12 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kid-subsets", type=int, help="KID subsets (default 100)")
     p.add_argument("--features", help="feature network folder (default: models/emoji-features)")
     p.add_argument("--data", help="image set key or folder (default fluent-emoji-3d)")
+    p.add_argument(
+        "--x0-limit",
+        choices=X0_LIMITS,
+        help="config: the fast samplers clip x0 as the model's scheduler config says; off: they do not "
+        "(default: the pipeline's, sdedit.pipeline.FOLLOW_X0_LIMIT)",
+    )
     p.add_argument("--quick", action="store_true", help="a small smoke run (16 guides, 3 t0, 4 samplers): ~2 min")
     p.add_argument("--docs", help="also publish the report to this markdown file (plots to its img/ folder)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
@@ -824,7 +875,7 @@ def settings_from_args(args) -> EvalSettings:
     for name in ("num_guides", "sampler", "steps", "compare_strength", "reference_guides", "colors", "seed"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
-    for name in ("batch_size", "kid_subsets", "features", "data"):
+    for name in ("batch_size", "kid_subsets", "features", "data", "x0_limit"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
     if args.strengths:
