@@ -121,8 +121,10 @@ def sampler_choices(cfg: ModelConfig) -> list[tuple[str, str]]:
 def model_note(cfg: ModelConfig) -> str:
     """One visible line under the model dropdown: the SDE, and how the model's resolution meets the image."""
     note = f"{cfg.sde.upper()} SDE · paints at {cfg.resolution}×{cfg.resolution} px"
-    if cfg.resolution < CANVAS_SIZE:
-        note += ": results are upscaled to your image's size for display and download, so they look soft"
+    if cfg.resolution < CANVAS_SIZE and cfg.upscaler:
+        note += f", then a learned 4× upscaler brings results to {cfg.resolution * 4} px before they meet your image"
+    elif cfg.resolution < CANVAS_SIZE:
+        note += ": results are resized to your image's size for display and download, so they look soft"
     return note + "."
 
 
