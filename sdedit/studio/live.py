@@ -25,10 +25,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import contextlib
 import hashlib
 import io
 import itertools
+import json
 import logging
 import os
 import threading
@@ -95,6 +97,9 @@ class ModelGate:
     def __init__(self, slot, edits_waiting: Callable[[], bool] = lambda: False, poll_s: float = 0.004):
         self.slot, self.edits_waiting, self.poll_s = slot, edits_waiting, poll_s
         self.yielded = 0  # turns given to an edit that was waiting
+        # how long each preview held the model while an edit was waiting for it when it ended: the most that
+        # preview can have delayed that edit (the last 1000)
+        self.edit_delays_ms: collections.deque[float] = collections.deque(maxlen=1000)
         self._lock = threading.Lock()
         self._handoff_until = 0.0  # while set: the slot was released to an edit that has not taken it yet
 
@@ -120,13 +125,17 @@ class ModelGate:
             time.sleep(self.poll_s * (4 if _held(self.slot) else 1))
         if waited:
             self.yielded += 1
+        held_from = time.perf_counter()
         try:
             yield
         finally:
             with self._lock:
-                if _blocked_on(self.slot):  # an edit queued behind this preview: it goes next, before any preview
+                blocked = _blocked_on(self.slot)
+                if blocked:  # an edit queued behind this preview: it goes next, before any preview
                     self._handoff_until = time.monotonic() + 0.5
                 self.slot.release()
+            if blocked or self.edits_waiting():
+                self.edit_delays_ms.append((time.perf_counter() - held_from) * 1000)
 
 
 def default_gate() -> ModelGate:
@@ -339,6 +348,8 @@ class PreviewService:
                 r.wait_ms = (started - t.submitted) * 1000
                 r.batch = len(batch)
                 t.finish(r)
+            if LOG_STATS and self is _SERVICE:
+                log.info("live stats %s", json.dumps(live_stats()))
 
 
 # ----- the real preview: the loaded pipeline, a few evaluations ---------------------------------------------
@@ -672,9 +683,21 @@ def policy(payload) -> dict:
 
 
 def live_stats() -> dict:
-    """The preview service's counters (for the load benchmark and the logs)."""
+    """The preview service's counters, and how long previews held the model while an edit waited for it."""
     s = preview_service()
-    return {**s.stats, "waiting": s.pending(), "yielded_to_edits": getattr(s, "gate", None) and s.gate.yielded}
+    gate = getattr(s, "gate", None)
+    delays = list(gate.edit_delays_ms) if gate is not None else []
+    return {
+        **s.stats,
+        "waiting": s.pending(),
+        "turns_given_to_edits": gate.yielded if gate is not None else 0,
+        "edits_behind_a_preview": len(delays),
+        "edit_delay_max_ms": round(max(delays), 1) if delays else 0.0,
+        "edit_delay_p50_ms": round(float(np.median(delays)), 1) if delays else 0.0,
+    }
+
+
+LOG_STATS = os.environ.get("SDEDIT_LIVE_STATS_LOG", "").lower() in ("1", "true", "yes")  # benchmarks/live_load
 
 
 def reset_service() -> None:
