@@ -134,11 +134,11 @@ def test_x0_limit_option_sets_the_pipeline_for_the_run_and_is_recorded(vp_pipe, 
     with pytest.raises(SystemExit):
         parser.parse_args(["eval", "--x0-limit", "sometimes"])
     s = EvalSettings(num_guides=2, strengths=(1.0,), samplers=("dpmpp:2",), reference_guides=2, kid_subsets=2)
-    seen, results = [], {}
+    seen, results, default = [], {}, vp_pipe.x0_limit
     for mode in ("config", "off"):  # the tiny model's DDPMScheduler clips x0 to [-1, 1] by default
         log = lambda _msg: seen.append(vp_pipe.x0_limit)  # noqa: E731
         results[mode] = run_evaluation(vp_pipe, replace(s, x0_limit=mode), image_set=_held_out_fixture(), log=log)
-        assert vp_pipe.x0_limit is None  # restored: the pipeline's default (off) after the run
+        assert vp_pipe.x0_limit == default  # restored: the pipeline's own setting after the run
     assert seen[0] == X0Limit(clip=1.0) and seen[-1] is None
     on, off = results["config"], results["off"]
     assert on.info["x0_limit"] == "config: clip x0 to [-1, 1]" and off.info["x0_limit"] == "off"
