@@ -23,6 +23,7 @@ from .models import (
     sampler_choices,
     work_hint,
 )
+from .restore import settings_from_png
 from .ui import brush, user_message
 
 log = logging.getLogger("sdedit.app")
@@ -116,6 +117,14 @@ class Controls:
                     0, 32, 2, step=1, label="Mask feather (px)", info="Soften its edge so the edit blends in."
                 )
 
+        self.restore_png = gr.File(
+            label="Restore settings from a PNG (drop a result here)",
+            file_types=[".png"],
+            type="filepath",
+            height=90,
+            elem_id="restore-png",
+        )
+
         self.sampler.input(
             steps_for_sampler, [self.model, self.sampler], self.steps, queue=False, api_visibility="private"
         )
@@ -164,6 +173,57 @@ class Controls:
                 self.snr,
                 *editors,
             ],
+            api_visibility="private",
+        )
+
+        seed = page.results.seed
+
+        def restore_settings(path, current) -> dict:
+            """A dropped result PNG's settings into the controls: its model (loaded first), t0, sampler,
+            steps, repeats, snr and seed."""
+            if path is None:
+                return gr.skip()
+            try:
+                s = settings_from_png(path)
+            except SDEditError as exc:
+                gr.Warning(user_message(exc), title="No settings in this image")
+                return gr.skip()
+            name, cfg, warning = load_model(s.get("model") or current, current)
+            updates = {self.model: name, self.loaded_model: name}
+            if name != current or warning:
+                updates.update({self.note: warning + model_note(cfg), self.card: model_card(cfg)})
+            if warning:  # the PNG's model could not be loaded: its other settings would not fit the one kept
+                return updates
+            updates[self.sampler] = gr.Dropdown(
+                choices=sampler_choices(cfg), value=s.get("sampler", cfg.defaults.sampler)
+            )
+            for key, comp in (("strength", strength), ("steps", self.steps), ("repeats", self.repeats), ("seed", seed)):
+                if key in s:
+                    updates[comp] = s[key]
+            updates[self.snr] = gr.Slider(value=s.get("snr") or 0.0, visible=cfg.sde == "ve")
+            gr.Info(
+                f"Settings restored: t0 {s.get('strength')}, {s.get('sampler')}, {s.get('steps')} steps, "
+                f"seed {s.get('seed')}."
+            )
+            return updates
+
+        self.restore_settings = restore_settings
+        self.restore_png.upload(
+            restore_settings,
+            [self.restore_png, self.loaded_model],
+            [
+                self.model,
+                self.loaded_model,
+                self.note,
+                self.card,
+                self.sampler,
+                strength,
+                self.steps,
+                self.repeats,
+                seed,
+                self.snr,
+            ],
+            queue=False,
             api_visibility="private",
         )
 

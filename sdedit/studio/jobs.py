@@ -25,6 +25,7 @@ from ..errors import InputError, OutOfMemoryError
 from ..lab.sweep import parse_strengths, run_sweep
 from ..noise import check_seed, random_seed, seeds_for
 from ..pipeline import PreparedGuide, SDEditPipeline, Settings
+from ..recall import settings_of
 from ..samplers import StepInfo
 from . import limits
 from .batching import Batch, Cancelled, MicroBatcher
@@ -94,7 +95,7 @@ class EditResult:
     def png_files(self) -> list[Path]:
         """The images as PNG files (written on first call, then the same files)."""
         if self._pngs is None:
-            self._pngs = write_pngs(self.images)
+            self._pngs = write_pngs(self.images, [settings_of(self.metadata, i) for i in range(len(self.images))])
         return self._pngs
 
 
@@ -226,6 +227,7 @@ def run_jobs(jobs: list[EditJob], cancelled: Callable[[], bool] = lambda: False)
             num_images=job.size,
             input_sizes=meta["input_sizes"][i : i + 1],  # postprocess lists each prepared guide once
             masked=meta["masked"][i : i + 1],
+            strength_map=meta["strength_map"][i : i + 1],
             batch=len(guides),
             batched_requests=len(jobs),
             mask_dilation=job.settings.mask_dilation,

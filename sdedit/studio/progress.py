@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from ..recall import save_png
 from ..samplers import StepInfo
 from . import limits
 from .guides import WHITE
@@ -185,15 +186,19 @@ def render_animation(
     return path
 
 
-def write_pngs(images: list[Image.Image]) -> list[Path]:
+def write_pngs(images: list[Image.Image], settings: list[dict] | None = None) -> list[Path]:
     """The results as lossless PNG files in the output folder, written once: the page's gallery serves them
-    (a Gradio event that sends its outputs twice, as /edit does, would otherwise encode every PNG twice)."""
+    (a Gradio event that sends its outputs twice, as /edit does, would otherwise encode every PNG twice).
+    With `settings` (one dict per image, `sdedit.recall.settings_of`) each PNG carries them in text chunks."""
     folder = output_dir()
     stem = uuid.uuid4().hex[:12]
     paths = []
     for i, im in enumerate(images):
         path = folder / f"result-{stem}-{i}.png"
-        im.save(path, format="PNG")
+        if settings is not None:
+            save_png(im, path, settings[i])
+        else:
+            im.save(path, format="PNG")
         paths.append(path)
     return paths
 
