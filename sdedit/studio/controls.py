@@ -79,7 +79,11 @@ class Controls:
         with gr.Accordion("Sampler and steps", open=False):
             with gr.Row():
                 self.sampler = gr.Dropdown(
-                    sampler_choices(cfg), value=cfg.defaults.sampler, label="Sampler", min_width=160
+                    sampler_choices(cfg),
+                    value=cfg.defaults.sampler,
+                    label="Sampler",
+                    min_width=160,
+                    elem_id="sampler",
                 )
                 self.steps = gr.Slider(
                     1,
@@ -88,6 +92,7 @@ class Controls:
                     step=1,
                     label="Steps (of a full schedule)",
                     min_width=200,
+                    elem_id="steps",
                 )
             self.repeats = gr.Slider(
                 1,
@@ -96,6 +101,7 @@ class Controls:
                 step=1,
                 label="K repeats",
                 info="Run SDEdit again on its own output: more realistic, less faithful (paper: 1 to 3).",
+                elem_id="repeats",
             )
             self.hint = gr.Markdown(
                 work_hint(cfg.name, d.sampler, d.strength, d.num_inference_steps, d.repeats, 1, d.snr),
