@@ -102,3 +102,32 @@ def test_the_served_png_is_the_written_file_with_its_chunks():
             api_name="/edit",
         )
         assert np.array_equal(rgb(again[0]["image"]), rgb(gallery[0]["image"]))
+
+
+def test_history_strip_keeps_results_newest_first_with_their_guides():
+    from sdedit.studio import history
+
+    class Opened:  # what Gradio's gallery hands over with type="pil": an image opened from its cache
+        def __init__(self, filename):
+            self.filename = filename
+
+    h = history.add_results([], [(Opened("/a.png"), "seed 1"), ("/b.png", "seed 2")], "/guide1.png")
+    h = history.add_results(h, [(Opened("/c.png"), "seed 3")], "/guide2.png")
+    assert [x["image"] for x in h] == ["/c.png", "/a.png", "/b.png"]
+    assert [x["guide"] for x in h] == ["/guide2.png", "/guide1.png", "/guide1.png"]
+    assert history.strip(h)[0] == ("/c.png", "seed 3")
+    assert len(history.add_results(h * 40, [("/d.png", "")], None)) == history.MAX_HISTORY
+    assert history.before_after("/g.png", "/r.png") == ("/g.png", "/r.png")
+    assert history.before_after(None, "/r.png") is None
+
+
+def test_a_click_on_the_sweep_grid_gives_that_columns_t0():
+    from sdedit.studio.history import sweep_strengths, t0_at
+
+    strengths = sweep_strengths({"headers": ["t0", "L2"], "data": [[0.2, 1.0], [0.4, 2.0], [0.6, 3.0]]})
+    assert strengths == [0.2, 0.4, 0.6]
+    width = 4 * 128  # the guide's column, then one per t0
+    assert t0_at(10, width, strengths) is None  # the guide
+    assert t0_at(130, width, strengths) == 0.2
+    assert t0_at(300, width, strengths) == 0.4
+    assert t0_at(511, width, strengths) == 0.6

@@ -14,7 +14,16 @@ from PIL import Image
 from sdedit.recall import read_settings
 
 from .app_server import running_app
-from .browser_utils import CHROMIUM, CHROMIUM_ARGS, draw, generate, open_app, pick_color, wait_for_result
+from .browser_utils import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    draw,
+    fetch_image,
+    generate,
+    open_app,
+    pick_color,
+    wait_for_result,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -98,3 +107,49 @@ def test_download_a_result_drop_it_back_and_the_settings_and_seed_return(page, t
     page.click("#generate")
     again = np.asarray(wait_for_result(page, before).convert("RGB"))
     assert np.array_equal(again, first)  # the same seed and settings regenerate the same image
+
+
+def test_history_strip_before_after_slider_and_sweep_clicks(page):
+    draw(page, "paint-editor", [(60, 200), (200, 200)])
+    page.locator("#seed input").first.fill("101")
+    page.locator("#seed input").first.press("Enter")
+    set_number(page, "#strength", 0.5)
+    first = np.asarray(generate(page).convert("RGB"))
+    page.locator("#seed input").first.fill("202")
+    page.locator("#seed input").first.press("Enter")
+    set_number(page, "#strength", 0.7)
+    generate(page)
+    deadline = time.time() + 20
+    while time.time() < deadline and page.locator("#history img").count() < 2:
+        time.sleep(0.2)
+    thumbs = page.locator("#history img")
+    assert thumbs.count() >= 2
+    assert "seed 202" in page.locator("#history").inner_text()
+    assert page.locator("#before-after img").count() == 2  # the guide and the newest result
+
+    page.locator("#history button.thumbnail-item").nth(1).click()  # the older one: seed 101 at t0 0.5
+    deadline = time.time() + 20
+    while time.time() < deadline and value_of(page, "#seed") != "101":
+        time.sleep(0.2)
+    assert value_of(page, "#seed") == "101"
+    assert float(page.locator("#strength input[type=number]").first.input_value()) == pytest.approx(0.5)
+    time.sleep(1.0)
+    after = page.locator("#before-after img").nth(1)
+    shown = np.asarray(fetch_image(page, "#before-after img >> nth=1").convert("RGB"))
+    assert after.count() and np.array_equal(shown, first)
+
+    # the t0 sweep: a click on a column sets t0 to its value
+    page.get_by_text("t0 sweep: faithful").click()
+    page.locator("#strengths textarea, #strengths input").first.fill("0.3, 0.8")
+    page.click("#sweep")
+    page.wait_for_selector("#sweep-grid img", timeout=120_000)
+    time.sleep(1.0)
+    grid = page.locator("#sweep-grid img").first
+    box = grid.bounding_box()
+    grid.click(position={"x": box["width"] * 5 / 6, "y": box["height"] / 2})  # the last column: t0 = 0.8
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if float(page.locator("#strength input[type=number]").first.input_value()) == pytest.approx(0.8):
+            break
+        time.sleep(0.2)
+    assert float(page.locator("#strength input[type=number]").first.input_value()) == pytest.approx(0.8)

@@ -214,21 +214,22 @@ class Controls:
             return updates
 
         self.restore_settings = restore_settings
+        self.restore_outputs = [
+            self.model,
+            self.loaded_model,
+            self.note,
+            self.card,
+            self.sampler,
+            strength,
+            self.steps,
+            self.repeats,
+            seed,
+            self.snr,
+        ]
         self.restore_png.upload(
             restore_settings,
             [self.restore_png, self.loaded_model],
-            [
-                self.model,
-                self.loaded_model,
-                self.note,
-                self.card,
-                self.sampler,
-                strength,
-                self.steps,
-                self.repeats,
-                seed,
-                self.snr,
-            ],
+            self.restore_outputs,
             queue=False,
             api_visibility="private",
         )

@@ -18,6 +18,7 @@ from . import limits
 from .controls import Controls
 from .guard import BodySizeLimit
 from .guides import to_pil
+from .history import History
 from .results import Results, edit, edit_on_gpu, sweep
 from .tabs import TABS, Tab
 from .ui import friendly, guard_inputs
@@ -85,6 +86,7 @@ class Page:
                 # ----- right: generate, and the results -------------------------------------------------
                 with gr.Column(scale=5, min_width=320, elem_id="results"):
                     self.results = Results(cfg)
+                    self.history = History()
             gr.Markdown(CREDITS, elem_id="credits")
             self.connect()
         guard_inputs(self.demo)
@@ -148,7 +150,7 @@ class Page:
     def then_edit(self, event, api_name: str | None = None):
         """After a guide and mask are in place, edit them (the public `/edit` endpoint when `api_name` is set)."""
         r = self.results
-        return event.success(
+        edited = event.success(
             edit_on_gpu if limits.ZERO_GPU else edit,
             [r.guide, r.mask, *self.settings_inputs],
             r.edit_outputs,
@@ -157,10 +159,13 @@ class Page:
             show_progress_on=[r.gallery],
             concurrency_limit=limits.EDIT_CONCURRENCY,
             concurrency_id="edit",
-        ).success(lambda: 0, None, r.selected, queue=False, api_visibility="private")
+        )
+        self.edit_events.append(edited)  # the history strip follows every edit (History.connect)
+        return edited.success(lambda: 0, None, r.selected, queue=False, api_visibility="private")
 
     def connect(self) -> None:
         r, c = self.results, self.controls
+        self.edit_events = []
         guide_inputs = {self.selected_tab, *(comp for tab in self.tabs for comp in tab.guide_inputs)}
         guide_in_front = friendly(self.guide_in_front)
         shown = [r.guide, r.mask]
@@ -197,6 +202,7 @@ class Page:
         for tab in self.tabs:
             tab.connect(self)
         c.connect(self)
+        self.history.connect(self)
 
 
 def build_page() -> Page:
