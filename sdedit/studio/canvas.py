@@ -111,6 +111,15 @@ HTML = """
     <span class="sdl-layers" role="group" aria-label="Layer">
       <button type="button" class="sdl-layer sdl-on" data-layer="0" aria-label="Paint strokes layer">Paint</button>
       <button type="button" class="sdl-layer" data-layer="1" aria-label="Mask only layer">Mask only</button>
+      <button type="button" class="sdl-layer" data-layer="2" aria-label="Strength layer"
+        title="Strength brush: how much each region may change (0 = kept exactly, 1 = the full t0)">Strength</button>
+    </span>
+    <span class="sdl-levels" role="group" aria-label="Strength level">
+      <button type="button" class="sdl-level" data-level="0" aria-label="Strength 0">0</button>
+      <button type="button" class="sdl-level" data-level="0.25" aria-label="Strength 0.25">¼</button>
+      <button type="button" class="sdl-level sdl-on" data-level="0.5" aria-label="Strength 0.5">½</button>
+      <button type="button" class="sdl-level" data-level="0.75" aria-label="Strength 0.75">¾</button>
+      <button type="button" class="sdl-level" data-level="1" aria-label="Strength 1">1</button>
     </span>
     <span class="sdl-zoom" title="Zoom">100%</span>
   </div>
@@ -144,6 +153,8 @@ CSS = """
 .sdl-size-text { min-width: 2ch; font-variant-numeric: tabular-nums; color: var(--body-text-color-subdued); }
 .sdl[data-mode="paint"] .sdl-layers { display: none; }
 .sdl-layers { display: inline-flex; gap: 2px; }
+.sdl-levels { display: none; gap: 2px; }
+.sdl[data-layer="2"] .sdl-levels { display: inline-flex; }
 .sdl-zoom { margin-left: auto; color: var(--body-text-color-subdued); font-size: 0.85em; }
 .sdl-palette { display: flex; flex-wrap: wrap; gap: 4px; padding: 6px; border-radius: var(--radius-md);
   border: 1px solid var(--border-color-primary); background: var(--background-fill-secondary); }
@@ -187,7 +198,9 @@ const visitor = window.__sdeditVisitor || (window.__sdeditVisitor =
 let W = 256, H = 256, tool = 'brush', active = 0, color = '#212121', drawing = null;
 let seq = 0, shown = 0, policyFor = undefined, allowed = false, userOff = false, synced = null, bgURL = null;
 const bg = document.createElement('canvas');
-const layers = [document.createElement('canvas'), document.createElement('canvas')];
+// paint, mask only, and (photo) the strength layer: grey levels, white = the full t0, black = kept exactly
+const layers = [document.createElement('canvas'), document.createElement('canvas'), document.createElement('canvas')];
+let level = 0.5;
 const undo = [];
 
 function size(w, h) {
@@ -209,7 +222,8 @@ function render() {
     vctx.drawImage(bg, 0, 0);
     vctx.drawImage(layers[0], 0, 0);
     if (mode === 'photo') {  // the mask layer, as a translucent tint
-      vctx.save(); vctx.globalAlpha = 0.45; vctx.drawImage(tinted(), 0, 0); vctx.restore();
+      vctx.save(); vctx.globalAlpha = 0.45; vctx.drawImage(tinted(), 0, 0);
+      vctx.globalAlpha = 0.6; vctx.drawImage(layers[2], 0, 0); vctx.restore();
     }
   });
 }
@@ -262,7 +276,12 @@ $('.sdl-colorbtn').addEventListener('click', () => { palette.hidden = !palette.h
 sizeInput.addEventListener('input', () => { $('.sdl-size-text').textContent = sizeInput.value; });
 root.querySelectorAll('.sdl-layer').forEach((b) => b.addEventListener('click', () => {
   active = Number(b.dataset.layer);
+  root.dataset.layer = String(active);
   root.querySelectorAll('.sdl-layer').forEach((x) => x.classList.toggle('sdl-on', x === b));
+}));
+root.querySelectorAll('.sdl-level').forEach((b) => b.addEventListener('click', () => {
+  level = Number(b.dataset.level);
+  root.querySelectorAll('.sdl-level').forEach((x) => x.classList.toggle('sdl-on', x === b));
 }));
 
 // ----- undo ------------------------------------------------------------------------------------------
@@ -306,7 +325,9 @@ function strokeCtx() {
   c.lineCap = 'round'; c.lineJoin = 'round';
   c.lineWidth = Number(sizeInput.value) * Math.max(W, H) / 256;
   c.globalCompositeOperation = tool === 'eraser' ? 'destination-out' : 'source-over';
-  c.strokeStyle = c.fillStyle = (mode === 'photo' && active === 1) ? '#ffffff' : color;
+  const grey = Math.round(level * 255);
+  c.strokeStyle = c.fillStyle = (mode === 'photo' && active === 1) ? '#ffffff'
+    : (mode === 'photo' && active === 2) ? `rgb(${grey},${grey},${grey})` : color;
   return c;
 }
 view.addEventListener('pointerdown', (e) => {
@@ -388,7 +409,7 @@ async function loadValue(text) {  // a value set from Python (start, an example,
   let v = {};
   try { v = JSON.parse(text || '{}') || {}; } catch (e) { v = {}; }
   const bgImage = v.background ? await loadImage(v.background) : null;
-  const layerImages = await Promise.all((v.layers || []).slice(0, 2).map((u) => (u ? loadImage(u) : null)));
+  const layerImages = await Promise.all((v.layers || []).slice(0, 3).map((u) => (u ? loadImage(u) : null)));
   size(bgImage ? bgImage.width : 256, bgImage ? bgImage.height : 256);
   whiteBg();
   if (bgImage) ctxOf(bg).drawImage(bgImage, 0, 0);

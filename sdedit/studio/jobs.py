@@ -61,6 +61,7 @@ class EditSettings:
     snr: float | None = None
     mask_dilation: float = 0
     mask_feather: float = 0
+    strength_map: object = None  # an image the guide's size: white = the full t0, black = kept exactly
 
     def pipe_kwargs(self) -> dict:
         return dict(
@@ -164,7 +165,8 @@ def prepare_edit(guide, mask=None, settings: EditSettings | None = None, animate
     m = prepare_mask(to_pil(mask, "mask") if mask is not None else None, guide.size, s.mask_dilation, s.mask_feather)
     seeds = seeds_for(pick_seed(s.seed), checked.num_images)
     t0 = time.perf_counter()
-    prepared = pipe.prepare(guide, m, checked.fit)
+    smap = to_pil(s.strength_map, "strength_map") if s.strength_map is not None else None
+    prepared = pipe.prepare(guide, m, checked.fit, strength_map=smap)
     return EditJob(pipe, guide, prepared, s, checked, seeds, animate, prepare_s=time.perf_counter() - t0)
 
 

@@ -96,16 +96,22 @@ class Page:
 
     @property
     def guide_outputs(self) -> list:
-        return [self.results.guide, self.results.mask, self.selected_tab]
+        return [self.results.guide, self.results.mask, self.results.strength_map, self.selected_tab]
 
     def show_guide(self, tab: Tab, guide, mask) -> dict:
         """Updates that show `tab`'s guide and mask as what the model gets (the next edit reads them)."""
-        return {self.results.guide: guide, self.results.mask: mask, self.selected_tab: tab.id}
+        return {
+            self.results.guide: guide,
+            self.results.mask: mask,
+            self.results.strength_map: None,
+            self.selected_tab: tab.id,
+        }
 
     def guide_in_front(self, values: dict) -> dict:
-        """The guide and mask of the tab in front, from its own components (mask None = change everything)."""
-        guide, mask = self.by_id[values[self.selected_tab]].guide(values)
-        return {self.results.guide: guide, self.results.mask: mask}
+        """The guide, mask and strength map of the tab in front, from its own components (mask None = change
+        everything; strength map None = the same t0 everywhere)."""
+        guide, mask, strength_map = self.by_id[values[self.selected_tab]].guide_and_strength(values)
+        return {self.results.guide: guide, self.results.mask: mask, self.results.strength_map: strength_map}
 
     @property
     def result_outputs(self) -> list:
@@ -152,7 +158,7 @@ class Page:
         r = self.results
         edited = event.success(
             edit_on_gpu if limits.ZERO_GPU else edit,
-            [r.guide, r.mask, *self.settings_inputs],
+            [r.guide, r.mask, *self.settings_inputs, r.strength_map],
             r.edit_outputs,
             api_name=api_name,
             api_visibility="public" if api_name else "private",
@@ -168,7 +174,7 @@ class Page:
         self.edit_events = []
         guide_inputs = {self.selected_tab, *(comp for tab in self.tabs for comp in tab.guide_inputs)}
         guide_in_front = friendly(self.guide_in_front)
-        shown = [r.guide, r.mask]
+        shown = [r.guide, r.mask, r.strength_map]
         self.then_edit(
             r.generate_btn.click(guide_in_front, guide_inputs, shown, api_visibility="private", show_progress="hidden"),
             "edit",

@@ -46,9 +46,12 @@ async def edit(
     snr,
     mask_dilation,
     mask_feather,
+    strength_map=None,
     progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
 ):
     """SDEdit: perturb the guide to t0 and denoise it. White in `mask` may change; None changes everything.
+    `strength_map` (optional, the guide's size): each pixel's own t0 as a fraction of `strength` (white = the
+    full t0, black = kept exactly).
 
     Async so that a cancelled request stops its work (the batcher drops it) instead of running on unseen;
     requests with matching settings share one forward pass (sdedit.studio.batching). A generator: the results
@@ -56,7 +59,7 @@ async def edit(
     reach the user as `ui.as_gr_error` words (`friendly` does not wrap generators).
     """
     settings = EditSettings(
-        model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather
+        model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather, strength_map
     )
     try:
         progress(0, desc="Waiting for the model")
@@ -90,11 +93,12 @@ def edit_on_gpu(
     snr,
     mask_dilation,
     mask_feather,
+    strength_map=None,
     progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
 ):
     """`edit` on ZeroGPU: the GPU exists only inside this call, so each request runs here, unbatched."""
     settings = EditSettings(
-        model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather
+        model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather, strength_map
     )
     progress(0, desc="Loading the model")
     return edit_outputs(run_edit(guide, mask, settings, progress_reporter(progress), batch=False))
@@ -194,6 +198,15 @@ class Results:
                 height=200,
                 interactive=False,
                 elem_id="mask",
+            )
+            self.strength_map = gr.Image(
+                type="filepath",
+                image_mode=None,
+                format="png",
+                label="Strength map (white = the full t0, black = kept)",
+                height=200,
+                interactive=False,
+                elem_id="strength-map",
             )
         with gr.Accordion("t0 sweep: faithful ↔ realistic, for this guide", open=False):
             with gr.Row(equal_height=True):

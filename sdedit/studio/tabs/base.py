@@ -35,6 +35,11 @@ class Tab:
         """(guide, mask) from the values of `guide_inputs` (keyed by component); mask None = change it all."""
         raise NotImplementedError
 
+    def guide_and_strength(self, values: dict) -> tuple:
+        """(guide, mask, strength map): a tab with a strength brush returns its map (white = the full t0,
+        black = kept exactly); None = the same t0 everywhere."""
+        return (*self.guide(values), None)
+
     @property
     def editors(self) -> list[gr.ImageEditor]:
         """Editors whose brush offers the model's palette (it changes with the model)."""

@@ -47,6 +47,32 @@ def example_canvas(ex: Example) -> tuple[str, dict]:
     return canvas_value(photo, [strokes, None]), value
 
 
+def photo_guide_and_strength(read: dict) -> tuple[Image.Image, Image.Image, Image.Image | None]:
+    """(guide, mask, strength map) from the canvas's layers: paint, mask only, strength.
+
+    The strength layer's grey is each pixel's own t0 as a fraction of t0 (white = the full t0, black = kept
+    exactly); unpainted pixels keep the full t0. Its pixels above 0 may change (they join the mask), its
+    pixels at 0 are kept even where they cover paint. No strength strokes: no map, as before.
+    """
+    layers = list(read.get("layers") or [])
+    strength = layers[2] if len(layers) > 2 else None
+    painted = strength is not None and strength[..., 3].any()
+    base = {"background": read.get("background"), "layers": layers[:2]}
+    if painted:  # levels above 0 mark pixels that may change, like the mask-only layer
+        marks = strength.copy()
+        marks[..., 3] = np.where((strength[..., 3] > 0) & (strength[..., 0] > 0), 255, 0)
+        empty = np.zeros_like(strength)
+        base["layers"] = [*layers[:2], *[empty] * (2 - len(layers[:2])), marks]
+    guide, mask = photo_guide(base)
+    if not painted:
+        return guide, mask, None
+    level = np.where(strength[..., 3] > 0, strength[..., 0], 255).astype(np.uint8)
+    smap = Image.fromarray(level, "L")
+    if smap.size != guide.size:
+        smap = smap.resize(guide.size, Image.NEAREST)
+    return guide, mask, smap
+
+
 class EditTab(Tab):
     id, label = "edit", "Edit a photo"
 
@@ -61,6 +87,7 @@ class EditTab(Tab):
         gr.Markdown(
             "Strokes on the **Paint** layer recolour the photo and mark where it may change. Pick "
             "**Mask only** to mark more area without painting. Everything else stays exactly as it is. "
+            "**Strength** paints how much each region may change (0 = kept exactly, 1 = the full t0). "
             "⤒ uploads a photo (or paste or drop one).",
             elem_classes="hint",
         )
@@ -75,7 +102,10 @@ class EditTab(Tab):
         return [self.canvas]
 
     def guide(self, values):
-        return photo_guide(read_canvas(values[self.canvas]))
+        return self.guide_and_strength(values)[:2]
+
+    def guide_and_strength(self, values):
+        return photo_guide_and_strength(read_canvas(values[self.canvas], layers=3))
 
     @property
     def receive_outputs(self):
