@@ -1,8 +1,8 @@
 """Load, faults and throughput of the live app: `python app.py` in a subprocess, many gradio_client users.
 
-    OMP_NUM_THREADS=1 python -m benchmarks.app_load            # full: the figures in docs/reliability.md and
-                                                               # docs/performance.md (about 6 minutes)
-    OMP_NUM_THREADS=1 python -m benchmarks.app_load --quick    # the bounded form tests/test_load.py runs in CI
+    python -m benchmarks.app_load            # full: the figures in docs/reliability.md and docs/performance.md
+                                             # (about 7 minutes)
+    python -m benchmarks.app_load --quick    # the bounded form tests/test_load.py runs in CI
 
 Everything goes to 127.0.0.1 only, in a fixed number of requests, and stops by itself. What it does:
 
@@ -15,7 +15,9 @@ Everything goes to 127.0.0.1 only, in a fixed number of requests, and stops by i
 4. first request after launch, with and without the start-up warm-up.
 5. throughput: 1, 4 and 16 concurrent users, with the micro-batcher on (SDEDIT_MAX_BATCH=8) and off (1).
 
-The server runs with one torch thread (OMP_NUM_THREADS=1) and its own GRADIO_TEMP_DIR, removed afterwards.
+The server chooses its threads by the app's own CPU thread policy (`sdedit.threads`: this benchmark removes
+the thread variables from the server's environment, so a user's OMP_NUM_THREADS does not leak into it; on 2
+cores that is 1 torch thread with passive waiting) and has its own GRADIO_TEMP_DIR, removed afterwards.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 RELIABILITY_DOC = REPO / "docs" / "reliability.md"
 PERFORMANCE_DOC = REPO / "docs" / "performance.md"
 
+# Removed from the server's environment: the app's thread policy decides (Server(env=...) can still set them).
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "SDEDIT_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 DEFAULT_SETTINGS = dict(model="fluent-emoji-64", strength=0.5, sampler="dpmpp", steps=20, repeats=1)  # the app's
 QUICK_SETTINGS = dict(DEFAULT_SETTINGS, steps=8)  # 4-5 denoising steps
 
@@ -73,9 +77,10 @@ def rss_mb(pid: int) -> tuple[float, float]:
 
 @dataclass
 class Server:
-    """`python app.py` on a free port of 127.0.0.1, with its own temp dir; stopped by `stop()`."""
+    """`python app.py` (of `repo`) on a free port of 127.0.0.1, with its own temp dir; stopped by `stop()`."""
 
     env: dict = field(default_factory=dict)
+    repo: Path = REPO
     proc: subprocess.Popen | None = None
     url: str = ""
     startup_s: float = 0.0
@@ -89,8 +94,7 @@ class Server:
         self.tmp = Path(tempfile.mkdtemp(prefix="sdedit-load-"))
         port = free_port()
         env = {
-            **os.environ,
-            "OMP_NUM_THREADS": "1",
+            **{k: v for k, v in os.environ.items() if k not in THREAD_VARS},
             "GRADIO_ANALYTICS_ENABLED": "False",
             "HF_HUB_OFFLINE": "1",
             "HF_HUB_DISABLE_TELEMETRY": "1",
@@ -101,7 +105,7 @@ class Server:
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, "app.py", "--port", str(port), "--host", "127.0.0.1"],
-            cwd=REPO,
+            cwd=self.repo,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -538,6 +542,13 @@ def throughput(servers: dict[str, Server], settings: dict, user_counts=(1, 4, 16
 # ----- the whole run ----------------------------------------------------------------------------------------
 
 
+def server_policy() -> str:
+    """The thread policy the server applies (the same rule, this machine, without the removed variables)."""
+    from sdedit import threads
+
+    return threads.describe(threads.current({k: v for k, v in os.environ.items() if k not in THREAD_VARS}))
+
+
 def conditions() -> dict:
     import torch
 
@@ -546,13 +557,15 @@ def conditions() -> dict:
         "cpu_count": os.cpu_count(),
         "load_avg": [round(x, 2) for x in os.getloadavg()],
         "client_cpu_s": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1),
-        "server_threads": 1,
+        "server_policy": server_policy(),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
     }
 
 
-def run(quick: bool = False, parts: tuple[str, ...] = ("reliability", "throughput", "first")) -> dict:
+def run(
+    quick: bool = False, parts: tuple[str, ...] = ("reliability", "throughput", "first"), repo: Path = REPO
+) -> dict:
     """The quick form (CI) or the full one; returns everything measured."""
     import app  # noqa: F401  (fails early and clearly if the app can't be imported)
     from sdedit.studio import limits
@@ -565,7 +578,7 @@ def run(quick: bool = False, parts: tuple[str, ...] = ("reliability", "throughpu
     with tempfile.TemporaryDirectory() as tmp:
         files = make_files(Path(tmp))
         if "reliability" in parts:
-            with Server({"SDEDIT_MAX_BATCH": 8, "SDEDIT_QUEUE_SIZE": queue_size}) as server:
+            with Server({"SDEDIT_MAX_BATCH": 8, "SDEDIT_QUEUE_SIZE": queue_size}, repo=repo) as server:
                 report["startup_s"] = server.startup_s
                 report["first_request_warm"] = first_requests(server, settings)
                 rounds, per_user = (3, 2) if quick else (6, 3)
@@ -576,13 +589,13 @@ def run(quick: bool = False, parts: tuple[str, ...] = ("reliability", "throughpu
                 report["queue_full"] = queue_full(server, admitted, 12 if quick else 16, DEFAULT_SETTINGS)
                 report["cancel"] = cancel_frees_slot(server, settings)
         if "throughput" in parts and not quick:
-            with Server({"SDEDIT_MAX_BATCH": 1}) as off, Server({"SDEDIT_MAX_BATCH": 8}) as on:
+            with Server({"SDEDIT_MAX_BATCH": 1}, repo=repo) as off, Server({"SDEDIT_MAX_BATCH": 8}, repo=repo) as on:
                 report["first_request_warm_unbatched"] = first_requests(off, settings)
                 report["first_request_warm"] = first_requests(on, settings)
                 rows = throughput({"off": off, "on": on}, settings)
                 report["throughput_unbatched"], report["throughput_batched"] = rows["off"], rows["on"]
         if "first" in parts and not quick:
-            with Server({"SDEDIT_MAX_BATCH": 8, "SDEDIT_WARMUP": 0}) as server:
+            with Server({"SDEDIT_MAX_BATCH": 8, "SDEDIT_WARMUP": 0}, repo=repo) as server:
                 report["first_request_cold"] = first_requests(server, settings)
     report["conditions_end"] = conditions()
     return report
@@ -598,9 +611,9 @@ def _f(x, digits: int = 2) -> str:
 def _conditions_line(report: dict) -> str:
     a, b = report["conditions_start"], report["conditions_end"]
     return (
-        f"Measured {a['time']} by `OMP_NUM_THREADS=1 python -m benchmarks.app_load` on {a['cpu_count']} CPU cores "
+        f"Measured {a['time']} by `python -m benchmarks.app_load` on {a['cpu_count']} CPU cores "
         f"(load average {a['load_avg'][0]} at the start, {b['load_avg'][0]} at the end), "
-        f"server with {a['server_threads']} torch thread, torch {a['torch']}, Python {a['python']}. "
+        f"server's thread policy `{a['server_policy']}`, torch {a['torch']}, Python {a['python']}. "
         f"Settings of valid requests: {report['settings']['sampler']}, {report['settings']['steps']} steps, "
         f"t0 = {report['settings']['strength']} (a quarter at 0.4), 1 sample, the embedded 64 px model."
     )
@@ -710,13 +723,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the bounded CI form: fewer requests, no doc updates")
     parser.add_argument("--no-docs", action="store_true", help="don't rewrite the docs' sections")
+    parser.add_argument("--repo", type=Path, default=REPO, help="serve the app of another checkout (no doc updates)")
+    parser.add_argument("--out", type=Path, default=None, help="the JSON report (default: results/app-load.json)")
     args = parser.parse_args(argv)
-    report = run(quick=args.quick)
+    other = args.repo.resolve() != REPO.resolve()
+    report = run(quick=args.quick, repo=args.repo)
+    report["repo"] = str(args.repo)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "app-load-quick.json" if args.quick else "app-load.json"
-    (RESULTS / name).write_text(json.dumps(report, indent=2, default=str) + "\n")
+    out = args.out or RESULTS / ("app-load-quick.json" if args.quick else "app-load.json")
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "settings"}, indent=2, default=str)[:6000])
-    if not args.quick and not args.no_docs:
+    if not args.quick and not args.no_docs and not other:
         write_docs(report)
         print(f"wrote {RELIABILITY_DOC} and {PERFORMANCE_DOC}")
     return 0
