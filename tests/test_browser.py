@@ -193,7 +193,10 @@ def test_a_second_visitor_sees_where_it_stands_while_another_edit_runs(browser, 
         page.get_by_role("tab", name="Composite", exact=True).click()
         page.click("#generate")
         gallery = page.locator("#gallery")
-        gallery.get_by_text("ahead of yours", exact=False).wait_for(timeout=30_000)
+        try:
+            gallery.get_by_text("ahead of yours", exact=False).wait_for(timeout=30_000)
+        except Exception as exc:
+            raise AssertionError(f"no position shown: {gallery.inner_text()!r}; first: {long.status()}") from exc
         text = gallery.inner_text()
         assert "Waiting for the model: 1 request ahead of yours" in text, text
         assert "starts in about" in text, text  # an estimate from the running edit's own progress
