@@ -61,15 +61,18 @@ def draw(out: Path = OUT) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-    fig = plt.figure(figsize=(18, 13.5), dpi=90)
+    rows_max = max(len(modules(w)) for _, _, w, _ in WINGS)
+    box = 1.2 + 0.38 * rows_max  # every module gets two lines
+    height = 1.6 + box + 5.2
+    fig = plt.figure(figsize=(18, height), dpi=90)
     ax = fig.add_axes([0, 0, 1, 1])
     ax.set_xlim(0, 18)
-    ax.set_ylim(0, 13.5)
+    ax.set_ylim(0, height)
     ax.axis("off")
-    ax.text(0.3, 13.05, "SDEdit Studio: one house, three wings", fontsize=19, weight="bold", va="center")
+    ax.text(0.3, height - 0.45, "SDEdit Studio: one house, three wings", fontsize=19, weight="bold", va="center")
     ax.text(
         0.3,
-        12.6,
+        height - 0.9,
         "Doors: app.py (the Space's app file) → studio · python -m sdedit (sdedit/cli.py) → every wing · "
         "the Python API (SDEditPipeline) → engine",
         fontsize=11.5,
@@ -77,24 +80,26 @@ def draw(out: Path = OUT) -> Path:
         color="#333",
     )
     columns = [(0.3, 6.2), (6.7, 5.6), (12.5, 5.2)]
-    top, bottom = 12.1, 5.2
+    top = height - 1.4
+    bottom = top - box
     for (title, note, wing, colour), (x, w) in zip(WINGS, columns, strict=True):
         ax.add_patch(FancyBboxPatch((x, bottom), w, top - bottom, boxstyle="round,pad=0.05", fc=colour, ec="#555"))
         ax.text(x + 0.15, top - 0.25, title, fontsize=13, weight="bold", va="top")
         ax.text(x + 0.15, top - 0.62, note, fontsize=10, style="italic", va="top", color="#444")
         rows = modules(wing)
-        step = min(0.42, (top - bottom - 1.0) / max(1, len(rows)))
+        step = 0.38
         for i, (name, doc) in enumerate(rows):
             y = top - 1.05 - i * step
             ax.text(x + 0.15, y, name, fontsize=9.5, family="monospace", weight="bold", va="top")
             short = textwrap.shorten(doc, width=int(w * 15), placeholder="…")
             ax.text(x + 0.15, y - 0.18, short, fontsize=7.8, va="top", color="#333")
     for x0, x1 in ((6.5, 6.7), (12.5, 12.3)):  # studio -> engine, lab -> engine
-        ax.add_patch(FancyArrowPatch((x0, 8.6), (x1, 8.6), arrowstyle="-|>", mutation_scale=22, lw=2, color="#555"))
-    ax.text(6.6, 8.85, "uses", fontsize=9, ha="center", color="#555")
-    ax.text(12.4, 8.85, "uses", fontsize=9, ha="center", color="#555")
+        mid = (top + bottom) / 2
+        ax.add_patch(FancyArrowPatch((x0, mid), (x1, mid), arrowstyle="-|>", mutation_scale=22, lw=2, color="#555"))
+        ax.text((x0 + x1) / 2, mid + 0.25, "uses", fontsize=9, ha="center", color="#555")
 
     ax.text(0.3, 4.75, "One edit, from the browser to the samplers and back", fontsize=14, weight="bold", va="center")
+    # (the path's panel keeps its own coordinates at the bottom of the figure)
     n = len(EDIT_PATH)
     per_row = (n + 1) // 2
     for i, (where, what) in enumerate(EDIT_PATH):
