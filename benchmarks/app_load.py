@@ -468,6 +468,9 @@ def raw_queue_full_detail(server: Server, burst: int) -> str | None:
         0,
         0,
     ]  # one denoising step: the burst drains in seconds
+    # optional inputs added later (e.g. strength_map) are sent as None: the call must have every input
+    params = httpx.get(f"{server.url}/gradio_api/info").json()["named_endpoints"]["/edit"]["parameters"]
+    data += [None] * (len(params) - len(data))
     detail = None
     with httpx.Client(timeout=30) as http:
         for _ in range(burst):
@@ -480,7 +483,7 @@ def raw_queue_full_detail(server: Server, burst: int) -> str | None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            client.predict(handle_file(str(EX / "strokes-heart.png")), None, *data[2:], api_name="/edit")
+            client.predict(handle_file(str(EX / "strokes-heart.png")), None, *data[2:12], api_name="/edit")
             break
         except Exception:
             time.sleep(1)

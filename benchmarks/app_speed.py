@@ -133,6 +133,9 @@ class RawClient:
 
         self.url = url
         self.http = httpx.Client(base_url=url, timeout=120)
+        # /edit's inputs in order (optional ones such as strength_map are sent as None)
+        params = self.http.get("/gradio_api/info").json()["named_endpoints"]["/edit"]["parameters"]
+        self.names = [p["parameter_name"] for p in params]
 
     def __call__(self, seed: int) -> dict:
         s = {**SETTINGS, "seed": seed}
@@ -140,7 +143,20 @@ class RawClient:
         with open(GUIDE, "rb") as f:
             path = self.http.post("/gradio_api/upload", files={"files": f}).json()[0]
         guide = {"path": path, "meta": {"_type": "gradio.FileData"}}
-        data = [guide, None, s["model"], s["strength"], s["sampler"], s["steps"], s["repeats"], 1, seed, 0.0, 0, 0]
+        values = dict(
+            guide=guide,
+            model=s["model"],
+            strength=s["strength"],
+            sampler=s["sampler"],
+            steps=s["steps"],
+            repeats=s["repeats"],
+            num_samples=1,
+            seed=seed,
+            snr=0.0,
+            mask_dilation=0,
+            mask_feather=0,
+        )
+        data = [values.get(name) for name in self.names]
         event_id = self.http.post("/gradio_api/call/edit", json={"data": data}).json()["event_id"]
         result_s, first, event = None, None, ""
         with self.http.stream("GET", f"/gradio_api/call/edit/{event_id}") as r:
