@@ -28,7 +28,7 @@ EDIT_PATH = [
     ("sdedit/samplers.py", "perturb to t0, reverse SDE to 0; Guide.project keeps the unmasked region"),
     ("sdedit/adapters.py", "model space -> canvases (PixelSpace.decode)"),
     ("sdedit/pipeline.py: postprocess", "back to the guide's size; outside the mask, the guide itself"),
-    ("sdedit/studio/jobs.py: finish_edit", "summary and the reverse-process animation, then the page"),
+    ("sdedit/studio/jobs.py: finish_edit", "the summary; results go to the page first, the animation after"),
 ]
 
 WINGS = [
