@@ -129,24 +129,17 @@ def cmd_models(args) -> int:
 def cmd_train(args) -> int:
     from .lab.train import train
 
-    out = train(
-        args.config,
-        resume=not args.no_resume,
-        export_only=args.export_only,
-        export_to=args.export_to,
-        max_steps=args.max_steps,
-        max_minutes=args.max_minutes,
-        output_dir=args.output_dir,
-        threads=args.threads,
-    )
-    print(f"saved model to {out}")
-    return 0
+    return _training(train, args, "model")
 
 
 def cmd_train_upscaler(args) -> int:
     from .lab.upscaler import train_upscaler
 
-    out = train_upscaler(
+    return _training(train_upscaler, args, "upscaler")
+
+
+def _training(train_fn, args, what: str) -> int:
+    out = train_fn(
         args.config,
         resume=not args.no_resume,
         export_only=args.export_only,
@@ -156,7 +149,7 @@ def cmd_train_upscaler(args) -> int:
         output_dir=args.output_dir,
         threads=args.threads,
     )
-    print(f"saved upscaler to {out}")
+    print(f"saved {what} to {out}")
     return 0
 
 

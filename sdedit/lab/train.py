@@ -391,8 +391,12 @@ def train(
     config: str | Path, resume: bool = True, export_only: bool = False, export_to: str | None = None, **overrides
 ) -> Path:
     """Train (resuming by default) and export; `export_only` exports the last checkpoint's EMA weights."""
-    cfg = TrainConfig.from_yaml(config, **overrides)
-    trainer = Trainer(cfg)
+    trainer = Trainer(TrainConfig.from_yaml(config, **overrides))
+    return run_trainer(trainer, config, resume, export_only, export_to)
+
+
+def run_trainer(trainer, config: str | Path, resume: bool, export_only: bool, export_to: str | None) -> Path:
+    """What every trainer of the lab does with its command line: run (or only export) and export."""
     trainer.config_file = Path(config).as_posix()
     if export_only:
         if not trainer.load_checkpoint():

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from ..upscale import SRNet, Upscaler, save_upscaler
 from .data import ImageSet, base_key, code_points, is_held_out, load_image_set
 from .hardware import cpu_name
+from .train import run_trainer
 
 DEGRADATIONS = ("lanczos", "area", "bicubic", "mixed")
 _PIL_FILTERS = {"lanczos": Image.LANCZOS, "area": Image.BOX, "bicubic": Image.BICUBIC}
@@ -469,12 +470,5 @@ def train_upscaler(
     config: str | Path, resume: bool = True, export_only: bool = False, export_to: str | None = None, **overrides
 ) -> Path:
     """Train (resuming by default) and export; `export_only` exports the last checkpoint's EMA weights."""
-    cfg = UpscalerTrainConfig.from_yaml(config, **overrides)
-    trainer = UpscalerTrainer(cfg)
-    trainer.config_file = Path(config).as_posix()
-    if export_only:
-        if not trainer.load_checkpoint():
-            raise FileNotFoundError(f"no checkpoint at {trainer.checkpoint_path} to export")
-        return trainer.export(export_to)
-    out = trainer.run(resume=resume)
-    return trainer.export(export_to) if export_to else out
+    trainer = UpscalerTrainer(UpscalerTrainConfig.from_yaml(config, **overrides))
+    return run_trainer(trainer, config, resume, export_only, export_to)
