@@ -365,7 +365,8 @@ def test_raw_http_nan_paths_and_sizes(app_url, client, tmp_path):
         },
     )
     for literal in ("NaN", "Infinity", "-Infinity"):
-        kind, out = raw_call(app_url, "edit", body=body.replace(", 0, 0.0, 0, 0, null]", f", {literal}, 0.0, 0, 0, null]"))
+        bad_seed = body.replace(", 0, 0.0, 0, 0, null]", f", {literal}, 0.0, 0, 0, null]")
+        kind, out = raw_call(app_url, "edit", body=bad_seed)
         assert kind == "error" and re.match(r"seed: -?(nan|inf) is not allowed: expected a whole number", out["error"])
     # files the server has but the client did not upload: refused by Gradio, never read
     for path in (
