@@ -195,26 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
     p = sub.add_parser("models", help="list the configured models")
     p.set_defaults(func=cmd_models)
-    p = sub.add_parser("train", help="train a VP UNet2DModel on an image set (see configs/train-*.yaml)")
-    p.add_argument("--config", required=True)
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--max-minutes", type=float)
-    p.add_argument("--output-dir")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: the config's)")
-    p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
-    p.add_argument("--export-only", action="store_true", help="export the last checkpoint's EMA weights and stop")
-    p.add_argument("--export-to", help="model folder to export to (default: OUTPUT_DIR/model)")
-    p.set_defaults(func=cmd_train)
-    p = sub.add_parser("train-upscaler", help="train a learned 4x upscaler (see configs/train-upscaler-*.yaml)")
-    p.add_argument("--config", required=True)
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--max-minutes", type=float)
-    p.add_argument("--output-dir")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: the config's)")
-    p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
-    p.add_argument("--export-only", action="store_true", help="export the last checkpoint's EMA weights and stop")
-    p.add_argument("--export-to", help="folder to export to (default: OUTPUT_DIR/model)")
-    p.set_defaults(func=cmd_train_upscaler)
+    for name, help_, func, export in (
+        ("train", "train a VP UNet2DModel on an image set (see configs/train-*.yaml)", cmd_train, "model folder"),
+        ("train-upscaler", "train a learned 4x upscaler (see configs/train-upscaler-*.yaml)", cmd_train_upscaler,
+         "folder"),
+    ):  # fmt: skip
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--config", required=True)
+        p.add_argument("--max-steps", type=int)
+        p.add_argument("--max-minutes", type=float)
+        p.add_argument("--output-dir")
+        p.add_argument("--threads", type=int, help="CPU threads for torch (default: the config's)")
+        p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
+        p.add_argument("--export-only", action="store_true", help="export the last checkpoint's EMA weights and stop")
+        p.add_argument("--export-to", help=f"{export} to export to (default: OUTPUT_DIR/model)")
+        p.set_defaults(func=func)
     p = sub.add_parser("eval", help="realism (KID) / faithfulness (L2) evaluation on held-out stroke paintings")
     from .lab.evaluate import add_eval_args
 

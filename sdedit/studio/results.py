@@ -126,6 +126,13 @@ def sweep(
     return r.grid, r.plot, [[row["strength"], row["l2_to_guide"]] for row in r.rows]
 
 
+def _shown_image(label: str, elem_id: str) -> gr.Image:
+    """A read-only PNG the page shows and the API passes on as a file path."""
+    return gr.Image(
+        type="filepath", image_mode=None, format="png", label=label, height=200, interactive=False, elem_id=elem_id
+    )
+
+
 class Results:
     """The right-hand column."""
 
@@ -181,33 +188,10 @@ class Results:
             elem_id="animation",
         )
         with gr.Accordion("What the model gets: guide and mask", open=False), gr.Row():
-            self.guide = gr.Image(
-                type="filepath",  # the API's guide: read by the studio within its limits
-                image_mode=None,
-                format="png",
-                label="Guide",
-                height=200,
-                interactive=False,
-                elem_id="guide",
-            )
-            self.mask = gr.Image(
-                type="filepath",
-                image_mode=None,
-                format="png",
-                label="Mask (white = may change)",
-                height=200,
-                interactive=False,
-                elem_id="mask",
-            )
-            self.strength_map = gr.Image(
-                type="filepath",
-                image_mode=None,
-                format="png",
-                label="Strength map (white = the full t0, black = kept)",
-                height=200,
-                interactive=False,
-                elem_id="strength-map",
-            )
+            # the API's guide, mask and map: read by the studio within its limits
+            self.guide = _shown_image("Guide", "guide")
+            self.mask = _shown_image("Mask (white = may change)", "mask")
+            self.strength_map = _shown_image("Strength map (white = the full t0, black = kept)", "strength-map")
         with gr.Accordion("t0 sweep: faithful ↔ realistic, for this guide", open=False):
             with gr.Row(equal_height=True):
                 self.strengths = gr.Textbox("0.2, 0.4, 0.6, 0.8, 1.0", label="t0 values", elem_id="strengths")
