@@ -64,14 +64,20 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> TrainConfig:
-        with open(path) as f:
-            raw = yaml.safe_load(f) or {}
-        known = {f.name for f in fields(cls)}
-        unknown = set(raw) - known
-        if unknown:
-            raise ValueError(f"{path}: unknown training keys {sorted(unknown)}; allowed: {sorted(known)}")
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**raw)
+        return cls(**read_recipe(cls, path, "training", overrides))
+
+
+def read_recipe(cls, path: str | Path, what: str, overrides: dict) -> dict:
+    """A training recipe's YAML as keyword arguments for the dataclass `cls`: unknown keys are an error
+    that names the allowed ones; command-line overrides that are not None win."""
+    with open(path) as f:
+        raw = yaml.safe_load(f) or {}
+    known = {f.name for f in fields(cls)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"{path}: unknown {what} keys {sorted(unknown)}; allowed: {sorted(known)}")
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return raw
 
 
 def autocast_dtype(device: torch.device, mode: str) -> torch.dtype | None:

@@ -24,20 +24,19 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
 from ..upscale import SRNet, Upscaler, save_upscaler
 from .data import ImageSet, base_key, code_points, is_held_out, load_image_set
 from .hardware import cpu_name
-from .train import run_trainer
+from .train import read_recipe, run_trainer
 
 DEGRADATIONS = ("lanczos", "area", "bicubic", "mixed")
 _PIL_FILTERS = {"lanczos": Image.LANCZOS, "area": Image.BOX, "bicubic": Image.BICUBIC}
@@ -77,14 +76,7 @@ class UpscalerTrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> UpscalerTrainConfig:
-        with open(path) as f:
-            raw = yaml.safe_load(f) or {}
-        known = {f.name for f in fields(cls)}
-        unknown = set(raw) - known
-        if unknown:
-            raise ValueError(f"{path}: unknown upscaler training keys {sorted(unknown)}; allowed: {sorted(known)}")
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-        cfg = cls(**raw)
+        cfg = cls(**read_recipe(cls, path, "upscaler training", overrides))
         if cfg.degradation not in DEGRADATIONS:
             raise ValueError(f"degradation must be one of {DEGRADATIONS}, not {cfg.degradation!r}")
         if cfg.resolution % cfg.scale:
