@@ -1,0 +1,523 @@
+"""`python -m sdedit.lab.crosscheck`: does the project's realism metric rank t0 as an independent one does?
+
+The evaluation (`sdedit.lab.evaluate`) scores realism as KID on the features of the project's own emoji
+classifier (`models/emoji-features`), on strokes from the paper's simulator. A metric that shares its
+training data, its augmentations and its stroke simulator with the thing it grades can be blind in the
+same places, so this command re-measures the t0 sweep with parts that share none of that:
+
+- **Another stroke simulator** (`superpixel_strokes`): the image is cut into compact superpixels (SLIC-style
+  k-means in colour and position), each is painted flat with its mean colour, and those colours are
+  reduced to a k-colour palette. The paper's simulator (`sdedit.strokes`) median-filters then quantises per
+  pixel, which rounds shapes; superpixels keep straight, polygonal borders and drop details below their size.
+- **Independent feature networks** (nothing can be downloaded, so nothing pretrained is available):
+  `RandomFeatureNet`, a randomly initialised CNN of another shape (no pooling between the conv layers,
+  strided convs, no BatchNorm) with a fixed seed and multi-scale features (each stage's global mean, from
+  64 px down to 8 px); random CNN features are a known second yardstick for generative models where no
+  pretrained domain network exists (Naeem et al. 2020). It has never seen an emoji, a model sample or a
+  training objective, so it cannot share the project network's invariances. Optionally a contrastive
+  network trained by this module on the training split (`ContrastiveNet`, `train-contrastive`).
+- **Paired bootstrap consistency**: every t0 is scored on the same guides (guide i with seed + i) and every
+  network on the same random subset draws (those of `sdedit.lab.metrics.kid`), so for any two settings a, b
+  the fraction of draws in which a scores lower than b says how reliably the metric ranks them.
+
+The sweep itself is `python -m sdedit eval`'s: its guide/reference split, its batched edit loop
+(`evaluate._Runner.edit`), the model's default sampler settings with the model's x0 clipping.
+
+    python -m sdedit.lab.crosscheck --out /tmp/crosscheck            # ~10 min on 1 busy CPU thread
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# ----- a second stroke simulator ---------------------------------------------------------------------------
+
+
+def superpixel_strokes(
+    image: np.ndarray,
+    segments: int = 40,
+    colors: int = 6,
+    compactness: float = 1.5,
+    iterations: int = 8,
+) -> np.ndarray:
+    """uint8 (H, W, 3) -> a flat-colour painting: SLIC-style superpixels, each painted with one of `colors`.
+
+    Deterministic (grid-initialised k-means, then a palette by k-means from a farthest-point start), so the
+    same image always gives the same painting. `compactness` weighs position against colour (both in [0, 1]
+    units): larger gives rounder, more regular segments.
+    """
+    from ..errors import InputError
+
+    if not 2 <= int(colors) <= 64:
+        raise InputError(f"colors must be from 2 to 64, not {colors}")
+    if not 2 <= int(segments) <= 4096:
+        raise InputError(f"segments must be from 2 to 4096, not {segments}")
+    a = np.asarray(image)
+    if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+        raise InputError(f"image must be uint8 (H, W, 3), not {a.dtype} {a.shape}")
+    h, w, _ = a.shape
+    rgb = a.reshape(-1, 3).astype(np.float64) / 255.0
+    yy, xx = np.mgrid[0:h, 0:w]
+    step = math.sqrt(h * w / int(segments))
+    pos = np.stack([yy.ravel(), xx.ravel()], 1) / step  # one grid step = one unit
+    feats = np.concatenate([rgb, pos * compactness], 1)
+    gy = np.arange(step / 2, h, step)
+    gx = np.arange(step / 2, w, step)
+    cy, cx = np.meshgrid(gy, gx, indexing="ij")
+    seeds = (np.clip(cy.ravel().astype(int), 0, h - 1) * w + np.clip(cx.ravel().astype(int), 0, w - 1)).astype(int)
+    centres = feats[seeds].copy()
+    for _ in range(int(iterations)):
+        d = ((feats[:, None, :] - centres[None]) ** 2).sum(-1)
+        label = d.argmin(1)
+        for k in range(len(centres)):
+            sel = label == k
+            if sel.any():
+                centres[k] = feats[sel].mean(0)
+    label = ((feats[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+    used = np.unique(label)
+    seg_rgb = np.stack([rgb[label == k].mean(0) for k in used])
+    seg_size = np.array([(label == k).sum() for k in used], dtype=np.float64)
+    palette = _palette(seg_rgb, seg_size, int(colors))
+    seg_colour = palette[((seg_rgb[:, None] - palette[None]) ** 2).sum(-1).argmin(1)]
+    lookup = np.zeros((len(centres), 3))
+    lookup[used] = seg_colour
+    return np.clip(np.rint(lookup[label] * 255.0), 0, 255).astype(np.uint8).reshape(h, w, 3)
+
+
+def _palette(points: np.ndarray, weights: np.ndarray, k: int, iterations: int = 10) -> np.ndarray:
+    """Weighted k-means of colours from a farthest-point start at the heaviest colour (deterministic)."""
+    k = min(k, len(points))
+    centres = [points[int(weights.argmax())]]
+    for _ in range(1, k):
+        d = np.min([((points - c) ** 2).sum(1) for c in centres], axis=0)
+        centres.append(points[int(d.argmax())])
+    c = np.stack(centres)
+    for _ in range(iterations):
+        label = ((points[:, None] - c[None]) ** 2).sum(-1).argmin(1)
+        for j in range(k):
+            sel = label == j
+            if sel.any():
+                c[j] = (points[sel] * weights[sel, None]).sum(0) / weights[sel].sum()
+    return c
+
+
+STROKE_SIMULATORS = ("superpixel", "paper")
+
+
+def make_strokes(images: np.ndarray, simulator: str = "superpixel", colors: int = 6) -> np.ndarray:
+    """Stroke paintings of a uint8 batch (N, H, W, 3) by the named simulator."""
+    from ..errors import InputError
+
+    if simulator == "superpixel":
+        return np.stack([superpixel_strokes(im, colors=colors) for im in images])
+    if simulator == "paper":
+        from ..strokes import default_median_size
+        from .metrics import stroke_versions
+
+        return stroke_versions(images, colors, default_median_size(images.shape[1]))
+    raise InputError(f"stroke simulator must be one of {', '.join(STROKE_SIMULATORS)}, not {simulator!r}")
+
+
+# ----- paired KID draws ------------------------------------------------------------------------------------
+
+
+def kid_draws(x: np.ndarray, y: np.ndarray, subsets: int = 100, subset_size: int | None = None, seed: int = 0):
+    """The per-subset unbiased MMD² values behind `metrics.kid` (the same draws for the same seed and sizes).
+
+    Kernel matrices are computed once and summed over each draw's rows, so many settings can share draws:
+    two feature sets of the same size scored with the same seed are compared subset by subset (paired).
+    """
+    from .metrics import default_subset_size, polynomial_kernel
+
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    n, m = len(x), len(y)
+    size = default_subset_size(n, m) if subset_size is None else int(subset_size)
+    if not 2 <= size <= min(n, m):
+        raise ValueError(f"subset_size must be from 2 to {min(n, m)} for sets of {n} and {m}, not {size}")
+    k_xx, k_yy, k_xy = polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y)
+    rng = np.random.default_rng(seed)
+    out = np.empty(int(subsets))
+    off = size * (size - 1)
+    for i in range(int(subsets)):
+        a = rng.choice(n, size, replace=False)
+        b = rng.choice(m, size, replace=False)
+        sxx = k_xx[np.ix_(a, a)]
+        syy = k_yy[np.ix_(b, b)]
+        out[i] = (sxx.sum() - np.trace(sxx)) / off + (syy.sum() - np.trace(syy)) / off - 2 * k_xy[np.ix_(a, b)].mean()
+    return out
+
+
+def paired_consistency(draws_a: np.ndarray, draws_b: np.ndarray) -> float:
+    """Fraction of paired draws in which setting a scores lower (more realistic) than b; ties count half."""
+    draws_a, draws_b = np.asarray(draws_a), np.asarray(draws_b)
+    if draws_a.shape != draws_b.shape or draws_a.ndim != 1 or len(draws_a) == 0:
+        raise ValueError(f"paired draws must be two 1-d arrays of one length, not {draws_a.shape}, {draws_b.shape}")
+    return float(np.mean((draws_a < draws_b) + 0.5 * (draws_a == draws_b)))
+
+
+# ----- independent feature networks -----------------------------------------------------------------------
+
+
+class RandomFeatureNet:
+    """A randomly initialised CNN with a fixed seed: four stages of two 3x3 convs (the first strided), ReLU.
+
+    Features: each stage's global mean (64, 32, 16 and 8 px stages; 32 + 64 + 128 + 256 = 480 numbers),
+    each stage scaled by 1/sqrt(its width) so no scale dominates the kernel. He-initialised weights keep
+    activations on one scale across depth without BatchNorm (which would need data statistics).
+    """
+
+    widths = (32, 64, 128, 256)
+    resolution = 64
+    name = "random CNN (seed 0)"
+
+    def __init__(self, seed: int = 0):
+        import torch
+        from torch import nn
+
+        gen = torch.Generator().manual_seed(seed)
+        self.stages = []
+        cin = 3
+        for i, w in enumerate(self.widths):
+            first = nn.Conv2d(cin, w, 3, stride=1 if i == 0 else 2, padding=1)
+            second = nn.Conv2d(w, w, 3, padding=1)
+            for conv in (first, second):
+                fan_in = conv.in_channels * 9
+                with torch.no_grad():
+                    conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * math.sqrt(2.0 / fan_in))
+                    conv.bias.zero_()
+            self.stages.append(nn.Sequential(first, nn.ReLU(), second, nn.ReLU()).eval())
+            cin = w
+
+    @property
+    def feature_dim(self) -> int:
+        return sum(self.widths)
+
+    def features(self, images, batch_size: int = 128) -> np.ndarray:
+        """uint8 (N, H, W, 3) -> (N, 480) float64, deterministic."""
+        import torch
+
+        from .features import to_input
+
+        x = to_input(images, self.resolution)
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(x), batch_size):
+                h, parts = x[i : i + batch_size], []
+                for stage, w in zip(self.stages, self.widths, strict=True):
+                    h = stage(h)
+                    parts.append(h.mean(dim=(2, 3)) / math.sqrt(w))
+                out.append(torch.cat(parts, 1).double())
+        return torch.cat(out).numpy() if out else np.zeros((0, self.feature_dim))
+
+
+class ProjectFeatures:
+    """The project's realism network (`models/emoji-features` or another folder) behind the same interface."""
+
+    def __init__(self, path: str | None = None):
+        from .features import load_feature_net
+
+        self.extractor = load_feature_net(path)
+        self.name = f"project ({Path(self.extractor.path).name})"
+
+    @property
+    def feature_dim(self) -> int:
+        return self.extractor.feature_dim
+
+    def features(self, images) -> np.ndarray:
+        return self.extractor.features(images)
+
+
+# ----- the sweep ------------------------------------------------------------------------------------------
+
+DEFAULT_T0 = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclass
+class CrosscheckSettings:
+    """One cross-check run: the guides, the stroke simulator, the t0 grid, the networks' draws."""
+
+    num_guides: int = 96
+    strengths: tuple[float, ...] = DEFAULT_T0
+    strokes: str = "superpixel"
+    colors: int = 6
+    seed: int = 0
+    batch_size: int = 16
+    kid_subsets: int = 200
+    sheet_guides: int = 12
+    data: str = "fluent-emoji-3d"
+    held_out_fraction: float = 0.1
+
+
+@dataclass
+class SweepImages:
+    """What the sweep made, kept so that new networks can score it without re-running the model."""
+
+    real: np.ndarray
+    strokes: np.ndarray
+    outputs: dict[float, np.ndarray]
+    reference: np.ndarray
+    names: list[str]
+    info: dict = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> None:
+        arrays = {f"t{t:g}": v for t, v in self.outputs.items()}
+        np.savez_compressed(
+            path, real=self.real, strokes=self.strokes, reference=self.reference, names=np.array(self.names), **arrays
+        )
+        Path(path).with_suffix(".json").write_text(json.dumps(self.info, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> SweepImages:
+        z = np.load(path)
+        outputs = {float(k[1:]): z[k] for k in z.files if k.startswith("t")}
+        info = json.loads(Path(path).with_suffix(".json").read_text())
+        return cls(z["real"], z["strokes"], dict(sorted(outputs.items())), z["reference"], list(z["names"]), info)
+
+
+def run_sweep(pipe, s: CrosscheckSettings, image_set=None, log=print) -> SweepImages:
+    """Held-out guides (evaluate's split A), stroke paintings, and SDEdit at each t0 with the model's defaults.
+
+    image_set defaults to the held-out emoji of the shipped model's split; the pipeline's x0 limit is set to
+    the model's config for the run (what `python -m sdedit eval` uses by default) and restored after it.
+    """
+    from ..samplers import steps_for
+    from .data import load_image_set
+    from .evaluate import EvalSettings, _Runner, _x0_limit, split_held_out
+
+    if image_set is None:
+        image_set = load_image_set(s.data, resolution=pipe.config.resolution, held_out_fraction=s.held_out_fraction)
+    held = image_set.subset(held_out=True)
+    idx_a, idx_b = split_held_out(held.names, held.categories, s.seed)
+    rng = np.random.default_rng(s.seed)
+    guides_idx = idx_a[rng.permutation(len(idx_a))][: s.num_guides]
+    real, ref = held.images[guides_idx], held.images[idx_b]
+    strokes = make_strokes(real, s.strokes, s.colors)
+    d = pipe.config.defaults
+    sampler, steps = d.sampler, d.num_inference_steps
+    planned = sum(steps_for(steps, t) for t in s.strengths) * len(real)
+    before, pipe.x0_limit = pipe.x0_limit, _x0_limit(pipe, "config")
+    runner = _Runner(pipe, strokes, real, None, None, EvalSettings(seed=s.seed, batch_size=s.batch_size), log, planned)
+    log(
+        f"cross-check sweep: {len(real)} guides ({s.strokes} strokes, k={s.colors}), reference B = {len(ref)}, "
+        f"{sampler}/{steps}, t0 {', '.join(f'{t:g}' for t in s.strengths)}; {planned:,} model evaluations"
+    )
+    t_begin = time.perf_counter()
+    outputs = {}
+    try:
+        for t in s.strengths:
+            outputs[float(t)], _ = runner.edit(t, sampler, steps, len(real), f"t0={t:g}")
+    finally:
+        pipe.x0_limit = before
+    info = {
+        "model": pipe.config.name,
+        "sampler": sampler,
+        "steps": steps,
+        "x0_limit": "config",
+        "guides": len(real),
+        "reference": len(ref),
+        "seconds": round(time.perf_counter() - t_begin, 1),
+        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(s).items()},
+    }
+    return SweepImages(real, strokes, outputs, ref, [str(held.names[i]) for i in guides_idx], info)
+
+
+# ----- scoring --------------------------------------------------------------------------------------------
+
+
+def score_sweep(images: SweepImages, networks: dict, subsets: int = 200, seed: int = 0, log=print) -> dict:
+    """KID draws of every setting by every network (the same subset draws throughout) and L2 to the guide.
+
+    Settings: the real guides' sources (the real-vs-real floor), the strokes (t0 = 0) and each t0's outputs.
+    """
+    from .metrics import l2_distances
+
+    settings = {"real (floor)": images.real, "strokes (t0 = 0)": images.strokes}
+    settings |= {f"t0 = {t:g}": v for t, v in images.outputs.items()}
+    l2 = {k: float(l2_distances(v, images.strokes).mean()) for k, v in settings.items()}
+    draws: dict[str, dict[str, np.ndarray]] = {}
+    for name, net in networks.items():
+        t_net = time.perf_counter()
+        ref = net.features(images.reference)
+        draws[name] = {k: kid_draws(net.features(v), ref, subsets, seed=seed) for k, v in settings.items()}
+        log(f"  scored with {name} in {time.perf_counter() - t_net:.0f} s")
+    return {"l2_to_guide": l2, "draws": draws, "strengths": list(images.outputs)}
+
+
+def summarise(scores: dict) -> dict:
+    """Per network: KID mean and std per setting, the best t0, and how often it beats each other t0."""
+    out = {"l2_to_guide": scores["l2_to_guide"], "networks": {}}
+    edits = [f"t0 = {t:g}" for t in scores["strengths"]]
+    for name, draws in scores["draws"].items():
+        kid = {k: (float(v.mean()), float(v.std())) for k, v in draws.items()}
+        best = min(edits, key=lambda k: kid[k][0])
+        beats = {k: paired_consistency(draws[best], draws[k]) for k in [*edits, "strokes (t0 = 0)"] if k != best}
+        matrix = {a: {b: paired_consistency(draws[a], draws[b]) for b in edits if b != a} for a in edits}
+        out["networks"][name] = {"kid": kid, "best": best, "best_beats": beats, "pairwise": matrix}
+    names = list(out["networks"])
+    out["rank_correlation"] = {
+        f"{a} vs {b}": spearman([out["networks"][a]["kid"][k][0] for k in edits],
+                                [out["networks"][b]["kid"][k][0] for k in edits])
+        for i, a in enumerate(names) for b in names[i + 1 :]
+    }  # fmt: skip
+    return out
+
+
+def spearman(a, b) -> float:
+    """Spearman's rank correlation of two equal-length sequences (ties get their mean rank)."""
+
+    def ranks(v):
+        v = np.asarray(v, dtype=np.float64)
+        order = v.argsort(kind="stable")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v), dtype=np.float64)
+        for x in np.unique(v):
+            r[v == x] = r[v == x].mean()
+        return r
+
+    ra, rb = ranks(a), ranks(b)
+    if len(ra) != len(rb) or len(ra) < 2:
+        raise ValueError(f"spearman needs two sequences of one length >= 2, not {len(ra)} and {len(rb)}")
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    den = math.sqrt((ra**2).sum() * (rb**2).sum())
+    return float((ra * rb).sum() / den) if den else 0.0
+
+
+def grid(images: SweepImages, count: int = 12, cell: int = 96):
+    """Real, strokes and every t0's output for the first `count` guides (one row each), labels on top."""
+    from .evaluate import _labelled_sheet
+
+    cols = [("real", images.real[:count]), ("strokes", images.strokes[:count])]
+    cols += [(f"t0={t:g}", v[:count]) for t, v in images.outputs.items()]
+    return _labelled_sheet(cols, cell)
+
+
+def render_table(summary: dict) -> str:
+    """Markdown: one row per setting, KID ± std and P(the network's best t0 beats it) for each network."""
+    nets = list(summary["networks"])
+    head = "| setting | L2 to guide | " + " | ".join(f"KID, {n} | P(best beats it), {n}" for n in nets) + " |"
+    lines = [head, "|---|---:|" + "---:|---:|" * len(nets)]
+    for k, l2 in summary["l2_to_guide"].items():
+        cells = []
+        for n in nets:
+            s = summary["networks"][n]
+            mean, std = s["kid"][k]
+            p = s["best_beats"].get(k)
+            mark = "**" if k == s["best"] else ""
+            cells += [
+                f"{mark}{mean:.3f} ± {std:.3f}{mark}",
+                "best" if k == s["best"] else ("" if p is None else f"{100 * p:.0f}%"),
+            ]
+        lines.append(f"| {k} | {l2:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+class ProjectLayers(ProjectFeatures):
+    """The project's network read at several depths: each tapped block's global mean, concatenated.
+
+    `taps` index `EmojiFeatureNet.body`; (0, 3, 6, 8) are its 64, 32, 16 and 8 px blocks (32 + 64 + 128 + 256
+    = 480 numbers), (8,) alone is the penultimate layer that KID uses.
+    """
+
+    def __init__(self, path: str | None = None, taps: tuple[int, ...] = (0, 3, 6, 8)):
+        super().__init__(path)
+        self.taps = tuple(taps)
+        self.name = f"project layers {','.join(map(str, self.taps))} ({Path(self.extractor.path).name})"
+
+    def features(self, images) -> np.ndarray:
+        import torch
+
+        from .features import to_input
+
+        x = to_input(images, self.extractor.config.resolution)
+        parts = []
+        with torch.inference_mode():
+            h = x
+            for i, layer in enumerate(self.extractor.net.body):
+                h = layer(h)
+                if i in self.taps:
+                    parts.append(h.mean(dim=(2, 3)))
+        return torch.cat(parts, 1).double().numpy()
+
+
+# ----- command line ---------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sdedit.lab.crosscheck", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="outputs/crosscheck", help="folder for the report, grid, images and scores")
+    p.add_argument("--model", default=None, help="model (default: the embedded fluent-emoji-64)")
+    p.add_argument("--images", help="reuse a sweep saved by an earlier run (its sweep.npz) instead of running one")
+    p.add_argument("--num-guides", type=int, default=CrosscheckSettings.num_guides)
+    p.add_argument("--strengths", default=",".join(f"{t:g}" for t in DEFAULT_T0), help="t0 values, comma-separated")
+    p.add_argument("--strokes", choices=STROKE_SIMULATORS, default="superpixel", help="stroke simulator of the guides")
+    p.add_argument("--kid-subsets", type=int, default=CrosscheckSettings.kid_subsets, help="paired subset draws")
+    p.add_argument(
+        "--features",
+        action="append",
+        default=[],
+        help="also score with this project-style feature network folder (repeatable); the shipped one always runs",
+    )
+    p.add_argument("--layers", action="store_true", help="also score with the project network's multi-layer features")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from ..errors import SDEditError
+    from .sweep import parse_strengths
+
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        if args.images:
+            images = SweepImages.load(args.images)
+        else:
+            from ..pipeline import SDEditPipeline
+
+            s = CrosscheckSettings(
+                num_guides=args.num_guides,
+                strengths=tuple(parse_strengths(args.strengths)),
+                strokes=args.strokes,
+                kid_subsets=args.kid_subsets,
+            )
+            images = run_sweep(SDEditPipeline.from_pretrained(args.model), s)
+            images.save(out / "sweep.npz")
+        networks = {"random CNN": RandomFeatureNet(seed=0), "project": ProjectFeatures()}
+        if args.layers:
+            networks["project, 4 layers"] = ProjectLayers()
+        for folder in args.features:
+            networks[Path(folder).name] = ProjectFeatures(folder)
+            if args.layers:
+                networks[f"{Path(folder).name}, 4 layers"] = ProjectLayers(folder)
+    except (SDEditError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    scores = score_sweep(images, networks, subsets=args.kid_subsets)
+    summary = summarise(scores)
+    grid(images).save(out / "grid.png")
+    table = render_table(summary)
+    (out / "crosscheck.md").write_text(table + "\n")
+    (out / "crosscheck.json").write_text(json.dumps({"info": images.info, **summary}, indent=2) + "\n")
+    print(table)
+    for pair, rho in summary["rank_correlation"].items():
+        print(f"Spearman over t0, {pair}: {rho:+.2f}")
+    print(f"-> {out}/crosscheck.md, crosscheck.json, grid.png")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
