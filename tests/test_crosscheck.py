@@ -145,3 +145,21 @@ def test_sweep_and_command_end_to_end(vp_pipe, tmp_path, emoji):
         assert im.size == (4 * 96, 16 + 6 * 96)  # real, strokes, two t0; one row per guide
     assert "| t0 = 0.3 |" in (out / "crosscheck.md").read_text()
     assert main(["--images", str(tmp_path / "missing.npz"), "--out", str(out)]) == 2
+
+
+def test_contrastive_net_features_and_views(tmp_path, emoji):
+    import torch
+    from safetensors.torch import save_file
+
+    from sdedit.lab.crosscheck import ContrastiveNet, _views
+    from sdedit.lab.features import to_input
+
+    net = ContrastiveNet(seed=3)
+    feats = net.features(emoji[:6])
+    assert feats.shape == (6, 128) and np.array_equal(feats, net.features(emoji[:6]))
+    save_file({k: v.contiguous() for k, v in net.body.state_dict().items()}, tmp_path / "contrastive.safetensors")
+    assert np.allclose(ContrastiveNet(tmp_path).features(emoji[:6]), feats)  # a trained folder loads back
+    x = to_input(emoji[:8], 64)
+    views = _views(x, torch.Generator().manual_seed(0))
+    assert views.shape == x.shape and views.min() >= -1 and views.max() <= 1
+    assert not torch.allclose(views, x)

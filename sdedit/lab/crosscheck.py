@@ -219,6 +219,141 @@ class RandomFeatureNet:
         return torch.cat(out).numpy() if out else np.zeros((0, self.feature_dim))
 
 
+class ContrastiveNet:
+    """A second independent yardstick, trained: a small residual CNN (GroupNorm, strided convs) learning SimCLR's
+    instance discrimination on the training split, never a label, a group or a model sample.
+
+    Views differ by random resized crops (40-100% of the area), flips and, one time in five, grey; never by
+    colour jitter, blur or noise, so colour and sharpness stay visible to it. The feature is the 128-d global
+    mean of the last block (the projection head is used in training only). `train_contrastive` makes one.
+    """
+
+    widths = (16, 32, 64, 128)
+    resolution = 64
+
+    def __init__(self, path: str | Path | None = None, seed: int = 0):
+        import torch
+
+        torch.manual_seed(seed)
+        self.body = _contrastive_body(self.widths)
+        self.name = "contrastive CNN"
+        if path is not None:
+            from safetensors.torch import load_file
+
+            self.body.load_state_dict(load_file(Path(path) / "contrastive.safetensors"))
+            self.name = f"contrastive CNN ({Path(path).name})"
+        self.body.eval()
+
+    @property
+    def feature_dim(self) -> int:
+        return self.widths[-1]
+
+    def features(self, images, batch_size: int = 128) -> np.ndarray:
+        """uint8 (N, H, W, 3) -> (N, 128) float64, deterministic (eval mode, GroupNorm needs no statistics)."""
+        import torch
+
+        from .features import to_input
+
+        x = to_input(images, self.resolution)
+        with torch.inference_mode():
+            out = [self.body(x[i : i + batch_size]).mean(dim=(2, 3)).double() for i in range(0, len(x), batch_size)]
+        return torch.cat(out).numpy() if out else np.zeros((0, self.feature_dim))
+
+
+def _contrastive_body(widths):
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int):
+            super().__init__()
+            self.a = nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(8, cout), nn.SiLU())
+            self.b = nn.Sequential(nn.Conv2d(cout, cout, 3, 1, 1), nn.GroupNorm(8, cout))
+            self.skip = nn.Conv2d(cin, cout, 1, stride) if (cin, stride) != (cout, 1) else nn.Identity()
+            self.act = nn.SiLU()
+
+        def forward(self, x):
+            return self.act(self.b(self.a(x)) + self.skip(x))
+
+    layers, cin = [], 3
+    for i, w in enumerate(widths):
+        layers.append(Block(cin, w, 1 if i == 0 else 2))
+        cin = w
+    return nn.Sequential(*layers)
+
+
+def _views(x, gen):
+    """Random resized crop (40-100% of the area, aspect 3/4-4/3), flip, grey one time in five."""
+    import torch
+    from torch.nn import functional as F
+
+    n = x.shape[0]
+    area = 0.4 + 0.6 * torch.rand(n, generator=gen)
+    aspect = torch.exp((torch.rand(n, generator=gen) - 0.5) * 2 * math.log(4 / 3))
+    sw, sh = (area * aspect).sqrt().clamp(max=1.0), (area / aspect).sqrt().clamp(max=1.0)
+    cx = (torch.rand(n, generator=gen) * 2 - 1) * (1 - sw)
+    cy = (torch.rand(n, generator=gen) * 2 - 1) * (1 - sh)
+    flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sw * flip, cx, sh, cy
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    v = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    grey = (torch.rand(n, generator=gen) < 0.2)[:, None, None, None]
+    return torch.where(grey, v.mean(1, keepdim=True).expand_as(v), v)
+
+
+def train_contrastive(
+    out: str | Path, epochs: int = 6, batch_size: int = 256, temperature: float = 0.2, seed: int = 0, log=print
+) -> Path:
+    """SimCLR (NT-Xent) on the training split's images at 64 px; saves contrastive.safetensors + config.json."""
+    import torch
+    from safetensors.torch import save_file
+    from torch import nn
+    from torch.nn import functional as F
+
+    from .data import load_image_set
+    from .features import to_input
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    data = load_image_set("fluent-emoji-3d", resolution=64).subset(held_out=False)
+    x = to_input(data.images, 64)
+    net = ContrastiveNet(seed=seed)
+    body = net.body.train()
+    head = nn.Sequential(nn.Linear(net.feature_dim, 128), nn.ReLU(), nn.Linear(128, 64))
+    params = [*body.parameters(), *head.parameters()]
+    opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=1e-4)
+    steps = epochs * (len(x) // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=steps, pct_start=0.1)
+    t_begin, step = time.perf_counter(), 0
+    for epoch in range(epochs):
+        perm = torch.randperm(len(x), generator=gen)
+        total = 0.0
+        for i in range(0, len(x) - batch_size + 1, batch_size):
+            xb = x[perm[i : i + batch_size]]
+            z = F.normalize(head(body(torch.cat([_views(xb, gen), _views(xb, gen)])).mean(dim=(2, 3))), dim=1)
+            sim = z @ z.T / temperature
+            sim.fill_diagonal_(-1e9)
+            n = len(xb)
+            target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+            loss = F.cross_entropy(sim, target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            total += float(loss)
+        log(f"contrastive epoch {epoch + 1}/{epochs}: loss {total / (len(x) // batch_size):.3f}, "
+            f"{(time.perf_counter() - t_begin) / 60:.1f} min")  # fmt: skip
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in body.state_dict().items()}, out / "contrastive.safetensors")
+    info = {"epochs": epochs, "batch_size": batch_size, "temperature": temperature, "seed": seed,
+            "images": len(x), "data": "fluent-emoji-3d at 64 px, training split (emoji-v1)",
+            "minutes": round((time.perf_counter() - t_begin) / 60, 1), "threads": torch.get_num_threads()}  # fmt: skip
+    (out / "config.json").write_text(json.dumps(info, indent=2) + "\n")
+    return out
+
+
 class ProjectFeatures:
     """The project's realism network (`models/emoji-features` or another folder) behind the same interface."""
 
@@ -336,11 +471,17 @@ def run_sweep(pipe, s: CrosscheckSettings, image_set=None, log=print) -> SweepIm
 def score_sweep(images: SweepImages, networks: dict, subsets: int = 200, seed: int = 0, log=print) -> dict:
     """KID draws of every setting by every network (the same subset draws throughout) and L2 to the guide.
 
-    Settings: the real guides' sources (the real-vs-real floor), the strokes (t0 = 0) and each t0's outputs.
+    Settings: the guides' real sources (the real-vs-real floor), blurred and noised (the metric's sanity checks),
+    the strokes (t0 = 0) and each t0's outputs. L2 is to the strokes, the paper's faithfulness.
     """
-    from .metrics import l2_distances
+    from .metrics import add_noise, blur, l2_distances
 
-    settings = {"real (floor)": images.real, "strokes (t0 = 0)": images.strokes}
+    settings = {
+        "real (floor)": images.real,
+        "real, blurred (r = 1.5 px)": blur(images.real, 1.5),
+        "real, noised (sigma = 0.1)": add_noise(images.real, 0.1, seed),
+        "strokes (t0 = 0)": images.strokes,
+    }
     settings |= {f"t0 = {t:g}": v for t, v in images.outputs.items()}
     l2 = {k: float(l2_distances(v, images.strokes).mean()) for k, v in settings.items()}
     draws: dict[str, dict[str, np.ndarray]] = {}
@@ -466,6 +607,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="also score with this project-style feature network folder (repeatable); the shipped one always runs",
     )
+    p.add_argument(
+        "--contrastive",
+        metavar="DIR",
+        help="also score with the contrastive network in DIR (trained there first, ~10 min, if DIR has none)",
+    )
     p.add_argument("--layers", action="store_true", help="also score with the project network's multi-layer features")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     return p
@@ -497,6 +643,10 @@ def main(argv: list[str] | None = None) -> int:
             images = run_sweep(SDEditPipeline.from_pretrained(args.model), s)
             images.save(out / "sweep.npz")
         networks = {"random CNN": RandomFeatureNet(seed=0), "project": ProjectFeatures()}
+        if args.contrastive:
+            if not (Path(args.contrastive) / "contrastive.safetensors").is_file():
+                train_contrastive(args.contrastive)
+            networks["contrastive CNN"] = ContrastiveNet(args.contrastive)
         if args.layers:
             networks["project, 4 layers"] = ProjectLayers()
         for folder in args.features:
