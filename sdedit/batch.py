@@ -335,8 +335,8 @@ def edit_batch(
 
 def _finish(job: Job, images, meta: dict, seconds: float, batch_guides: int) -> None:
     recalled = {**settings_of(meta), "masked": job.mask is not None, "strength_map": False}
-    for img, path, seed in zip(images, job.outputs, job.seeds, strict=True):
-        _save_png(img, path, {**recalled, "seed": seed})
+    for k, (img, path, seed) in enumerate(zip(images, job.outputs, job.seeds, strict=True)):
+        _save_png(img, path, {**recalled, "seed": seed, "sample": k})
     keep = ("model", "sde", "sampler", "strength", "num_inference_steps", "steps", "repeats", "model_evaluations",
             "snr", "resolution", "fit", "upscaler", "device", "dtype")  # fmt: skip
     record = {

@@ -1,15 +1,25 @@
 """Results that carry their settings: PNG text chunks written with every result, read back to redo it.
 
 Like A1111's "PNG info" and ComfyUI's workflow chunk, each PNG holds one `sdedit` text chunk with a JSON
-object of what made it (model, sampler, steps, t0, repeats, its own seed, whether a mask or a strength map
-was used) plus a human-readable `parameters` line. `python -m sdedit info FILE.png` prints them; the app
-restores them when such a PNG is dropped on it. The same seed with the same guide and settings gives the
-same image again.
+object of what made it (model, sampler, steps, t0, repeats, its own seed, which of how many samples it was,
+the app's mask dilation and feather, whether a mask or a strength map was used) plus a human-readable
+`parameters` line. `python -m sdedit info FILE.png` prints them; the app restores them when such a PNG is
+dropped on it. The same seed with the same guide and settings gives the same image again.
+
+The app's PNGs also carry what the model got, so that a dropped PNG can be redone without its guide at
+hand: the guide, the mask and the strength map, each as PNG bytes in a private ancillary chunk of its own
+(`sdGd`, `sdMk`, `sdSm`, after the image data). Why chunks and not text: a text chunk would hold base64
+(a third larger) and Pillow refuses text chunks over 1 MB, which a 768 px photo guide exceeds; ancillary
+chunks are skipped by every other PNG reader (the PNG specification), so the file still opens everywhere.
+PNGs written before these keys and chunks existed still read: the keys they lack are simply absent.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import struct
+import zlib
 from pathlib import Path
 
 from PIL import Image
@@ -18,7 +28,24 @@ from PIL.PngImagePlugin import PngInfo
 from .errors import InputError
 
 CHUNK = "sdedit"
-KEYS = ("model", "sde", "sampler", "strength", "num_inference_steps", "steps", "repeats", "snr", "fit", "upscaler")
+KEYS = (
+    "model",
+    "sde",
+    "sampler",
+    "strength",
+    "num_inference_steps",
+    "steps",
+    "repeats",
+    "snr",
+    "fit",
+    "upscaler",
+    "mask_dilation",  # the app's mask refinement (its metadata has them; the engine's does not)
+    "mask_feather",
+)
+# What the model got, each as PNG bytes in a private ancillary chunk (lower-case first and second letters:
+# ancillary and private; upper-case third: the reserved bit; lower-case fourth: safe to copy).
+INPUT_CHUNKS = {"guide": b"sdGd", "mask": b"sdMk", "strength_map": b"sdSm"}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def settings_of(metadata: dict, index: int = 0) -> dict:
@@ -28,6 +55,8 @@ def settings_of(metadata: dict, index: int = 0) -> dict:
     guide = min(index // n, max(0, len(metadata.get("masked") or [None]) - 1))
     out = {k: metadata.get(k) for k in KEYS if metadata.get(k) is not None}
     out["seed"] = seeds[index] if index < len(seeds) else None
+    out["num_images"] = n  # the call's samples per guide, and which of them this one is: seed - sample is the
+    out["sample"] = index % n  # call's first seed, so the whole set can be redone
     out["masked"] = bool((metadata.get("masked") or [False])[guide])
     out["strength_map"] = bool((metadata.get("strength_map") or [False])[guide])
     return out
@@ -48,19 +77,69 @@ def describe(settings: dict) -> str:
     return ", ".join(parts)
 
 
-def png_info(settings: dict) -> PngInfo:
+def png_info(settings: dict, inputs: dict[str, bytes] | None = None) -> PngInfo:
+    """The chunks of a result PNG: its settings as text, and `inputs` (guide, mask, strength_map: PNG bytes)."""
     info = PngInfo()
     info.add_text(CHUNK, json.dumps(settings, sort_keys=True))
     info.add_text("parameters", describe(settings))
     info.add_text("Software", "SDEdit Studio")
+    for name, data in (inputs or {}).items():
+        if name not in INPUT_CHUNKS:
+            raise ValueError(f"unknown input {name!r}; known: {', '.join(INPUT_CHUNKS)}")
+        if data is not None:
+            if not data.startswith(PNG_SIGNATURE):
+                raise ValueError(f"the {name} must be given as PNG bytes")
+            info.add(INPUT_CHUNKS[name], data, after_idat=True)
     return info
 
 
-def save_png(image: Image.Image, path: str | Path, settings: dict) -> Path:
-    """Write `image` as a PNG that carries `settings`."""
+def save_png(image: Image.Image, path: str | Path, settings: dict, inputs: dict[str, bytes] | None = None) -> Path:
+    """Write `image` as a PNG that carries `settings` (and, when given, the guide, mask and strength map)."""
     path = Path(path)
-    image.save(path, format="PNG", pnginfo=png_info(settings))
+    image.save(path, format="PNG", pnginfo=png_info(settings, inputs))
     return path
+
+
+def read_inputs(source) -> dict[str, bytes]:
+    """The guide, mask and strength map a result PNG carries, as PNG bytes (only those present; {} for a PNG
+    written before they were carried). `source`: a path, bytes or a binary file object. A damaged chunk (its
+    CRC does not match) is left out rather than trusted."""
+    if isinstance(source, (str, Path)):
+        try:
+            data = Path(source).read_bytes()
+        except OSError as exc:
+            raise InputError(f"could not read {source}: {exc.strerror or exc}") from None
+    elif isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+    else:
+        data = source.read()
+    if not data.startswith(PNG_SIGNATURE):
+        raise InputError("this file is not a PNG (only PNGs saved by SDEdit Studio carry their settings)")
+    wanted = {cid: name for name, cid in INPUT_CHUNKS.items()}
+    out: dict[str, bytes] = {}
+    pos = len(PNG_SIGNATURE)
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        cid = data[pos + 4 : pos + 8]
+        end = pos + 12 + length
+        if end > len(data):
+            break  # a truncated file: keep what was read
+        body = data[pos + 8 : pos + 8 + length]
+        if cid in wanted:
+            (crc,) = struct.unpack(">I", data[pos + 8 + length : end])
+            if zlib.crc32(cid + body) == crc and body.startswith(PNG_SIGNATURE):
+                out[wanted[cid]] = body
+        if cid == b"IEND":
+            break
+        pos = end
+    return out
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """`image` as PNG bytes (what `save_png`'s `inputs` take)."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def read_settings(source) -> dict:

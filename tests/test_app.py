@@ -19,7 +19,7 @@ from sdedit.errors import InputError, ModelNotFoundError
 from sdedit.masks import dilate
 from sdedit.studio import examples, guides, jobs, limits, models, progress
 from sdedit.studio.tabs.composite import COMPOSITE_EXAMPLES
-from sdedit.studio.tabs.edit import EDIT_EXAMPLES, edit_example_value
+from sdedit.studio.tabs.edit import EDIT_EXAMPLES
 from sdedit.studio.tabs.paint import paint_examples
 from sdedit.studio.tabs.painting import PAINTING_EXAMPLES
 
@@ -74,15 +74,6 @@ def test_photo_guide_mask_is_every_painted_pixel_and_the_mask_layer_keeps_colour
     assert (g[3, 3] == (255, 0, 0)).all()
     assert (g[11, 21] == 100).all()  # the mask layer marks, it does not paint
     assert m.sum() == 3 * 4 + 2 * 5 and m[3, 3] and m[11, 21]
-    # an example's strokes baked into the background count while the background is unchanged
-    value, baked = edit_example_value(EDIT_EXAMPLES[0])
-    strokes = np.asarray(Image.open(EX / EDIT_EXAMPLES[0].layer))[..., 3] > 0
-    background = np.asarray(value["background"])
-    guide, mask = guides.photo_guide({"background": background, "layers": []}, baked)
-    assert ((np.asarray(mask) > 0) == (strokes & (baked[0] != baked[1]).any(-1))).all()
-    assert (np.asarray(guide) == background).all()
-    with pytest.raises(InputError, match="nothing is marked"):  # another photo: the baked strokes don't apply
-        guides.photo_guide({"background": rgb(EX / "photo-cat.png"), "layers": []}, baked)
     with pytest.raises(InputError, match="nothing is marked"):
         guides.photo_guide({"background": photo, "layers": [np.zeros_like(photo)], "composite": None})
     with pytest.raises(InputError, match="upload a photo"):

@@ -30,15 +30,120 @@ def test_result_pngs_carry_their_settings_and_restore_reads_them_back():
         assert s["seed"] == 21 + i and s["sampler"] == "ddim" and s["strength"] == 0.45
         assert s["num_inference_steps"] == 10 and s["repeats"] == 1 and s["model"] == "fluent-emoji-64"
         assert s["masked"] is False and s["strength_map"] is False
+        assert s["num_images"] == 2 and s["sample"] == i and s["mask_dilation"] == 0 and s["mask_feather"] == 0
     restored = settings_from_png(files[1])
-    assert {k: restored[k] for k in ("model", "strength", "sampler", "steps", "repeats", "seed")} == {
+    keys = ("model", "strength", "sampler", "steps", "repeats", "seed", "samples", "sample", "own_seed")
+    assert {k: restored[k] for k in keys} == {
         "model": "fluent-emoji-64",
         "strength": 0.45,
         "sampler": "ddim",
         "steps": 10,
         "repeats": 1,
-        "seed": 22,
+        "seed": 21,  # the call's first seed: with 2 samples, Generate gives both again
+        "samples": 2,
+        "sample": 1,
+        "own_seed": 22,
     }
+
+
+def test_a_png_from_before_samples_and_guides_were_carried_still_restores(tmp_path):
+    """Old PNGs: only the text chunk of the first version (no samples, no mask refinement, no guide chunks)."""
+    from sdedit.recall import save_png
+    from sdedit.studio.restore import inputs_from_png
+
+    old = {"model": "fluent-emoji-64", "sampler": "ddim", "strength": 0.4, "num_inference_steps": 10, "repeats": 1,
+           "seed": 9, "masked": False, "strength_map": False}  # fmt: skip
+    path = save_png(Image.new("RGB", (8, 8), (1, 2, 3)), tmp_path / "old.png", old)
+    s = settings_from_png(path)
+    assert s["seed"] == s["own_seed"] == 9 and "samples" not in s and "mask_dilation" not in s
+    assert inputs_from_png(path) == {}
+
+
+def _edit_tab_request(tmp_path):
+    """A request as the Edit tab makes one: a photo with a stroke, the mask, and a strength map with a 0 half."""
+    from sdedit.studio.tabs.edit import photo_guide_and_strength
+
+    photo = np.asarray(Image.open(EX / "photo-cat.png").convert("RGBA"))
+    paint = np.zeros_like(photo)
+    paint[20:40, 10:50] = (30, 90, 200, 255)
+    strength = np.zeros_like(photo)
+    strength[10:60, 30:60] = (0, 0, 0, 255)  # kept exactly, over part of the stroke
+    strength[40:60, 5:30] = (128, 128, 128, 255)  # half the t0, joins the mask
+    guide, mask, smap = photo_guide_and_strength(
+        {"background": photo, "layers": [paint, np.zeros_like(photo), strength]}
+    )
+    paths = []
+    for name, image in (("guide", guide), ("mask", mask), ("map", smap)):
+        image.save(tmp_path / f"{name}.png")
+        paths.append(str(tmp_path / f"{name}.png"))
+    return paths
+
+
+def test_a_result_png_carries_its_guide_mask_and_map_and_restores_all_of_it_so_generate_redoes_it(tmp_path):
+    """Save -> read -> restore: the settings, seed, samples and mask refinement come back, the guide, mask and
+    strength map go back on the Edit tab's canvas exactly, and the restored request gives the same images."""
+    from sdedit.studio.page import build_page
+    from sdedit.studio.restore import input_pngs, inputs_from_png
+
+    guide, mask, smap = _edit_tab_request(tmp_path)
+    settings = jobs.EditSettings(num_samples=2, seed=40, mask_dilation=3, mask_feather=1, strength_map=smap, **FAST)
+    r = jobs.run_edit(guide, mask, settings, animate=False)
+    files = r.png_files(input_pngs(guide, mask, smap))
+    carried = inputs_from_png(files[1])
+    assert set(carried) == {"guide", "mask", "strength_map"}
+    for name, path in (("guide", guide), ("mask", mask), ("strength_map", smap)):
+        assert np.array_equal(np.asarray(carried[name]), np.asarray(Image.open(path))), name
+
+    page = build_page()
+    c, res = page.controls, page.results
+    edit_tab = page.by_id["edit"]
+    out = page.restore_result(settings_from_png(files[1]), carried, "fluent-emoji-64")
+    assert out[res.seed] == 40 and out[res.num_samples] == 2 and out[res.strength] == 0.45
+    assert out[c.mask_dilation] == 3 and out[c.mask_feather] == 1 and out[c.steps] == 10
+    assert out[page.selected_tab] == "edit"
+    # what Generate reads from the restored canvas is what the model got
+    g2, m2, s2 = edit_tab.guide_and_strength({edit_tab.canvas: out[edit_tab.canvas]})
+    assert np.array_equal(np.asarray(g2), np.asarray(Image.open(guide).convert("RGB")))
+    assert np.array_equal(np.asarray(m2), np.asarray(Image.open(mask)))
+    assert np.array_equal(np.asarray(s2), np.asarray(Image.open(smap)))
+    again = jobs.run_edit(
+        g2,
+        m2,
+        jobs.EditSettings(
+            model=out[c.model],
+            strength=out[res.strength],
+            sampler="ddim",
+            steps=out[c.steps],
+            repeats=out[c.repeats],
+            num_samples=out[res.num_samples],
+            seed=out[res.seed],
+            mask_dilation=out[c.mask_dilation],
+            mask_feather=out[c.mask_feather],
+            strength_map=s2,
+        ),
+        animate=False,
+    )
+    for a, b in zip(again.images, r.images, strict=True):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_result_without_a_mask_goes_back_on_the_paint_canvas_at_its_own_size():
+    from sdedit.studio.canvas import read_canvas
+    from sdedit.studio.page import build_page
+    from sdedit.studio.restore import input_pngs, inputs_from_png
+
+    guide = str(EX / "strokes-heart.png")
+    r = jobs.run_edit(guide, None, jobs.EditSettings(seed=5, **FAST), animate=False)
+    path = r.png_files(input_pngs(guide))[0]
+    carried = inputs_from_png(path)
+    assert set(carried) == {"guide"}
+    page = build_page()
+    paint = page.by_id["paint"]
+    out = page.restore_guide(carried)
+    assert out[page.selected_tab] == "paint" and page.by_id["edit"].canvas not in out
+    restored = np.asarray(paint.guide({paint.canvas: out[paint.canvas]})[0])
+    assert np.array_equal(restored, rgb(guide))
+    assert read_canvas(out[paint.canvas])["layers"] == []
 
 
 def test_a_png_without_settings_is_refused_in_words(tmp_path):
@@ -56,11 +161,11 @@ def test_the_page_restores_a_dropped_png_into_the_controls():
     page = build_page()
     c, r = page.controls, page.results
     result = jobs.run_edit(EX / "strokes-heart.png", None, jobs.EditSettings(seed=7, **FAST), animate=False)
-    out = c.restore_settings(str(result.png_files()[0]), "fluent-emoji-64")
+    out = page.restore_png(str(result.png_files()[0]), "fluent-emoji-64")
     assert out[c.model] == out[c.loaded_model] == "fluent-emoji-64"
     assert out[r.strength] == 0.45 and out[r.seed] == 7 and out[c.steps] == 10 and out[c.repeats] == 1
     assert out[c.sampler]["value"] == "ddim" if isinstance(out[c.sampler], dict) else out[c.sampler].value == "ddim"
-    assert c.restore_settings(None, "fluent-emoji-64") == gr.skip()
+    assert page.restore_png(None, "fluent-emoji-64") == gr.skip()
 
 
 def test_the_served_png_is_the_written_file_with_its_chunks():
@@ -86,6 +191,10 @@ def test_the_served_png_is_the_written_file_with_its_chunks():
         )
         s = read_settings(gallery[0]["image"])
         assert s["seed"] == 33 and s["strength"] == 0.45 and s["sampler"] == "ddim"
+        from sdedit.studio.restore import inputs_from_png
+
+        carried = inputs_from_png(gallery[0]["image"])  # and what the model got: here, the guide alone
+        assert set(carried) == {"guide"} and np.array_equal(np.asarray(carried["guide"]), rgb(EX / "strokes-heart.png"))
         again, *_ = client.predict(
             handle_file(str(EX / "strokes-heart.png")),
             None,
@@ -119,6 +228,36 @@ def test_history_strip_keeps_results_newest_first_with_their_guides():
     assert len(history.add_results(h * 40, [("/d.png", "")], None)) == history.MAX_HISTORY
     assert history.before_after("/g.png", "/r.png") == ("/g.png", "/r.png")
     assert history.before_after(None, "/r.png") is None
+
+
+def test_the_strip_the_browser_keeps_is_small_checked_and_names_no_server_file():
+    from sdedit.studio import history
+
+    r = jobs.run_edit(EX / "strokes-heart.png", None, jobs.EditSettings(seed=3, **FAST), animate=False)
+    h = history.add_results([], [(str(p), "seed 3") for p in r.png_files()], str(EX / "strokes-heart.png"))
+    kept = history.saved(h)
+    assert len(kept) == 1 and set(kept[0]) == {"settings", "thumb", "guide_thumb", "caption"}
+    assert kept[0]["settings"]["seed"] == 3 and kept[0]["thumb"].startswith("data:image/jpeg;base64,")
+    back = history.from_saved(kept)
+    assert back[0]["image"] is None and back[0]["settings"] == kept[0]["settings"]
+    shown = history.strip(back)[0][0]
+    assert shown.size == (128, 128)  # the thumbnail, decoded on the server
+    # the oldest go first: at most SAVED_MAX entries and SAVED_BYTES of JSON
+    many = history.saved(h * 100)
+    assert len(many) == history.SAVED_MAX
+    big = [{**h[0], "thumb": h[0]["thumb"] + "A" * 50_000} for _ in range(20)]
+    assert len(history.saved(big)) < 20
+    # what a visitor could have written there: paths, bad types, huge or broken thumbnails are dropped
+    hostile = [
+        {**kept[0], "image": "/etc/passwd", "guide": "/etc/passwd"},
+        {**kept[0], "settings": {"seed": "not a number"}},
+        {**kept[0], "thumb": "file:///etc/passwd"},
+        {**kept[0], "thumb": "data:image/jpeg;base64," + "A" * 100_000},
+        "text",
+    ]
+    back = history.from_saved(hostile)
+    assert len(back) == 1 and back[0]["image"] is None and back[0]["guide"] is None
+    assert history.from_saved("not a list") == [] and history.from_saved(None) == []
 
 
 def test_a_click_on_the_sweep_grid_gives_that_columns_t0():

@@ -23,8 +23,7 @@ from .models import (
     sampler_choices,
     work_hint,
 )
-from .restore import settings_from_png
-from .ui import brush, user_message
+from .ui import user_message
 
 log = logging.getLogger("sdedit.app")
 
@@ -124,7 +123,7 @@ class Controls:
                 )
 
         self.restore_png = gr.File(
-            label="Restore settings from a PNG (drop a result here)",
+            label="Restore a result from its PNG (drop one here: its settings, seed and guide come back)",
             file_types=[".png"],
             type="filepath",
             height=90,
@@ -136,9 +135,9 @@ class Controls:
         )
 
     def connect(self, page) -> None:
-        """The events that reach the results column (strength, samples) and the tabs' editors (palette)."""
+        """The events that reach the results column (strength, samples, seed). The canvases follow the model's
+        palette on their own (`canvas.follow_settings`)."""
         strength, num_samples = page.results.strength, page.results.num_samples
-        editors = [editor for tab in page.tabs for editor in tab.editors]
 
         def model_settings(name, current) -> dict:
             """Load the chosen model and show its defaults; on failure, say why and keep the current one.
@@ -160,7 +159,6 @@ class Controls:
                 self.steps: d.num_inference_steps,
                 self.repeats: d.repeats,
                 self.snr: gr.Slider(value=d.snr, visible=cfg.sde == "ve"),
-                **{editor: gr.ImageEditor(brush=brush(cfg)) for editor in editors},
             }
 
         self.model_settings = model_settings
@@ -177,23 +175,15 @@ class Controls:
                 self.steps,
                 self.repeats,
                 self.snr,
-                *editors,
             ],
             api_visibility="private",
         )
 
         seed = page.results.seed
 
-        def restore_settings(path, current) -> dict:
-            """A dropped result PNG's settings into the controls: its model (loaded first), t0, sampler,
-            steps, repeats, snr and seed."""
-            if path is None:
-                return gr.skip()
-            try:
-                s = settings_from_png(path)
-            except SDEditError as exc:
-                gr.Warning(user_message(exc), title="No settings in this image")
-                return gr.skip()
+        def restore_settings(s: dict, current) -> dict:
+            """A result's settings (`restore.settings_from_dict`) into the controls: its model (loaded first),
+            t0, sampler, steps, repeats, snr, samples, seed, mask dilation and feather (those it carries)."""
             name, cfg, warning = load_model(s.get("model") or current, current)
             updates = {self.model: name, self.loaded_model: name}
             if name != current or warning:
@@ -203,14 +193,18 @@ class Controls:
             updates[self.sampler] = gr.Dropdown(
                 choices=sampler_choices(cfg), value=s.get("sampler", cfg.defaults.sampler)
             )
-            for key, comp in (("strength", strength), ("steps", self.steps), ("repeats", self.repeats), ("seed", seed)):
+            for key, comp in (
+                ("strength", strength),
+                ("steps", self.steps),
+                ("repeats", self.repeats),
+                ("seed", seed),
+                ("samples", num_samples),
+                ("mask_dilation", self.mask_dilation),
+                ("mask_feather", self.mask_feather),
+            ):
                 if key in s:
                     updates[comp] = s[key]
             updates[self.snr] = gr.Slider(value=s.get("snr") or 0.0, visible=cfg.sde == "ve")
-            gr.Info(
-                f"Settings restored: t0 {s.get('strength')}, {s.get('sampler')}, {s.get('steps')} steps, "
-                f"seed {s.get('seed')}."
-            )
             return updates
 
         self.restore_settings = restore_settings
@@ -224,15 +218,11 @@ class Controls:
             self.steps,
             self.repeats,
             seed,
+            num_samples,
             self.snr,
+            self.mask_dilation,
+            self.mask_feather,
         ]
-        self.restore_png.upload(
-            restore_settings,
-            [self.restore_png, self.loaded_model],
-            self.restore_outputs,
-            queue=False,
-            api_visibility="private",
-        )
 
         def paper_settings(name) -> dict:
             p = config_for(name).paper

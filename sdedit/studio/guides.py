@@ -15,7 +15,7 @@ from PIL import Image
 
 from ..errors import InputError
 from ..imaging import check_size, load_image
-from ..masks import mask_from_strokes, refine, to_mask
+from ..masks import refine, to_mask
 from ..strokes import simulate_strokes
 from . import limits
 
@@ -92,16 +92,11 @@ def paint_guide(value: dict | None) -> Image.Image:
     return Image.fromarray(rgb)
 
 
-def photo_guide(
-    value: dict | None, baked: tuple[np.ndarray, np.ndarray] | None = None
-) -> tuple[Image.Image, Image.Image]:
+def photo_guide(value: dict | None) -> tuple[Image.Image, Image.Image]:
     """The Edit tab: (photo with the paint layer on top, binary mask of every painted pixel).
 
     Layer 0 holds colour strokes (they change the guide and the mask); any further layer is a mask brush
-    (it only marks pixels that may change, its colour is ignored). `baked` = (original, painted) from
-    `bake_strokes`: while the editor's background is still exactly `painted`, the pixels where it differs
-    from `original` are strokes too (an example loaded with its strokes; `masks.mask_from_strokes` with no
-    threshold, since the baked strokes are exact).
+    (it only marks pixels that may change, its colour is ignored).
     """
     value = value or {}
     bg = _rgba(value.get("background"))
@@ -111,10 +106,6 @@ def photo_guide(
     size = (rgb.shape[1], rgb.shape[0])
     layers = [_fit_layer(x, size) for x in (_rgba(layer) for layer in value.get("layers") or []) if x is not None]
     mask = np.zeros(rgb.shape[:2], bool)
-    if baked is not None:
-        original, painted = (np.asarray(a) for a in baked)
-        if painted.shape == rgb.shape and np.array_equal(painted, rgb) and original.shape == rgb.shape:
-            mask |= mask_from_strokes(original, painted, threshold=0) > 0
     for i, layer in enumerate(layers):
         if i == 0:
             rgb = paint_over(rgb, layer)
@@ -203,22 +194,6 @@ def to_canvas(image: Image.Image, size: int = CANVAS_SIZE, background=WHITE) -> 
 
 def blank_canvas(size: int = CANVAS_SIZE) -> Image.Image:
     return Image.new("RGB", (size, size), WHITE)
-
-
-def editor_value(background: Image.Image | None) -> dict:
-    """A value for gr.ImageEditor: a background and no layers.
-
-    Never send layers: the editor (gradio 6.31) does not draw layers it is given, renames its named layers,
-    and drops the next stroke; with `layers: []` it makes its own empty layers and painting just works.
-    Pre-painted strokes (the examples) are therefore baked into the background; see `photo_guide`.
-    """
-    return {"background": background, "layers": [], "composite": background}
-
-
-def bake_strokes(photo: Image.Image, strokes: Image.Image) -> tuple[np.ndarray, np.ndarray]:
-    """(photo, photo with the RGBA strokes painted on): what `photo_guide` needs to find baked strokes."""
-    original = np.asarray(photo.convert("RGB"))
-    return original, paint_over(original, np.asarray(strokes.convert("RGBA")))
 
 
 def make_painting(photo, colors: int = 6, smoothing: int = 0, block: int = 1, max_side: int = 512) -> Image.Image:

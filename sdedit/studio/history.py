@@ -1,16 +1,38 @@
-"""This visitor's results in this session: a history strip, a before/after slider, and t0 from the sweep.
+"""This visitor's results: a history strip that survives a reload, a before/after slider, and t0 from the sweep.
 
 The history is a `gr.State` (one list per browser session, newest first) shown as a strip of thumbnails;
-clicking one shows it against its guide in the before/after slider and restores its settings and seed from
-the PNG's own text chunks (`sdedit.studio.restore`). Clicking a column of the t0 sweep's grid sets t0 to
-that column's value.
+clicking one shows it against its guide in the before/after slider and restores it from its PNG: settings,
+seed and guide (`Page.restore_result`). Clicking a column of the t0 sweep's grid sets t0 to that column's
+value.
+
+A compact copy (each entry's settings and two small JPEG thumbnails, result and guide, as data URLs; at most
+`SAVED_MAX` entries and `SAVED_BYTES` in all, the oldest dropped first) lives in the browser's localStorage
+(`gr.BrowserState`), so the strip comes back after a reload of the page. The result files themselves live in
+Gradio's cache, swept by age, and the browser's copy is data the visitor could have changed: it never names a
+server file. So an entry brought back by a reload restores settings and seed (checked as a dropped PNG's are)
+and shows its thumbnails; its guide comes back from the downloaded PNG.
 """
 
 from __future__ import annotations
 
+import base64
+import io
+import json
+
 import gradio as gr
+from PIL import Image
+
+from ..errors import InputError, SDEditError
+from ..recall import read_settings
+from . import limits
+from .restore import FIELDS, inputs_from_png, settings_from_dict, settings_from_png
 
 MAX_HISTORY = 48  # results kept per visitor (their files live in Gradio's cache, swept by age)
+SAVED_MAX = 24  # entries kept in the browser across reloads
+SAVED_BYTES = 400_000  # their JSON at most (localStorage holds about 5 MB per site, shared with Gradio's own)
+THUMB_SIDE = 128  # thumbnails: px of their longer side
+MAX_THUMB_CHARS = 60_000  # a thumbnail's data URL read back from the browser, at most
+SAVED_KEYS = {"model", *(key for key, _, _ in FIELDS)}  # the settings an entry keeps (what restore reads)
 
 
 def path_of(item) -> str | None:
@@ -24,19 +46,108 @@ def path_of(item) -> str | None:
     return getattr(media, "filename", None) or None
 
 
-def add_results(history: list | None, gallery, guide) -> list[dict]:
-    """The history with this edit's results in front (newest first), each with the guide it came from."""
+def thumbnail(source) -> str | None:
+    """A small JPEG of an image file (or image) as a data URL; None when it cannot be read."""
+    try:
+        image = source if isinstance(source, Image.Image) else Image.open(source)
+        image = image.convert("RGB")
+        image.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.LANCZOS)
+        buf = io.BytesIO()
+        image.save(buf, "JPEG", quality=85)
+    except (OSError, ValueError):
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _settings_of_file(path: str) -> dict:
+    try:
+        s = read_settings(path)
+    except SDEditError:
+        return {}
+    return {k: v for k, v in s.items() if k in SAVED_KEYS}
+
+
+def add_results(history: list | None, gallery, guide, thumbs: bool = True) -> list[dict]:
+    """The history with this edit's results in front (newest first), each with the guide it came from, its
+    settings and (`thumbs`) the thumbnails the browser keeps across reloads."""
     new = []
+    guide = guide if isinstance(guide, str) else None
+    guide_thumb = thumbnail(guide) if thumbs and guide else None
     for item in gallery or []:
         path = path_of(item)
         if path:
             caption = item[1] if isinstance(item, (tuple, list)) and len(item) > 1 else ""
-            new.append({"image": path, "guide": guide if isinstance(guide, str) else None, "caption": caption})
+            entry = {"image": path, "guide": guide, "caption": caption, "settings": _settings_of_file(path)}
+            if thumbs:
+                entry.update(thumb=thumbnail(path), guide_thumb=guide_thumb)
+            new.append(entry)
     return (new + list(history or []))[:MAX_HISTORY]
 
 
-def strip(history: list[dict]) -> list[tuple[str, str]]:
-    return [(h["image"], h.get("caption") or "") for h in history]
+def _decode_thumb(url) -> Image.Image | None:
+    from .live import decode_data_url
+
+    if not url:
+        return None
+    try:
+        data = decode_data_url(url, "thumbnail", MAX_THUMB_CHARS)
+        from ..imaging import load_image
+
+        image = load_image(data, "thumbnail", limits.APP_LIMITS.image)
+    except (SDEditError, ValueError):
+        return None
+    return image.convert("RGB") if max(image.size) <= 2 * THUMB_SIDE else None
+
+
+def strip(history: list[dict]) -> list[tuple]:
+    """The strip's items: the result file, or for an entry brought back by a reload its thumbnail."""
+    out = []
+    for h in history:
+        shown = h.get("image") or _decode_thumb(h.get("thumb"))
+        if shown is not None:
+            out.append((shown, h.get("caption") or ""))
+    return out
+
+
+def saved(history: list[dict]) -> list[dict]:
+    """What the browser keeps: each entry's settings, thumbnails and caption (no server paths), newest first,
+    at most SAVED_MAX entries and SAVED_BYTES of JSON; the oldest are dropped first."""
+    out, size = [], 2
+    for h in history[:SAVED_MAX]:
+        if not h.get("thumb"):
+            continue
+        entry = {k: h.get(k) for k in ("settings", "thumb", "guide_thumb", "caption")}
+        n = len(json.dumps(entry)) + 1
+        if size + n > SAVED_BYTES:
+            break
+        out.append(entry)
+        size += n
+    return out
+
+
+def from_saved(value) -> list[dict]:
+    """The history entries a browser kept (`saved`), checked: this is data from the visitor, so every entry
+    is a dict whose settings read as a PNG's would and whose thumbnails decode as small images; others are
+    dropped. No entry names a server file."""
+    if not isinstance(value, list):
+        return []
+    out = []
+    for raw in value[:SAVED_MAX]:
+        if not isinstance(raw, dict) or not isinstance(raw.get("settings"), dict):
+            continue
+        settings = {k: v for k, v in raw["settings"].items() if k in SAVED_KEYS and isinstance(v, (str, int, float))}
+        try:
+            settings_from_dict(settings)
+        except InputError:
+            continue
+        thumb = raw.get("thumb")
+        if _decode_thumb(thumb) is None:
+            continue
+        guide_thumb = raw.get("guide_thumb") if _decode_thumb(raw.get("guide_thumb")) is not None else None
+        caption = raw.get("caption") if isinstance(raw.get("caption"), str) else ""
+        entry = {"image": None, "guide": None, "caption": caption[:60], "settings": settings}
+        out.append({**entry, "thumb": thumb, "guide_thumb": guide_thumb})
+    return out
 
 
 def before_after(guide, result) -> tuple | None:
@@ -78,6 +189,9 @@ class History:
 
     def __init__(self):
         self.state = gr.State([])
+        # the browser's copy (`saved`); its secret is drawn per server process, so a restarted server starts
+        # a visitor's strip afresh instead of reading what it cannot decrypt
+        self.saved = gr.BrowserState([], storage_key="sdedit-history")
         self.slider = gr.ImageSlider(
             type="filepath",
             format="png",
@@ -106,18 +220,30 @@ class History:
         def remember(history, gallery, guide):
             history = add_results(history, gallery, guide)
             first = history[0] if history else None
-            return history, strip(history), before_after(guide, first and first["image"])
+            return history, strip(history), before_after(guide, first and first["image"]), saved(history)
 
         self.remember = remember
         for event in page.edit_events:
             event.success(
                 remember,
                 [self.state, r.gallery, r.guide],
-                [self.state, self.gallery, self.slider],
+                [self.state, self.gallery, self.slider, self.saved],
                 queue=False,
                 api_visibility="private",
                 show_progress="hidden",
             )
+
+        def reload(history, kept):
+            """A new page (a reload): the strip the browser kept comes back."""
+            if history:
+                return gr.skip()
+            history = from_saved(kept)
+            return (history, strip(history)) if history else gr.skip()
+
+        self.reload = reload
+        page.demo.load(
+            reload, [self.state, self.saved], [self.state, self.gallery], queue=False, api_visibility="private"
+        )
 
         def show_result(guide, gallery, evt: gr.SelectData):
             items = gallery or []
@@ -128,18 +254,29 @@ class History:
         r.gallery.select(show_result, [r.guide, r.gallery], self.slider, queue=False, api_visibility="private")
 
         def pick(history, current, evt: gr.SelectData):
+            """A thumbnail clicked: the result from its PNG (settings, seed, guide back on its canvas), or for an
+            entry a reload brought back, its settings and seed."""
             if not history:
                 return gr.skip()
             h = history[min(evt.index, len(history) - 1)]
-            updates = c.restore_settings(h["image"], current)
-            updates = {} if not isinstance(updates, dict) else updates
-            return {**updates, self.slider: before_after(h.get("guide"), h["image"])}
+            try:
+                if h.get("image"):
+                    settings, inputs = settings_from_png(h["image"]), inputs_from_png(h["image"])
+                    shown = before_after(h.get("guide"), h["image"])
+                else:
+                    settings, inputs = settings_from_dict(h.get("settings") or {}), {}
+                    shown = before_after(_decode_thumb(h.get("guide_thumb")), _decode_thumb(h.get("thumb")))
+            except SDEditError as exc:  # its file was swept from the cache, or its settings are damaged
+                gr.Warning(str(exc), title="This result cannot be restored")
+                return gr.skip()
+            updates = page.restore_result(settings, inputs, current, reloaded=not h.get("image"))
+            return {**updates, self.slider: shown}
 
         self.pick = pick
         self.gallery.select(
             pick,
             [self.state, c.loaded_model],
-            [*c.restore_outputs, self.slider],
+            [*page.restore_outputs, self.slider],
             queue=False,
             api_visibility="private",
         )

@@ -93,10 +93,12 @@ class EditResult:
     def animation_ready(self) -> bool:
         return self.pending_animation is not None and self.pending_animation.ready
 
-    def png_files(self) -> list[Path]:
-        """The images as PNG files (written on first call, then the same files)."""
+    def png_files(self, inputs: dict[str, bytes] | None = None) -> list[Path]:
+        """The images as PNG files (written on first call, then the same files); `inputs`: what the model got
+        (guide, mask, strength map as PNG bytes, `sdedit.studio.restore.input_pngs`), carried in each PNG."""
         if self._pngs is None:
-            self._pngs = write_pngs(self.images, [settings_of(self.metadata, i) for i in range(len(self.images))])
+            settings = [settings_of(self.metadata, i) for i in range(len(self.images))]
+            self._pngs = write_pngs(self.images, settings, inputs)
         return self._pngs
 
 

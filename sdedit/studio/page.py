@@ -14,14 +14,16 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from ..configs import default_config
+from ..errors import SDEditError
 from . import limits
 from .controls import Controls
 from .guard import BodySizeLimit
 from .guides import to_pil
 from .history import History
+from .restore import inputs_from_png, settings_from_png
 from .results import Results, edit, edit_on_gpu, sweep
 from .tabs import TABS, Tab
-from .ui import friendly, guard_inputs
+from .ui import friendly, guard_inputs, user_message
 
 CSS = """
 .gradio-container { max-width: 1360px !important; margin: auto; }
@@ -135,6 +137,55 @@ class Page:
         image = to_pil(item[0] if isinstance(item, (tuple, list)) else item, "result").convert("RGB")
         return self.show_result(image, tab_id)
 
+    # ----- restoring a result: its settings, seed and guide ------------------------------------------------
+
+    @property
+    def restore_outputs(self) -> list:
+        seen = [c for tab in self.tabs for c in tab.restore_outputs]
+        return [*self.controls.restore_outputs, *dict.fromkeys(seen), self.selected_tab, self.tabs_block]
+
+    def restore_guide(self, inputs: dict) -> dict:
+        """Put a result's guide (mask, strength map) back on the first tab that can hold it exactly, and bring
+        that tab to the front; {} when there is no guide or no tab can hold it."""
+        if "guide" not in inputs:
+            return {}
+        for tab in self.tabs:
+            updates = tab.restore(inputs["guide"], inputs.get("mask"), inputs.get("strength_map"))
+            if updates is not None:
+                return {**updates, self.selected_tab: tab.id, self.tabs_block: gr.Tabs(selected=tab.id)}
+        return {}
+
+    def restore_result(self, settings: dict, inputs: dict, current: str, reloaded: bool = False) -> dict:
+        """Updates that restore a result: its settings and seed into the controls (`restore.settings_from_dict`)
+        and its guide back on a canvas; a notice says what came back."""
+        updates = {**self.controls.restore_settings(settings, current), **self.restore_guide(inputs)}
+        s = settings
+        words = [f"t0 {s.get('strength')}", f"{s.get('sampler')}", f"{s.get('steps')} steps", f"seed {s.get('seed')}"]
+        if s.get("samples", 1) > 1:
+            words.append(f"{s['samples']} samples (this one is number {s.get('sample', 0) + 1}, seed {s['own_seed']})")
+        tab = updates.get(self.selected_tab)
+        if tab is not None:
+            words.append(f"its guide is back on {self.by_id[tab].label!r}")
+        elif inputs:
+            words.append("its guide fits no canvas (made through the API?)")
+        elif reloaded:
+            words.append("its guide comes back when you drop its downloaded PNG on the app")
+        else:
+            words.append("no guide: only PNGs saved since guides are carried have one")
+        gr.Info("Restored: " + ", ".join(words) + ".")
+        return updates
+
+    def restore_png(self, path, current) -> dict:
+        """A dropped result PNG restored (`restore_result`); a PNG without settings is refused in words."""
+        if path is None:
+            return gr.skip()
+        try:
+            settings, inputs = settings_from_png(path), inputs_from_png(path)
+        except SDEditError as exc:
+            gr.Warning(user_message(exc), title="Nothing to restore from this image")
+            return gr.skip()
+        return self.restore_result(settings, inputs, current)
+
     # ----- events -----------------------------------------------------------------------------------------
 
     @property
@@ -195,6 +246,7 @@ class Page:
                 c.snr,
                 c.mask_dilation,
                 c.mask_feather,
+                r.strength_map,
             ],
             r.sweep_outputs,
             api_name="sweep",
@@ -208,6 +260,10 @@ class Page:
         for tab in self.tabs:
             tab.connect(self)
         c.connect(self)
+        restore_inputs = [c.restore_png, c.loaded_model]
+        c.restore_png.upload(
+            self.restore_png, restore_inputs, self.restore_outputs, queue=False, api_visibility="private"
+        )
         self.history.connect(self)
 
 

@@ -211,17 +211,20 @@ def render_animation(
     return path
 
 
-def write_pngs(images: list[Image.Image], settings: list[dict] | None = None) -> list[Path]:
+def write_pngs(
+    images: list[Image.Image], settings: list[dict] | None = None, inputs: dict[str, bytes] | None = None
+) -> list[Path]:
     """The results as lossless PNG files in the output folder, written once: the page's gallery serves them
     (a Gradio event that sends its outputs twice, as /edit does, would otherwise encode every PNG twice).
-    With `settings` (one dict per image, `sdedit.recall.settings_of`) each PNG carries them in text chunks."""
+    With `settings` (one dict per image, `sdedit.recall.settings_of`) each PNG carries them in text chunks,
+    and `inputs` (the guide, mask and strength map as PNG bytes, `sdedit.recall.save_png`) with them."""
     folder = output_dir()
     stem = uuid.uuid4().hex[:12]
     paths = []
     for i, im in enumerate(images):
         path = folder / f"result-{stem}-{i}.png"
         if settings is not None:
-            save_png(im, path, settings[i])
+            save_png(im, path, settings[i], inputs)
         else:
             im.save(path, format="PNG")
         paths.append(path)

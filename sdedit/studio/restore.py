@@ -1,32 +1,49 @@
-"""Restore settings from a result PNG (A1111's "PNG info"): the app's PNGs carry their settings
-(`sdedit.recall`); dropping one on the app puts its model, t0, sampler, steps, repeats, snr and seed back.
+"""Restore a result from its PNG (A1111's "PNG info", and more): the app's PNGs carry their settings and what
+the model got (`sdedit.recall`); dropping one on the app puts its model, t0, sampler, steps, repeats, snr,
+samples, seed and mask refinement back, and its guide (with the mask and strength map) back on a canvas, so
+that Generate redoes it.
+
+The seed restored is the call's first seed and the number of samples the call's: Generate then gives the
+whole set again, the dropped image at its place. A PNG written before these keys existed restores the image's
+own seed and leaves the samples as they are.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from PIL import Image
+
 from ..errors import InputError
-from ..recall import read_settings
+from ..recall import PNG_SIGNATURE, png_bytes, read_inputs, read_settings
+from . import limits
+from .guides import to_pil
+
+# the controls' names for the keys a PNG carries, and their types
+FIELDS = (
+    ("strength", "strength", float),
+    ("sampler", "sampler", str),
+    ("num_inference_steps", "steps", int),
+    ("repeats", "repeats", int),
+    ("snr", "snr", float),
+    ("seed", "seed", int),
+    ("num_images", "samples", int),
+    ("sample", "sample", int),
+    ("mask_dilation", "mask_dilation", float),
+    ("mask_feather", "mask_feather", float),
+)
 
 
-def settings_from_png(path) -> dict:
-    """The controls' values a result PNG carries: model, strength, sampler, steps, repeats, snr, seed.
-
-    InputError when the file carries no SDEdit Studio settings; keys the PNG lacks are left out.
-    """
-    if path is None:
-        raise InputError("drop a PNG saved by SDEdit Studio")
-    s = read_settings(path)
+def settings_from_dict(s: dict) -> dict:
+    """The controls' values from a PNG's settings (or a history entry's): model, strength, sampler, steps,
+    repeats, snr, samples, seed (the call's first), mask dilation and feather, and `sample` (which of the
+    call's samples the image was) with `own_seed`. Keys it lacks are left out; a damaged one is an InputError."""
+    if not isinstance(s, dict):
+        raise InputError("these SDEdit Studio settings are damaged")
     out: dict = {}
     if isinstance(s.get("model"), str) and s["model"]:
         out["model"] = s["model"]
-    for key, name, kind in (
-        ("strength", "strength", float),
-        ("sampler", "sampler", str),
-        ("num_inference_steps", "steps", int),
-        ("repeats", "repeats", int),
-        ("snr", "snr", float),
-        ("seed", "seed", int),
-    ):
+    for key, name, kind in FIELDS:
         value = s.get(key)
         if value is None:
             continue
@@ -34,4 +51,46 @@ def settings_from_png(path) -> dict:
             out[name] = kind(value)
         except (TypeError, ValueError):
             raise InputError(f"this image's SDEdit Studio settings are damaged ({key} = {value!r})") from None
+    if "seed" in out:
+        out["own_seed"] = out["seed"]
+        sample = out.get("sample", 0)
+        if 0 < sample < out.get("samples", 0) and out["seed"] - sample >= 0:
+            out["seed"] -= sample  # the call's first seed: seeds_for gives seed, seed + 1, ...
     return out
+
+
+def settings_from_png(path) -> dict:
+    """`settings_from_dict` of a result PNG. InputError when the file carries no SDEdit Studio settings."""
+    if path is None:
+        raise InputError("drop a PNG saved by SDEdit Studio")
+    return settings_from_dict(read_settings(path))
+
+
+def inputs_from_png(path) -> dict[str, Image.Image]:
+    """What the model got, from a result PNG: {"guide", "mask", "strength_map"} (those it carries), decoded
+    within the app's image limits; {} for a PNG written before they were carried."""
+    out = {}
+    for name, data in read_inputs(path).items():
+        image = to_pil(data, name)
+        out[name] = image.convert("L" if name != "guide" else "RGB")
+    return out
+
+
+def input_png(image) -> bytes | None:
+    """One of the model's inputs as PNG bytes for the result's chunk: a PNG file as it is (the page's guides
+    are already PNG files in Gradio's cache: nothing to encode), anything else decoded and encoded."""
+    if image is None:
+        return None
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        if path.is_file() and path.stat().st_size <= limits.APP_LIMITS.image.max_file_bytes:
+            with path.open("rb") as f:
+                if f.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE:
+                    return path.read_bytes()
+    return png_bytes(to_pil(image))
+
+
+def input_pngs(guide, mask=None, strength_map=None) -> dict[str, bytes]:
+    """The guide, mask and strength map of a request as PNG bytes, for `EditResult.png_files`."""
+    out = {"guide": input_png(guide), "mask": input_png(mask), "strength_map": input_png(strength_map)}
+    return {k: v for k, v in out.items() if v is not None}

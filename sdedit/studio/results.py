@@ -16,18 +16,20 @@ import gradio as gr
 from ..configs import ModelConfig
 from . import limits
 from .jobs import EditResult, EditSettings, run_edit, run_edit_async, run_t0_sweep
+from .restore import input_pngs
 from .ui import as_gr_error, friendly, gpu, progress_reporter
 
 log = logging.getLogger("sdedit.app")
 
 
-def edit_outputs(r: EditResult, animation: bool = True):
+def edit_outputs(r: EditResult, animation: bool = True, inputs: tuple = ()):
     """(gallery, animation, summary, details, last seed) for the results panel: the `/edit` endpoint's return.
 
-    The gallery lists the results' PNG files (written once, so sending the outputs twice encodes them once);
-    animation=False leaves the animation empty (and unrendered).
+    The gallery lists the results' PNG files (written once, so sending the outputs twice encodes them once),
+    each carrying its settings and `inputs` (guide, mask, strength map: what the model got, so that a dropped
+    PNG restores its guide too); animation=False leaves the animation empty (and unrendered).
     """
-    files = r.png_files()
+    files = r.png_files(input_pngs(*inputs) if inputs else None)
     gallery = [(str(path), f"seed {s}") for path, s in zip(files, r.seeds, strict=True)]
     anim = r.animation if animation else None
     return gallery, None if anim is None else str(anim), r.summary, r.metadata, r.seeds[0]
@@ -64,7 +66,7 @@ async def edit(
     try:
         progress(0, desc="Waiting for the model")
         r = await run_edit_async(guide, mask, settings, progress_reporter(progress))
-        first = await anyio.to_thread.run_sync(edit_outputs, r, False)
+        first = await anyio.to_thread.run_sync(edit_outputs, r, False, (guide, mask, strength_map))
     except Exception as exc:
         raise as_gr_error(exc, "edit") from None
     yield first
@@ -101,7 +103,8 @@ def edit_on_gpu(
         model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather, strength_map
     )
     progress(0, desc="Loading the model")
-    return edit_outputs(run_edit(guide, mask, settings, progress_reporter(progress), batch=False))
+    r = run_edit(guide, mask, settings, progress_reporter(progress), batch=False)
+    return edit_outputs(r, True, (guide, mask, strength_map))
 
 
 @gpu(duration=180)
@@ -118,10 +121,14 @@ def sweep(
     snr,
     mask_dilation,
     mask_feather,
+    strength_map=None,
     progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
 ):
-    """The same guide and seed at several t0: a grid and a faithfulness-vs-t0 plot."""
-    settings = EditSettings(model, None, sampler, steps, repeats, 1, seed, snr, mask_dilation, mask_feather)
+    """The same guide and seed at several t0: a grid and a faithfulness-vs-t0 plot. `strength_map` as in `edit`
+    (each pixel's t0 as a fraction of each column's t0)."""
+    settings = EditSettings(
+        model, None, sampler, steps, repeats, 1, seed, snr, mask_dilation, mask_feather, strength_map
+    )
     r = run_t0_sweep(guide, mask, strengths, settings, progress_reporter(progress))
     return r.grid, r.plot, [[row["strength"], row["l2_to_guide"]] for row in r.rows]
 

@@ -92,29 +92,6 @@ def progress_reporter(progress: gr.Progress):
     return lambda done, total, desc: progress((done, total), desc=desc, unit="steps")
 
 
-def brush(cfg) -> gr.Brush:
-    """The editors' brush: the model's palette (Gradio's default colours where it has none)."""
-    return gr.Brush(default_size=10, colors=list(cfg.palette) or None, color_mode="defaults")
-
-
-def image_editor(cfg, value: dict, label: str, elem_id: str, **kwargs) -> gr.ImageEditor:
-    """An editor as the tabs use it: RGBA numpy out, upload or paste, no transforms, the model's brush."""
-    return gr.ImageEditor(
-        value=value,
-        type="numpy",
-        image_mode="RGBA",
-        sources=("upload", "clipboard"),
-        transforms=(),
-        brush=brush(cfg),
-        eraser=gr.Eraser(default_size=16),
-        format="png",
-        height=380,
-        label=label,
-        elem_id=elem_id,
-        **kwargs,
-    )
-
-
 def examples_gallery(items, label: str, elem_id: str) -> gr.Gallery:
     """A strip of clickable thumbnails, captioned above (a floating label would cover them on a phone)."""
     gr.Markdown(f"**Examples** · {label}", elem_classes="hint examples-caption")

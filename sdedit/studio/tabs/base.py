@@ -2,8 +2,9 @@
 
 A tab is built once per page: `layout` creates its components inside its `gr.Tab` and wires the events that
 join only them, right under them. `guide` turns its components' values into (guide, mask) when Generate or
-the sweep is pressed while it is in front. `receive` puts a result back as its guide ("Use as new guide").
-`connect` wires what joins it to the shared panels (an example that generates at once, the model's palette).
+the sweep is pressed while it is in front. `receive` puts a result back as its guide ("Use as new guide");
+`restore` puts a result's own guide back (a dropped result PNG, a history click). `connect` wires what
+joins it to the shared panels (an example that generates at once, the model's palette).
 """
 
 from __future__ import annotations
@@ -41,17 +42,22 @@ class Tab:
         return (*self.guide(values), None)
 
     @property
-    def editors(self) -> list[gr.ImageEditor]:
-        """Editors whose brush offers the model's palette (it changes with the model)."""
-        return []
-
-    @property
     def receive_outputs(self) -> list[gr.components.Component]:
         """The components `receive` may update."""
         return []
 
     def receive(self, image: Image.Image) -> dict | None:
         """Updates that make `image` this tab's guide, or None: the first tab takes it instead."""
+        return None
+
+    @property
+    def restore_outputs(self) -> list[gr.components.Component]:
+        """The components `restore` may update."""
+        return []
+
+    def restore(self, guide: Image.Image, mask: Image.Image | None, strength_map: Image.Image | None) -> dict | None:
+        """Updates that put a result's guide (and mask, strength map) back as this tab's input, exactly as the
+        model got it, so that Generate redoes the result; None when this tab cannot hold it."""
         return None
 
     def connect(self, page: Page) -> None:

@@ -10,7 +10,7 @@ from PIL import Image
 from ...configs import ModelConfig
 from ..canvas import canvas_value, follow_settings, live_canvas, read_canvas
 from ..examples import Example, gallery_items, load_example_image
-from ..guides import bake_strokes, editor_value, photo_guide
+from ..guides import photo_guide
 from ..ui import examples_gallery
 from .base import Tab
 
@@ -31,13 +31,6 @@ EDIT_EXAMPLES = [
         layer="photo-panda-strokes.png",
     ),
 ]
-
-
-def edit_example_value(ex: Example) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
-    """An Edit example as gr.ImageEditor took it: its photo with the strokes baked in, and the (photo, painted)
-    pair `photo_guide` finds them with. (The studio's canvas takes the strokes as a layer: `example_canvas`.)"""
-    baked = bake_strokes(load_example_image(ex.image), load_example_image(ex.layer, "RGBA"))
-    return editor_value(Image.fromarray(baked[1])), baked
 
 
 def example_canvas(ex: Example) -> tuple[str, dict]:
@@ -71,6 +64,24 @@ def photo_guide_and_strength(read: dict) -> tuple[Image.Image, Image.Image, Imag
     if smap.size != guide.size:
         smap = smap.resize(guide.size, Image.NEAREST)
     return guide, mask, smap
+
+
+def photo_canvas(guide: Image.Image, mask: Image.Image, strength_map: Image.Image | None = None) -> str:
+    """The canvas that gives back exactly this (guide, mask, strength map) through `photo_guide_and_strength`:
+    the guide as the photo, the mask on the mask-only layer, the map's pixels below 1 on the strength layer
+    (pixels at 1 left unpainted: unpainted pixels keep the full t0)."""
+    size = guide.size
+    m = np.asarray(mask.convert("L").resize(size, Image.NEAREST)) > 127
+    marks = np.zeros((size[1], size[0], 4), np.uint8)
+    marks[m] = 255
+    strength = None
+    if strength_map is not None:
+        level = np.asarray(strength_map.convert("L").resize(size, Image.NEAREST))
+        grey = np.zeros((size[1], size[0], 4), np.uint8)
+        grey[..., :3] = level[..., None]
+        grey[..., 3] = np.where(level < 255, 255, 0)
+        strength = Image.fromarray(grey, "RGBA") if grey[..., 3].any() else None
+    return canvas_value(guide.convert("RGB"), [None, Image.fromarray(marks, "RGBA"), strength])
 
 
 class EditTab(Tab):
@@ -113,6 +124,16 @@ class EditTab(Tab):
 
     def receive(self, image):
         return {self.canvas: canvas_value(image)}
+
+    @property
+    def restore_outputs(self):
+        return [self.canvas]
+
+    def restore(self, guide, mask, strength_map):
+        """A result with a mask: its guide as the photo, its mask on the mask-only layer, its map as strokes."""
+        if mask is None:
+            return None
+        return {self.canvas: photo_canvas(guide, mask, strength_map)}
 
     def connect(self, page) -> None:
         def load_example(evt: gr.SelectData) -> dict:

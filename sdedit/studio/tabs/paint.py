@@ -57,6 +57,16 @@ class PaintTab(Tab):
     def receive(self, image):
         return {self.canvas: canvas_value(to_canvas(image))}
 
+    @property
+    def restore_outputs(self):
+        return [self.canvas]
+
+    def restore(self, guide, mask, strength_map):
+        """A result without a mask: its guide as the canvas, at its own size (not refitted), so it is exact."""
+        if mask is not None or strength_map is not None:
+            return None
+        return {self.canvas: canvas_value(guide.convert("RGB"))}
+
     def connect(self, page) -> None:
         def load_example(evt: gr.SelectData) -> dict:
             """The example on the canvas, and as the guide to edit right away (no mask: all of it may change)."""
