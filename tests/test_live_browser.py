@@ -163,3 +163,32 @@ def test_the_photo_preview_changes_the_strokes_and_keeps_the_photo(browser, url)
         screenshot(page, "laptop-live-photo", full_page=False)
     finally:
         page.close()
+
+
+def test_the_photo_preview_keeps_pixels_painted_strength_0(browser, url):
+    """The Strength layer reaches the preview: a thick stroke whose left half is painted strength 0 keeps that
+    half in the preview (as Generate does), while the right half changes."""
+    page = open_app(browser, url, LAPTOP_1366)
+    try:
+        page.get_by_role("tab", name="Edit a photo", exact=True).click()
+        page.wait_for_selector("#edit-editor canvas")
+        wait_live_on(page, "edit-editor")
+        pick_color(page, "edit-editor", BLUE)
+        page.locator("#edit-editor input[aria-label='Brush size']").fill("40")
+        draw(page, "edit-editor", [(40, 150), (216, 150)])
+        before = wait_preview(page, "edit-editor", None)
+        free_before = pixels(page, "edit-editor")
+        page.locator("#edit-editor button[aria-label='Strength layer']").click()
+        page.locator("#edit-editor button[aria-label='Strength 0']").click()
+        draw(page, "edit-editor", [(40, 150), (120, 150)])
+        wait_preview(page, "edit-editor", before)
+        out = pixels(page, "edit-editor")
+        kept = np.zeros(out.shape[:2], bool)
+        kept[140:160, 50:110] = True  # well inside the strength-0 part of the stroke
+        assert np.abs(out - np.asarray(BLUE))[kept].mean() < 6, "strength 0: the blue stroke is kept (up to JPEG)"
+        assert np.abs(free_before - np.asarray(BLUE))[kept].mean() > 10, "before the strength stroke it changed"
+        free = np.zeros(out.shape[:2], bool)
+        free[140:160, 150:205] = True
+        assert np.abs(out - np.asarray(BLUE))[free].mean() > 10, "strength 1 (unpainted): the stroke changes"
+    finally:
+        page.close()

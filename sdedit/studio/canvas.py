@@ -460,6 +460,24 @@ function maskSmall(w, h) {  // every painted pixel of either layer, white on bla
   x.globalCompositeOperation = 'destination-over'; x.fillStyle = '#000'; x.fillRect(0, 0, w, h);
   return c;
 }
+function strengthSmall(w, h, mask) {  // the Strength layer as Generate reads it (tabs/edit.photo_guide_and_strength)
+  // an opaque grey map, each painted pixel its level (white = the full t0, black = kept), white where unpainted;
+  // levels above 0 also mark `mask` (they may change). null when nothing is painted: no map, as Generate.
+  const c = document.createElement('canvas'); c.width = w; c.height = h;
+  const x = ctxOf(c);
+  x.drawImage(layers[2], 0, 0, w, h);
+  const im = x.getImageData(0, 0, w, h), d = im.data;
+  const mx = ctxOf(mask), mim = mx.getImageData(0, 0, w, h), m = mim.data;
+  let painted = false;
+  for (let i = 0; i < d.length; i += 4) {
+    const v = d[i + 3] ? d[i] : 255;
+    if (d[i + 3]) { painted = true; if (v) m[i] = m[i + 1] = m[i + 2] = 255; }
+    d[i] = d[i + 1] = d[i + 2] = v; d[i + 3] = 255;
+  }
+  if (!painted) return null;
+  x.putImageData(im, 0, 0); mx.putImageData(mim, 0, 0);
+  return c;
+}
 function say(text) { img.hidden = true; note.hidden = false; note.textContent = text; }
 function liveOn() { return allowed && liveBox.checked; }
 async function requestPreview() {
@@ -468,8 +486,10 @@ async function requestPreview() {
   const mine = ++seq;
   const guide = small(256);
   const settings = props.live || {};
+  const mask = mode === 'photo' ? maskSmall(guide.width, guide.height) : null;
+  const strength = mode === 'photo' ? strengthSmall(guide.width, guide.height, mask) : null;
   const payload = { visitor, seq: mine, guide: guide.toDataURL('image/png'), settings,
-    mask: mode === 'photo' ? maskSmall(guide.width, guide.height).toDataURL('image/png') : null };
+    mask: mask ? mask.toDataURL('image/png') : null, strength_map: strength ? strength.toDataURL('image/png') : null };
   busy.hidden = false;
   let res = null;
   try { res = await server.preview(payload); } catch (e) {

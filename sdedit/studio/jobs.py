@@ -268,10 +268,83 @@ def finish_edit(job: EditJob, out: JobOutput) -> EditResult:
     return EditResult(out.images, list(out.metadata["seeds"]), out.metadata, out.animation, summary)
 
 
-# One model run at a time per slot: the batcher's workers and the sweep share these.
-MODEL_SLOTS = threading.BoundedSemaphore(limits.CONCURRENCY)
+class ModelSlots:
+    """The model's slots: one forward at a time per slot, shared by the edit batcher, the sweep and live previews.
+
+    A bounded semaphore that also counts the threads blocked waiting for a slot, so that lower-priority work can
+    step aside: `acquire_unless_waited` (a live preview's turn) takes a free slot only while nobody waits for one.
+    A waiting thread counts until its `acquire` returns, so a slot released to it cannot be taken by a preview
+    in between (a plain semaphore lets any thread take a freed slot).
+    """
+
+    def __init__(self, slots: int):
+        self.slots = max(1, int(slots))
+        self._sem = threading.BoundedSemaphore(self.slots)
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self._held = 0
+
+    def _take(self) -> bool:  # with self._lock held
+        if self._sem.acquire(blocking=False):
+            self._held += 1
+            return True
+        return False
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Take a slot, as `threading.Semaphore.acquire`; while a blocking call waits, previews yield to it."""
+        with self._lock:
+            if self._take():
+                return True
+            if not blocking:
+                return False
+            self._waiting += 1
+        ok = False
+        try:
+            ok = self._sem.acquire(True, timeout)
+        finally:
+            with self._lock:
+                self._waiting -= 1
+                self._held += ok
+        return ok
+
+    def acquire_unless_waited(self) -> bool:
+        """Take a free slot only if no thread waits for one (never blocks): a preview never jumps an edit."""
+        with self._lock:
+            return not self._waiting and self._take()
+
+    def release(self) -> None:
+        self._sem.release()  # a release too many raises here (bounded), before the count changes
+        with self._lock:
+            self._held -= 1
+
+    @property
+    def waiting(self) -> int:
+        """Threads blocked in `acquire` (edits' batches, a sweep, the live policy's measurement)."""
+        return self._waiting
+
+    @property
+    def busy(self) -> bool:
+        """Every slot is held."""
+        return self._held >= self.slots
+
+    def __enter__(self) -> ModelSlots:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+# One model run at a time per slot: the batcher's workers, the sweep and the live previews share these.
+MODEL_SLOTS = ModelSlots(limits.CONCURRENCY)
 _SERVICE: MicroBatcher | None = None
 _SERVICE_LOCK = threading.Lock()
+
+
+def edits_waiting() -> bool:
+    """Whether edits are queued for the model (the batcher's pending requests) or blocked on its slot (a batch,
+    a sweep): live previews wait while this holds (sdedit.studio.live.ModelGate)."""
+    return MODEL_SLOTS.waiting > 0 or (_SERVICE is not None and _SERVICE.pending() > 0)
 
 
 def _run_tickets(batch: Batch) -> list[JobOutput]:
@@ -401,7 +474,8 @@ def run_t0_sweep(
     settings: EditSettings | None = None,
     progress: ProgressFn | None = None,
 ) -> SweepOutput:
-    """The same guide and seeds at several t0: a grid of results and the faithfulness curve."""
+    """The same guide and seeds at several t0: a grid of results and the faithfulness curve. A strength map
+    (`settings.strength_map`) holds in every column: each pixel's t0 is its fraction of that column's t0."""
     s = settings or EditSettings()
     pipe = get_pipeline(s.model)
     guide = to_pil(guide)
@@ -414,6 +488,8 @@ def run_t0_sweep(
     checks = [pipe.check_inputs(strength=v, num_images=s.num_samples, **kwargs) for v in values]  # fail fast
     num, repeats = checks[0].num_images, checks[0].repeats
     m = prepare_mask(to_pil(mask, "mask") if mask is not None else None, guide.size, s.mask_dilation, s.mask_feather)
+    smap = to_pil(s.strength_map, "strength_map") if s.strength_map is not None else None
+    pipe.prepare(guide, m, checks[0].fit, strength_map=smap)  # a map of the wrong size fails before the wait
     seed = pick_seed(s.seed)
     bar = StepProgress(progress, sum(c.steps for c in checks) * repeats, "t0 sweep")
     if not MODEL_SLOTS.acquire(blocking=False):  # edits hold the model: say so rather than look frozen
@@ -422,7 +498,9 @@ def run_t0_sweep(
         MODEL_SLOTS.acquire()
         bar.t0 = time.perf_counter()  # the time-left estimate counts from the first step, not the wait
     try:
-        result = run_sweep(pipe, guide, m, values, seed=seed, num_images=num, callback=bar, progress=False, **kwargs)
+        result = run_sweep(
+            pipe, guide, m, values, seed=seed, num_images=num, callback=bar, progress=False, strength_map=smap, **kwargs
+        )
     except Exception as exc:
         if is_out_of_memory(exc):
             raise _out_of_memory(pipe, num) from None

@@ -74,24 +74,15 @@ MAX_VISITORS = 256  # visitors with a canvas waiting at once; more are told the 
 # ----- the model slot, shared with Generate --------------------------------------------------------------
 
 
-def _blocked_on(slot) -> int:
-    """Threads blocked in `slot.acquire()` (a threading.Semaphore keeps them in its condition's waiters)."""
-    return len(getattr(getattr(slot, "_cond", None), "_waiters", ()) or ())
-
-
-def _held(slot) -> bool:
-    value = getattr(slot, "_value", None)
-    return value is not None and value <= 0
-
-
 class ModelGate:
     """Previews take turns on the model slot only when no edit wants it.
 
-    `slot` is the semaphore the edit batcher and the sweep hold around each forward; `edits_waiting()` says
-    whether edits are queued for it (the batcher's pending tickets). A preview waits (polling every `poll_s`)
-    while an edit is queued, running or blocked on the slot; when a preview releases the slot to an edit that
-    blocked on it meanwhile, no preview may take it until that edit has (a semaphore lets any thread take a
-    freed slot, not necessarily the one that waited), so a waiting edit never loses its turn to a preview.
+    `slot` is the `jobs.ModelSlots` the edit batcher and the sweep hold around each forward; `edits_waiting()`
+    says whether edits are queued for it (`jobs.edits_waiting`: the batcher's pending requests). A preview
+    waits (polling every `poll_s`) while an edit is queued or blocked on the slot, and takes a free slot only
+    through `slot.acquire_unless_waited()`: an edit blocked on the slot counts as waiting until it has it, so
+    a slot a preview releases goes to that edit, never to the next preview. An edit therefore waits at most
+    for the one preview that is running.
     """
 
     def __init__(self, slot, edits_waiting: Callable[[], bool] = lambda: False, poll_s: float = 0.004):
@@ -100,48 +91,36 @@ class ModelGate:
         # how long each preview held the model while an edit was waiting for it when it ended: the most that
         # preview can have delayed that edit (the last 1000)
         self.edit_delays_ms: collections.deque[float] = collections.deque(maxlen=1000)
-        self._lock = threading.Lock()
-        self._handoff_until = 0.0  # while set: the slot was released to an edit that has not taken it yet
 
-    def _free_for_preview(self) -> bool:
-        with self._lock:
-            if self._handoff_until:
-                if not _held(self.slot) and time.monotonic() < self._handoff_until:
-                    return False
-                self._handoff_until = 0.0
-            if self.edits_waiting() or _blocked_on(self.slot):
-                return False
-            return self.slot.acquire(blocking=False)
+    def _edit_wants_it(self) -> bool:
+        return self.slot.waiting > 0 or bool(self.edits_waiting())
 
     @contextlib.contextmanager
     def turn(self, timeout_s: float = 120.0):
         deadline = time.monotonic() + timeout_s
         waited = False
-        while not self._free_for_preview():
+        while self.edits_waiting() or not self.slot.acquire_unless_waited():
             waited = True
             if time.monotonic() > deadline:
                 raise TimeoutError("the model stayed busy")
             # a forward holds the slot for 0.1 s or more: look less often then (fewer wake-ups next to it)
-            time.sleep(self.poll_s * (4 if _held(self.slot) else 1))
+            time.sleep(self.poll_s * (4 if self.slot.busy else 1))
         if waited:
             self.yielded += 1
         held_from = time.perf_counter()
         try:
             yield
         finally:
-            with self._lock:
-                blocked = _blocked_on(self.slot)
-                if blocked:  # an edit queued behind this preview: it goes next, before any preview
-                    self._handoff_until = time.monotonic() + 0.5
-                self.slot.release()
-            if blocked or self.edits_waiting():
+            wanted = self._edit_wants_it()
+            self.slot.release()
+            if wanted:
                 self.edit_delays_ms.append((time.perf_counter() - held_from) * 1000)
 
 
 def default_gate() -> ModelGate:
-    from .jobs import MODEL_SLOTS, edit_service
+    from .jobs import MODEL_SLOTS, edits_waiting
 
-    return ModelGate(MODEL_SLOTS, lambda: edit_service().pending() > 0)
+    return ModelGate(MODEL_SLOTS, edits_waiting)
 
 
 # ----- requests, tickets and the newest-only service ------------------------------------------------------
@@ -170,6 +149,9 @@ class PreviewRequest:
     guide: Any  # PNG bytes or a PIL image: the canvas, flattened, at most PREVIEW_SIDE a side
     mask: Any = None  # PNG bytes / PIL / array (white = may change) or None: the whole canvas may change
     settings: PreviewSettings = field(default_factory=PreviewSettings)
+    # PNG bytes / PIL / array or None: each pixel's own t0 as a fraction of t0 (white = the full t0, black = kept
+    # exactly), the photo tab's Strength layer as Generate reads it (tabs/edit.photo_guide_and_strength)
+    strength_map: Any = None
 
     @property
     def seed(self) -> int:
@@ -373,30 +355,50 @@ def loaded_pipeline(name: str | None):
     return models._PIPES.get(resolved)
 
 
-_PREVIEW_PIPES: dict[int, Any] = {}
+_PREVIEW_PIPES: dict[tuple, Any] = {}
 _PREVIEW_PIPES_LOCK = threading.Lock()
-CHANNELS_LAST_MAX_PARAMS = 50_000_000  # a copy of the weights for previews: only for small models
+FAST_COPY_MAX_PARAMS = 50_000_000  # a copy of the weights for previews: only for small models
 
 
-def preview_pipeline(pipe):
-    """The pipeline previews run on: on a CPU, the same model with its weights in channels-last order (a copy,
-    so Generate's numbers stay exactly the library's; measured 13% faster per evaluation on 2 busy cores for
-    the embedded model, 27 MB more memory); elsewhere `pipe` itself."""
+def preview_dtype(pipe):
+    """The dtype of the network previews run on, on a CPU: bf16 where the CPU computes it natively (AVX512-BF16
+    or AMX; measured 0.6x the fp32 time per evaluation of the embedded model, docs/performance.md), else the
+    model's own (emulated bf16 is slower than fp32)."""
+    import torch
+
+    from ..lab.hardware import has_bf16_cpu
+
+    return torch.bfloat16 if pipe.dtype == torch.float32 and has_bf16_cpu() else pipe.dtype
+
+
+def preview_pipeline(pipe, dtype=None):
+    """The pipeline previews run on. On a CPU: the same model with its weights copied into channels-last order
+    and `dtype` (default `preview_dtype`: bf16 where native). Only the network runs in that dtype: the
+    pipeline feeds it float32 samples cast on the way in and casts its output back to float32, so the
+    sampler's arithmetic, the noise and the x0 clipping stay float32 (`SDEditPipeline.model_fn`). A copy, so
+    Generate's numbers stay exactly the library's (bf16: 14 MB more memory for the embedded model). On a GPU,
+    and for a model over `FAST_COPY_MAX_PARAMS`: `pipe` itself. A preview pipeline maps to itself."""
     import copy
 
     import torch
 
     if pipe.device.type != "cpu" or type(pipe).__name__ != "SDEditPipeline":
         return pipe
-    if sum(p.numel() for p in pipe.unet.parameters()) > CHANNELS_LAST_MAX_PARAMS:
+    if sum(p.numel() for p in pipe.unet.parameters()) > FAST_COPY_MAX_PARAMS:
         return pipe
+    dtype = dtype or preview_dtype(pipe)
     with _PREVIEW_PIPES_LOCK:
-        fast = _PREVIEW_PIPES.get(id(pipe.unet))
+        if any(fast is pipe for fast in _PREVIEW_PIPES.values()):
+            return pipe
+        key = (id(pipe.unet), dtype)
+        fast = _PREVIEW_PIPES.get(key)
         if fast is None or fast.config is not pipe.config:
-            unet = copy.deepcopy(pipe.unet).to(memory_format=torch.channels_last)
+            unet = copy.deepcopy(pipe.unet).to(memory_format=torch.channels_last, dtype=dtype)
             fast = type(pipe)(unet, pipe.scheduler, pipe.config, pipe.limits, space=pipe.space)
-            _PREVIEW_PIPES.clear()  # one model is served at a time
-            _PREVIEW_PIPES[id(pipe.unet)] = fast
+            fast.x0_limit = pipe.x0_limit  # the same clipping as the model it previews
+            for k in [k for k in _PREVIEW_PIPES if k[0] != key[0]]:
+                del _PREVIEW_PIPES[k]  # one model is served at a time
+            _PREVIEW_PIPES[key] = fast
         return fast
 
 
@@ -461,15 +463,17 @@ def compute_previews(
     for i, r in enumerate(requests):
         try:
             guide = _image(r.guide, "canvas").convert("RGB")
-            mask = None
+            mask = smap = None
             if r.mask is not None:
                 mask = prepare_mask(
                     _image(r.mask, "mask"), guide.size, r.settings.mask_dilation, r.settings.mask_feather
                 )
+            if r.strength_map is not None:
+                smap = _image(r.strength_map, "strength map")
             rgb = np.asarray(guide)
             if mask is None and (rgb == rgb.reshape(-1, 3)[0]).all():
                 raise InputError("paint some strokes to see a preview")
-            prepared.append(pipe.prepare(guide, mask, checked.fit))
+            prepared.append(pipe.prepare(guide, mask, checked.fit, strength_map=smap))
             rows.append(i)
         except InputError as exc:
             msg = str(exc)
@@ -570,7 +574,12 @@ def parse_request(payload) -> PreviewRequest:
     if guide is None:
         raise InputError("a preview call needs the canvas")
     return PreviewRequest(
-        visitor, seq, guide, decode_data_url(payload.get("mask"), "mask"), parse_settings(payload.get("settings"))
+        visitor,
+        seq,
+        guide,
+        decode_data_url(payload.get("mask"), "mask"),
+        parse_settings(payload.get("settings")),
+        decode_data_url(payload.get("strength_map"), "strength map"),
     )
 
 
