@@ -13,15 +13,25 @@ from PIL import Image
 
 from sdedit import SDEditPipeline
 from sdedit.lab.data import (
+    DEFAULT_SPLIT,
+    LEGACY_SPLIT,
     DataError,
+    ImageSet,
     ImageSetSpec,
     NpmPackage,
+    _with_split,
     base_key,
+    cache_dir,
     code_points,
     fetch_npm,
+    identity_key,
+    identity_of,
     load_folder,
+    load_image_set,
     load_npm_image_set,
     sha1_of,
+    split_key,
+    twins_in_training,
 )
 from sdedit.lab.train import TrainConfig, Trainer
 
@@ -100,6 +110,118 @@ def test_code_points_and_base_key():
     assert base_key(code_points("1f44b-1f3fb")) == base_key(code_points("1f44b")) == (0x1F44B,)
 
 
+def test_identity_key_groups_gender_and_skin_tone_variants_of_real_emoji():
+    same = {
+        "cyclist": ["1f6b4", "1f6b4-200d-2642-fe0f", "1f6b4-200d-2640-fe0f", "1f6b4-1f3fd-200d-2640-fe0f"],
+        "technologist": ["1f9d1-200d-1f4bb", "1f468-200d-1f4bb", "1f469-1f3ff-200d-1f4bb", "1f468-1f3fb-200d-1f4bb"],
+        "child": ["1f9d2", "1f466", "1f467-1f3fc"],
+        "older person": ["1f9d3", "1f474", "1f475-1f3ff"],
+        "person": ["1f9d1", "1f468", "1f469-1f3fb"],
+        "dancer": ["1f483", "1f57a", "1f57a-1f3fe"],
+        "crowned": ["1fac5", "1f934", "1f478-1f3fb"],
+        "pregnant": ["1fac4", "1f930", "1fac3-1f3fd"],
+        "Claus": ["1f9d1-200d-1f384", "1f385", "1f936-1f3fb"],
+        "holding hands": ["1f9d1-200d-1f91d-200d-1f9d1", "1f46b", "1f46c-1f3fb", "1f46d"],
+        "kiss": [
+            "1f48f",
+            "1f469-200d-2764-fe0f-200d-1f48b-200d-1f468",
+            "1f468-1f3fc-200d-2764-fe0f-200d-1f48b-200d-1f468-1f3fc",
+        ],
+        "family, 1 adult, 2 children": ["1f468-200d-1f467-200d-1f467", "1f469-200d-1f466-200d-1f466"],
+        "red hair": ["1f9d1-200d-1f9b0", "1f468-1f3fc-200d-1f9b0", "1f469-200d-1f9b0"],
+    }
+    keys = {}
+    for what, names in same.items():
+        found = {identity_key(code_points(n)) for n in names}
+        assert len(found) == 1, (what, found)
+        keys[what] = found.pop()
+    assert keys["cyclist"] == (0x1F6B4,) and keys["technologist"] == (0x1F9D1, 0x200D, 0x1F4BB)
+    assert len(set(keys.values())) == len(keys)  # different emoji stay apart
+    different = ["1f6b4", "1f6b5", "1f9d1", "2640-fe0f", "2642-fe0f", "26a7-fe0f", "1f9d1-200d-1f384", "1f384"]
+    assert len({identity_key(code_points(n)) for n in different}) == len(different)
+    assert identity_key(code_points("2640-fe0f")) == (0x2640,)  # the female sign emoji keeps its code point
+    # emoji-v1 (the shipped models' split) keeps the genders apart: that is the near-twin leak
+    assert split_key("1f6b4-200d-2642-fe0f", LEGACY_SPLIT) != split_key("1f6b4", LEGACY_SPLIT)
+    assert split_key("1f6b4-200d-2642-fe0f", "identity-v2") == split_key("1f6b4", "identity-v2") == "1f6b4"
+    assert identity_of("not-an-emoji") == split_key("not-an-emoji", LEGACY_SPLIT) == "not-an-emoji"
+    with pytest.raises(DataError, match=r"unknown split 'v3'.*emoji-v1"):
+        split_key("1f6b4", "v3")
+
+
+def _variant_names() -> list[str]:
+    """Man / woman / person variants (ZWJ + gender sign, and 1F468 / 1F469 / 1F9D1 + object), five skin tones."""
+    names = []
+    tones = ("", "-1f3fb", "-1f3fc", "-1f3fd", "-1f3fe", "-1f3ff")
+    for i in range(60):
+        base = f"1f{0x645 + i:03x}"
+        for tone in tones:
+            names += [base + tone, f"{base}{tone}-200d-2640-fe0f", f"{base}{tone}-200d-2642-fe0f"]
+        obj = f"1f{0x300 + i:03x}"
+        for person in ("1f9d1", "1f468", "1f469"):
+            names += [f"{person}{tone}-200d-{obj}" for tone in tones]
+    return names
+
+
+def test_no_identity_straddles_the_identity_split_while_emoji_v1_lets_twins_straddle():
+    names = _variant_names()
+    images = np.zeros((len(names), 1, 1, 3), np.uint8)
+
+    def sides(split):
+        s = _with_split(ImageSet(images, names, ["x"] * len(names), np.zeros(len(names), bool)), 0.2, split)
+        by_id = {}
+        for name, held in zip(names, s.held_out, strict=True):
+            by_id.setdefault(identity_of(name), set()).add(bool(held))
+        return s, by_id
+
+    v2, by_id = sides("identity-v2")
+    assert v2.meta["split"] == "identity-v2" and 0 < v2.held_out.sum() < len(names)
+    assert all(len(v) == 1 for v in by_id.values()) and not twins_in_training(v2).any()
+    v1, by_id = sides(LEGACY_SPLIT)
+    assert sum(len(v) == 2 for v in by_id.values()) > 10 and twins_in_training(v1).any()
+
+
+OLD_SPLIT_HELD_OUT_SHA256 = "8158bd52d47f2298d075fa5d67692b2551dd4fed234068252d8ef92f6e49340f"  # 337 names
+
+
+def test_the_old_split_is_unchanged():
+    """The shipped model was trained on emoji-v1: its held-out emoji must not move. Offline: the feature net's
+    self-check images were held-out under it; with the data cached, all 337 held-out names are checked."""
+    import hashlib
+
+    from sdedit.lab.features import load_feature_net
+
+    selfcheck = load_feature_net().config.info["selfcheck"]["names"]
+    assert all(is_held_out_name(n, LEGACY_SPLIT) for n in selfcheck)
+    assert not all(is_held_out_name(n, DEFAULT_SPLIT) for n in selfcheck)  # the new split is another split
+    if not (cache_dir() / "arrays" / "fluent-emoji-3d-1.1.0-64px-bgffffff.npz").is_file():
+        pytest.skip("the Fluent Emoji arrays are not cached: checked the self-check names only")
+    s = load_image_set("fluent-emoji-3d", 64, 0.1)  # the default is still the shipped models' split
+    held = sorted(str(n) for n, h in zip(s.names, s.held_out, strict=True) if h)
+    assert len(held) == 337 and hashlib.sha256("\n".join(held).encode()).hexdigest() == OLD_SPLIT_HELD_OUT_SHA256
+    # twins of the old split: held out under emoji-v1 with a gender variant in training; none under identity-v2
+    assert twins_in_training(s).sum() == 154
+    new = load_image_set("fluent-emoji-3d", 64, 0.1, split="identity-v2")
+    assert not twins_in_training(new).any()
+
+
+def is_held_out_name(name: str, split: str) -> bool:
+    from sdedit.lab.data import is_held_out
+
+    return is_held_out(split_key(name, split), 0.1)
+
+
+def test_recipes_train_on_the_identity_split_and_the_shipped_records_say_emoji_v1():
+    for recipe in ("train-fluent-emoji-64.yaml", "train-fluent-emoji-64-gpu.yaml"):
+        assert TrainConfig.from_yaml(REPO / "configs" / recipe).split == "identity-v2" == DEFAULT_SPLIT
+    from sdedit.lab.upscaler import UpscalerTrainConfig
+
+    assert UpscalerTrainConfig.from_yaml(REPO / "configs" / "train-upscaler-fluent-emoji.yaml").split == DEFAULT_SPLIT
+    for model in ("fluent-emoji-64", "fluent-emoji-upscaler-4x"):
+        record = json.loads((REPO / "models" / model / "training.json").read_text())
+        assert record["config"]["split"] == LEGACY_SPLIT
+        assert "split `emoji-v1`" in (REPO / "models" / model / "README.md").read_text()
+
+
 def _folder(tmp_path, n=6):
     for i in range(n):
         sub = tmp_path / ("cats" if i % 2 else "dogs")
@@ -160,6 +282,7 @@ def test_training_smoke_resume_and_export(tmp_path):
     assert (run / "samples" / "step-0000003.png").is_file()
     card = json.loads((out / "training.json").read_text())
     assert card["steps"] == 3 and card["train_images"] == 6
+    assert card["config"]["split"] == "identity-v2"  # new training records the split it was trained on
     # the card's grid comes from the model's own ancestral sampler, and the card says so
     assert card["card_samples"] == "ddpm, 5 steps" and (out / "samples.png").is_file()
     assert "DDPM ancestral sampler, 5 steps" in (out / "README.md").read_text()
@@ -184,6 +307,9 @@ def test_training_config_rejects_unknown_keys(tmp_path):
     path.write_text("name: x\ndata: d\noutput_dir: o\nlearning_rte: 0.1\n")
     with pytest.raises(ValueError, match="learning_rte"):
         TrainConfig.from_yaml(path)
+    path.write_text("name: x\ndata: d\noutput_dir: o\nsplit: by-colour\n")
+    with pytest.raises(DataError, match="unknown split 'by-colour'"):
+        Trainer(TrainConfig.from_yaml(path))
 
 
 def test_min_snr_weighting(tmp_path):
@@ -216,6 +342,17 @@ def test_the_gpu_and_cpu_recipes_train_the_same_model():
     so either one re-trains the shipped model."""
     cpu = TrainConfig.from_yaml(REPO / "configs" / "train-fluent-emoji-64.yaml")
     gpu = TrainConfig.from_yaml(REPO / "configs" / "train-fluent-emoji-64-gpu.yaml")
-    same = ("name", "data", "resolution", "fit", "held_out_fraction", "model", "scheduler", "snr_gamma", "hflip")
+    same = (
+        "name",
+        "data",
+        "resolution",
+        "fit",
+        "held_out_fraction",
+        "split",
+        "model",
+        "scheduler",
+        "snr_gamma",
+        "hflip",
+    )
     assert all(getattr(cpu, k) == getattr(gpu, k) for k in same)
     assert gpu.batch_size > cpu.batch_size and gpu.max_minutes

@@ -5,8 +5,10 @@ The embedded default model is trained on Microsoft's Fluent Emoji 3D renders (MI
 checksum, and read the images straight out of it; nothing is committed. Alpha is composited onto a fixed
 background *before* resizing, which is the premultiplied-correct order.
 
-Splits are by *emoji*, not by file: the five skin-tone variants of one emoji always land on the same side,
-so held-out images have no near-duplicates in training.
+Splits are by *emoji*, not by file, and come in named versions (`SPLITS`): `emoji-v1` keeps the five skin-tone
+variants of one emoji on one side; `identity-v2` (the default for new training) also keeps its man / woman /
+person variants together (`identity_key`), so held-out images have no near-twins in training. A model records
+the split it was trained on, and is evaluated on that split.
 """
 
 from __future__ import annotations
@@ -35,6 +37,32 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 SKIN_TONES = frozenset(range(0x1F3FB, 0x1F400))
 VARIATION_SELECTOR = 0xFE0F
+ZWJ = 0x200D
+GENDER_SIGNS = frozenset((0x2640, 0x2642))  # female / male sign: "woman biking" = person biking + ZWJ + 2640
+PERSON, CHILD, OLDER_PERSON = 0x1F9D1, 0x1F9D2, 0x1F9D3
+# Gendered code points -> the gender-neutral emoji of the same identity (Unicode's own neutral forms, e.g.
+# 1F468 man -> 1F9D1 person, so "man technologist" 1F468-200D-1F4BB becomes "technologist" 1F9D1-200D-1F4BB).
+GENDER_NEUTRAL: dict[int, tuple[int, ...]] = {
+    0x1F468: (PERSON,),  # man
+    0x1F469: (PERSON,),  # woman
+    0x1F466: (CHILD,),  # boy
+    0x1F467: (CHILD,),  # girl
+    0x1F474: (OLDER_PERSON,),  # old man
+    0x1F475: (OLDER_PERSON,),  # old woman
+    0x1F57A: (0x1F483,),  # man dancing -> woman dancing (Unicode has no neutral dancer)
+    0x1F934: (0x1FAC5,),  # prince -> person with crown
+    0x1F478: (0x1FAC5,),  # princess -> person with crown
+    0x1F930: (0x1FAC4,),  # pregnant woman -> pregnant person
+    0x1FAC3: (0x1FAC4,),  # pregnant man -> pregnant person
+    0x1F385: (PERSON, ZWJ, 0x1F384),  # Santa Claus -> Mx Claus
+    0x1F936: (PERSON, ZWJ, 0x1F384),  # Mrs. Claus -> Mx Claus
+    0x1F46B: (PERSON, ZWJ, 0x1F91D, ZWJ, PERSON),  # woman and man holding hands -> people holding hands
+    0x1F46C: (PERSON, ZWJ, 0x1F91D, ZWJ, PERSON),  # men holding hands
+    0x1F46D: (PERSON, ZWJ, 0x1F91D, ZWJ, PERSON),  # women holding hands
+    0x1F48F: (PERSON, ZWJ, 0x2764, ZWJ, 0x1F48B, ZWJ, PERSON),  # kiss -> kiss: person, person (any genders)
+    0x1F491: (PERSON, ZWJ, 0x2764, ZWJ, PERSON),  # couple with heart -> couple with heart: person, person
+    0x1F46A: (PERSON, ZWJ, PERSON, ZWJ, CHILD),  # family -> family: man, woman, boy (its usual picture)
+}
 
 
 class DataError(RuntimeError):
@@ -177,6 +205,22 @@ def base_key(points: Iterable[int]) -> tuple[int, ...]:
     return tuple(c for c in points if c not in SKIN_TONES and c != VARIATION_SELECTOR)
 
 
+def identity_key(points: Iterable[int]) -> tuple[int, ...]:
+    """The emoji up to skin tone *and* gender: man / woman / person (and boy / girl / child, prince / princess /
+    person with crown, ...) variants of one emoji share it, as do all five skin tones of each.
+
+    '1f6b4-200d-2642-fe0f' (man biking), '1f6b4-200d-2640-fe0f' (woman biking) and '1f6b4' (person biking) all
+    give (0x1F6B4,); '1f468-1f3fd-200d-1f4bb' (man technologist, medium skin) gives (0x1F9D1, 0x200D, 0x1F4BB).
+    """
+    out: list[int] = []
+    for c in base_key(points):
+        if c in GENDER_SIGNS and out and out[-1] == ZWJ:  # "+ ZWJ + male sign": drop both (the bare sign
+            out.pop()  # 2642-fe0f is an emoji of its own and keeps its code point)
+            continue
+        out.extend(GENDER_NEUTRAL.get(c, (c,)))
+    return tuple(out)
+
+
 def emoji_groups(package: NpmPackage) -> dict[tuple[int, ...], str]:
     """Unicode's emoji group ('Animals & Nature', ...) for every emoji, keyed by `base_key`."""
     with tarfile.open(fetch_npm(package)) as tar:
@@ -193,18 +237,53 @@ def is_held_out(group_key: str, fraction: float) -> bool:
     return bucket < fraction
 
 
+# The named train / held-out splits: what an image's split key groups. A model records the one it was trained on
+# (its training config's `split`); the evaluation uses that one. Records without a `split` predate the versions
+# and used `emoji-v1` (the shipped fluent-emoji-64 and its upscaler).
+SPLITS = {
+    "emoji-v1": base_key,  # skin tones together; gender variants (man / woman cyclist) may straddle the split
+    "identity-v2": identity_key,  # skin tones and gender variants together: no near-twin across the split
+}
+LEGACY_SPLIT = "emoji-v1"
+DEFAULT_SPLIT = "identity-v2"
+
+
+def check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise DataError(
+            f"unknown split {split!r}: use one of {sorted(SPLITS)} (the default for new training is "
+            f"{DEFAULT_SPLIT!r}; {LEGACY_SPLIT!r} is the shipped model's)"
+        )
+    return split
+
+
+def split_key(name: str, split: str = LEGACY_SPLIT) -> str:
+    """The key that `split` hashes for an image name: '1f44b-1f3fb' -> '1f44b'; a non-emoji name is its own key."""
+    try:
+        points = code_points(name)
+    except ValueError:  # not an emoji file name: split by the name itself
+        return name
+    return "-".join(f"{c:x}" for c in SPLITS[check_split(split)](points))
+
+
+def identity_of(name: str) -> str:
+    """An image's identity (the emoji up to skin tone and gender), as a string: the identity measure's label."""
+    return split_key(name, "identity-v2")
+
+
 def load_npm_image_set(
     spec: ImageSetSpec,
     resolution: int,
     held_out_fraction: float = 0.1,
     background: tuple[int, int, int] = (255, 255, 255),
     limit: int | None = None,
+    split: str = LEGACY_SPLIT,
 ) -> ImageSet:
-    """Decode (and cache as .npz) every image of `spec` at `resolution`."""
+    """Decode (and cache as .npz) every image of `spec` at `resolution`; hold out by the named `split`."""
     tag = f"{spec.key}-{spec.package.version}-{resolution}px-bg{'{:02x}{:02x}{:02x}'.format(*background)}"
     cached = cache_dir() / "arrays" / f"{tag}.npz"
     if cached.exists() and limit is None:
-        return _load_cached(cached, held_out_fraction)
+        return _load_cached(cached, held_out_fraction, split)
     groups = emoji_groups(spec.groups) if spec.groups else {}
     pattern = re.compile(spec.pattern)
     images, names, categories = [], [], []
@@ -224,26 +303,33 @@ def load_npm_image_set(
     if limit is None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(cached, images=array, names=np.array(names), categories=np.array(categories))
-    return _with_split(ImageSet(array, names, categories, np.zeros(len(names), bool), spec.key), held_out_fraction)
+    image_set = ImageSet(array, names, categories, np.zeros(len(names), bool), spec.key)
+    return _with_split(image_set, held_out_fraction, split)
 
 
-def _load_cached(path: Path, held_out_fraction: float) -> ImageSet:
+def _load_cached(path: Path, held_out_fraction: float, split: str) -> ImageSet:
     with np.load(path) as z:
         s = ImageSet(z["images"], list(z["names"]), list(z["categories"]), np.zeros(len(z["names"]), bool))
     s.source = path.stem.split("-")[0]
-    return _with_split(s, held_out_fraction)
+    return _with_split(s, held_out_fraction, split)
 
 
-def _with_split(image_set: ImageSet, fraction: float) -> ImageSet:
-    keys = []
-    for name in image_set.names:
-        try:
-            keys.append("-".join(f"{c:x}" for c in base_key(code_points(name))))
-        except ValueError:  # not an emoji file name: split by the name itself
-            keys.append(name)
-    image_set.held_out = np.array([is_held_out(k, fraction) for k in keys], dtype=bool)
-    image_set.meta["held_out_fraction"] = fraction
+def _with_split(image_set: ImageSet, fraction: float, split: str = LEGACY_SPLIT) -> ImageSet:
+    held = [is_held_out(split_key(str(name), split), fraction) for name in image_set.names]
+    image_set.held_out = np.array(held, dtype=bool)
+    image_set.meta.update(held_out_fraction=fraction, split=split)
     return image_set
+
+
+def twins_in_training(image_set: ImageSet) -> np.ndarray:
+    """Per image: held out, and another image of its identity (a gender or skin-tone variant) is in training.
+
+    Under `identity-v2` this is never true; under `emoji-v1` these are the held-out images with a near-twin
+    that the model saw (man cyclist held out, woman cyclist trained on).
+    """
+    ids = [identity_of(str(n)) for n in image_set.names]
+    trained = {k for k, h in zip(ids, image_set.held_out, strict=True) if not h}
+    return np.array([bool(h) and k in trained for k, h in zip(ids, image_set.held_out, strict=True)], dtype=bool)
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -283,10 +369,16 @@ def load_folder(
     return s
 
 
-def load_image_set(source: str, resolution: int, held_out_fraction: float = 0.1, fit: str = "crop") -> ImageSet:
-    """A registered set by key (`fluent-emoji-3d`) or a folder path."""
+def load_image_set(
+    source: str, resolution: int, held_out_fraction: float = 0.1, fit: str = "crop", split: str = LEGACY_SPLIT
+) -> ImageSet:
+    """A registered set by key (`fluent-emoji-3d`) or a folder path (split by file name whatever `split` says).
+
+    `split` defaults to the shipped models' `emoji-v1`, so that measuring them stays on the split they were
+    trained on; trainers pass their config's (`identity-v2` for new runs)."""
+    check_split(split)
     if source in IMAGE_SETS:
-        return load_npm_image_set(IMAGE_SETS[source], resolution, held_out_fraction)
+        return load_npm_image_set(IMAGE_SETS[source], resolution, held_out_fraction, split=split)
     if Path(source).is_dir():
         return load_folder(source, resolution, fit, held_out_fraction)
     raise DataError(f"unknown data source {source!r}: use one of {sorted(IMAGE_SETS)} or a folder of images")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .data import IMAGE_SETS
+from .data import IMAGE_SETS, LEGACY_SPLIT
 
 
 def _params(folder: Path) -> tuple[dict, float]:
@@ -67,6 +67,13 @@ def _why_resolution(training: dict) -> str:
     return f"**Why {training.get('config', {}).get('resolution', 64)} px.** {edit} {budget}"
 
 
+def _split_words(cfg: dict) -> str:
+    """The split the model was trained (and is evaluated) on; records without one predate the versions."""
+    split = cfg.get("split", LEGACY_SPLIT)
+    kept = "skin-tone variants" if split == LEGACY_SPLIT else "skin-tone and man / woman / person variants"
+    return f"split `{split}` (by emoji, {kept} of one emoji on one side)"
+
+
 def render_card(folder: str | Path, training: dict, num_params: int, samples: str | None = "samples.png") -> str:
     folder = Path(folder)
     unet, size_mb = _params(folder)
@@ -75,7 +82,7 @@ def render_card(folder: str | Path, training: dict, num_params: int, samples: st
     data = (
         f"[{spec.credit}]({spec.homepage}), npm `{spec.package.spec}` (sha1 `{spec.package.sha1}`), licence "
         f"{spec.license}. Alpha composited onto white, padded to square, resized to {cfg.get('resolution')} px; "
-        f"split by emoji (skin-tone variants stay together): {training.get('train_images')} training images, "
+        f"{_split_words(cfg)}: {training.get('train_images')} training images, "
         f"{cfg.get('held_out_fraction', 0):.0%} of emoji held out for evaluation."
         if spec
         else f"`{training.get('data')}` ({training.get('train_images')} training images)."

@@ -22,7 +22,7 @@ import yaml
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .data import ImageSet, load_image_set, to_tensor_range
+from .data import DEFAULT_SPLIT, ImageSet, check_split, load_image_set, to_tensor_range
 from .hardware import cpu_name, has_bf16_cpu
 
 
@@ -36,6 +36,7 @@ class TrainConfig:
     resolution: int = 64
     fit: str = "crop"
     held_out_fraction: float = 0.1
+    split: str = DEFAULT_SPLIT  # sdedit.lab.data.SPLITS; recorded in the card, and the evaluation uses it
     model: dict = field(default_factory=dict)
     scheduler: dict = field(default_factory=dict)
     batch_size: int = 32
@@ -207,8 +208,11 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
+        check_split(cfg.split)
         data = (
-            images if images is not None else load_image_set(cfg.data, cfg.resolution, cfg.held_out_fraction, cfg.fit)
+            images
+            if images is not None
+            else load_image_set(cfg.data, cfg.resolution, cfg.held_out_fraction, cfg.fit, split=cfg.split)
         )
         self.train_set = data.subset(held_out=False) if data.held_out.any() else data
         # (N, 3, H, W) uint8 on the training device (a quarter of float32's memory), with the RNG there too:

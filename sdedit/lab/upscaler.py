@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
 from ..upscale import SRNet, Upscaler, save_upscaler
-from .data import ImageSet, base_key, code_points, is_held_out, load_image_set
+from .data import DEFAULT_SPLIT, ImageSet, base_key, code_points, is_held_out, load_image_set
 from .hardware import cpu_name
 from .train import read_recipe, run_trainer
 
@@ -53,6 +53,7 @@ class UpscalerTrainConfig:
     scale: int = 4
     fit: str = "pad"
     held_out_fraction: float = 0.1  # the data module's split: the held-out emoji are never loaded for training
+    split: str = DEFAULT_SPLIT  # which split (sdedit.lab.data.SPLITS); the shipped upscaler's is emoji-v1
     monitor_fraction: float = 0.02  # training-split emoji kept out of training to watch PSNR on
     model: dict = field(default_factory=lambda: {"kind": "edsr", "channels": 32, "blocks": 4})
     degradation: str = "lanczos"
@@ -191,7 +192,9 @@ class UpscalerTrainer:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         data = (
-            images if images is not None else load_image_set(cfg.data, cfg.resolution, cfg.held_out_fraction, cfg.fit)
+            images
+            if images is not None
+            else load_image_set(cfg.data, cfg.resolution, cfg.held_out_fraction, cfg.fit, split=cfg.split)
         )
         train = data.subset(held_out=False) if data.held_out.any() else data  # held-out emoji: never touched
         monitor = np.array([is_held_out("monitor:" + group_key(n), cfg.monitor_fraction) for n in train.names])
@@ -426,7 +429,7 @@ def write_upscaler_card(folder: Path, card: dict) -> Path:
         "## Training",
         "",
         f"- Data: `{card['data']}`, training split only ({card['train_images']} images at {cfg['resolution']} px;"
-        f" held-out fraction {cfg['held_out_fraction']}, split by emoji as in `sdedit.lab.data`). "
+        f" held-out fraction {cfg['held_out_fraction']}, split `{cfg.get('split', 'emoji-v1')}` of `sdedit.lab.data`). "
         f"{card['monitor_images']} training-split images of other emoji were kept out to watch PSNR.",
         f"- Inputs: the targets downscaled {cfg['scale']}x with `{cfg['degradation']}`"
         + (f", plus Gaussian noise up to {cfg['noise']:g} grey levels" if cfg.get("noise") else "")
