@@ -103,6 +103,13 @@ def draw(page, editor: str, points: list[tuple[float, float]], size: tuple[int, 
     time.sleep(0.3)
 
 
+def canvas_pixels(page, editor: str) -> np.ndarray:
+    """What the studio's canvas `#editor` shows, read back from its drawing surface, as (H, W, 3) int16 RGB."""
+    url = page.evaluate("(id) => document.querySelector('#' + id + ' .sdl-view').toDataURL()", editor)
+    data = base64.b64decode(url.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(np.int16)
+
+
 def fetch_image(page, selector: str) -> Image.Image:
     """The image an <img> shows, fetched inside the page (so it is exactly what the browser got)."""
     src = page.locator(selector).first.get_attribute("src")

@@ -311,9 +311,17 @@ $('.sdl-clear').addEventListener('click', () => {
   if (mode === 'paint') whiteBg();
   changed();
 });
-root.addEventListener('keydown', (e) => {
-  if ((e.ctrlKey || e.metaKey) && e.key === 'z') { e.preventDefault(); if (restore()) changed(); }
+// Ctrl+Z (Cmd+Z) undoes on the canvas last painted on, wherever the keyboard focus is (a canvas takes no
+// focus, so a key listener on it alone never heard the keys), except while typing in a field.
+document.addEventListener('keydown', (e) => {
+  if (!(e.ctrlKey || e.metaKey) || e.shiftKey || e.altKey || e.key.toLowerCase() !== 'z') return;
+  if (window.__sdeditLastCanvas !== root || !root.isConnected || !root.offsetParent) return;
+  const t = e.target;
+  if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
+  e.preventDefault();
+  if (restore()) changed();
 });
+root.addEventListener('pointerdown', () => { window.__sdeditLastCanvas = root; }, true);
 
 // ----- strokes ---------------------------------------------------------------------------------------
 function point(e) {
@@ -369,6 +377,7 @@ function loadImage(src) {
   return new Promise((ok, fail) => { const i = new Image(); i.onload = () => ok(i); i.onerror = fail; i.src = src; });
 }
 async function useImage(image) {  // an upload, paste or drop
+  window.__sdeditLastCanvas = root;  // Ctrl+Z undoes it
   snapshot(true);
   if (mode === 'paint') {  // fitted onto the square canvas, on white, centred
     size(256, 256); whiteBg();
@@ -405,7 +414,9 @@ root.addEventListener('drop', (e) => {
   if (e.dataTransfer && e.dataTransfer.files.length) useFile(e.dataTransfer.files[0]);
 });
 
-async function loadValue(text) {  // a value set from Python (start, an example, "Use as new guide")
+let loads = 0;
+async function loadValue(text) {  // a value set from Python (start, an example, "Use as new guide", a restore)
+  if (loads++) snapshot(true);  // Ctrl+Z takes a loaded picture off again (not the first one: nothing before)
   let v = {};
   try { v = JSON.parse(text || '{}') || {}; } catch (e) { v = {}; }
   const bgImage = v.background ? await loadImage(v.background) : null;
