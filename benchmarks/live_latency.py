@@ -95,12 +95,14 @@ def replace_section(path: Path, key: str, body: str) -> None:
 
 
 def candidate_pipe(pipe, resolution: int):
-    """The embedded pipeline, or the same network run at another resolution (a UNet is fully convolutional)."""
+    """`pipe`, or the same network run at another resolution (a UNet is fully convolutional)."""
     from sdedit.pipeline import SDEditPipeline
 
     if resolution == pipe.config.resolution:
         return pipe
-    return SDEditPipeline(pipe.unet, pipe.scheduler, replace(pipe.config, resolution=resolution), pipe.limits)
+    out = SDEditPipeline(pipe.unet, pipe.scheduler, replace(pipe.config, resolution=resolution), pipe.limits)
+    out.x0_limit = pipe.x0_limit
+    return out
 
 
 def edit_all(pipe, strokes: np.ndarray, sampler: str, evaluations: int, seed: int, batch: int = 16) -> np.ndarray:
@@ -124,20 +126,26 @@ def edit_all(pipe, strokes: np.ndarray, sampler: str, evaluations: int, seed: in
     return np.concatenate(out)
 
 
-def time_preview(pipe, sampler: str, evaluations: int, repeats: int) -> dict:
-    """The live path's compute for one 256 px canvas (the smiley example), ms: median and best of `repeats`."""
+def smiley_request():
+    """A preview call for the smiley example's 256 px canvas (the page sends PNG), t0 = 0.5, seed 0."""
     import io
 
     from PIL import Image
 
-    from sdedit.studio.live import PreviewRequest, PreviewSettings, compute_previews, preview_pipeline
-
-    pipe = preview_pipeline(pipe)  # what the app's previews run on (channels-last weights on a CPU)
+    from sdedit.studio.live import PreviewRequest, PreviewSettings
 
     canvas = Image.open(REPO / "examples" / "strokes-smiley.png").convert("RGB").resize((256, 256))
     buf = io.BytesIO()
     canvas.save(buf, "PNG")
-    request = PreviewRequest("benchmark-visitor", 0, buf.getvalue(), None, PreviewSettings(pipe.config.name, 0.5, 0))
+    return PreviewRequest("benchmark-visitor", 0, buf.getvalue(), None, PreviewSettings(None, 0.5, 0))
+
+
+def time_preview(pipe, sampler: str, evaluations: int, repeats: int) -> dict:
+    """The live path's compute for one 256 px canvas (the smiley example) on `pipe` as given (pass
+    `live.preview_pipeline(pipe)` for what the app's previews run on), ms: median and best of `repeats`."""
+    from sdedit.studio.live import compute_previews
+
+    request = smiley_request()
     compute_previews([request], pipe=pipe, sampler=sampler, evaluations=evaluations)  # warm
     times = []
     for _ in range(repeats):
@@ -155,11 +163,14 @@ def run_quality(num_guides: int, repeats: int, seed: int = 0) -> dict:
     from sdedit.lab.metrics import kid, l2_distances, stroke_versions
     from sdedit.pipeline import load_default
     from sdedit.strokes import default_median_size
+    from sdedit.studio.live import preview_pipeline
 
     t_begin = time.perf_counter()
     load_start = load_average()
     pipe = load_default()
     pipe.set_progress_bar_config(disable=True)
+    fast = preview_pipeline(pipe)  # the previews' network (bf16 where native); Generate's row keeps `pipe`
+    fast.set_progress_bar_config(disable=True)
     held = load_image_set("fluent-emoji-3d", resolution=pipe.config.resolution).subset(held_out=True)
     idx_a, idx_b = split_held_out(held.names, held.categories, seed)
     rng = np.random.default_rng(seed)
@@ -182,7 +193,7 @@ def run_quality(num_guides: int, repeats: int, seed: int = 0) -> dict:
     )
     print(f"  {GENERATE[0]}: KID {gen_row['kid']:.3f} L2 {gen_row['l2_guide']:.2f} {gen_row['median_ms']:.0f} ms")
     for label, sampler, evals, res in CANDIDATES:
-        cpipe = candidate_pipe(pipe, res)
+        cpipe = candidate_pipe(fast, res)
         images = edit_all(cpipe, strokes, sampler, evals, seed)
         row = {"label": label, "sampler": sampler, "evaluations": evals, "resolution": res, **score(images)}
         row["l2_generate"] = float(l2_distances(images, generated).mean())
@@ -197,6 +208,7 @@ def run_quality(num_guides: int, repeats: int, seed: int = 0) -> dict:
     chosen = choose(rows)
     return {
         "rows": rows,
+        "preview_dtype": str(fast.dtype).replace("torch.", ""),
         "chosen": chosen["label"],
         "budget_met": chosen["median_ms"] <= BUDGET_MS,
         "num_guides": len(strokes),
@@ -212,14 +224,16 @@ def run_quality(num_guides: int, repeats: int, seed: int = 0) -> dict:
 def retime(r: dict, repeats: int) -> dict:
     """Time every candidate of a finished --quality run again (KID and L2 are deterministic and kept)."""
     from sdedit.pipeline import load_default
+    from sdedit.studio.live import preview_pipeline
 
     pipe = load_default()
     pipe.set_progress_bar_config(disable=True)
+    fast = preview_pipeline(pipe)
     r.setdefault("quality_when", r["env"]["when"])
     r["load_start"] = load_average()
     for row in r["rows"]:
         if row.get("resolution"):
-            cpipe = candidate_pipe(pipe, row["resolution"])
+            cpipe = pipe if row["label"] == GENERATE[0] else candidate_pipe(fast, row["resolution"])
             row.update(time_preview(cpipe, row["sampler"], row["evaluations"], repeats))
             print(f"  {row['label']}: {row['median_ms']:.0f} ms (best {row['best_ms']:.0f})", flush=True)
     r["load_end"], r["repeats"], r["env"] = load_average(), repeats, environment()
@@ -259,7 +273,10 @@ def quality_markdown(r: dict) -> str:
         f"guides), realism reference B = {r['reference']}, t0 = 0.5 (the app's default), seed + i for guide i "
         f"in every row. Compute: the live path (`sdedit.studio.live.compute_previews`: the 256 px canvas PNG "
         f"decoded, prepared, the forward, composited, JPEG) on one canvas, median (best) of {r['repeats']} runs, "
-        f"{r['env']['threads']} torch thread on {r['env']['cores']} cores, torch {r['env']['torch']}; load "
+        f"{r['env']['threads']} torch thread on {r['env']['cores']} cores, torch {r['env']['torch']}. The candidates "
+        f"run on the previews' network ({r.get('preview_dtype', 'float32')} weights in channels-last order where "
+        "the CPU computes bf16 natively, `live.preview_pipeline`; the sampler in float32), Generate's row on its "
+        "float32 network; every row follows the model's x0 clipping (the pipeline's default since issue 14). Load "
         f"average {r['load_start']:.1f} at the start, {r['load_end']:.1f} at the end (other sessions share the "
         "machine, so times are upper bounds)."
         + (
@@ -317,6 +334,152 @@ def quality_markdown(r: dict) -> str:
             "it was never trained at that size"
         )
     lines += ["", "; ".join(notes) + ". At two steps DDIM and DPM-Solver++ (2M, first-order last step) coincide."]
+    prev = r.get("previous")
+    if prev:
+        changes = []
+        for label in (r["chosen"], GENERATE[0], "dpmpp, 1 evaluation"):
+            old, new = prev["rows"].get(label), rows.get(label)
+            if old and new and old.get("kid") is not None:
+                changes.append(
+                    f"{label}: KID {old['kid']:.3f} → {new['kid']:.3f}"
+                    + (
+                        f", L2 to Generate {old['l2_generate']:.2f} → {new['l2_generate']:.2f}"
+                        if old.get("l2_generate") and new.get("l2_generate")
+                        else ""
+                    )
+                )
+        lines += [
+            "",
+            f"**What changed since the previous table** ({prev['when']}, {prev['preview_dtype']} network"
+            + (", before x0 clipping was the default" if prev["preview_dtype"] == "float32" else "")
+            + "): the rule was applied again to these measurements. "
+            + "; ".join(changes)
+            + ".",
+        ]
+    return "\n".join(lines)
+
+
+# ----- --precision: the preview's network in fp32 and bf16, side by side -------------------------------------
+
+
+def run_precision(rounds: int) -> dict:
+    """fp32 vs bf16 preview compute in one run, interleaved round by round (so load changes hit both alike):
+    one network evaluation at batch 1, and the whole live path (`compute_previews`, 2 evaluations); then where
+    the bf16 preview's time goes, stage by stage."""
+    import torch
+
+    from sdedit.imaging import composite, unplace
+    from sdedit.lab.hardware import has_bf16_cpu
+    from sdedit.pipeline import load_default
+    from sdedit.studio import live
+
+    load_start = load_average()
+    pipe = load_default()
+    variants = {
+        "fp32, Generate's weights": pipe,
+        "fp32, channels-last copy": live.preview_pipeline(pipe, torch.float32),
+        "bf16, channels-last copy": live.preview_pipeline(pipe, torch.bfloat16),
+    }
+    request = smiley_request()
+    x = torch.zeros(1, pipe.unet.config.in_channels, pipe.config.resolution, pipe.config.resolution)
+    level = torch.tensor([pipe.num_train_timesteps // 2])
+    calls = {name: p.model_fn() for name, p in variants.items()}
+    times: dict[str, dict[str, list[float]]] = {name: {"evaluation": [], "preview": []} for name in variants}
+    with torch.inference_mode():
+        for _ in range(2):  # warm
+            for name, p in variants.items():
+                calls[name](x, level)
+                live.compute_previews([request], pipe=p)
+        for _ in range(rounds):
+            for name, p in variants.items():
+                t0 = time.perf_counter()
+                calls[name](x, level)
+                t1 = time.perf_counter()
+                (res,) = live.compute_previews([request], pipe=p)
+                t2 = time.perf_counter()
+                assert res.error is None, res.error
+                times[name]["evaluation"].append((t1 - t0) * 1000)
+                times[name]["preview"].append((t2 - t1) * 1000)
+    rows = []
+    for name, t in times.items():
+        rows.append(
+            {
+                "variant": name,
+                "evaluation_ms": statistics.median(t["evaluation"]),
+                "evaluation_best_ms": min(t["evaluation"]),
+                "preview_ms": statistics.median(t["preview"]),
+                "preview_best_ms": min(t["preview"]),
+            }
+        )
+    base = rows[1]
+    for row in rows:
+        row["preview_ratio"] = row["preview_ms"] / base["preview_ms"]
+        row["evaluation_ratio"] = row["evaluation_ms"] / base["evaluation_ms"]
+    # where the bf16 preview's time goes (the steps of compute_previews, timed one by one)
+    fast = variants["bf16, channels-last copy"]
+    checked = fast.check_inputs(strength=0.5, num_inference_steps=live.preview_steps(0.5), sampler="dpmpp", snr=0.0)
+    stage_times: dict[str, list[float]] = {"decode the canvas PNG": [], "prepare": [], "run (2 evaluations)": []}
+    stage_times.update({"map back (Lanczos to 256 px) + composite": [], "JPEG": []})
+    for _ in range(rounds):
+        t = [time.perf_counter()]
+        guide = live._image(request.guide, "canvas").convert("RGB")
+        t.append(time.perf_counter())
+        g = fast.prepare(guide, None, checked.fit)
+        t.append(time.perf_counter())
+        samples = fast.run([g], checked, seeds=[request.seed])
+        t.append(time.perf_counter())
+        rgb = composite(g.rgb, unplace(samples.canvases[0], g.placement, g.rgb), g.mask)
+        t.append(time.perf_counter())
+        live._jpeg(rgb)
+        t.append(time.perf_counter())
+        for values, a, b in zip(stage_times.values(), t[:-1], t[1:], strict=True):
+            values.append((b - a) * 1000)
+    return {
+        "rows": rows,
+        "stages": {k: statistics.median(v) for k, v in stage_times.items()},
+        "native_bf16": has_bf16_cpu(),
+        "preview_dtype": str(live.preview_dtype(pipe)).replace("torch.", ""),
+        "rounds": rounds,
+        "load_start": load_start,
+        "load_end": load_average(),
+        "env": environment(),
+    }
+
+
+def precision_markdown(r: dict) -> str:
+    b16 = r["rows"][2]
+    lines = [
+        "### The preview's network: fp32 and bf16 side by side",
+        "",
+        f"Measured {r['env']['when']} by `OMP_NUM_THREADS=1 python -m benchmarks.live_latency --precision`: "
+        f"{r['rounds']} rounds, each timing every variant once (one network evaluation at batch 1, then the "
+        "whole live path `compute_previews` on the smiley's 256 px canvas, 2 evaluations at t0 = 0.5), medians "
+        f"(best); {r['env']['threads']} torch thread on {r['env']['cores']} cores, torch {r['env']['torch']}; "
+        f"native bf16 on this CPU: {'yes' if r['native_bf16'] else 'no'}, so previews run in "
+        f"**{r['preview_dtype']}**. Load average {r['load_start']:.1f} at the start, {r['load_end']:.1f} at the "
+        "end (other sessions share the machine: the ratios are the result, the times are upper bounds).",
+        "",
+        "| network | one evaluation, ms | ratio | preview compute, ms | ratio |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in r["rows"]:
+        lines.append(
+            f"| {row['variant']} | {row['evaluation_ms']:.1f} ({row['evaluation_best_ms']:.1f}) | "
+            f"{row['evaluation_ratio']:.2f} | {row['preview_ms']:.1f} ({row['preview_best_ms']:.1f}) | "
+            f"{row['preview_ratio']:.2f} |"
+        )
+    total = sum(r["stages"].values())
+    lines += [
+        "",
+        f"bf16 takes the preview to **{b16['preview_ratio']:.2f}x** the fp32 channels-last time "
+        f"({b16['preview_ms']:.0f} ms median; target {BUDGET_MS:.0f} ms: "
+        f"{'met' if b16['preview_ms'] <= BUDGET_MS else 'not met'} in this run). Where the bf16 preview's "
+        f"{total:.0f} ms go (medians of the steps timed one by one):",
+        "",
+        "| step | ms |",
+        "|---|---:|",
+        *[f"| {k} | {v:.1f} |" for k, v in r["stages"].items()],
+    ]
     return "\n".join(lines)
 
 
@@ -443,10 +606,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-docs", action="store_true", help="print, do not write docs/")
     p.add_argument("--render", action="store_true", help="rewrite the docs from the last results JSON")
     p.add_argument("--retime", action="store_true", help="with --quality: time the candidates again, keep KID/L2")
+    p.add_argument("--precision", action="store_true", help="the preview's network in fp32 and bf16, side by side")
+    p.add_argument("--rounds", type=int, default=30, help="interleaved rounds for --precision")
     args = p.parse_args(argv)
     from sdedit.threads import apply
 
     apply()
+    if args.precision:
+        r = run_precision(args.rounds)
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "live-precision.json").write_text(json.dumps(r, indent=2, default=str) + "\n")
+        md = precision_markdown(r)
+        print(md)
+        if not args.no_docs:
+            replace_section(PERFORMANCE_DOC, "live-precision", md)
+        return 0
     if args.quality:
         if args.retime:  # the same rows, their compute timed again (e.g. when the machine is quieter)
             r = retime(json.loads((RESULTS / "live-quality.json").read_text()), args.repeats)
@@ -455,7 +629,15 @@ def main(argv: list[str] | None = None) -> int:
             chosen = choose(r["rows"])
             r["chosen"], r["budget_met"] = chosen["label"], chosen["median_ms"] <= BUDGET_MS
         else:
+            before = RESULTS / "live-quality.json"
             r = run_quality(args.guides, args.repeats)
+            if before.exists():  # what changed since the previous measurement, for the docs
+                old = json.loads(before.read_text())
+                r["previous"] = {
+                    "when": old.get("quality_when") or old["env"]["when"],
+                    "preview_dtype": old.get("preview_dtype", "float32"),
+                    "rows": {row["label"]: {k: row.get(k) for k in ("kid", "l2_generate")} for row in old["rows"]},
+                }
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "live-quality.json").write_text(json.dumps(r, indent=2, default=str) + "\n")
         md = quality_markdown(r)
