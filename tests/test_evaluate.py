@@ -11,12 +11,14 @@ import pytest
 from PIL import Image
 
 from sdedit.cli import build_parser
-from sdedit.lab.data import ImageSet
+from sdedit.lab.data import ImageSet, identity_of
 from sdedit.lab.evaluate import (
     CSV_FIELDS,
     IMAGES,
     KEEP_MARKER,
+    SAMPLER_IMAGES,
     EvalSettings,
+    model_split,
     parse_samplers,
     plan_evaluations,
     publish_docs,
@@ -26,6 +28,8 @@ from sdedit.lab.evaluate import (
     write_outputs,
 )
 from sdedit.lab.features import load_feature_net, load_selfcheck
+from sdedit.lab.identity import identity_accuracy, load_identity_net
+from sdedit.lab.metrics import stroke_versions
 from sdedit.samplers import X0Limit
 
 
@@ -52,6 +56,56 @@ def test_split_keeps_skin_tones_together_and_balances_groups():
     assert split_held_out(names, cats, seed=1)[0].tolist() != a.tolist()
 
 
+def test_the_identity_split_keeps_gender_variants_of_a_held_out_emoji_on_one_side():
+    names, cats = [], []
+    for i in range(20):
+        base = f"1f{0x645 + i:03x}"
+        for form in ("", "-200d-2640-fe0f", "-200d-2642-fe0f", "-1f3fb-200d-2640-fe0f"):
+            names.append(base + form)
+            cats.append("People & Body")
+    side = {}
+    for split, together in (("identity-v2", True), ("emoji-v1", False)):
+        a, b = split_held_out(names, cats, seed=0, split=split)
+        side = {i: "a" for i in a} | {i: "b" for i in b}
+        straddles = [len({side[4 * i + j] for j in range(4)}) > 1 for i in range(20)]
+        assert not any(straddles) if together else any(straddles)
+
+
+def test_model_split_reads_the_training_record(tmp_path):
+    from types import SimpleNamespace
+
+    from sdedit.configs import REPO_ROOT
+
+    def pipe(folder):
+        return SimpleNamespace(config=SimpleNamespace(source=str(folder), local_path=folder))
+
+    assert model_split(pipe(REPO_ROOT / "models" / "fluent-emoji-64")) == "emoji-v1"  # the shipped model
+    (tmp_path / "training.json").write_text('{"config": {"split": "identity-v2"}}')
+    assert model_split(pipe(tmp_path)) == "identity-v2"
+    (tmp_path / "training.json").write_text('{"config": {}}')  # a record from before the named splits
+    assert model_split(pipe(tmp_path)) == "emoji-v1"
+    assert model_split(SimpleNamespace(config=SimpleNamespace(source="", local_path=None))) == "emoji-v1"
+
+
+def test_identity_accuracy_names_real_images_and_drops_for_a_wrong_pairing():
+    images, _ = load_selfcheck()
+    ids = [identity_of(n) for n in load_feature_net().config.info["selfcheck"]["names"]]
+    net = load_identity_net()
+    own = identity_accuracy(net, images, ids, images, ids)
+    assert own.identities == len(set(ids)) and own.chance == 1 / len(set(ids))
+    assert own.accuracy >= 0.95  # an original is identified as itself
+    # each image with another image's identity (a shuffled pairing, no one keeps its own): near chance
+    perm = np.roll(np.arange(len(ids)), 7)
+    shuffled = [ids[i] for i in perm]
+    assert sum(a == b for a, b in zip(ids, shuffled, strict=True)) < 5
+    assert identity_accuracy(net, images, shuffled, images, ids).accuracy <= 0.1
+    # stroke paintings (the evaluation's simulator) are mostly still their own emoji, far above chance
+    strokes = identity_accuracy(net, stroke_versions(images, 6, 7), ids, images, ids)
+    assert strokes.accuracy > 0.4 > 10 * strokes.chance
+    with pytest.raises(ValueError, match="not in the gallery"):
+        identity_accuracy(net, images[:2], ["1f600", "zzz"], images, ids)
+
+
 def test_parse_samplers():
     assert parse_samplers("reference:1000, dpmpp:20") == [("reference", 1000), ("dpmpp", 20)]
     for bad in ("dpmpp", "dpmpp:x", "dpmpp:0", ":20", ""):
@@ -74,10 +128,18 @@ def test_cli_settings(tmp_path):
     assert len(EvalSettings().strengths) == 10 and "reference:1000" in EvalSettings().samplers
 
 
-def _held_out_fixture() -> ImageSet:
+def _held_out_fixture(twins: int = 0) -> ImageSet:
+    """The self-check's held-out emoji; with `twins`, that many of them also get a skin-tone variant in training
+    (a flipped copy), so those guides have a near-twin."""
     images, categories = load_selfcheck()
-    names = load_feature_net().config.info["selfcheck"]["names"]
-    return ImageSet(images, list(names), categories, np.ones(len(names), bool), "selfcheck")
+    names = list(load_feature_net().config.info["selfcheck"]["names"])
+    held = np.ones(len(names), bool)
+    if twins:
+        images = np.concatenate([images, images[:twins, :, ::-1]])
+        categories = [*categories, *categories[:twins]]
+        names += [f"{n}-1f3fb" for n in names[:twins]]
+        held = np.concatenate([held, np.zeros(twins, bool)])
+    return ImageSet(images, names, categories, held, "selfcheck")
 
 
 def test_eval_smoke_run_writes_every_output(vp_pipe, tmp_path):
@@ -91,7 +153,7 @@ def test_eval_smoke_run_writes_every_output(vp_pipe, tmp_path):
         sheet_guides=2,
     )
     logs = []
-    result = run_evaluation(vp_pipe, s, image_set=_held_out_fixture(), log=logs.append)
+    result = run_evaluation(vp_pipe, s, image_set=_held_out_fixture(twins=30), log=logs.append)
     out = tmp_path / "eval"
     paths = write_outputs(result, out)
     assert {p.name for p in paths} == {"results.csv", "results.json", "results.md", *IMAGES}
@@ -103,6 +165,11 @@ def test_eval_smoke_run_writes_every_output(vp_pipe, tmp_path):
     assert tuple(rows[0]) == CSV_FIELDS
     sections = [r["section"] for r in rows]
     assert sections.count("sanity") == 4 and sections.count("tradeoff") == 3  # strokes + 2 t0
+    # the same rows on the twin-free guides and on those with a twin in training
+    assert result.info["guides_twinned"] + result.info["guides_twin_free"] == 6
+    assert sections.count("tradeoff_twin_free") == sections.count("tradeoff_twinned") == 3
+    free = result.section("tradeoff_twin_free")[0]
+    assert free["n"] == result.info["guides_twin_free"] and free["l2_to_guide"] == 0.0
     assert sections.count("samplers") == 2 and sections.count("unconditional") == 2
     by_label = {(r["section"], r["label"]): r for r in rows}
     assert float(by_label[("tradeoff", "strokes (t0=0)")]["l2_to_guide"]) == 0.0
@@ -114,11 +181,16 @@ def test_eval_smoke_run_writes_every_output(vp_pipe, tmp_path):
     t1 = by_label[("tradeoff", "t0=1 dpmpp/20")]
     assert float(t1["l2_to_guide"]) > 10
     assert float(t1["kid"]) > float(by_label[("sanity", "real (floor)")]["kid"]) + 0.05
+    # identity: the real guides are themselves, the strokes mostly; a random UNet's noise is not
+    assert float(by_label[("sanity", "real (floor)")]["identity_acc"]) == 1.0
+    assert float(t1["identity_acc"]) < float(by_label[("tradeoff", "strokes (t0=0)")]["identity_acc"])
+    assert result.info["identity_chance"] == 1 / result.info["identity_gallery"]
     assert result.info["model_evaluations"] == plan_evaluations(s, ("dpmpp", 20), 6, 3)
     md = (out / "results.md").read_text()
     for heading in ("## The trade-off over t0", "## Samplers at t0 = 0.5", "## Unconditional samples"):
         assert heading in md
     assert "| 0 (strokes) |" in md and "(tradeoff.png)" in md
+    assert "| identity accuracy |" in md and "### Guides with and without a near-twin" in md
     docs = publish_docs(result, out, tmp_path / "docs" / "quality.md")
     assert "(img/quality-tradeoff.png)" in docs.read_text()
     docs.write_text(docs.read_text() + f"{KEEP_MARKER}\n\n## Written by hand\n")  # kept when the page is rewritten
@@ -150,3 +222,29 @@ def test_x0_limit_option_sets_the_pipeline_for_the_run_and_is_recorded(vp_pipe, 
     md = paths[2].read_text()
     assert "x0 limit in the fast samplers (`--x0-limit`): config: clip x0 to [-1, 1]" in md
     assert "--x0-limit config" in md
+
+
+def test_sweep_only_keeps_the_old_sampler_section_marked(vp_pipe, tmp_path):
+    full = EvalSettings(num_guides=4, strengths=(1.0,), samplers=("dpmpp:2",), reference_guides=2, kid_subsets=4)
+    docs = tmp_path / "docs" / "quality.md"
+    first = run_evaluation(vp_pipe, full, image_set=_held_out_fixture())
+    write_outputs(first, tmp_path / "a")
+    publish_docs(first, tmp_path / "a", docs)
+    old = docs.read_text()
+    sampler_png = (tmp_path / "docs" / "img" / "quality-samplers.png").read_bytes()
+    args = build_parser().parse_args(["eval", "--sweep-only", "--strengths", "0.5,1.0", "--num-guides", "4"])
+    quick = replace(settings_from_args(args), kid_subsets=4)
+    assert quick.sweep_only and plan_evaluations(quick, ("dpmpp", 20), 4, 2) == (10 + 20) * 4
+    result = run_evaluation(vp_pipe, quick, image_set=_held_out_fixture())
+    assert not result.section("samplers") and result.info["model_evaluations"] == 120
+    paths = write_outputs(result, tmp_path / "b")
+    assert not any(p.name in SAMPLER_IMAGES for p in paths)
+    page = publish_docs(result, tmp_path / "b", docs).read_text()
+    # the sampler table and figures are the old run's, under a line that says so; the sweep is new
+    section = page[page.index("## Samplers at t0") : page.index("## Unconditional")]
+    assert "Not re-run by the latest run (`--sweep-only`)" in section and "| dpmpp/2 |" in section
+    assert old[old.index("| dpmpp/2 |") :].split("\n")[0] in section
+    assert (tmp_path / "docs" / "img" / "quality-samplers.png").read_bytes() == sampler_png
+    assert "| 0.5 |" in page and "--sweep-only" in page.split("## Reproduce")[1]
+    again = publish_docs(result, tmp_path / "b", docs).read_text()  # marked once, however often it is kept
+    assert again.count("Not re-run by the latest run") == 1

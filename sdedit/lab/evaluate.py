@@ -10,13 +10,21 @@ The paper's protocol (Meng et al. 2022, section 4.1 and appendix), on our own mo
    sampler: the reference DDPM loop (1000-step schedule, the official code) and the fast ones at several
    step counts, each with its number of model evaluations per edit.
 4. Faithfulness: the paper's L2 between output and guide (pixels in [0, 1], whole image); realism: KID
-   between outputs and B in the feature space of `sdedit.lab.features` (the small emoji classifier).
+   between outputs and B in the feature space of `sdedit.lab.features` (the small emoji classifier);
+   semantic faithfulness: identity accuracy (`sdedit.lab.identity`), how often the output's nearest held-out
+   emoji identity is the guide's own. The t0 sweep is also scored on the guides with no near-twin (a gender
+   or skin-tone variant) in the model's training split, and on those with one.
 5. Anchors: the real-vs-real floor KID(A, B), the raw strokes (the t0 = 0 end), unconditional samples
    (t0 = 1.0: the guide's weight at t = 999 is sqrt(abar) < 0.01, so they are samples from pure noise), and
    the metric's sanity rows (blurred and noised real images).
 
+The held-out set is the one of the split the model was trained on (its training.json's `split`; records
+without one used `emoji-v1`), unless --split says otherwise.
+
 Writes results.csv, results.json, results.md, tradeoff.png, samplers.png, samples.png and
 samples_samplers.png to --out; `--docs docs/quality.md` also publishes the report there (plots in docs/img/).
+`--sweep-only` runs the t0 sweep without the sampler comparison; a published page then keeps the previous
+page's sampler section and figures, marked with the date of the run they come from.
 Only the standard library and numpy are imported at module level, so the CLI parser stays fast.
 """
 
@@ -69,6 +77,7 @@ CSV_FIELDS = (
     "l2_to_guide",
     "l2_to_guide_std",
     "l2_to_real",
+    "identity_acc",
     "kid_paired",
     "kid_paired_std",
     "l2_to_guide_paired",
@@ -88,6 +97,8 @@ uses its penultimate layer: 256 global-average-pooled conv features. The held-ou
 are new to it too. The table below checks that the metric does separate real images from degraded ones.
 Its weights, card and retraining command are in `models/emoji-features/`."""
 IMAGES = ("tradeoff.png", "samplers.png", "samples.png", "samples_samplers.png")
+SAMPLER_IMAGES = ("samplers.png", "samples_samplers.png")  # not made (nor published) by --sweep-only
+SUBSETS = {"twin_free": "no twin in training", "twinned": "a twin in training"}
 # in a published page, everything from this line on is written by hand and kept when --docs rewrites the page
 KEEP_MARKER = "<!-- written by hand below: kept when python -m sdedit eval --docs rewrites this page -->"
 
@@ -113,6 +124,9 @@ class EvalSettings:
     held_out_fraction: float = 0.1
     features: str | None = None  # feature network folder; None: the shipped models/emoji-features
     x0_limit: str | None = None  # "config": fast samplers follow the model's clipping; "off"; None: the pipeline's
+    split: str | None = None  # sdedit.lab.data.SPLITS; None: the one the model was trained on (its training.json)
+    identity: str | None = None  # identity network folder; None: the shipped models/emoji-identity
+    sweep_only: bool = False  # the t0 sweep (and the t0 = 1 samples) only, no sampler comparison
     quick: bool = False
 
     @classmethod
@@ -154,24 +168,18 @@ def parse_samplers(specs) -> list[tuple[str, int]]:
     return out
 
 
-def _group_key(name: str) -> str:
-    from .data import base_key, code_points
-
-    try:
-        return "-".join(f"{c:x}" for c in base_key(code_points(name)))
-    except ValueError:
-        return name
-
-
-def split_held_out(names, categories, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of guides (A) and reference (B): whole emoji (all skin tones) go to one side.
+def split_held_out(names, categories, seed: int = 0, split: str = "emoji-v1") -> tuple[np.ndarray, np.ndarray]:
+    """Indices of guides (A) and reference (B): whole emoji (all skin tones; under `identity-v2` also all
+    gender variants) go to one side, grouped by the named split's key.
 
     Within each group, emoji are taken in a seeded hash order and each goes to the side that has fewer images
     of that group so far, so A and B have the same mix of groups (and the real-vs-real floor is ~0).
     """
+    from .data import split_key
+
     by_cat: dict[str, dict[str, list[int]]] = {}
     for i, (name, cat) in enumerate(zip(names, categories, strict=True)):
-        by_cat.setdefault(str(cat), {}).setdefault(_group_key(str(name)), []).append(i)
+        by_cat.setdefault(str(cat), {}).setdefault(split_key(str(name), split), []).append(i)
     side_a, side_b = [], []
     for cat in sorted(by_cat):
         groups = by_cat[cat]
@@ -194,9 +202,9 @@ def _log_default(msg: str) -> None:
 class _Runner:
     """Runs batched SDEdit configs on the guides, scores them, and keeps a running time estimate."""
 
-    def __init__(self, pipe, strokes, real, feats_b, extractor, s: EvalSettings, log, planned_evals: int):
+    def __init__(self, pipe, strokes, real, feats_b, extractor, s: EvalSettings, log, planned_evals: int, ident=None):
         self.pipe, self.strokes, self.real, self.feats_b = pipe, strokes, real, feats_b
-        self.extractor, self.s, self.log = extractor, s, log
+        self.extractor, self.s, self.log, self.ident = extractor, s, log, ident
         self.planned, self.done, self.t_start = planned_evals, 0, time.perf_counter()
 
     def edit(self, strength: float, sampler: str, steps: int, n: int, label: str) -> tuple[np.ndarray, dict]:
@@ -229,15 +237,18 @@ class _Runner:
         left = max(0, self.planned - self.done) * rate
         self.log(f"  {what}  [{self.done:,}/{self.planned:,} evals, {elapsed / 60:.1f} min, ~{left / 60:.1f} min left]")
 
-    def score(self, images: np.ndarray) -> dict:
-        """KID vs B and L2 to the guides (strokes) and to the real sources, for outputs of the first n guides."""
+    def score(self, images: np.ndarray, idx: np.ndarray | None = None) -> dict:
+        """KID vs B, L2 to the guides (strokes) and to the real sources, and identity accuracy, for outputs of
+        the first n guides, or of the guides `idx` (then `images` are all n outputs and only idx are scored)."""
         from .metrics import kid, l2_distances
 
+        idx = np.arange(len(images)) if idx is None else np.asarray(idx, dtype=int)
+        images = images[idx]
         n = len(images)
         feats = self.extractor.features(images)
         k = kid(feats, self.feats_b, subsets=self.s.kid_subsets, seed=self.s.seed)
-        l2g = l2_distances(images, self.strokes[:n])
-        l2r = l2_distances(images, self.real[:n])
+        l2g = l2_distances(images, self.strokes[idx])
+        l2r = l2_distances(images, self.real[idx])
         return {
             "n": n,
             "kid": k.mean,
@@ -246,7 +257,29 @@ class _Runner:
             "l2_to_guide": float(l2g.mean()),
             "l2_to_guide_std": float(l2g.std()),
             "l2_to_real": float(l2r.mean()),
+            "identity_acc": self.ident.accuracy(images, idx) if self.ident is not None else "",
         }
+
+
+class _Identity:
+    """Identity accuracy against the held-out gallery (A and B): the guides' true identities, centroids once."""
+
+    def __init__(self, embedder, gallery_images, gallery_ids, guide_ids):
+        from .identity import centroids
+
+        self.embedder, self.guide_ids = embedder, list(guide_ids)
+        self.names, self.centroids = centroids(embedder.embed(gallery_images), gallery_ids)
+        missing = set(self.guide_ids) - set(self.names)
+        if missing:
+            raise ValueError(f"guide identities {sorted(missing)[:3]} are not in the held-out gallery")
+
+    @property
+    def chance(self) -> float:
+        return 1.0 / len(self.names)
+
+    def accuracy(self, images: np.ndarray, idx: np.ndarray) -> float:
+        pred = (self.embedder.embed(images) @ self.centroids.T).argmax(1)
+        return float(np.mean([self.names[p] == self.guide_ids[i] for p, i in zip(pred, idx, strict=True)]))
 
 
 def plan_evaluations(s: EvalSettings, sweep: tuple[str, int], n_guides: int, n_ref: int) -> int:
@@ -254,7 +287,7 @@ def plan_evaluations(s: EvalSettings, sweep: tuple[str, int], n_guides: int, n_r
     from ..samplers import steps_for
 
     total = sum(steps_for(sweep[1], t) for t in s.strengths) * n_guides
-    for name, steps in parse_samplers(s.samplers):
+    for name, steps in [] if s.sweep_only else parse_samplers(s.samplers):
         if (name, steps) == sweep and s.compare_strength in s.strengths:
             continue
         total += steps_for(steps, s.compare_strength) * (n_ref if name == "reference" else n_guides)
@@ -285,46 +318,71 @@ def _describe_x0_limit(limit) -> str:
     return f"config: dynamic thresholding (ratio {limit.ratio:g}, max {limit.max_value:g})"
 
 
-def run_evaluation(pipe, settings: EvalSettings | None = None, image_set=None, extractor=None, log=None) -> EvalResult:
-    """The whole evaluation on `pipe` (any SDEditPipeline); image_set defaults to the held-out emoji.
+def model_split(pipe) -> str:
+    """The split `pipe`'s model was trained on: its training.json's config `split`; `emoji-v1` for records that
+    predate the named splits (the shipped model) and for models without a record (they cannot say)."""
+    from .data import LEGACY_SPLIT
+
+    record = pipe.config.local_path / "training.json" if pipe.config.source else None
+    if record is None or not record.is_file():
+        return LEGACY_SPLIT
+    return json.loads(record.read_text()).get("config", {}).get("split", LEGACY_SPLIT)
+
+
+def run_evaluation(
+    pipe, settings: EvalSettings | None = None, image_set=None, extractor=None, log=None, identity=None
+) -> EvalResult:
+    """The whole evaluation on `pipe` (any SDEditPipeline); image_set defaults to the held-out emoji of the
+    model's split. `identity` is an `IdentityEmbedder` (default: the shipped one).
 
     `settings.x0_limit` sets `pipe.x0_limit` for the run (restored after it)."""
     s = settings or EvalSettings()
     before = pipe.x0_limit
     pipe.x0_limit = _x0_limit(pipe, s.x0_limit)
     try:
-        result = _run_evaluation(pipe, s, image_set, extractor, log)
+        result = _run_evaluation(pipe, s, image_set, extractor, log, identity)
     finally:
         pipe.x0_limit = before
     return result
 
 
-def _run_evaluation(pipe, s: EvalSettings, image_set, extractor, log) -> EvalResult:
+def _run_evaluation(pipe, s: EvalSettings, image_set, extractor, log, identity) -> EvalResult:
     from ..strokes import default_median_size
+    from .data import check_split, identity_of, twins_in_training
     from .features import load_feature_net
+    from .identity import load_identity_net
     from .metrics import add_noise, blur, stroke_versions
 
     log = log or _log_default
     t_begin = time.perf_counter()
+    given = image_set.meta.get("split") if image_set is not None else None  # a caller's set keeps its own split
+    split = check_split(s.split or given or model_split(pipe))
     if image_set is None:
         from .data import load_image_set
 
-        image_set = load_image_set(s.data, resolution=pipe.config.resolution, held_out_fraction=s.held_out_fraction)
+        image_set = load_image_set(
+            s.data, resolution=pipe.config.resolution, held_out_fraction=s.held_out_fraction, split=split
+        )
+    twins = twins_in_training(image_set)[image_set.held_out]
     held = image_set.subset(held_out=True)
     extractor = extractor or load_feature_net(s.features)
-    idx_a, idx_b = split_held_out(held.names, held.categories, s.seed)
+    identity = identity or load_identity_net(s.identity)
+    idx_a, idx_b = split_held_out(held.names, held.categories, s.seed, split)
     rng = np.random.default_rng(s.seed)
     guides_idx = idx_a[rng.permutation(len(idx_a))][: s.num_guides]
     if len(guides_idx) < s.num_guides:
         log(f"note: only {len(guides_idx)} guides available (asked for {s.num_guides})")
     n = len(guides_idx)
     real, ref = held.images[guides_idx], held.images[idx_b]
+    held_ids = [identity_of(str(name)) for name in held.names]
+    ident = _Identity(identity, held.images, held_ids, [held_ids[i] for i in guides_idx])
+    subsets = {"twin_free": np.flatnonzero(~twins[guides_idx]), "twinned": np.flatnonzero(twins[guides_idx])}
     median = s.median_size or default_median_size(real.shape[1])
     strokes = stroke_versions(real, s.colors, median)
     feats_b = extractor.features(ref)
     d = pipe.config.defaults
     sweep = (s.sampler or d.sampler, s.steps or d.num_inference_steps)
-    samplers = parse_samplers(s.samplers)
+    samplers = [] if s.sweep_only else parse_samplers(s.samplers)
     unknown = [f"{a}:{b}" for a, b in samplers if a not in pipe.config.samplers]
     if unknown:  # e.g. the fast VP samplers on a VE model
         log(f"note: skipping {', '.join(unknown)}: a {pipe.sde.upper()} model has {pipe.config.samplers}")
@@ -334,11 +392,12 @@ def _run_evaluation(pipe, s: EvalSettings, image_set, extractor, log) -> EvalRes
     planned = plan_evaluations(s, sweep, n, n_ref)
     log(
         f"evaluating {pipe.config.name}: {n} stroke guides (A) from {len(idx_a)}, realism reference B = "
-        f"{len(idx_b)} held-out images; t0 sweep with {sweep[0]}/{sweep[1]}, {len(samplers)} samplers at "
+        f"{len(idx_b)} held-out images (split {split}; {len(subsets['twinned'])} guides with a twin in training); "
+        f"t0 sweep with {sweep[0]}/{sweep[1]}, {len(samplers)} samplers at "
         f"t0={s.compare_strength:g} (reference on {n_ref} guides); x0 limit "
         f"{_describe_x0_limit(pipe.x0_limit)}; {planned:,} model evaluations planned"
     )
-    runner = _Runner(pipe, strokes, real, feats_b, extractor, s, log, planned)
+    runner = _Runner(pipe, strokes, real, feats_b, extractor, s, log, planned, ident)
     rows: list[dict] = []
 
     def add(section: str, label: str, scores: dict, **extra) -> dict:
@@ -358,11 +417,19 @@ def _run_evaluation(pipe, s: EvalSettings, image_set, extractor, log) -> EvalRes
         add("sanity", label, {**runner.score(images), "l2_to_guide": "", "l2_to_guide_std": ""})
     for r in rows:
         log(f"  sanity  {r['label']:<22} KID {r['kid']:.4f} +- {r['kid_std']:.4f}")
-    # 2. the t0 sweep; t0 = 0 is the strokes themselves
-    add(
-        "tradeoff",
+
+    # 2. the t0 sweep; t0 = 0 is the strokes themselves. Each row is scored again on the guides without and
+    # with a near-twin in the model's training split (the same images: no extra model evaluations)
+    def add_sweep(label: str, images: np.ndarray, **extra) -> dict:
+        row = add("tradeoff", label, runner.score(images), **extra)
+        for name, idx in subsets.items():
+            if len(idx) >= 2:  # KID needs two images a side
+                add(f"tradeoff_{name}", label, runner.score(images, idx), **extra)
+        return row
+
+    add_sweep(
         "strokes (t0=0)",
-        runner.score(strokes),
+        strokes,
         sampler="",
         strength=0.0,
         steps=0,
@@ -376,13 +443,10 @@ def _run_evaluation(pipe, s: EvalSettings, image_set, extractor, log) -> EvalRes
         label = f"t0={t:g} {sweep[0]}/{sweep[1]}"
         imgs, meta = runner.edit(t, sweep[0], sweep[1], n, label)
         outputs[(sweep[0], sweep[1], t)], metas[(sweep[0], sweep[1], t)] = imgs, meta
-        row = add(
-            "tradeoff",
-            label,
-            runner.score(imgs),
-            **_meta_fields(meta, n),
+        row = add_sweep(label, imgs, **_meta_fields(meta, n))
+        runner._progress(
+            f"{label}: KID {row['kid']:.4f}, L2 {row['l2_to_guide']:.2f}, identity {row['identity_acc']:.2f}"
         )
-        runner._progress(f"{label}: KID {row['kid']:.4f}, L2 {row['l2_to_guide']:.2f}")
     # 3. samplers at compare_strength (the sweep's matching run is reused)
     t = s.compare_strength
     for name, steps in samplers:
@@ -428,7 +492,17 @@ def _run_evaluation(pipe, s: EvalSettings, image_set, extractor, log) -> EvalRes
         f"{name}/{steps}": outputs[(name, steps, s.compare_strength)][: min(k, n_ref)] for name, steps in samplers
     }
     info = _run_info(pipe, s, extractor, held, idx_a, idx_b, n, n_ref, sweep, median, time.perf_counter() - t_begin)
-    info["model_evaluations"] = runner.done
+    info.update(
+        model_evaluations=runner.done,
+        split=split,
+        identity_net=_relative(identity.path),
+        identity_chance=ident.chance,
+        identity_gallery=len(ident.names),
+        guides_twin_free=len(subsets["twin_free"]),
+        guides_twinned=len(subsets["twinned"]),
+        held_out_twinned=int(twins.sum()),
+        sweep_only=s.sweep_only,
+    )
     return EvalResult(rows, info, s, real[:k], strokes[:k], tradeoff_sheet, sampler_sheet)
 
 
@@ -505,26 +579,67 @@ def write_outputs(result: EvalResult, out: str | Path) -> list[Path]:
             w.writerow({k: _csv_value(r.get(k, "")) for k in CSV_FIELDS})
     paths[1].write_text(json.dumps({"info": result.info, "rows": result.rows}, indent=2, default=float) + "\n")
     plot_tradeoff(result).save(out / "tradeoff.png")
-    plot_samplers(result).save(out / "samplers.png")
     tradeoff_sheet(result).save(out / "samples.png")
-    sampler_sheet(result).save(out / "samples_samplers.png")
-    paths += [out / name for name in IMAGES]
+    if result.section("samplers"):
+        plot_samplers(result).save(out / "samplers.png")
+        sampler_sheet(result).save(out / "samples_samplers.png")
+    paths += [out / name for name in made_images(result)]
     paths[2].write_text(render_markdown(result, image_dir=""))
     return paths
 
 
+def made_images(result: EvalResult) -> tuple[str, ...]:
+    """The figures this run makes: a --sweep-only run makes no sampler figures."""
+    return IMAGES if result.section("samplers") else tuple(n for n in IMAGES if n not in SAMPLER_IMAGES)
+
+
+SAMPLERS_HEADING = "## Samplers at t0"
+SAMPLERS_END = "## Unconditional samples"
+
+
 def publish_docs(result: EvalResult, out: str | Path, docs: str | Path) -> Path:
-    """Copy the report to `docs` (e.g. docs/quality.md), its plots to docs/img/quality-*.png."""
+    """Copy the report to `docs` (e.g. docs/quality.md), its plots to docs/img/quality-*.png.
+
+    A --sweep-only run keeps the old page's sampler section and figures, under a line saying which run they
+    come from; without an old section the page says the samplers were not measured."""
     docs = Path(docs)
     img = docs.parent / "img"
     img.mkdir(parents=True, exist_ok=True)
-    for name in IMAGES:
+    for name in made_images(result):
         shutil.copyfile(Path(out) / name, img / f"quality-{name}")
     old = docs.read_text() if docs.is_file() else ""
     kept = old[old.index(KEEP_MARKER) :] if KEEP_MARKER in old else ""
     text = render_markdown(result, image_dir="img/", image_prefix="quality-", for_docs=True)
+    if not result.section("samplers"):
+        text = text.replace(_SAMPLERS_PLACEHOLDER, _kept_samplers(old, result))
     docs.write_text(text + ("\n" + kept if kept else ""))
     return docs
+
+
+_SAMPLERS_PLACEHOLDER = "<!-- samplers: not run -->"
+_STALE_NOTE = "*Not re-run by the latest run (`--sweep-only`):"
+
+
+def _kept_samplers(old_page: str, result: EvalResult) -> str:
+    """The previous page's sampler section, marked with the run it comes from (kept as marked if already so)."""
+    above = old_page.split(KEEP_MARKER)[0]
+    if SAMPLERS_HEADING not in above or SAMPLERS_END not in above:
+        return f"{SAMPLERS_HEADING.removesuffix(' t0')}\n\nNot measured in this run (`--sweep-only`)."
+    section = above[above.index(SAMPLERS_HEADING) : above.index(SAMPLERS_END)].rstrip()
+    if _STALE_NOTE in section:
+        return section
+    import re
+
+    found = re.search(r"\), (\d{4}-\d\d-\d\d \d\d:\d\d)\. ", above)
+    when = found.group(1) if found else "an earlier run"
+    x0 = re.search(r"`--x0-limit`\): ([^;]+);", above)
+    x0_words = f"x0 limit {x0.group(1)}" if x0 else "from before `--x0-limit`: the fast samplers did not clip x0"
+    heading, _, body = section.partition("\n")
+    note = (
+        f"{_STALE_NOTE} this section, its table and both figures are from the run of {when} ({x0_words})"
+        + f", on that run's guides; the rest of the page is from {result.info['date']}.*"
+    )
+    return f"{heading}\n\n{note}\n{body}"
 
 
 def _csv_value(v):
@@ -579,9 +694,15 @@ def render_markdown(result: EvalResult, image_dir: str = "", image_prefix: str =
         "",
         "## Protocol",
         "",
-        f"- Held-out emoji ({info['held_out']} images the diffusion model never saw, split by emoji) are split again,"
-        f" by emoji and balanced per Unicode group, into A ({info['split_a']}) and B ({info['split_b']}). The"
-        f" {info['guides']} guides come from A, so no output is scored against its own source or a skin-tone twin.",
+        f"- Held-out emoji ({info['held_out']} images the diffusion model never saw: split `{info['split']}`, the one"
+        f" it was trained on) are split again, by the same key and balanced per Unicode group, into A"
+        f" ({info['split_a']}) and B ({info['split_b']}). The {info['guides']} guides come from A, so no output is"
+        f" scored against its own source or a skin-tone twin{_ab_twins(info)}.",
+        f"- Near-twins in training: {info['held_out_twinned']} of the {info['held_out']} held-out images (and"
+        f" {info['guides_twinned']} of the {info['guides']} guides) have a gender or skin-tone variant of their"
+        " emoji in the model's training split"
+        + (" (`emoji-v1` keeps skin tones together, not man / woman / person)." if info["held_out_twinned"] else ".")
+        + " The t0 sweep is scored on all guides and, separately, on the twin-free ones and the others.",
         f"- Strokes: the paper's simulator, a {info['stroke_median_size']} px median filter then"
         f" {info['stroke_colors']} colours (`sdedit.strokes.simulate_strokes`).",
         f"- t0 sweep: {info['sweep_sampler']} with a {info['sweep_steps']}-step schedule (round(t0 x"
@@ -605,26 +726,42 @@ def render_markdown(result: EvalResult, image_dir: str = "", image_prefix: str =
         "",
         "## The trade-off over t0",
         "",
-        f"![KID and L2 against t0]({img('tradeoff.png')})",
+        f"![KID, L2 and identity accuracy against t0]({img('tradeoff.png')})",
         "",
-        "| t0 | steps (= model evaluations) | KID (realism) | L2 to guide (faithfulness) | L2 to real | s / edit |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| t0 | steps (= model evaluations) | KID (realism) | L2 to guide (faithfulness) | L2 to real "
+        "| identity accuracy | s / edit |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result.section("tradeoff"):
-        t = "0 (strokes)" if r["strength"] == 0.0 else f"{r['strength']:g}"
         lines.append(
-            f"| {t} | {r['model_evaluations']} | {_kid(r)} | {r['l2_to_guide']:.2f} ± {r['l2_to_guide_std']:.2f} "
-            f"| {r['l2_to_real']:.2f} | {r['seconds_per_edit']:.3f} |"
+            f"| {_t0(r)} | {r['model_evaluations']} | {_kid(r)} | {r['l2_to_guide']:.2f} ± {r['l2_to_guide_std']:.2f} "
+            f"| {r['l2_to_real']:.2f} | {_pct(r['identity_acc'])} | {r['seconds_per_edit']:.3f} |"
         )
+    real, strokes_row = result.row("sanity", "real (floor)"), result.section("tradeoff")[0]
     lines += [
         "",
         "Small t0 keeps the strokes (low L2, high KID); large t0 gives realistic images that drift from the guide",
         "(low KID, high L2). The paper's sweet spot is in between (t0 around 0.4–0.6).",
         "",
+        f"**Identity accuracy** (semantic faithfulness): how often the output's nearest held-out emoji identity is"
+        f" the guide's own, in the embedding of `{info['identity_net']}` (trained on identities outside every"
+        " split's held-out set; `sdedit/lab/identity.py`), by cosine to the mean embedding of each identity's real"
+        f" held-out images (A and B: {info['identity_gallery']} identities; an identity is the emoji up to skin"
+        f" tone and gender). Chance is {_pct(info['identity_chance'], 1)}; the real guide images themselves score"
+        f" {_pct(real['identity_acc'])} and their strokes (t0 = 0) {_pct(strokes_row['identity_acc'])}."
+        " It falls when an output turns into another emoji, whatever its realism or pixel distance.",
+        "",
         tradeoff_summary(result),
         "",
+        *_twin_table(result),
         f"![guides, strokes and outputs over t0]({img('samples.png')})",
         "",
+    ]
+    if not result.section("samplers"):
+        lines += [_SAMPLERS_PLACEHOLDER if for_docs else "## Samplers\n\nNot run (`--sweep-only`).", ""]
+        lines += _unconditional_and_reproduce(result, floor)
+        return "\n".join(lines)
+    lines += [
         f"## Samplers at t0 = {s.compare_strength:g}",
         "",
         f"![KID and L2 against model evaluations]({img('samplers.png')})",
@@ -645,6 +782,12 @@ def render_markdown(result: EvalResult, image_dir: str = "", image_prefix: str =
         "",
         f"![outputs per sampler]({img('samples_samplers.png')})",
         "",
+    ]
+    return "\n".join(lines + _unconditional_and_reproduce(result, floor))
+
+
+def _unconditional_and_reproduce(result: EvalResult, floor: dict | None) -> list[str]:
+    lines = [
         "## Unconditional samples and the real-vs-real floor",
         "",
         "| images, against real B | n | KID |",
@@ -663,7 +806,44 @@ def render_markdown(result: EvalResult, image_dir: str = "", image_prefix: str =
         "```",
         "",
     ]
-    return "\n".join(lines)
+    return lines
+
+
+def _t0(r: dict) -> str:
+    return "0 (strokes)" if r["strength"] == 0.0 else f"{r['strength']:g}"
+
+
+def _ab_twins(info: dict) -> str:
+    return "" if info["split"] != "emoji-v1" else " (under `emoji-v1` a gender variant of a guide may be in B)"
+
+
+def _twin_table(result: EvalResult) -> list[str]:
+    """The sweep on the guides without and with a near-twin in training, side by side."""
+    free, twinned = result.section("tradeoff_twin_free"), result.section("tradeoff_twinned")
+    if not twinned or not free:
+        return [
+            f"Guides with a near-twin (a gender or skin-tone variant) in the model's training split"
+            f" (`{result.info['split']}`): {result.info['guides_twinned']} of {result.info['guides']}"
+            " (too few on one side to score them apart).",
+            "",
+        ]
+    lines = [
+        f"### Guides with and without a near-twin in training (split `{result.info['split']}`)",
+        "",
+        f"The same outputs as above, scored on the {result.info['guides_twin_free']} guides whose emoji has no"
+        f" gender or skin-tone variant in the training split (*twin-free*) and the {result.info['guides_twinned']}"
+        " that have one. KID is against the same B.",
+        "",
+        "| t0 | KID twin-free | KID twinned | L2 to guide twin-free | L2 to guide twinned | L2 to real twin-free "
+        "| L2 to real twinned | identity twin-free | identity twinned |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for a, b in zip(free, twinned, strict=True):
+        lines.append(
+            f"| {_t0(a)} | {_kid(a)} | {_kid(b)} | {a['l2_to_guide']:.2f} | {b['l2_to_guide']:.2f} "
+            f"| {a['l2_to_real']:.2f} | {b['l2_to_real']:.2f} | {_pct(a['identity_acc'])} | {_pct(b['identity_acc'])} |"
+        )
+    return [*lines, ""]
 
 
 def tradeoff_summary(result: EvalResult) -> str:
@@ -685,17 +865,30 @@ def tradeoff_summary(result: EvalResult) -> str:
         text += f"Outputs are more realistic than the strokes (beyond one std) at t0 = {', '.join(better)}."
     else:
         text += "No t0 gives outputs that are more realistic than the strokes themselves (beyond one std)."
+    if all(r.get("identity_acc", "") != "" for r in rows):
+        top = max(edits, key=lambda r: r["identity_acc"])
+        below = [f"{r['strength']:g}" for r in edits if r["identity_acc"] < strokes["identity_acc"]]
+        text += (
+            f" Identity accuracy peaks at t0 = {top['strength']:g} ({_pct(top['identity_acc'])}; strokes"
+            f" {_pct(strokes['identity_acc'])}, chance {_pct(result.info['identity_chance'], 1)})"
+            + (f", is below the strokes' at t0 = {', '.join(below)}" if below else "")
+            + f" and is {_pct(edits[-1]['identity_acc'])} at t0 = {edits[-1]['strength']:g}."
+        )
     return text
 
 
-def _pct(x) -> str:
-    return "n/a" if x is None else f"{100 * x:.0f}%"
+def _pct(x, digits: int = 0) -> str:
+    return "n/a" if x is None or x == "" else f"{100 * x:.{digits}f}%"
 
 
 def _command(result: EvalResult) -> str:
     s, info = result.settings, result.info
     cmd = f"OMP_NUM_THREADS={info['threads']} python -m sdedit eval --model {info['model']} --out eval/"
     cmd += f" --x0-limit {'off' if info['x0_limit'] == 'off' else 'config'}"
+    if s.sweep_only:
+        cmd += " --sweep-only"
+    if s.split:
+        cmd += f" --split {s.split}"
     if s.quick:
         return cmd + " --quick"
     default = EvalSettings()
@@ -729,7 +922,8 @@ def _plt():
 
 
 def plot_tradeoff(result: EvalResult):
-    """KID (left axis) and L2 (right axis) against t0, like the paper's Figure 3; t0 = 0 is the strokes."""
+    """Left: KID (left axis) and L2 (right axis) against t0, like the paper's Figure 3; t0 = 0 is the strokes.
+    Right: identity accuracy against t0 (all guides, twin-free, twinned), with chance."""
     plt = _plt()
     rows = result.section("tradeoff")
     t = [r["strength"] for r in rows]
@@ -737,7 +931,8 @@ def plot_tradeoff(result: EvalResult):
     kid_std = np.array([r["kid_std"] for r in rows])
     l2 = [r["l2_to_guide"] for r in rows]
     floor = result.row("sanity", "real (floor)")
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    fig, (ax, ax_id) = plt.subplots(1, 2, figsize=(11.0, 4.0), dpi=110, gridspec_kw={"width_ratios": [1.5, 1]})
+    _plot_identity(ax_id, result)
     c1, c2 = "#1f5fa8", "#d9620b"
     ax.errorbar(t, kid, yerr=kid_std, fmt="o-", color=c1, capsize=3, label="KID vs real (realism)")
     if floor:
@@ -756,12 +951,35 @@ def plot_tradeoff(result: EvalResult):
     info = result.info
     ax.set_title(
         f"{info['model']}: realism vs faithfulness ({info['sweep_sampler']}/{info['sweep_steps']}, "
-        f"{info['guides']} guides)",
+        f"{info['guides']} guides, split {info.get('split', '?')})",
         fontsize=10,
     )
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return _figure_to_image(fig)
+
+
+def _plot_identity(ax, result: EvalResult) -> None:
+    info = result.info
+    styles = (
+        ("tradeoff", f"all {info['guides']} guides", "o-", "#2e8b3a"),
+        ("tradeoff_twin_free", f"twin-free ({info.get('guides_twin_free', 0)})", "s--", "#1f5fa8"),
+        ("tradeoff_twinned", f"twin in training ({info.get('guides_twinned', 0)})", "^:", "#c23b22"),
+    )
+    for section, label, fmt, color in styles:
+        rows = [r for r in result.section(section) if r.get("identity_acc", "") != ""]
+        if rows:
+            ax.plot(
+                [r["strength"] for r in rows], [100 * r["identity_acc"] for r in rows], fmt, color=color, label=label
+            )
+    if info.get("identity_chance"):
+        ax.axhline(100 * info["identity_chance"], color="#888888", ls=":", lw=1.2, label="chance")
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("t0  (0 = the strokes themselves)")
+    ax.set_ylabel("identity accuracy, %  (higher = same emoji)")
+    ax.set_title("Does the output still show the guide's emoji?", fontsize=10)
+    ax.legend(fontsize=8, loc="lower left", framealpha=0.9)
+    ax.grid(alpha=0.3)
 
 
 def plot_samplers(result: EvalResult):
@@ -856,6 +1074,18 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="guides per forward pass (default 16)")
     p.add_argument("--kid-subsets", type=int, help="KID subsets (default 100)")
     p.add_argument("--features", help="feature network folder (default: models/emoji-features)")
+    p.add_argument("--identity", help="identity network folder (default: models/emoji-identity)")
+    p.add_argument(
+        "--split",
+        choices=("emoji-v1", "identity-v2"),
+        help="held-out split (default: the one the model was trained on, from its training.json; emoji-v1 "
+        "for the shipped model)",
+    )
+    p.add_argument(
+        "--sweep-only",
+        action="store_true",
+        help="run the t0 sweep only (no sampler comparison); --docs keeps the page's old sampler section, marked",
+    )
     p.add_argument("--data", help="image set key or folder (default fluent-emoji-3d)")
     p.add_argument(
         "--x0-limit",
@@ -875,7 +1105,7 @@ def settings_from_args(args) -> EvalSettings:
     for name in ("num_guides", "sampler", "steps", "compare_strength", "reference_guides", "colors", "seed"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
-    for name in ("batch_size", "kid_subsets", "features", "data", "x0_limit"):
+    for name in ("batch_size", "kid_subsets", "features", "identity", "split", "data", "x0_limit"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
     if args.strengths:
@@ -884,6 +1114,8 @@ def settings_from_args(args) -> EvalSettings:
         overrides["strengths"] = tuple(parse_strengths(args.strengths))
     if args.samplers:
         overrides["samplers"] = tuple(f"{n}:{k}" for n, k in parse_samplers(args.samplers))
+    if getattr(args, "sweep_only", False):
+        overrides["sweep_only"] = True
     s = EvalSettings.quick_preset(**overrides) if args.quick else EvalSettings(**overrides)
     for t in s.strengths:
         if not 0.0 < t <= 1.0:
