@@ -210,7 +210,7 @@ def run_quality(num_guides: int, repeats: int, seed: int = 0) -> dict:
         "rows": rows,
         "preview_dtype": str(fast.dtype).replace("torch.", ""),
         "chosen": chosen["label"],
-        "budget_met": chosen["median_ms"] <= BUDGET_MS,
+        "budget_met": pooled_ms(rows, chosen) <= BUDGET_MS,
         "num_guides": len(strokes),
         "reference": len(ref),
         "load_start": load_start,
@@ -239,24 +239,38 @@ def retime(r: dict, repeats: int) -> dict:
     r["load_end"], r["repeats"], r["env"] = load_average(), repeats, environment()
     r["retimed"] = True
     chosen = choose(r["rows"])
-    r["chosen"], r["budget_met"] = chosen["label"], chosen["median_ms"] <= BUDGET_MS
+    r["chosen"], r["budget_met"] = chosen["label"], pooled_ms(r["rows"], chosen) <= BUDGET_MS
     return r
 
 
+def cost(r: dict) -> float:
+    """Network work of a candidate: evaluations x pixels, in 64 px evaluations."""
+    return r["evaluations"] * (r["resolution"] / 64) ** 2
+
+
+def candidates_of(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r.get("resolution") and not r["label"].startswith("Generate")]
+
+
+def pooled_ms(rows: list[dict], r: dict) -> float:
+    """The median of the median compute times of the candidates that cost what `r` costs."""
+    return statistics.median(c["median_ms"] for c in candidates_of(rows) if cost(c) == cost(r))
+
+
 def choose(rows: list[dict]) -> dict:
-    """The rule (written out in quality_markdown): clearly realistic, then the budget, then closest to Generate."""
+    """The rule (written out in quality_markdown): clearly realistic, then the budget, then closest to Generate.
+
+    Candidates of equal cost run the same network work, so their timings differ only by noise (on a shared
+    machine, a lot): whether a cost fits the budget is decided by `pooled_ms`, and L2 to Generate within 0.1 is
+    a tie, settled for Generate's own sampler."""
     strokes = rows[0]
-    candidates = [r for r in rows if r.get("resolution") and not r["label"].startswith("Generate")]
+    candidates = candidates_of(rows)
     realistic = [r for r in candidates if r["kid"] < strokes["kid"] - strokes["kid_std"]] or candidates
-    fits = [r for r in realistic if r["median_ms"] <= BUDGET_MS]
+    fits = [r for r in realistic if pooled_ms(rows, r) <= BUDGET_MS]
     if fits:
-        return min(fits, key=lambda r: (r["l2_generate"], r["median_ms"]))
-
-    # equal cost: the one closer to Generate, then Generate's own sampler (timings of equal costs are noise)
-    def cost(r: dict) -> tuple:
-        return (r["evaluations"] * (r["resolution"] / 64) ** 2, round(r["l2_generate"], 1), r["sampler"] != GENERATE[1])
-
-    return min(realistic, key=cost)
+        return min(fits, key=lambda r: (round(r["l2_generate"], 1), r["sampler"] != GENERATE[1], cost(r)))
+    # the cheapest; equal cost: the one closer to Generate, then Generate's own sampler
+    return min(realistic, key=lambda r: (cost(r), round(r["l2_generate"], 1), r["sampler"] != GENERATE[1]))
 
 
 def quality_markdown(r: dict) -> str:
@@ -305,7 +319,9 @@ def quality_markdown(r: dict) -> str:
         f"{BUDGET_MS:.0f} ms budget; among them, the one closest to what Generate will give with the same seed "
         "(lowest *L2 to Generate*: a preview is a promise of the result). (3) If none fits the budget on this "
         "machine, the cheapest candidate of (1) (fewest evaluations x pixels; equal costs: the one closer to "
-        "Generate, then Generate's own sampler). "
+        "Generate, then Generate's own sampler). Candidates of equal cost do the same network work, so their "
+        "timings differ only by noise: whether a cost fits is decided by the median of its candidates' medians, "
+        "and L2 to Generate within 0.1 is a tie, settled for Generate's own sampler. "
         f"**Chosen: {r['chosen']}** (`sdedit/studio/live.py`: `PREVIEW_SAMPLER`, `PREVIEW_EVALUATIONS`)"
         + (
             "."
@@ -325,8 +341,8 @@ def quality_markdown(r: dict) -> str:
     ]
     if one:
         notes.append(
-            f"one evaluation is hardly more realistic than the strokes ({one['kid']:.3f}): a single step from t0 "
-            "leaves visible grain"
+            f"one evaluation is {'no' if one['kid'] >= strokes['kid'] else 'hardly'} more realistic than the "
+            f"strokes ({one['kid']:.3f} vs {strokes['kid']:.3f}): a single step from t0 leaves visible grain"
         )
     if small:
         notes.append(
@@ -613,7 +629,8 @@ def main(argv: list[str] | None = None) -> int:
 
     apply()
     if args.precision:
-        r = run_precision(args.rounds)
+        saved = RESULTS / "live-precision.json"
+        r = json.loads(saved.read_text()) if args.render else run_precision(args.rounds)
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "live-precision.json").write_text(json.dumps(r, indent=2, default=str) + "\n")
         md = precision_markdown(r)
@@ -627,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.render:
             r = json.loads((RESULTS / "live-quality.json").read_text())
             chosen = choose(r["rows"])
-            r["chosen"], r["budget_met"] = chosen["label"], chosen["median_ms"] <= BUDGET_MS
+            r["chosen"], r["budget_met"] = chosen["label"], pooled_ms(r["rows"], chosen) <= BUDGET_MS
         else:
             before = RESULTS / "live-quality.json"
             r = run_quality(args.guides, args.repeats)
