@@ -8,9 +8,11 @@ function: no queue, no debounce). Three rules make it live without hurting Gener
   finishes. So a burst of strokes computes the running canvas and the last one, never the ones in between
   (`PreviewService`). Visitors take turns in the order they first had a canvas waiting.
 * **Generate first.** Previews use the same model slot as the edit batcher and the sweep
-  (`jobs.MODEL_SLOTS`), through `ModelGate`: a preview takes the slot only while no edit is waiting for the
-  model, and after it hands the slot straight to an edit that queued behind it. An edit therefore waits at
-  most for the one preview that is running.
+  (`jobs.MODEL_SLOTS`, which counts the threads blocked on it), through `ModelGate`: a preview takes the slot
+  only while no edit is queued or waiting for it, so a slot a preview releases goes to the edit behind it. An
+  edit therefore waits at most for the one preview that is running.
+* **Fast.** On a CPU previews run on a channels-last copy of the weights, in bf16 where the CPU has it
+  natively (`preview_pipeline`); only the network, the sampler stays float32.
 * **Stable.** The preview's noise is fixed per visitor and seed (the page's seed, or one drawn from the
   visitor's id while the seed is random), so the same canvas always gives the same preview and a small
   stroke changes the picture mostly where it was made. The sampler and number of network evaluations were
