@@ -102,7 +102,8 @@ def test_a_result_png_carries_its_guide_mask_and_map_and_restores_all_of_it_so_g
     assert out[c.mask_dilation] == 3 and out[c.mask_feather] == 1 and out[c.steps] == 10
     assert out[page.selected_tab] == "edit"
     # what Generate reads from the restored canvas is what the model got
-    g2, m2, s2 = edit_tab.guide_and_strength({edit_tab.canvas: out[edit_tab.canvas]})
+    assert out[edit_tab.canvas]["mode"] == "photo"  # the canvas's own props travel with its new value
+    g2, m2, s2 = edit_tab.guide_and_strength({edit_tab.canvas: out[edit_tab.canvas]["value"]})
     assert np.array_equal(np.asarray(g2), np.asarray(Image.open(guide).convert("RGB")))
     assert np.array_equal(np.asarray(m2), np.asarray(Image.open(mask)))
     assert np.array_equal(np.asarray(s2), np.asarray(Image.open(smap)))
@@ -141,9 +142,9 @@ def test_a_result_without_a_mask_goes_back_on_the_paint_canvas_at_its_own_size()
     paint = page.by_id["paint"]
     out = page.restore_guide(carried)
     assert out[page.selected_tab] == "paint" and page.by_id["edit"].canvas not in out
-    restored = np.asarray(paint.guide({paint.canvas: out[paint.canvas]})[0])
+    restored = np.asarray(paint.guide({paint.canvas: out[paint.canvas]["value"]})[0])
     assert np.array_equal(restored, rgb(guide))
-    assert read_canvas(out[paint.canvas])["layers"] == []
+    assert read_canvas(out[paint.canvas]["value"])["layers"] == []
 
 
 def test_a_png_without_settings_is_refused_in_words(tmp_path):

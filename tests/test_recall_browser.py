@@ -1,5 +1,7 @@
 """Recall in real Chromium: generate, download the result PNG with the gallery's Download button, drop it on
-"Restore settings from a PNG", and the settings and seed come back; Generate with them gives the same image."""
+"Restore a result from its PNG", and the settings, seed and guide come back (the guide on the canvas it was
+painted on, the mask and strength layers with it); Generate then gives the same image. The history strip
+survives a reload of the page."""
 
 from __future__ import annotations
 
@@ -12,16 +14,19 @@ import pytest
 from PIL import Image
 
 from sdedit.recall import read_settings
+from sdedit.studio.restore import inputs_from_png
 
 from .app_server import running_app
 from .browser_utils import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    canvas_pixels,
     draw,
     fetch_image,
     generate,
     open_app,
     pick_color,
+    screenshot,
     wait_for_result,
 )
 
@@ -82,7 +87,17 @@ def test_download_a_result_drop_it_back_and_the_settings_and_seed_return(page, t
     s = read_settings(path)
     assert np.array_equal(np.asarray(Image.open(path).convert("RGB")), first)  # served as written
     assert s["strength"] == 0.55 and s["seed"] >= 0 and s["model"] == "fluent-emoji-64"
+    guide = np.asarray(inputs_from_png(path)["guide"]).astype(np.int16)
+    painted = canvas_pixels(page, "paint-editor")  # (stroke edges: the browser's and the server's rounding)
+    assert np.abs(painted - guide).max() <= 3, "the PNG carries the painted guide"
     page.keyboard.press("Escape")
+
+    # paint something else, and go to another tab
+    page.locator("#paint-editor").get_by_role("button", name="Clear", exact=True).click()
+    pick_color(page, "paint-editor", (0, 166, 237))
+    draw(page, "paint-editor", [(40, 40), (200, 60)])
+    assert not np.array_equal(canvas_pixels(page, "paint-editor"), guide)
+    page.get_by_role("tab", name="Photo → painting", exact=True).click()
 
     # change everything the PNG restores
     set_number(page, "#strength", 0.9)
@@ -102,11 +117,104 @@ def test_download_a_result_drop_it_back_and_the_settings_and_seed_return(page, t
     assert float(page.locator("#strength input[type=number]").first.input_value()) == pytest.approx(0.55)
     assert int(page.locator("#steps input[type=number]").first.input_value()) == s["num_inference_steps"]
     assert int(page.locator("#repeats input[type=number]").first.input_value()) == s["repeats"]
+    # the guide is back on the Paint canvas, which is in front again
+    page.wait_for_selector("#paint-editor canvas", state="visible", timeout=10_000)
+    deadline = time.time() + 10
+    while time.time() < deadline and not np.array_equal(canvas_pixels(page, "paint-editor"), guide):
+        time.sleep(0.2)
+    assert np.array_equal(canvas_pixels(page, "paint-editor"), guide)
 
     before = page.locator("#gallery img").first.get_attribute("src")
     page.click("#generate")
     again = np.asarray(wait_for_result(page, before).convert("RGB"))
     assert np.array_equal(again, first)  # the same seed and settings regenerate the same image
+
+
+def slider_value(page, elem_id: str) -> float:
+    return float(page.locator(f"#{elem_id} input[type=number]").first.input_value())
+
+
+def test_a_photo_edit_with_a_strength_layer_and_two_samples_comes_back_whole(page, tmp_path):
+    """The Edit tab: a stroke, strength 1/2 over part of it, 2 samples, mask dilation 2; the second result's PNG
+    brings back the photo, the mask and strength layers, the samples, the first seed and the dilation, and
+    Generate gives that second image again."""
+    page.get_by_role("tab", name="Edit a photo", exact=True).click()
+    page.wait_for_selector("#edit-editor canvas", state="visible")
+    time.sleep(0.5)
+    pick_color(page, "edit-editor", (21, 101, 192))
+    draw(page, "edit-editor", [(70, 150), (190, 150)])
+    root = page.locator("#edit-editor")
+    root.get_by_role("button", name="Strength layer").click()
+    root.get_by_role("button", name="Strength 0.5", exact=True).click()
+    draw(page, "edit-editor", [(160, 120), (160, 180)])
+    root.get_by_role("button", name="Paint strokes layer").click()
+    set_number(page, "#num-samples", 2)
+    set_number(page, "#seed", 500)
+    page.get_by_text("Advanced", exact=True).click()
+    set_number(page, "#mask-dilation", 2)
+    time.sleep(0.5)
+    page.locator("#edit-editor").scroll_into_view_if_needed()
+    screenshot(page, "recall-photo-before-generate", full_page=False)
+    generate(page)
+    deadline = time.time() + 60
+    while time.time() < deadline and page.locator("#gallery img").count() < 2:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    second = np.asarray(fetch_image(page, "#gallery img >> nth=1").convert("RGB"))
+
+    page.locator("#gallery img").nth(1).click()
+    with page.expect_download() as info:
+        page.locator("#gallery button[aria-label=Download]").first.click()
+    path = tmp_path / "second.png"
+    info.value.save_as(path)
+    page.keyboard.press("Escape")
+    assert np.array_equal(np.asarray(Image.open(path).convert("RGB")), second)
+    s = read_settings(path)
+    assert s["seed"] == 501 and s["sample"] == 1 and s["num_images"] == 2 and s["mask_dilation"] == 2
+    assert s["masked"] and s["strength_map"]
+    carried = inputs_from_png(path)
+    assert set(carried) == {"guide", "mask", "strength_map"}
+    guide = np.asarray(carried["guide"]).astype(np.int16)
+    untouched = (np.asarray(carried["mask"]) == 0) & (np.asarray(carried["strength_map"]) == 255)
+
+    # another photo, other settings, another tab
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (200, 200, 3), dtype=np.uint8)).save(tmp_path / "other.png")
+    page.locator("#edit-editor .sdl-file").set_input_files(str(tmp_path / "other.png"))
+    set_number(page, "#num-samples", 1)
+    set_number(page, "#seed", 7)
+    set_number(page, "#mask-dilation", 0)
+    page.get_by_role("tab", name="Paint", exact=True).click()
+    time.sleep(0.5)
+
+    drop_file(page, "#restore-png", path)
+    deadline = time.time() + 20
+    while time.time() < deadline and value_of(page, "#seed") != "500":
+        time.sleep(0.2)
+    assert value_of(page, "#seed") == "500", "the call's first seed"
+    assert slider_value(page, "num-samples") == 2 and slider_value(page, "mask-dilation") == 2
+    page.wait_for_selector("#edit-editor canvas", state="visible", timeout=10_000)
+    deadline = time.time() + 10
+    while time.time() < deadline and canvas_pixels(page, "edit-editor").shape != guide.shape:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    shown = canvas_pixels(page, "edit-editor")
+    assert np.array_equal(shown[untouched], guide[untouched]), "the photo is back"
+    assert not np.array_equal(shown[~untouched], guide[~untouched]), "with the mask and strength layers on it"
+
+    before = page.locator("#gallery img").first.get_attribute("src")
+    page.click("#generate")
+    wait_for_result(page, before)
+    deadline = time.time() + 60
+    while time.time() < deadline and page.locator("#gallery img").count() < 2:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    again = np.asarray(fetch_image(page, "#gallery img >> nth=1").convert("RGB"))
+    assert np.array_equal(again, second), "the second sample again, bit for bit"
+    set_number(page, "#num-samples", 1)
+    set_number(page, "#mask-dilation", 0)
+    page.get_by_role("tab", name="Paint", exact=True).click()
+    time.sleep(0.5)
 
 
 def test_history_strip_before_after_slider_and_sweep_clicks(page):
@@ -153,3 +261,34 @@ def test_history_strip_before_after_slider_and_sweep_clicks(page):
             break
         time.sleep(0.2)
     assert float(page.locator("#strength input[type=number]").first.input_value()) == pytest.approx(0.8)
+
+
+def test_the_history_strip_survives_a_reload_and_its_entries_still_restore(page):
+    page.get_by_role("tab", name="Paint", exact=True).click()
+    time.sleep(0.5)
+    set_number(page, "#seed", 303)
+    set_number(page, "#strength", 0.6)
+    draw(page, "paint-editor", [(80, 60), (180, 200)])
+    generate(page)
+    deadline = time.time() + 20
+    while time.time() < deadline and "seed 303" not in page.locator("#history").inner_text():
+        time.sleep(0.2)
+    count = page.locator("#history img").count()
+    assert count >= 3
+
+    page.reload()
+    page.wait_for_selector("#paint-editor canvas", timeout=60_000)
+    deadline = time.time() + 20
+    while time.time() < deadline and page.locator("#history img").count() < count:
+        time.sleep(0.2)
+    assert page.locator("#history img").count() == count, "the whole strip is back"
+    assert "seed 303" in page.locator("#history").inner_text()
+    assert value_of(page, "#seed") == "-1"
+
+    page.locator("#history button.thumbnail-item").first.click()  # the newest: seed 303 at t0 0.6
+    deadline = time.time() + 20
+    while time.time() < deadline and value_of(page, "#seed") != "303":
+        time.sleep(0.2)
+    assert value_of(page, "#seed") == "303"
+    assert float(page.locator("#strength input[type=number]").first.input_value()) == pytest.approx(0.6)
+    assert page.locator("#before-after img").count() == 2  # its guide and result thumbnails

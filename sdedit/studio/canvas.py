@@ -581,6 +581,17 @@ def live_canvas(value: str, *, mode: str, cfg: ModelConfig, label: str, elem_id:
     )
 
 
+def canvas_update(canvas: gr.HTML, **changes) -> dict:
+    """An update of a canvas's props (`value`, `live`, `palette`) that also carries the props it was built with.
+
+    Why: a canvas on a tab not yet opened is mounted later from its props as the last update left them, and
+    gradio 6.31 keeps only the props that update named: a t0 change before the Edit tab was first opened
+    mounted that canvas without its mode (a paint canvas, no layers) and without its label.
+    """
+    fixed = {k: canvas.props[k] for k in ("mode", "label_text") if k in canvas.props}
+    return gr.update(**fixed, **changes)
+
+
 def live_settings(model, strength, seed, mask_dilation, mask_feather) -> dict:
     """The page's settings the preview follows (the canvas's `live` prop)."""
 
@@ -610,7 +621,7 @@ def follow_settings(canvas: gr.HTML, page) -> None:
             palette = list(config_for(model).palette)
         except Exception:
             palette = []
-        return gr.update(live=live_settings(model, strength, seed, dilation, feather), palette=palette)
+        return canvas_update(canvas, live=live_settings(model, strength, seed, dilation, feather), palette=palette)
 
     gr.on(
         [c.loaded_model.change, r.strength.change, r.seed.change, c.mask_dilation.change, c.mask_feather.change],

@@ -117,9 +117,17 @@ class Controls:
                 visible=cfg.sde == "ve",
             )
             with gr.Row():
-                self.mask_dilation = gr.Slider(0, 32, 0, step=1, label="Mask dilation (px)", info="Grow the mask.")
+                self.mask_dilation = gr.Slider(
+                    0, 32, 0, step=1, label="Mask dilation (px)", info="Grow the mask.", elem_id="mask-dilation"
+                )
                 self.mask_feather = gr.Slider(
-                    0, 32, 2, step=1, label="Mask feather (px)", info="Soften its edge so the edit blends in."
+                    0,
+                    32,
+                    2,
+                    step=1,
+                    label="Mask feather (px)",
+                    info="Soften its edge so the edit blends in.",
+                    elem_id="mask-feather",
                 )
 
         self.restore_png = gr.File(

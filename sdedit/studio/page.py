@@ -183,8 +183,9 @@ class Page:
             settings, inputs = settings_from_png(path), inputs_from_png(path)
         except SDEditError as exc:
             gr.Warning(user_message(exc), title="Nothing to restore from this image")
-            return gr.skip()
-        return self.restore_result(settings, inputs, current)
+            return {self.controls.restore_png: None}
+        # the drop zone is emptied, ready for the next PNG
+        return {**self.restore_result(settings, inputs, current), self.controls.restore_png: None}
 
     # ----- events -----------------------------------------------------------------------------------------
 
@@ -262,7 +263,11 @@ class Page:
         c.connect(self)
         restore_inputs = [c.restore_png, c.loaded_model]
         c.restore_png.upload(
-            self.restore_png, restore_inputs, self.restore_outputs, queue=False, api_visibility="private"
+            self.restore_png,
+            restore_inputs,
+            [*self.restore_outputs, c.restore_png],
+            queue=False,
+            api_visibility="private",
         )
         self.history.connect(self)
 

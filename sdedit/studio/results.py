@@ -158,7 +158,9 @@ class Results:
             elem_id="strength",
         )
         with gr.Row(equal_height=True):
-            self.num_samples = gr.Slider(1, limits.MAX_SAMPLES, 1, step=1, label="Samples", min_width=120)
+            self.num_samples = gr.Slider(
+                1, limits.MAX_SAMPLES, 1, step=1, label="Samples", min_width=120, elem_id="num-samples"
+            )
             self.seed = gr.Number(-1, precision=0, label="Seed (-1 = random)", min_width=120, elem_id="seed")
             with gr.Column(min_width=90, scale=0):
                 random_btn = gr.Button("Random", size="sm", elem_id="random-seed")

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from ...configs import ModelConfig
-from ..canvas import canvas_value, follow_settings, live_canvas, read_canvas
+from ..canvas import canvas_update, canvas_value, follow_settings, live_canvas, read_canvas
 from ..examples import Example, gallery_items, load_example_image
 from ..guides import photo_guide
 from ..ui import examples_gallery
@@ -133,7 +133,7 @@ class EditTab(Tab):
         """A result with a mask: its guide as the photo, its mask on the mask-only layer, its map as strokes."""
         if mask is None:
             return None
-        return {self.canvas: photo_canvas(guide, mask, strength_map)}
+        return {self.canvas: canvas_update(self.canvas, value=photo_canvas(guide, mask, strength_map))}
 
     def connect(self, page) -> None:
         def load_example(evt: gr.SelectData) -> dict:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ...configs import REPO_ROOT, ModelConfig, default_config
-from ..canvas import canvas_value, follow_settings, live_canvas, read_canvas
+from ..canvas import canvas_update, canvas_value, follow_settings, live_canvas, read_canvas
 from ..examples import EXAMPLES_DIR, Example, gallery_items, load_example_image
 from ..guides import blank_canvas, paint_guide, to_canvas
 from ..ui import examples_gallery
@@ -65,7 +65,7 @@ class PaintTab(Tab):
         """A result without a mask: its guide as the canvas, at its own size (not refitted), so it is exact."""
         if mask is not None or strength_map is not None:
             return None
-        return {self.canvas: canvas_value(guide.convert("RGB"))}
+        return {self.canvas: canvas_update(self.canvas, value=canvas_value(guide.convert("RGB")))}
 
     def connect(self, page) -> None:
         def load_example(evt: gr.SelectData) -> dict:
