@@ -71,3 +71,28 @@ def test_batch_outputs_carry_their_settings(tiny_model_dir, tmp_path):
     carried = [read_settings(tmp_path / "out" / name) for name in record["outputs"]]
     assert [c["seed"] for c in carried] == record["seeds"]
     assert all(c["strength"] == 0.5 and c["num_inference_steps"] == 6 and not c["masked"] for c in carried)
+
+
+def test_a_png_carries_the_models_inputs_in_private_chunks_that_read_back_exactly(tmp_path):
+    """The guide, mask and strength map as PNG bytes in chunks of their own: read back byte for byte; a chunk
+    whose CRC does not match is left out; a PNG without them (or from before them) gives {}."""
+    import io
+
+    from sdedit.recall import png_bytes, read_inputs
+
+    rng = np.random.default_rng(0)
+    guide = png_bytes(Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)))
+    mask = png_bytes(Image.fromarray((rng.random((40, 30)) > 0.5).astype(np.uint8) * 255))
+    path = save_png(Image.new("RGB", (30, 40)), tmp_path / "r.png", {"seed": 1}, {"guide": guide, "mask": mask})
+    assert read_inputs(path) == {"guide": guide, "mask": mask}
+    assert read_settings(path)["seed"] == 1 and Image.open(path).size == (30, 40)  # still an ordinary PNG
+    data = path.read_bytes()
+    assert read_inputs(io.BytesIO(data)) == read_inputs(data) == {"guide": guide, "mask": mask}
+    at = data.index(b"sdMk") + 4 + 100  # a byte inside the mask's chunk
+    damaged = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
+    assert read_inputs(damaged) == {"guide": guide}
+    assert read_inputs(save_png(Image.new("RGB", (4, 4)), tmp_path / "old.png", {"seed": 2})) == {}
+    with pytest.raises(InputError, match="not a PNG"):
+        read_inputs(b"GIF89a...")
+    with pytest.raises(ValueError, match="PNG bytes"):
+        save_png(Image.new("RGB", (4, 4)), tmp_path / "x.png", {}, {"guide": b"not a png"})

@@ -261,6 +261,27 @@ def test_the_strip_the_browser_keeps_is_small_checked_and_names_no_server_file()
     assert history.from_saved("not a list") == [] and history.from_saved(None) == []
 
 
+def test_a_history_entry_whose_file_was_swept_still_restores_its_settings_and_seed(tmp_path):
+    import gradio as gr
+
+    from sdedit.studio import history
+    from sdedit.studio.page import build_page
+    from sdedit.studio.restore import input_pngs
+
+    r = jobs.run_edit(EX / "strokes-heart.png", None, jobs.EditSettings(seed=11, **FAST), animate=False)
+    copy = tmp_path / "result.png"
+    copy.write_bytes(r.png_files(input_pngs(str(EX / "strokes-heart.png")))[0].read_bytes())
+    h = history.add_results([], [(str(copy), "seed 11")], str(EX / "strokes-heart.png"))
+    page = build_page()
+    pick = page.history.pick
+    full = pick(h, "fluent-emoji-64", gr.SelectData(None, {"index": 0, "value": None}))
+    assert full[page.results.seed] == 11 and full[page.selected_tab] == "paint"  # its guide back on Paint
+    copy.unlink()  # Gradio's cache swept it
+    out = pick(h, "fluent-emoji-64", gr.SelectData(None, {"index": 0, "value": None}))
+    assert out[page.results.seed] == 11 and out[page.results.strength] == 0.45
+    assert page.selected_tab not in out  # no guide to put back
+
+
 def test_a_click_on_the_sweep_grid_gives_that_columns_t0():
     from sdedit.studio.history import sweep_strengths, t0_at
 

@@ -260,16 +260,16 @@ class History:
                 return gr.skip()
             h = history[min(evt.index, len(history) - 1)]
             try:
-                if h.get("image"):
-                    settings, inputs = settings_from_png(h["image"]), inputs_from_png(h["image"])
-                    shown = before_after(h.get("guide"), h["image"])
-                else:
+                settings, inputs = settings_from_png(h["image"]), inputs_from_png(h["image"])
+                shown = before_after(h.get("guide"), h["image"])
+            except (SDEditError, KeyError, TypeError):  # brought back by a reload, or its file swept from the cache
+                try:
                     settings, inputs = settings_from_dict(h.get("settings") or {}), {}
-                    shown = before_after(_decode_thumb(h.get("guide_thumb")), _decode_thumb(h.get("thumb")))
-            except SDEditError as exc:  # its file was swept from the cache, or its settings are damaged
-                gr.Warning(str(exc), title="This result cannot be restored")
-                return gr.skip()
-            updates = page.restore_result(settings, inputs, current, reloaded=not h.get("image"))
+                except SDEditError as exc:
+                    gr.Warning(str(exc), title="This result cannot be restored")
+                    return gr.skip()
+                shown = before_after(_decode_thumb(h.get("guide_thumb")), _decode_thumb(h.get("thumb")))
+            updates = page.restore_result(settings, inputs, current, reloaded=not inputs)
             return {**updates, self.slider: shown}
 
         self.pick = pick

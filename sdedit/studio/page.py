@@ -162,7 +162,8 @@ class Page:
         s = settings
         words = [f"t0 {s.get('strength')}", f"{s.get('sampler')}", f"{s.get('steps')} steps", f"seed {s.get('seed')}"]
         if s.get("samples", 1) > 1:
-            words.append(f"{s['samples']} samples (this one is number {s.get('sample', 0) + 1}, seed {s['own_seed']})")
+            own = f", seed {s['own_seed']}" if "own_seed" in s else ""
+            words.append(f"{s['samples']} samples (this one is number {s.get('sample', 0) + 1}{own})")
         tab = updates.get(self.selected_tab)
         if tab is not None:
             words.append(f"its guide is back on {self.by_id[tab].label!r}")
