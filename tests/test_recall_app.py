@@ -233,14 +233,18 @@ def test_history_strip_keeps_results_newest_first_with_their_guides():
 
 def test_the_strip_the_browser_keeps_is_small_checked_and_names_no_server_file():
     from sdedit.studio import history
+    from sdedit.studio.restore import input_pngs
 
-    r = jobs.run_edit(EX / "strokes-heart.png", None, jobs.EditSettings(seed=3, **FAST), animate=False)
-    h = history.add_results([], [(str(p), "seed 3") for p in r.png_files()], str(EX / "strokes-heart.png"))
+    guide = str(EX / "strokes-heart.png")
+    r = jobs.run_edit(guide, None, jobs.EditSettings(seed=3, **FAST), animate=False)
+    h = history.add_results([], [(str(p), "seed 3") for p in r.png_files(input_pngs(guide))], guide)
     kept = history.saved(h)
-    assert len(kept) == 1 and set(kept[0]) == {"settings", "thumb", "guide_thumb", "caption"}
+    assert len(kept) == 1 and set(kept[0]) == {"settings", "thumb", "guide_thumb", "caption", "inputs"}
+    assert set(kept[0]["inputs"]) == {"guide"}  # painted strokes: small enough to keep
     assert kept[0]["settings"]["seed"] == 3 and kept[0]["thumb"].startswith("data:image/jpeg;base64,")
     back = history.from_saved(kept)
     assert back[0]["image"] is None and back[0]["settings"] == kept[0]["settings"]
+    assert back[0]["inputs"] == kept[0]["inputs"]
     shown = history.strip(back)[0][0]
     assert shown.size == (128, 128)  # the thumbnail, decoded on the server
     # the oldest go first: at most SAVED_MAX entries and SAVED_BYTES of JSON
@@ -255,9 +259,12 @@ def test_the_strip_the_browser_keeps_is_small_checked_and_names_no_server_file()
         {**kept[0], "thumb": "file:///etc/passwd"},
         {**kept[0], "thumb": "data:image/jpeg;base64," + "A" * 100_000},
         "text",
+        {**kept[0], "inputs": {"guide": "/etc/passwd"}},  # kept as an entry, without a guide
+        {**kept[0], "inputs": {"guide": "data:image/png;base64," + "A" * 100_000}},
     ]
     back = history.from_saved(hostile)
-    assert len(back) == 1 and back[0]["image"] is None and back[0]["guide"] is None
+    assert len(back) == 3 and all(b["image"] is None and b["guide"] is None for b in back)
+    assert back[0]["inputs"] == kept[0]["inputs"] and back[1]["inputs"] is None and back[2]["inputs"] is None
     assert history.from_saved("not a list") == [] and history.from_saved(None) == []
 
 
@@ -276,10 +283,17 @@ def test_a_history_entry_whose_file_was_swept_still_restores_its_settings_and_se
     pick = page.history.pick
     full = pick(h, "fluent-emoji-64", gr.SelectData(None, {"index": 0, "value": None}))
     assert full[page.results.seed] == 11 and full[page.selected_tab] == "paint"  # its guide back on Paint
-    copy.unlink()  # Gradio's cache swept it
+    copy.unlink()  # Gradio's cache swept it: the entry's own copy (a painted guide is small enough to keep)
     out = pick(h, "fluent-emoji-64", gr.SelectData(None, {"index": 0, "value": None}))
     assert out[page.results.seed] == 11 and out[page.results.strength] == 0.45
-    assert page.selected_tab not in out  # no guide to put back
+    paint = page.by_id["paint"]
+    assert out[page.selected_tab] == "paint"
+    assert np.array_equal(
+        np.asarray(paint.guide({paint.canvas: out[paint.canvas]["value"]})[0]), rgb(EX / "strokes-heart.png")
+    )
+    h[0]["inputs"] = None  # a photo's guide is too large to keep: settings and seed only
+    out = pick(h, "fluent-emoji-64", gr.SelectData(None, {"index": 0, "value": None}))
+    assert out[page.results.seed] == 11 and page.selected_tab not in out
 
 
 def test_a_click_on_the_sweep_grid_gives_that_columns_t0():

@@ -24,6 +24,7 @@ from .browser_utils import (
     draw,
     fetch_image,
     generate,
+    guide_image,
     open_app,
     pick_color,
     screenshot,
@@ -268,8 +269,10 @@ def test_the_history_strip_survives_a_reload_and_its_entries_still_restore(page)
     time.sleep(0.5)
     set_number(page, "#seed", 303)
     set_number(page, "#strength", 0.6)
+    page.locator("#paint-editor").get_by_role("button", name="Clear", exact=True).click()
     draw(page, "paint-editor", [(80, 60), (180, 200)])
-    generate(page)
+    result = np.asarray(generate(page).convert("RGB"))
+    guide = guide_image(page).astype(np.int16)
     deadline = time.time() + 20
     while time.time() < deadline and "seed 303" not in page.locator("#history").inner_text():
         time.sleep(0.2)
@@ -292,3 +295,9 @@ def test_the_history_strip_survives_a_reload_and_its_entries_still_restore(page)
     assert value_of(page, "#seed") == "303"
     assert float(page.locator("#strength input[type=number]").first.input_value()) == pytest.approx(0.6)
     assert page.locator("#before-after img").count() == 2  # its guide and result thumbnails
+    # a painted guide is small enough for the browser to keep: it is back on the canvas, and Generate redoes it
+    deadline = time.time() + 10
+    while time.time() < deadline and not np.array_equal(canvas_pixels(page, "paint-editor"), guide):
+        time.sleep(0.2)
+    assert np.array_equal(canvas_pixels(page, "paint-editor"), guide)
+    assert np.array_equal(np.asarray(generate(page).convert("RGB")), result)

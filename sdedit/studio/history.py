@@ -5,12 +5,14 @@ clicking one shows it against its guide in the before/after slider and restores 
 seed and guide (`Page.restore_result`). Clicking a column of the t0 sweep's grid sets t0 to that column's
 value.
 
-A compact copy (each entry's settings and two small JPEG thumbnails, result and guide, as data URLs; at most
-`SAVED_MAX` entries and `SAVED_BYTES` in all, the oldest dropped first) lives in the browser's localStorage
-(`gr.BrowserState`), so the strip comes back after a reload of the page. The result files themselves live in
-Gradio's cache, swept by age, and the browser's copy is data the visitor could have changed: it never names a
-server file. So an entry brought back by a reload restores settings and seed (checked as a dropped PNG's are)
-and shows its thumbnails; its guide comes back from the downloaded PNG.
+A compact copy (each entry's settings and two small JPEG thumbnails, result and guide, as data URLs, and the
+guide itself, with its mask and map, when they are small: `SMALL_INPUTS` bytes of PNG, as painted strokes
+are; at most `SAVED_MAX` entries and `SAVED_BYTES` in all, the oldest dropped first) lives in the browser's
+localStorage (`gr.BrowserState`), so the strip comes back after a reload of the page. The result files
+themselves live in Gradio's cache, swept by age, and the browser's copy is data the visitor could have
+changed: it never names a server file, and everything in it is checked as a dropped PNG's would be. So an
+entry brought back by a reload restores settings and seed, shows its thumbnails, and puts its guide back
+when it was small enough to keep; a photo's guide comes back from the downloaded PNG.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ import gradio as gr
 from PIL import Image
 
 from ..errors import InputError, SDEditError
-from ..recall import read_settings
+from ..recall import INPUT_CHUNKS, read_inputs, read_settings
 from . import limits
-from .restore import FIELDS, inputs_from_png, settings_from_dict, settings_from_png
+from .restore import FIELDS, decode_inputs, inputs_from_png, settings_from_dict, settings_from_png
 
 MAX_HISTORY = 48  # results kept per visitor (their files live in Gradio's cache, swept by age)
 SAVED_MAX = 24  # entries kept in the browser across reloads
-SAVED_BYTES = 400_000  # their JSON at most (localStorage holds about 5 MB per site, shared with Gradio's own)
+SAVED_BYTES = 600_000  # their JSON at most (localStorage holds about 5 MB per site, shared with Gradio's own)
+SMALL_INPUTS = 16_000  # an entry keeps its guide, mask and map (PNG bytes together) up to this: painted strokes
 THUMB_SIDE = 128  # thumbnails: px of their longer side
 MAX_THUMB_CHARS = 60_000  # a thumbnail's data URL read back from the browser, at most
 SAVED_KEYS = {"model", *(key for key, _, _ in FIELDS)}  # the settings an entry keeps (what restore reads)
@@ -67,6 +70,30 @@ def _settings_of_file(path: str) -> dict:
     return {k: v for k, v in s.items() if k in SAVED_KEYS}
 
 
+def _small_inputs(path: str) -> dict[str, str] | None:
+    """A result's guide, mask and map as PNG data URLs, when together they are at most SMALL_INPUTS bytes."""
+    try:
+        inputs = read_inputs(path)
+    except SDEditError:
+        return None
+    if not inputs or sum(len(v) for v in inputs.values()) > SMALL_INPUTS:
+        return None
+    return {k: "data:image/png;base64," + base64.b64encode(v).decode("ascii") for k, v in inputs.items()}
+
+
+def _decode_inputs(urls) -> dict[str, Image.Image]:
+    """An entry's kept guide, mask and map (data URLs from the browser) -> images; {} when absent or bad."""
+    from .live import decode_data_url
+
+    if not isinstance(urls, dict) or "guide" not in urls:
+        return {}
+    try:
+        raw = {k: decode_data_url(v, k, 4 * SMALL_INPUTS // 3 + 100) for k, v in urls.items() if k in INPUT_CHUNKS}
+        return decode_inputs({k: v for k, v in raw.items() if v})
+    except (SDEditError, ValueError):
+        return {}
+
+
 def add_results(history: list | None, gallery, guide, thumbs: bool = True) -> list[dict]:
     """The history with this edit's results in front (newest first), each with the guide it came from, its
     settings and (`thumbs`) the thumbnails the browser keeps across reloads."""
@@ -79,7 +106,7 @@ def add_results(history: list | None, gallery, guide, thumbs: bool = True) -> li
             caption = item[1] if isinstance(item, (tuple, list)) and len(item) > 1 else ""
             entry = {"image": path, "guide": guide, "caption": caption, "settings": _settings_of_file(path)}
             if thumbs:
-                entry.update(thumb=thumbnail(path), guide_thumb=guide_thumb)
+                entry.update(thumb=thumbnail(path), guide_thumb=guide_thumb, inputs=_small_inputs(path))
             new.append(entry)
     return (new + list(history or []))[:MAX_HISTORY]
 
@@ -116,7 +143,7 @@ def saved(history: list[dict]) -> list[dict]:
     for h in history[:SAVED_MAX]:
         if not h.get("thumb"):
             continue
-        entry = {k: h.get(k) for k in ("settings", "thumb", "guide_thumb", "caption")}
+        entry = {k: h.get(k) for k in ("settings", "thumb", "guide_thumb", "caption", "inputs")}
         n = len(json.dumps(entry)) + 1
         if size + n > SAVED_BYTES:
             break
@@ -145,7 +172,8 @@ def from_saved(value) -> list[dict]:
             continue
         guide_thumb = raw.get("guide_thumb") if _decode_thumb(raw.get("guide_thumb")) is not None else None
         caption = raw.get("caption") if isinstance(raw.get("caption"), str) else ""
-        entry = {"image": None, "guide": None, "caption": caption[:60], "settings": settings}
+        inputs = raw.get("inputs") if _decode_inputs(raw.get("inputs")) else None
+        entry = {"image": None, "guide": None, "caption": caption[:60], "settings": settings, "inputs": inputs}
         out.append({**entry, "thumb": thumb, "guide_thumb": guide_thumb})
     return out
 
@@ -264,7 +292,7 @@ class History:
                 shown = before_after(h.get("guide"), h["image"])
             except (SDEditError, KeyError, TypeError):  # brought back by a reload, or its file swept from the cache
                 try:
-                    settings, inputs = settings_from_dict(h.get("settings") or {}), {}
+                    settings, inputs = settings_from_dict(h.get("settings") or {}), _decode_inputs(h.get("inputs"))
                 except SDEditError as exc:
                     gr.Warning(str(exc), title="This result cannot be restored")
                     return gr.skip()

@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import InputError
-from ..recall import PNG_SIGNATURE, png_bytes, read_inputs, read_settings
+from ..recall import INPUT_CHUNKS, PNG_SIGNATURE, png_bytes, read_inputs, read_settings
 from . import limits
 from .guides import to_pil
 
@@ -69,10 +69,15 @@ def settings_from_png(path) -> dict:
 def inputs_from_png(path) -> dict[str, Image.Image]:
     """What the model got, from a result PNG: {"guide", "mask", "strength_map"} (those it carries), decoded
     within the app's image limits; {} for a PNG written before they were carried."""
+    return decode_inputs(read_inputs(path))
+
+
+def decode_inputs(inputs: dict[str, bytes]) -> dict[str, Image.Image]:
+    """{"guide", "mask", "strength_map"} as PNG bytes -> images (RGB guide, L masks), within the app's limits."""
     out = {}
-    for name, data in read_inputs(path).items():
-        image = to_pil(data, name)
-        out[name] = image.convert("L" if name != "guide" else "RGB")
+    for name, data in inputs.items():
+        if name in INPUT_CHUNKS:
+            out[name] = to_pil(data, name).convert("L" if name != "guide" else "RGB")
     return out
 
 
