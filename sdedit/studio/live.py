@@ -395,7 +395,9 @@ def preview_pipeline(pipe, dtype=None):
         key = (id(pipe.unet), dtype)
         fast = _PREVIEW_PIPES.get(key)
         if fast is None or fast.config is not pipe.config:
-            unet = copy.deepcopy(pipe.unet).to(memory_format=torch.channels_last, dtype=dtype)
+            # nn.Module.to, not diffusers' override: that one warns about fp32-kept modules even when there
+            # are none, a line in every visitor's log that says nothing.
+            unet = torch.nn.Module.to(copy.deepcopy(pipe.unet), memory_format=torch.channels_last, dtype=dtype)
             fast = type(pipe)(unet, pipe.scheduler, pipe.config, pipe.limits, space=pipe.space)
             fast.x0_limit = pipe.x0_limit  # the same clipping as the model it previews
             for k in [k for k in _PREVIEW_PIPES if k[0] != key[0]]:
