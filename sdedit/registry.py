@@ -10,6 +10,8 @@ and schedule for a model. Adding a sampler is one loop in `samplers.py` and one 
 
 from __future__ import annotations
 
+import copy
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -59,13 +61,21 @@ class SamplerSpec:
 def _diffusers(class_name: str, overrides: dict, sigma_space: bool = False) -> Builder:
     """A VP sampler that steps through one of diffusers' schedulers, configured like the model's own."""
 
-    def build(pipe, s, official_mask_timing=False):
-        import diffusers
+    templates: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model's scheduler -> {steps: template}
 
-        cls = getattr(diffusers, class_name)
-        sched = cls.from_config(pipe.scheduler.config, timestep_spacing="trailing", **overrides)
-        sched.set_timesteps(s.num_inference_steps)  # on the host: the samplers read levels there, without syncs
-        return sample_scheduler, SchedulerSchedule(sched, s.steps, sigma_space)
+    def build(pipe, s, official_mask_timing=False):
+        # Schedulers keep per-run state, so each run gets its own; a copy of a cached template costs a
+        # quarter of from_config + set_timesteps (0.9 against 3.9 ms at load ~7), which a live preview feels.
+        per_model = templates.setdefault(pipe.scheduler, {})
+        template = per_model.get(s.num_inference_steps)
+        if template is None:
+            import diffusers
+
+            cls = getattr(diffusers, class_name)
+            template = cls.from_config(pipe.scheduler.config, timestep_spacing="trailing", **overrides)
+            template.set_timesteps(s.num_inference_steps)  # on the host: the samplers read levels there, no syncs
+            per_model[s.num_inference_steps] = template
+        return sample_scheduler, SchedulerSchedule(copy.deepcopy(template), s.steps, sigma_space)
 
     return build
 
