@@ -128,6 +128,20 @@ def test_a_result_png_carries_its_guide_mask_and_map_and_restores_all_of_it_so_g
         assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_what_a_result_carries_is_bounded_and_all_or_nothing(tmp_path):
+    """A guide that is not a PNG file is encoded only when small; a guide is never carried without its mask."""
+    from sdedit.studio.restore import MAX_ENCODED_PIXELS, input_pngs
+
+    small, big = Image.new("RGB", (64, 48), (9, 9, 9)), Image.new("RGB", (2000, 1100), (9, 9, 9))
+    assert MAX_ENCODED_PIXELS < 2000 * 1100
+    big.save(tmp_path / "big.jpg")
+    assert set(input_pngs(small)) == {"guide"}
+    assert input_pngs(str(tmp_path / "big.jpg")) == {}  # seconds to encode: the PNG carries its settings only
+    assert input_pngs(small, str(tmp_path / "big.jpg")) == {}  # no guide without its mask
+    big.save(tmp_path / "big.png")
+    assert set(input_pngs(str(tmp_path / "big.png"))) == {"guide"}  # a PNG file goes in as it is
+
+
 def test_a_result_without_a_mask_goes_back_on_the_paint_canvas_at_its_own_size():
     from sdedit.studio.canvas import read_canvas
     from sdedit.studio.page import build_page

@@ -14,9 +14,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..errors import InputError
+from ..errors import InputError, SDEditError
 from ..recall import INPUT_CHUNKS, PNG_SIGNATURE, png_bytes, read_inputs, read_settings
-from . import limits
 from .guides import to_pil
 
 # the controls' names for the keys a PNG carries, and their types
@@ -81,21 +80,39 @@ def decode_inputs(inputs: dict[str, bytes]) -> dict[str, Image.Image]:
     return out
 
 
+MAX_CARRIED_BYTES = 8_000_000  # what the model got, carried in each result PNG, at most (PNG bytes together)
+MAX_ENCODED_PIXELS = 2_000_000  # an input that is not a PNG file already is encoded up to this size only
+
+
 def input_png(image) -> bytes | None:
     """One of the model's inputs as PNG bytes for the result's chunk: a PNG file as it is (the page's guides
-    are already PNG files in Gradio's cache: nothing to encode), anything else decoded and encoded."""
+    are already PNG files in Gradio's cache: nothing to encode), anything else decoded and encoded when it is
+    at most MAX_ENCODED_PIXELS (a larger JPEG sent through the API would cost seconds to encode: not carried).
+    """
     if image is None:
         return None
     if isinstance(image, (str, Path)):
         path = Path(image)
-        if path.is_file() and path.stat().st_size <= limits.APP_LIMITS.image.max_file_bytes:
+        if path.is_file() and path.stat().st_size <= MAX_CARRIED_BYTES:
             with path.open("rb") as f:
                 if f.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE:
                     return path.read_bytes()
-    return png_bytes(to_pil(image))
+    pil = to_pil(image)
+    return png_bytes(pil) if pil.width * pil.height <= MAX_ENCODED_PIXELS else None
 
 
 def input_pngs(guide, mask=None, strength_map=None) -> dict[str, bytes]:
-    """The guide, mask and strength map of a request as PNG bytes, for `EditResult.png_files`."""
-    out = {"guide": input_png(guide), "mask": input_png(mask), "strength_map": input_png(strength_map)}
+    """The guide, mask and strength map of a request as PNG bytes, for `EditResult.png_files`; {} when the
+    guide cannot be carried or all of them are over MAX_CARRIED_BYTES (the PNG then carries its settings only).
+    """
+    try:
+        out = {"guide": input_png(guide), "mask": input_png(mask), "strength_map": input_png(strength_map)}
+    except (SDEditError, OSError, ValueError):  # the edit has run: its results go out, carrying less
+        return {}
+    if out["guide"] is None or (mask is not None and out["mask"] is None):
+        return {}
+    if strength_map is not None and out["strength_map"] is None:
+        return {}
+    if sum(len(v) for v in out.values() if v) > MAX_CARRIED_BYTES:
+        return {}
     return {k: v for k, v in out.items() if v is not None}
