@@ -85,6 +85,17 @@ def test_model_split_reads_the_training_record(tmp_path):
     (tmp_path / "training.json").write_text('{"config": {}}')  # a record from before the named splits
     assert model_split(pipe(tmp_path)) == "emoji-v1"
     assert model_split(SimpleNamespace(config=SimpleNamespace(source="", local_path=None))) == "emoji-v1"
+    # the CLI offers exactly the data module's splits (spelled out there so the parser needs no data import)
+    import argparse
+
+    from sdedit.lab.data import SPLITS
+    from sdedit.lab.evaluate import add_eval_args
+
+    eval_parser = argparse.ArgumentParser()
+    add_eval_args(eval_parser)
+    split_arg = next(a for a in eval_parser._actions if a.dest == "split")
+    assert set(split_arg.choices) == set(SPLITS)
+    assert settings_from_args(build_parser().parse_args(["eval", "--split", "identity-v2"])).split == "identity-v2"
 
 
 def test_identity_accuracy_names_real_images_and_drops_for_a_wrong_pairing():
