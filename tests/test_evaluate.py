@@ -18,10 +18,12 @@ from sdedit.lab.evaluate import (
     KEEP_MARKER,
     SAMPLER_IMAGES,
     EvalSettings,
+    load_result,
     model_split,
     parse_samplers,
     plan_evaluations,
     publish_docs,
+    render_markdown,
     run_evaluation,
     settings_from_args,
     split_held_out,
@@ -198,10 +200,12 @@ def test_eval_smoke_run_writes_every_output(vp_pipe, tmp_path):
     assert result.info["identity_chance"] == 1 / result.info["identity_gallery"]
     assert result.info["model_evaluations"] == plan_evaluations(s, ("dpmpp", 20), 6, 3)
     md = (out / "results.md").read_text()
+    assert render_markdown(load_result(out)) == md  # a finished run renders again from its results.json
     for heading in ("## The trade-off over t0", "## Samplers at t0 = 0.5", "## Unconditional samples"):
         assert heading in md
     assert "| 0 (strokes) |" in md and "(tradeoff.png)" in md
     assert "| identity accuracy |" in md and "### Guides with and without a near-twin" in md
+    assert "| chance (a random identity) |" in md
     docs = publish_docs(result, out, tmp_path / "docs" / "quality.md")
     assert "(img/quality-tradeoff.png)" in docs.read_text()
     docs.write_text(docs.read_text() + f"{KEEP_MARKER}\n\n## Written by hand\n")  # kept when the page is rewritten

@@ -567,6 +567,16 @@ def _run_info(pipe, s, extractor, held, idx_a, idx_b, n, n_ref, sweep, median, s
 
 
 # ----- outputs --------------------------------------------------------------------------------------------
+def load_result(out: str | Path) -> EvalResult:
+    """A finished run's report from its results.json, to render or publish again without re-running it (the
+    figures must still be in `out`; the sample sheets' images are not stored, so they cannot be redrawn)."""
+    raw = json.loads((Path(out) / "results.json").read_text())
+    info = raw["info"]
+    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in info["settings"].items()}
+    empty = np.zeros((0, 1, 1, 3), np.uint8)
+    return EvalResult(raw["rows"], info, EvalSettings(**settings), empty, empty)
+
+
 def write_outputs(result: EvalResult, out: str | Path) -> list[Path]:
     """results.csv/json/md and the PNGs into `out`; returns the paths written."""
     out = Path(out)
@@ -714,15 +724,17 @@ def render_markdown(result: EvalResult, image_dir: str = "", image_prefix: str =
         "",
         "## Does the metric work? Real vs distorted held-out images",
         "",
-        "| images (from A), against real B | n | KID | L2 to the real source |",
-        "|---|---:|---:|---:|",
+        "| images (from A), against real B | n | KID | L2 to the real source | identity accuracy |",
+        "|---|---:|---:|---:|---:|",
     ]
     for r in result.section("sanity"):
-        lines.append(f"| {r['label']} | {r['n']} | {_kid(r)} | {r['l2_to_real']:.2f} |")
+        lines.append(f"| {r['label']} | {r['n']} | {_kid(r)} | {r['l2_to_real']:.2f} | {_pct(r.get('identity_acc'))} |")
     lines += [
         "",
         "Real-vs-real should be ~0, and every distortion clearly above it: KID sees what the pixel distance",
         "alone does not (the distortions move pixels by similar amounts, but not equally far from realism).",
+        "The identity accuracy column (see the trade-off below) should stay high for all four: blur, noise and",
+        "strokes degrade an image but do not make it another emoji.",
         "",
         "## The trade-off over t0",
         "",
@@ -732,6 +744,8 @@ def render_markdown(result: EvalResult, image_dir: str = "", image_prefix: str =
         "| identity accuracy | s / edit |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    if info.get("identity_chance"):
+        lines.append(f"| chance (a random identity) | – | – | – | – | {_pct(info['identity_chance'], 1)} | – |")
     for r in result.section("tradeoff"):
         lines.append(
             f"| {_t0(r)} | {r['model_evaluations']} | {_kid(r)} | {r['l2_to_guide']:.2f} ± {r['l2_to_guide_std']:.2f} "
