@@ -138,7 +138,7 @@ def test_sweep_and_command_end_to_end(vp_pipe, tmp_path, emoji):
     out = tmp_path / "report"
     assert main(["--images", str(tmp_path / "sweep.npz"), "--out", str(out), "--kid-subsets", "10"]) == 0
     summary = json.loads((out / "crosscheck.json").read_text())
-    assert set(summary["networks"]) == {"random CNN", "project"}
+    assert set(summary["networks"]) == {"random CNN", "project", "project v2"}
     for net in summary["networks"].values():
         assert net["best"] in ("t0 = 0.3", "t0 = 0.6") and 0.0 <= net["best_beats"]["strokes (t0 = 0)"] <= 1.0
     with Image.open(out / "grid.png") as im:
@@ -163,3 +163,29 @@ def test_contrastive_net_features_and_views(tmp_path, emoji):
     views = _views(x, torch.Generator().manual_seed(0))
     assert views.shape == x.shape and views.min() >= -1 and views.max() <= 1
     assert not torch.allclose(views, x)
+
+
+def test_feature_recipe_without_colour_jitter_and_the_v2_network(emoji):
+    import torch
+
+    from sdedit.lab.features import DEFAULT_DIR, augment, to_input
+    from sdedit.lab.metrics import add_noise, blur
+
+    x = to_input(emoji[:6], 64)
+    plain = augment(x, torch.Generator().manual_seed(0), jitter=0.0)
+    jittered = augment(x, torch.Generator().manual_seed(0), jitter=1.0)
+
+    def colours(t):  # rounded: the no-op colour arithmetic may move a value by one float ulp
+        return set(map(tuple, (t.permute(0, 2, 3, 1).reshape(-1, 3) * 1000).round().int().tolist()))
+
+    assert colours(plain) <= colours(x) | {(1000, 1000, 1000)}  # flips and shifts only: no new colours
+    assert not torch.allclose(plain, jittered)
+    v2 = load_feature_net(DEFAULT_DIR.parent / "emoji-features-v2")
+    assert v2.config.info["settings"]["jitter"] == 0 and v2.feature_dim == 256
+    assert v2.config.info["accuracy_held_out"]["balanced_accuracy"] > 0.6
+    images = load_selfcheck()[0]  # all 96: two halves of 48, as tests/test_metrics.py checks the shipped network
+    a, b = images[0::2], images[1::2]
+    fb = v2.features(b)
+    floor = kid(v2.features(a), fb).mean
+    for distorted in (blur(a, 1.5), add_noise(a, 0.1), make_strokes(a, "paper")):
+        assert kid(v2.features(distorted), fb).mean > floor + 0.1

@@ -9,8 +9,12 @@ penultimate layer (global-average-pooled conv features, before the linear classi
 An auxiliary head, used in training only, also learns which emoji each image is (an exemplar task): ten
 groups alone do not need the fine detail and shading that strokes, blur and noise remove.
 
-Augmentations are flips, small shifts and colour jitter only, never blur or noise: features that were
-trained to ignore blur and noise could not tell a blurry or noisy sample from a real one.
+Augmentations are flips and small shifts, never blur or noise: features that were trained to ignore blur and
+noise could not tell a blurry or noisy sample from a real one. Colour jitter (`FeatureTrainSettings.jitter`)
+is a choice: the shipped `models/emoji-features` was trained with it, and its KID ranks the model's high-t0
+outputs (the guide's colours in new, often blotchy shapes) about as realistic as its best ones;
+`models/emoji-features-v2`, the same recipe and seed with `jitter=0`, ranks them worse, as a person does
+(docs/quality.md, "Does the realism metric rank t0 as a person does?").
 
     python -m sdedit features --out models/emoji-features       # retrain (a few minutes on a CPU)
     feats = load_feature_net().features(images_uint8_nhwc)       # (N, 256) float64
@@ -193,8 +197,10 @@ def load_selfcheck(path: str | Path | None = None) -> tuple[np.ndarray, list[str
 
 
 # ----- training ---------------------------------------------------------------------------------------
-def augment(x: torch.Tensor, gen: torch.Generator, shift: int = 4) -> torch.Tensor:
-    """Random flip, shift by up to `shift` px (white fill, the data's background) and colour jitter."""
+def augment(x: torch.Tensor, gen: torch.Generator, shift: int = 4, jitter: float = 1.0) -> torch.Tensor:
+    """Random flip, shift by up to `shift` px (white fill, the data's background) and colour jitter.
+
+    `jitter` scales the colour jitter (0: none, so the features may keep exact colours)."""
     n = x.shape[0]
     flip = torch.rand(n, generator=gen) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
@@ -203,9 +209,9 @@ def augment(x: torch.Tensor, gen: torch.Generator, shift: int = 4) -> torch.Tens
     dy = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
     size = x.shape[-1]
     x = torch.stack([padded[i, :, dy[i] : dy[i] + size, dx[i] : dx[i] + size] for i in range(n)])
-    brightness = (torch.rand(n, 1, 1, 1, generator=gen) - 0.5) * 0.2  # +-0.1 of the [-1, 1] range
-    contrast = 1.0 + (torch.rand(n, 1, 1, 1, generator=gen) - 0.5) * 0.3
-    saturation = 1.0 + (torch.rand(n, 1, 1, 1, generator=gen) - 0.5) * 0.4
+    brightness = (torch.rand(n, 1, 1, 1, generator=gen) - 0.5) * 0.2 * jitter  # +-0.1 of the [-1, 1] range
+    contrast = 1.0 + (torch.rand(n, 1, 1, 1, generator=gen) - 0.5) * 0.3 * jitter
+    saturation = 1.0 + (torch.rand(n, 1, 1, 1, generator=gen) - 0.5) * 0.4 * jitter
     gray = x.mean(dim=1, keepdim=True)
     x = gray + (x - gray) * saturation
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
@@ -224,6 +230,7 @@ class FeatureTrainSettings:
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
     identity_weight: float = 1.0  # auxiliary task: which emoji is it (skin tones = one class); 0 turns it off
+    jitter: float = 1.0  # colour-jitter strength; 0 (none) made models/emoji-features-v2 (see the module docstring)
     seed: int = 0
     threads: int | None = None
     max_minutes: float | None = None
@@ -295,7 +302,7 @@ def train_feature_net(out: str | Path, settings: FeatureTrainSettings | None = N
         loss_sum, correct = 0.0, 0
         for i in range(0, len(y), s.batch_size):
             idx = perm[i : i + s.batch_size]
-            xb, yb = augment(x[idx], gen), y[idx]
+            xb, yb = augment(x[idx], gen, jitter=s.jitter), y[idx]
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
                 feats = net.dropout(net.features(xb))
                 logits, id_logits = net.head(feats), id_head(feats)
@@ -362,7 +369,11 @@ def write_selfcheck(out: str | Path, cfg: FeatureNetConfig, held, count: int, co
         "categories": [str(held.categories[i]) for i in sel],
     }
     (out / CONFIG).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    (out / "README.md").write_text(model_card(cfg))
+    try:  # the card's retraining command names the folder as the repository knows it
+        folder = str(out.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        folder = str(out)
+    (out / "README.md").write_text(model_card(cfg, folder))
     _load.cache_clear()
 
 
@@ -395,13 +406,30 @@ def _sheet(images: np.ndarray, cols: int) -> Image.Image:
     return Image.fromarray(canvas)
 
 
-def model_card(cfg: FeatureNetConfig) -> str:
+def _jitter_words(jitter: float) -> str:
+    if not jitter:
+        return "; no colour jitter (with it, KID missed the colour-keeping, structure-losing outputs of large t0)"
+    return f", colour jitter (strength {jitter:g})"
+
+
+def _retrain_command(s: dict, folder: str) -> str:
+    threads = f" --threads {s['threads']}" if s.get("threads") else ""
+    if s.get("jitter", 1.0) == FeatureTrainSettings.jitter:
+        return f"python -m sdedit features --out {folder}{threads}"
+    args = f"jitter={s['jitter']:g}" + (f", threads={s['threads']}" if s.get("threads") else "")
+    return (
+        "python -c 'from sdedit.lab.features import FeatureTrainSettings as S, train_feature_net as t; "
+        f't("{folder}", S({args}))\''
+    )
+
+
+def model_card(cfg: FeatureNetConfig, folder: str = "models/emoji-features") -> str:
     info = cfg.info
     acc = info["accuracy_held_out"]
     rows = "\n".join(f"| {name} | {v['n']} | {v['accuracy']:.2f} |" for name, v in sorted(acc["per_class"].items()))
     params = sum(p.numel() for p in EmojiFeatureNet(cfg).parameters())
     s = info["settings"]
-    return f"""# emoji-features: the feature network behind SDEdit Studio's KID
+    return f"""# {Path(folder).name}: a feature network for SDEdit Studio's KID
 
 A small CNN ({params:,} parameters, fp16 safetensors) that classifies 64 px Fluent Emoji 3D renders into
 their Unicode emoji groups (with an auxiliary head, used in training only, that tells the emoji themselves
@@ -419,8 +447,8 @@ feats = load_feature_net().features(images)   # uint8 (N, H, W, 3) -> float64 (N
 ## Data
 {info["data"]}. Fluent Emoji 3D by Microsoft (MIT), npm `@lobehub/fluent-emoji-3d` 1.1.0; groups from
 `unicode-emoji-json`. Training counts per group: {", ".join(f"{k} {v}" for k, v in info["train_counts"].items())}.
-Augmentations: horizontal flips, shifts of up to 4 px, mild colour jitter. Deliberately no blur or noise,
-so that the features stay sensitive to both.
+Augmentations: horizontal flips, shifts of up to 4 px{_jitter_words(s.get("jitter", 1.0))}.
+Deliberately no blur or noise, so that the features stay sensitive to both.
 
 ## Accuracy on the held-out emoji (never seen in training)
 Top-1 {acc["accuracy"]:.3f}, class-balanced {acc["balanced_accuracy"]:.3f}, on {acc["n"]} images
@@ -437,7 +465,7 @@ identity loss (weight {s.get("identity_weight", 0)}; skin tones of one emoji are
 {info["train_seconds"] / 60:.1f} min on {info["machine"]}. Retrain with
 
 ```bash
-OMP_NUM_THREADS=2 python -m sdedit features --out models/emoji-features
+{_retrain_command(s, folder)}
 ```
 
 The group accuracy only shows that the features carry domain information; KID does not use the classes.
