@@ -228,6 +228,10 @@ def test_x0_limit_option_sets_the_pipeline_for_the_run_and_is_recorded(vp_pipe, 
         assert vp_pipe.x0_limit == default  # restored: the pipeline's own setting after the run
     assert seen[0] == X0Limit(clip=1.0) and seen[-1] is None
     on, off = results["config"], results["off"]
+    # a split other than the model's own is allowed, with a warning (the tiny model records none: emoji-v1)
+    notes = []
+    run_evaluation(vp_pipe, replace(s, split="identity-v2"), image_set=_held_out_fixture(), log=notes.append)
+    assert any("was trained on split emoji-v1" in n for n in notes)
     assert on.info["x0_limit"] == "config: clip x0 to [-1, 1]" and off.info["x0_limit"] == "off"
     assert on.info["settings"]["x0_limit"] == "config"
     # at t0 = 1 a random UNet's x0 leaves the range: clipping changes the images

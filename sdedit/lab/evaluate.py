@@ -357,6 +357,11 @@ def _run_evaluation(pipe, s: EvalSettings, image_set, extractor, log, identity) 
     t_begin = time.perf_counter()
     given = image_set.meta.get("split") if image_set is not None else None  # a caller's set keeps its own split
     split = check_split(s.split or given or model_split(pipe))
+    if s.split and s.split != model_split(pipe):
+        log(
+            f"note: {pipe.config.name} was trained on split {model_split(pipe)}; some of {s.split}'s held-out "
+            "images may have been in its training set"
+        )
     if image_set is None:
         from .data import load_image_set
 
