@@ -1,4 +1,4 @@
-"""Command line: `python -m sdedit {edit,sweep,info,models,train,train-upscaler,eval,batch} --help`.
+"""Command line: `python -m sdedit {edit,sweep,info,models,train,train-upscaler,eval,examples,batch} --help`.
 
 python -m sdedit edit --guide strokes.png --strength 0.5 --num 4 --out out/
 python -m sdedit edit --model google/ddpm-church-256 --guide photo.png --mask mask.png --sampler reference
@@ -174,6 +174,12 @@ def cmd_batch(args) -> int:
     return main_batch(args)
 
 
+def cmd_examples(args) -> int:
+    from .studio.first_click import main_examples
+
+    return main_examples(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sdedit",
@@ -223,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this time")
     p.set_defaults(func=cmd_features)
+    p = sub.add_parser("examples", help="measure the app's examples over seeds and t0; choose each one's seed and t0")
+    p.add_argument("--seeds", type=int, default=8, help="seeds 0 .. N-1 tried per example and t0")
+    p.add_argument("--strengths", default=None, help="comma-separated t0 values (default 0.2,0.3,0.4,0.5,0.6)")
+    p.add_argument("--tabs", default=None, help="comma-separated tab ids to measure (default: all)")
+    p.add_argument("--out", default=None, help="folder to save every result in (default: none saved)")
+    p.set_defaults(func=cmd_examples)
     p = sub.add_parser("batch", help="edit a folder of guides: resumable, batched, data-parallel under torchrun")
     from .batch import add_batch_args
 

@@ -1,4 +1,11 @@
-"""The bundled examples: files under examples/ that one click puts on a tab. Each tab lists its own."""
+"""The bundled examples: files under examples/ that one click puts on a tab, with the seed and t0 it sets.
+
+Every example carries a fixed seed and a t0, measured on the embedded model with the app's default settings
+by `python -m sdedit examples` (sdedit.studio.first_click and sdedit.lab.examples: per-image realism and L2
+over 8 seeds x 5 t0, and one rule; docs/quality.md, "The examples' seeds and t0"). A click sets both in the
+controls, so the first Generate gives exactly the measured result; the seed stays visible and changeable
+("Random" makes it -1).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +20,11 @@ EXAMPLES_DIR = REPO_ROOT / "examples"
 
 @dataclass(frozen=True)
 class Example:
-    """One click in the UI: files under examples/, and the settings that show it off."""
+    """One click in the UI: files under examples/, and the settings that show it off.
+
+    `seed` and `strength` (t0) are what the click sets in the controls; None leaves the control as it is (an
+    example a model config lists that was never measured).
+    """
 
     title: str
     image: str
@@ -22,10 +33,75 @@ class Example:
     x: float = 0.5
     y: float = 0.5
     scale: float = 0.4
+    seed: int | None = None
+    strength: float | None = None
 
     @property
     def path(self) -> str:
         return str(EXAMPLES_DIR / self.image)
+
+    @property
+    def files(self) -> list[str]:
+        """The files under examples/ that it is made of."""
+        return [f for f in (self.image, self.layer, self.patch) if f]
+
+
+# The measured seed and t0 of each example (`python -m sdedit examples` prints these; docs/quality.md, "The
+# examples' seeds and t0", has the table and the two picks made by eye among the measured candidates).
+PAINT_EXAMPLES = [
+    Example("Smiley", "paint-smiley.png", seed=4, strength=0.5),  # by eye: the rule's pick (5, 0.4) frowns
+    Example("Heart", "paint-heart.png", seed=1, strength=0.4),
+    Example("Apple", "paint-apple.png", seed=4, strength=0.5),
+    Example("Tree", "paint-tree.png", seed=5, strength=0.5),
+]
+EDIT_EXAMPLES = [
+    Example("Blue car", "photo-car.png", layer="photo-car-body-strokes.png", seed=3, strength=0.4),
+    Example("Cool cat", "photo-cat.png", layer="photo-cat-glasses-strokes.png", seed=5, strength=0.4),
+    # by eye: at the rule's pick (5, 0.4) one cheek has faded
+    Example("Rosy panda", "photo-panda.png", layer="photo-panda-cheeks-strokes.png", seed=4, strength=0.3),
+]
+COMPOSITE_EXAMPLES = [
+    Example(
+        "Moon over the desert",
+        "photo-desert.png",
+        patch="photo-moon.png",
+        x=0.3,
+        y=0.3,
+        scale=0.3,
+        seed=5,
+        strength=0.4,
+    ),
+    Example(
+        "Tulip for the panda",
+        "photo-panda.png",
+        patch="photo-tulip.png",
+        x=0.72,
+        y=0.3,
+        scale=0.35,
+        seed=3,
+        strength=0.3,
+    ),
+    Example(
+        "Penguin drives", "photo-car.png", patch="photo-penguin.png", x=0.6, y=0.3, scale=0.3, seed=4, strength=0.2
+    ),
+]
+PAINTING_EXAMPLES = [
+    Example("Cat", "photo-cat.png", seed=2, strength=0.5),
+    Example("Penguin", "photo-penguin.png", seed=0, strength=0.4),
+    Example("Tulip", "photo-tulip.png", seed=4, strength=0.3),
+    Example("Desert", "photo-desert.png", seed=3, strength=0.4),
+]
+
+
+def paint_example(rel: str) -> Example:
+    """The Paint example for a model config's file (a path from the repository root): the measured one when
+    there is one, else a plain one titled after the file."""
+    path = REPO_ROOT / rel
+    image = str(path.relative_to(EXAMPLES_DIR)) if path.is_relative_to(EXAMPLES_DIR) else rel
+    for ex in PAINT_EXAMPLES:
+        if ex.image == image:
+            return ex
+    return Example(path.stem.replace("strokes-", "").replace("-", " ").capitalize(), image)
 
 
 def load_example_image(rel: str | None, mode: str = "RGB") -> Image.Image | None:
@@ -38,3 +114,14 @@ def load_example_image(rel: str | None, mode: str = "RGB") -> Image.Image | None
 def gallery_items(examples: list[Example]) -> list[tuple[str, str]]:
     """(thumbnail path, caption) pairs for an examples gallery."""
     return [(ex.path, ex.title) for ex in examples]
+
+
+def settings_updates(ex: Example, page) -> dict:
+    """The example's seed and t0 as updates of the page's controls (a fixed seed: the first Generate gives the
+    measured result)."""
+    updates = {}
+    if ex.seed is not None:
+        updates[page.results.seed] = ex.seed
+    if ex.strength is not None:
+        updates[page.results.strength] = ex.strength
+    return updates

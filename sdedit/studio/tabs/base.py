@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from ..examples import Example
+
 if TYPE_CHECKING:  # the page imports the tabs, not the other way round
     import gradio as gr
 
@@ -22,6 +24,7 @@ if TYPE_CHECKING:  # the page imports the tabs, not the other way round
 class Tab:
     id: str = ""
     label: str = ""
+    examples: list[Example] = []  # noqa: RUF012 (a tab sets its own list)
 
     def layout(self, cfg) -> None:
         """Create the tab's components (inside its `gr.Tab`) and wire the events among them."""
@@ -62,3 +65,16 @@ class Tab:
 
     def connect(self, page: Page) -> None:
         """Wire the events that join this tab to the shared panels (they exist once every panel is laid out)."""
+
+    def load_example(self, page: Page, index: int) -> dict:
+        """The updates one click on example `index` makes: its guide on the tab, its seed and t0 in the controls
+        (`examples.settings_updates`), and, for a tab whose click generates at once, what the model gets."""
+        raise NotImplementedError
+
+    def example_guide(self, page: Page, index: int) -> tuple[Image.Image | str, Image.Image | None]:
+        """(guide, mask) that the first Generate after clicking example `index` edits: what the click shows as
+        the model's guide, else `guide` of the tab's components once the click's updates are in."""
+        updates = self.load_example(page, index)
+        if page.results.guide in updates:
+            return updates[page.results.guide], updates[page.results.mask]
+        return self.guide({c: updates.get(c, c.value) for c in self.guide_inputs})

@@ -5,16 +5,10 @@ from __future__ import annotations
 import gradio as gr
 
 from ...configs import ModelConfig
-from ..examples import Example, gallery_items, load_example_image
+from ..examples import COMPOSITE_EXAMPLES, gallery_items, load_example_image, settings_updates
 from ..guides import composite_guide
 from ..ui import examples_gallery, friendly
 from .base import Tab
-
-COMPOSITE_EXAMPLES = [
-    Example("Moon over the desert", "photo-desert.png", patch="photo-moon.png", x=0.3, y=0.3, scale=0.3),
-    Example("Tulip for the panda", "photo-panda.png", patch="photo-tulip.png", x=0.72, y=0.3, scale=0.35),
-    Example("Penguin drives", "photo-car.png", patch="photo-penguin.png", x=0.6, y=0.3, scale=0.3),
-]
 
 
 @friendly
@@ -25,6 +19,7 @@ def composite(base, patch, x, y, scale, cutout):
 
 class CompositeTab(Tab):
     id, label = "composite", "Composite"
+    examples = COMPOSITE_EXAMPLES
 
     def layout(self, cfg: ModelConfig) -> None:
         first = COMPOSITE_EXAMPLES[0]
@@ -63,7 +58,7 @@ class CompositeTab(Tab):
         self.cutout = gr.Checkbox(True, label="Cut out the patch (use its transparency, or drop its plain background)")
         gr.Markdown("Only the pasted patch changes: the model blends it into the base.", elem_classes="hint")
         mask = gr.Image(visible=False, format="png", image_mode="L", label="Mask")
-        gallery = examples_gallery(gallery_items(COMPOSITE_EXAMPLES), "click one to load it", "composite-examples")
+        self.gallery = examples_gallery(gallery_items(COMPOSITE_EXAMPLES), "click one to load it", "composite-examples")
 
         gr.on(
             [
@@ -81,26 +76,32 @@ class CompositeTab(Tab):
             show_progress="hidden",
         )
 
-        def load_example(evt: gr.SelectData) -> dict:
-            ex = COMPOSITE_EXAMPLES[evt.index]
-            return {
-                self.base: load_example_image(ex.image),
-                self.patch: load_example_image(ex.patch, "RGBA"),
-                self.x: ex.x,
-                self.y: ex.y,
-                self.scale: ex.scale,
-            }
-
-        gallery.select(
-            load_example, None, [self.base, self.patch, self.x, self.y, self.scale], api_visibility="private"
-        )
-
     @property
     def guide_inputs(self):
         return [self.base, self.patch, self.x, self.y, self.scale, self.cutout]
 
     def guide(self, values):
         return composite_guide(*(values[c] for c in self.guide_inputs))
+
+    def load_example(self, page, index: int) -> dict:
+        """The base, the patch and where it goes (cut out), and the example's seed and t0."""
+        ex = self.examples[index]
+        return {
+            self.base: load_example_image(ex.image),
+            self.patch: load_example_image(ex.patch, "RGBA"),
+            self.x: ex.x,
+            self.y: ex.y,
+            self.scale: ex.scale,
+            self.cutout: True,
+            **settings_updates(ex, page),
+        }
+
+    def connect(self, page) -> None:
+        def load_example(evt: gr.SelectData) -> dict:
+            return self.load_example(page, evt.index)
+
+        outputs = [self.base, self.patch, self.x, self.y, self.scale, self.cutout, page.results.seed]
+        self.gallery.select(load_example, None, [*outputs, page.results.strength], api_visibility="private")
 
     @property
     def receive_outputs(self):

@@ -9,28 +9,10 @@ from PIL import Image
 
 from ...configs import ModelConfig
 from ..canvas import canvas_update, canvas_value, follow_settings, live_canvas, read_canvas
-from ..examples import Example, gallery_items, load_example_image
+from ..examples import EDIT_EXAMPLES, Example, gallery_items, load_example_image, settings_updates
 from ..guides import photo_guide
 from ..ui import examples_gallery
 from .base import Tab
-
-EDIT_EXAMPLES = [
-    Example(
-        "Blue car",
-        "photo-car.png",
-        layer="photo-car-strokes.png",
-    ),
-    Example(
-        "Cat with a bow",
-        "photo-cat.png",
-        layer="photo-cat-strokes.png",
-    ),
-    Example(
-        "Rosy panda",
-        "photo-panda.png",
-        layer="photo-panda-strokes.png",
-    ),
-]
 
 
 def example_canvas(ex: Example) -> tuple[str, dict]:
@@ -86,6 +68,7 @@ def photo_canvas(guide: Image.Image, mask: Image.Image, strength_map: Image.Imag
 
 class EditTab(Tab):
     id, label = "edit", "Edit a photo"
+    examples = EDIT_EXAMPLES
 
     def layout(self, cfg: ModelConfig) -> None:
         self.canvas = live_canvas(
@@ -135,14 +118,17 @@ class EditTab(Tab):
             return None
         return {self.canvas: canvas_update(self.canvas, value=photo_canvas(guide, mask, strength_map))}
 
+    def load_example(self, page, index: int) -> dict:
+        """The photo with the example's strokes on the paint layer, plus its guide and mask."""
+        ex = self.examples[index]
+        value, read = example_canvas(ex)
+        guide, mask = photo_guide(read)
+        return {self.canvas: value, **page.show_guide(self, guide, mask), **settings_updates(ex, page)}
+
     def connect(self, page) -> None:
         def load_example(evt: gr.SelectData) -> dict:
-            """The photo with the example's strokes on the paint layer, plus its guide and mask."""
-            value, read = example_canvas(EDIT_EXAMPLES[evt.index])
-            guide, mask = photo_guide(read)
-            return {self.canvas: value, **page.show_guide(self, guide, mask)}
+            return self.load_example(page, evt.index)
 
-        page.then_edit(
-            self.gallery.select(load_example, None, [self.canvas, *page.guide_outputs], api_visibility="private")
-        )
+        outputs = [self.canvas, *page.guide_outputs, page.results.seed, page.results.strength]
+        page.then_edit(self.gallery.select(load_example, None, outputs, api_visibility="private"))
         follow_settings(self.canvas, page)

@@ -7,24 +7,17 @@ import gradio as gr
 
 from ...configs import REPO_ROOT, ModelConfig, default_config
 from ..canvas import canvas_update, canvas_value, follow_settings, live_canvas, read_canvas
-from ..examples import EXAMPLES_DIR, Example, gallery_items, load_example_image
+from ..examples import Example, gallery_items, load_example_image, paint_example, settings_updates
 from ..guides import blank_canvas, paint_guide, to_canvas
 from ..ui import examples_gallery
 from .base import Tab
 
 
 def paint_examples(cfg: ModelConfig | None = None) -> list[Example]:
-    """The model config's stroke paintings (the embedded default lists four)."""
+    """The model config's stroke paintings (the embedded default lists four), with their measured seed and t0
+    (`examples.PAINT_EXAMPLES`)."""
     cfg = cfg or default_config()
-    out = []
-    for rel in cfg.examples or default_config().examples:
-        path = REPO_ROOT / rel
-        if path.is_file():
-            title = path.stem.replace("strokes-", "").replace("-", " ").capitalize()
-            out.append(
-                Example(title, str(path.relative_to(EXAMPLES_DIR)) if path.is_relative_to(EXAMPLES_DIR) else rel)
-            )
-    return out
+    return [paint_example(rel) for rel in cfg.examples or default_config().examples if (REPO_ROOT / rel).is_file()]
 
 
 class PaintTab(Tab):
@@ -67,13 +60,16 @@ class PaintTab(Tab):
             return None
         return {self.canvas: canvas_update(self.canvas, value=canvas_value(guide.convert("RGB")))}
 
+    def load_example(self, page, index: int) -> dict:
+        """The example on the canvas, and as the guide to edit right away (no mask: all of it may change)."""
+        ex = self.examples[index]
+        canvas = to_canvas(load_example_image(ex.image))
+        return {self.canvas: canvas_value(canvas), **page.show_guide(self, canvas, None), **settings_updates(ex, page)}
+
     def connect(self, page) -> None:
         def load_example(evt: gr.SelectData) -> dict:
-            """The example on the canvas, and as the guide to edit right away (no mask: all of it may change)."""
-            canvas = to_canvas(load_example_image(self.examples[evt.index].image))
-            return {self.canvas: canvas_value(canvas), **page.show_guide(self, canvas, None)}
+            return self.load_example(page, evt.index)
 
-        page.then_edit(
-            self.gallery.select(load_example, None, [self.canvas, *page.guide_outputs], api_visibility="private")
-        )
+        outputs = [self.canvas, *page.guide_outputs, page.results.seed, page.results.strength]
+        page.then_edit(self.gallery.select(load_example, None, outputs, api_visibility="private"))
         follow_settings(self.canvas, page)

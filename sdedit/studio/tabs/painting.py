@@ -6,17 +6,10 @@ import gradio as gr
 
 from ...configs import ModelConfig
 from ...errors import InputError
-from ..examples import Example, gallery_items, load_example_image
+from ..examples import PAINTING_EXAMPLES, gallery_items, load_example_image, settings_updates
 from ..guides import make_painting, to_pil
 from ..ui import examples_gallery, friendly
 from .base import Tab
-
-PAINTING_EXAMPLES = [
-    Example("Cat", "photo-cat.png"),
-    Example("Penguin", "photo-penguin.png"),
-    Example("Tulip", "photo-tulip.png"),
-    Example("Desert", "photo-desert.png"),
-]
 
 
 @friendly
@@ -27,6 +20,7 @@ def painting(photo, colors, smoothing, blockiness):
 
 class PaintingTab(Tab):
     id, label = "painting", "Photo → painting"
+    examples = PAINTING_EXAMPLES
 
     def layout(self, cfg: ModelConfig) -> None:
         photo = load_example_image(PAINTING_EXAMPLES[0].image)
@@ -50,16 +44,18 @@ class PaintingTab(Tab):
                 elem_id="pt-painting",
             )
         with gr.Row():
-            colors = gr.Slider(2, 32, 6, step=1, label="Colours", min_width=120)
-            smoothing = gr.Slider(0, 31, 0, step=2, label="Smoothing (0 = auto)", min_width=120)
-            block = gr.Slider(1, 16, 1, step=1, label="Blockiness", min_width=120)
+            self.colors = colors = gr.Slider(2, 32, 6, step=1, label="Colours", min_width=120)
+            self.smoothing = smoothing = gr.Slider(0, 31, 0, step=2, label="Smoothing (0 = auto)", min_width=120)
+            self.block = block = gr.Slider(1, 16, 1, step=1, label="Blockiness", min_width=120)
         self.send_btn = gr.Button("Send to canvas → Paint", elem_id="send-to-canvas")
         gr.Markdown(
             "The paper's stroke simulator: a median filter removes detail, then the colours are "
             "reduced to a few flat ones. **Generate** turns this painting back into a picture.",
             elem_classes="hint",
         )
-        gallery = examples_gallery(gallery_items(PAINTING_EXAMPLES), "click a photo to paint it", "painting-examples")
+        self.gallery = examples_gallery(
+            gallery_items(PAINTING_EXAMPLES), "click a photo to paint it", "painting-examples"
+        )
 
         gr.on(
             [self.photo.change, colors.release, smoothing.release, block.release],
@@ -70,11 +66,6 @@ class PaintingTab(Tab):
             show_progress="minimal",
         )
 
-        def load_example(evt: gr.SelectData):
-            return load_example_image(PAINTING_EXAMPLES[evt.index].image)
-
-        gallery.select(load_example, None, self.photo, api_visibility="private")
-
     @property
     def guide_inputs(self):
         return [self.painting]
@@ -84,7 +75,25 @@ class PaintingTab(Tab):
             raise InputError("make a painting from a photo first (or click an example)")
         return values[self.painting], None
 
+    def load_example(self, page, index: int) -> dict:
+        """The photo (its painting follows), the simulator's default settings it was measured with, and the
+        example's seed and t0."""
+        ex = self.examples[index]
+        defaults = {slider: slider.value for slider in (self.colors, self.smoothing, self.block)}
+        return {self.photo: load_example_image(ex.image), **defaults, **settings_updates(ex, page)}
+
+    def example_guide(self, page, index: int):
+        """The painting the photo's change event makes from the click's photo and settings."""
+        updates = self.load_example(page, index)
+        return painting(*(updates[c] for c in (self.photo, self.colors, self.smoothing, self.block))), None
+
     def connect(self, page) -> None:
+        def load_example(evt: gr.SelectData) -> dict:
+            return self.load_example(page, evt.index)
+
+        outputs = [self.photo, self.colors, self.smoothing, self.block, page.results.seed, page.results.strength]
+        self.gallery.select(load_example, None, outputs, api_visibility="private")
+
         def send_to_canvas(image) -> dict:
             """The painting onto the Paint tab's canvas, to paint on it or generate from it."""
             if image is None:
