@@ -234,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strengths", default=None, help="comma-separated t0 values (default 0.2,0.3,0.4,0.5,0.6)")
     p.add_argument("--tabs", default=None, help="comma-separated tab ids to measure (default: all)")
     p.add_argument("--out", default=None, help="folder to save every result in (default: none saved)")
+    p.add_argument("--sheet", default=None, help="only draw each example's guide and first click into this PNG")
     p.set_defaults(func=cmd_examples)
     p = sub.add_parser("batch", help="edit a folder of guides: resumable, batched, data-parallel under torchrun")
     from .batch import add_batch_args

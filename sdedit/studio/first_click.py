@@ -86,6 +86,25 @@ def measure_examples(
     return out
 
 
+def first_click_sheet(cell: int = 128) -> Image.Image:
+    """Every example's guide (top) and its first click's result (below), captioned with its seed and t0."""
+    from PIL import ImageDraw
+
+    page = build_page()
+    found = app_examples(page)
+    sheet = Image.new("RGB", (cell * len(found), 2 * cell + 30), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (tab, index, ex) in enumerate(found):
+        guide, mask, settings = first_click(page, tab, index)
+        shown = guide if isinstance(guide, Image.Image) else Image.open(guide)
+        sheet.paste(shown.convert("RGB").resize((cell, cell), Image.LANCZOS), (i * cell, 0))
+        result = run_first_click(guide, mask, settings)
+        sheet.paste(result.convert("RGB").resize((cell, cell), Image.LANCZOS), (i * cell, cell))
+        draw.text((i * cell + 3, 2 * cell + 2), ex.title[:20], fill="black")
+        draw.text((i * cell + 3, 2 * cell + 15), f"seed {ex.seed}, t0 {ex.strength:g}", fill="black")
+    return sheet
+
+
 def main_examples(args) -> int:
     """`python -m sdedit examples`: measure every app example, print the table and the Example settings."""
     from ..lab.sweep import parse_strengths
@@ -97,6 +116,10 @@ def main_examples(args) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
 
+    if args.sheet:
+        first_click_sheet().save(args.sheet, optimize=True)
+        print(f"first clicks -> {args.sheet}")
+        return 0
     rows = []
 
     def save(tab_id, row, image):
