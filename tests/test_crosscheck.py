@@ -142,7 +142,7 @@ def test_sweep_and_command_end_to_end(vp_pipe, tmp_path, emoji):
     for net in summary["networks"].values():
         assert net["best"] in ("t0 = 0.3", "t0 = 0.6") and 0.0 <= net["best_beats"]["strokes (t0 = 0)"] <= 1.0
     with Image.open(out / "grid.png") as im:
-        assert im.size == (4 * 96, 16 + 6 * 96)  # real, strokes, two t0; one row per guide
+        assert im.size == (4 * 80, 16 + 6 * 80)  # real, strokes, two t0; one row per guide
     assert "| t0 = 0.3 |" in (out / "crosscheck.md").read_text()
     assert main(["--images", str(tmp_path / "missing.npz"), "--out", str(out)]) == 2
 

@@ -680,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     scores = score_sweep(images, networks, subsets=args.kid_subsets)
     summary = summarise(scores)
-    grid(images).save(out / "grid.png")
+    grid(images, cell=80).save(out / "grid.png", optimize=True)
     table = render_table(summary)
     (out / "crosscheck.md").write_text(table + "\n")
     (out / "crosscheck.json").write_text(json.dumps({"info": images.info, **summary}, indent=2) + "\n")
