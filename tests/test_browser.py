@@ -109,7 +109,7 @@ def test_one_click_example_then_use_as_new_guide(page):
     page.locator("#edit-examples .thumbnail-item").first.click()  # "Blue car": loads and generates
     result = np.asarray(wait_for_result(page).convert("RGB"))
     photo = rgb(EX / "photo-car.png")
-    strokes = np.asarray(Image.open(EX / "photo-car-strokes.png"))[..., 3] > 0
+    strokes = np.asarray(Image.open(EX / examples.EDIT_EXAMPLES[0].layer))[..., 3] > 0
     kept = kept_region(strokes)
     assert (result[kept] == photo[kept]).all()
     screenshot(page, "laptop-example-result")
