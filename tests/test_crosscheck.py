@@ -160,9 +160,18 @@ def test_contrastive_net_features_and_views(tmp_path, emoji):
     save_file({k: v.contiguous() for k, v in net.body.state_dict().items()}, tmp_path / "contrastive.safetensors")
     assert np.allclose(ContrastiveNet(tmp_path).features(emoji[:6]), feats)  # a trained folder loads back
     x = to_input(emoji[:8], 64)
-    views = _views(x, torch.Generator().manual_seed(0))
-    assert views.shape == x.shape and views.min() >= -1 and views.max() <= 1
-    assert not torch.allclose(views, x)
+    for mode in ("shift", "crop"):
+        views = _views(x, torch.Generator().manual_seed(0), mode)
+        assert views.shape == x.shape and views.min() >= -1 and views.max() <= 1
+        assert not torch.allclose(views, x)
+    shifted = _views(x, torch.Generator().manual_seed(0), "shift")
+    grey = shifted.std(1).amax((1, 2)) < 1e-6  # grey views aside, shifts only move whole pixels: no new colours
+    src = {tuple(c) for c in (x.permute(0, 2, 3, 1).reshape(-1, 3) * 1000).round().int().tolist()} | {(1000,) * 3}
+    got = {tuple(c) for c in (shifted[~grey].permute(0, 2, 3, 1).reshape(-1, 3) * 1000).round().int().tolist()}
+    assert got <= src
+    net.calibrate(emoji)
+    f = net.features(emoji)
+    assert np.allclose(f.mean(0), 0, atol=1e-9) and np.sqrt((f**2).mean()) == pytest.approx(1 / 3, rel=1e-6)
 
 
 def test_feature_recipe_without_colour_jitter_and_the_v2_network(emoji):

@@ -169,7 +169,25 @@ def paired_consistency(draws_a: np.ndarray, draws_b: np.ndarray) -> float:
 # ----- independent feature networks -----------------------------------------------------------------------
 
 
-class RandomFeatureNet:
+class _Calibrated:
+    """`calibrate(real)`: centre every feature dimension on real images and scale all by one factor to an RMS
+    spread of 1/3 over them (see `RandomFeatureNet`); an uncalibrated network returns its raw features."""
+
+    shift: np.ndarray | None = None
+    scale: float | None = None
+
+    def calibrate(self, real) -> None:
+        """Centre every feature on these real images (uint8 NHWC); scale all to an RMS spread of 1/3 over them."""
+        self.shift = self.scale = None
+        raw = self.features(real)
+        self.shift = raw.mean(0)
+        self.scale = 3.0 * float(np.sqrt(((raw - self.shift) ** 2).mean())) + 1e-12
+
+    def _calibrated(self, feats: np.ndarray) -> np.ndarray:
+        return feats if self.shift is None else (feats - self.shift) / self.scale
+
+
+class RandomFeatureNet(_Calibrated):
     """A randomly initialised CNN with a fixed seed: four stages of two 3x3 convs (the first strided), ReLU.
 
     Features: each stage's global mean (64, 32, 16 and 8 px stages; 32 + 64 + 128 + 256 = 480 numbers).
@@ -203,15 +221,6 @@ class RandomFeatureNet:
                     conv.bias.zero_()
             self.stages.append(nn.Sequential(first, nn.ReLU(), second, nn.ReLU()).eval())
             cin = w
-        self.shift: np.ndarray | None = None
-        self.scale: float | None = None
-
-    def calibrate(self, real) -> None:
-        """Centre every feature on these real images (uint8 NHWC); scale all to an RMS spread of 1/3 over them."""
-        self.shift = self.scale = None
-        raw = self.features(real)
-        self.shift = raw.mean(0)
-        self.scale = 3.0 * np.sqrt(((raw - self.shift) ** 2).mean()) + 1e-12
 
     @property
     def feature_dim(self) -> int:
@@ -232,17 +241,18 @@ class RandomFeatureNet:
                     h = stage(h)
                     parts.append(h.mean(dim=(2, 3)))
                 out.append(torch.cat(parts, 1).double())
-        feats = torch.cat(out).numpy() if out else np.zeros((0, self.feature_dim))
-        return feats if self.shift is None else (feats - self.shift) / self.scale
+        return self._calibrated(torch.cat(out).numpy() if out else np.zeros((0, self.feature_dim)))
 
 
-class ContrastiveNet:
+class ContrastiveNet(_Calibrated):
     """A second independent yardstick, trained: a small residual CNN (GroupNorm, strided convs) learning SimCLR's
     instance discrimination on the training split, never a label, a group or a model sample.
 
-    Views differ by random resized crops (40-100% of the area), flips and, one time in five, grey; never by
-    colour jitter, blur or noise, so colour and sharpness stay visible to it. The feature is the 128-d global
-    mean of the last block (the projection head is used in training only). `train_contrastive` makes one.
+    Views (`_views`) differ by whole-pixel shifts of up to 8 px, flips and, one time in five, grey; never by
+    colour jitter, blur, noise or resampling, so colour and sharpness stay visible to it (the first version's
+    resized crops made it blind to blur: docs/quality.md). The feature is the 128-d global mean of the last
+    block (the projection head is used in training only), calibrated like `RandomFeatureNet`'s.
+    `train_contrastive` makes one.
     """
 
     widths = (16, 32, 64, 128)
@@ -266,7 +276,7 @@ class ContrastiveNet:
         return self.widths[-1]
 
     def features(self, images, batch_size: int = 128) -> np.ndarray:
-        """uint8 (N, H, W, 3) -> (N, 128) float64, deterministic (eval mode, GroupNorm needs no statistics)."""
+        """uint8 (N, H, W, 3) -> (N, 128) float64, deterministic (GroupNorm needs no statistics); see `calibrate`."""
         import torch
 
         from .features import to_input
@@ -274,7 +284,7 @@ class ContrastiveNet:
         x = to_input(images, self.resolution)
         with torch.inference_mode():
             out = [self.body(x[i : i + batch_size]).mean(dim=(2, 3)).double() for i in range(0, len(x), batch_size)]
-        return torch.cat(out).numpy() if out else np.zeros((0, self.feature_dim))
+        return self._calibrated(torch.cat(out).numpy() if out else np.zeros((0, self.feature_dim)))
 
 
 def _contrastive_body(widths):
@@ -298,12 +308,25 @@ def _contrastive_body(widths):
     return nn.Sequential(*layers)
 
 
-def _views(x, gen):
-    """Random resized crop (40-100% of the area, aspect 3/4-4/3), flip, grey one time in five."""
+def _views(x, gen, mode: str = "shift"):
+    """Two kinds of view, each with a flip and, one time in five, grey. "shift": moved by up to 8 px (white
+    fill, whole pixels: nothing is resampled, so sharpness survives). "crop": a random resized crop (40-100% of
+    the area, aspect 3/4-4/3), resampled bilinearly, which teaches blur invariance (measured in docs/quality.md).
+    """
     import torch
     from torch.nn import functional as F
 
     n = x.shape[0]
+    if mode == "shift":
+        pad, size = 8, x.shape[-1]
+        padded = F.pad(x, (pad,) * 4, value=1.0)
+        dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+        dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+        v = torch.stack([padded[i, :, dy[i] : dy[i] + size, dx[i] : dx[i] + size] for i in range(n)])
+        flip = (torch.rand(n, generator=gen) < 0.5)[:, None, None, None]
+        v = torch.where(flip, v.flip(3), v)
+        grey = (torch.rand(n, generator=gen) < 0.2)[:, None, None, None]
+        return torch.where(grey, v.mean(1, keepdim=True).expand_as(v), v)
     area = 0.4 + 0.6 * torch.rand(n, generator=gen)
     aspect = torch.exp((torch.rand(n, generator=gen) - 0.5) * 2 * math.log(4 / 3))
     sw, sh = (area * aspect).sqrt().clamp(max=1.0), (area / aspect).sqrt().clamp(max=1.0)
@@ -319,7 +342,13 @@ def _views(x, gen):
 
 
 def train_contrastive(
-    out: str | Path, epochs: int = 6, batch_size: int = 256, temperature: float = 0.2, seed: int = 0, log=print
+    out: str | Path,
+    epochs: int = 6,
+    batch_size: int = 256,
+    temperature: float = 0.2,
+    seed: int = 0,
+    views: str = "shift",
+    log=print,
 ) -> Path:
     """SimCLR (NT-Xent) on the training split's images at 64 px; saves contrastive.safetensors + config.json."""
     import torch
@@ -347,7 +376,9 @@ def train_contrastive(
         total = 0.0
         for i in range(0, len(x) - batch_size + 1, batch_size):
             xb = x[perm[i : i + batch_size]]
-            z = F.normalize(head(body(torch.cat([_views(xb, gen), _views(xb, gen)])).mean(dim=(2, 3))), dim=1)
+            z = F.normalize(
+                head(body(torch.cat([_views(xb, gen, views), _views(xb, gen, views)])).mean(dim=(2, 3))), dim=1
+            )
             sim = z @ z.T / temperature
             sim.fill_diagonal_(-1e9)
             n = len(xb)
@@ -358,13 +389,13 @@ def train_contrastive(
             opt.step()
             sched.step()
             step += 1
-            total += float(loss)
+            total += float(loss.detach())
         log(f"contrastive epoch {epoch + 1}/{epochs}: loss {total / (len(x) // batch_size):.3f}, "
             f"{(time.perf_counter() - t_begin) / 60:.1f} min")  # fmt: skip
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in body.state_dict().items()}, out / "contrastive.safetensors")
-    info = {"epochs": epochs, "batch_size": batch_size, "temperature": temperature, "seed": seed,
+    info = {"epochs": epochs, "batch_size": batch_size, "temperature": temperature, "seed": seed, "views": views,
             "images": len(x), "data": "fluent-emoji-3d at 64 px, training split (emoji-v1)",
             "minutes": round((time.perf_counter() - t_begin) / 60, 1), "threads": torch.get_num_threads()}  # fmt: skip
     (out / "config.json").write_text(json.dumps(info, indent=2) + "\n")
