@@ -154,6 +154,8 @@ def test_choose_takes_the_most_realistic_within_the_default_t0s_median_l2():
 def test_in_chromium_the_seed_field_shows_the_examples_seed_after_a_click():
     from playwright.sync_api import sync_playwright
 
+    from sdedit.studio.page import build_page
+
     from .app_server import running_app
     from .browser_utils import CHROMIUM, CHROMIUM_ARGS, open_app, wait_for_result
 
@@ -163,9 +165,13 @@ def test_in_chromium_the_seed_field_shows_the_examples_seed_after_a_click():
         try:
             page = open_app(browser, url)
             page.locator("#paint-examples .thumbnail-item").first.click()
-            wait_for_result(page)
+            shown = np.asarray(wait_for_result(page).convert("RGB"))
             assert page.locator("#seed input").input_value() == str(ex.seed)
             assert float(page.locator("#strength input[type=number]").input_value()) == ex.strength
             assert f"seed {ex.seed}" in page.locator("#summary").inner_text()
+            # the first click shows exactly the measured result
+            built = build_page()
+            guide, mask, settings = first_click.first_click(built, built.by_id["paint"], 0)
+            assert np.array_equal(shown, np.asarray(first_click.run_first_click(guide, mask, settings).convert("RGB")))
         finally:
             browser.close()
