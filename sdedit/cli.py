@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import registry, threads
 from .errors import SDEditError
-from .recall import describe, read_settings, save_png, settings_of
+from .recall import describe, read_inputs, read_settings, save_png, settings_of
 
 
 def _edit_args(p: argparse.ArgumentParser, sweep: bool = False) -> None:
@@ -87,11 +87,30 @@ def cmd_edit(args) -> int:
 
 
 def cmd_info(args) -> int:
-    """Print the settings an SDEdit Studio PNG carries (its text chunk), as JSON or one line."""
+    """Print the settings an SDEdit Studio PNG carries (its text chunk), as JSON or one line, and which inputs
+    (guide, mask, strength map) it carries; `--extract DIR` writes those out as PNG files, to edit or reuse."""
     for path in args.files:
         settings = read_settings(path)
-        print(json.dumps(settings, indent=2, sort_keys=True) if args.json else f"{path}: {describe(settings)}")
+        inputs = read_inputs(path)
+        sizes = {name: _png_size(data) for name, data in inputs.items()}
+        if args.json:
+            print(json.dumps({**settings, "carries": sizes}, indent=2, sort_keys=True))
+        else:
+            carried = ", ".join(f"{name} {w}x{h}" for name, (w, h) in sizes.items()) or "no inputs"
+            print(f"{path}: {describe(settings)} · carries {carried}")
+        if args.extract and inputs:
+            folder = Path(args.extract)
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, data in inputs.items():
+                target = folder / f"{Path(path).stem}-{name}.png"
+                target.write_bytes(data)
+                print(f"wrote {target}")
     return 0
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR, without decoding it."""
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
 def cmd_sweep(args) -> int:
@@ -198,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="print the settings an SDEdit Studio PNG carries (model, t0, sampler, seed...)")
     p.add_argument("files", nargs="+", help="PNG files saved by SDEdit Studio (app, edit or batch)")
     p.add_argument("--json", action="store_true", help="the whole record as JSON")
+    p.add_argument("--extract", metavar="DIR", help="write the guide, mask and strength map it carries into DIR")
     p.set_defaults(func=cmd_info)
     p = sub.add_parser("models", help="list the configured models")
     p.set_defaults(func=cmd_models)

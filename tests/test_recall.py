@@ -10,7 +10,7 @@ from PIL import Image
 
 from sdedit.cli import main
 from sdedit.errors import InputError
-from sdedit.recall import read_settings, save_png, settings_of
+from sdedit.recall import png_bytes, read_settings, save_png, settings_of
 
 
 def test_settings_round_trip_through_a_png(vp_pipe, tmp_path):
@@ -57,6 +57,24 @@ def test_cli_edit_writes_settings_and_info_prints_them(tiny_model_dir, tmp_path,
     assert "t0 0.3" in capsys.readouterr().out
     assert main(["info", str(guide)]) == 2  # a PNG without settings: one line, exit code 2
     assert "carries no SDEdit Studio settings" in capsys.readouterr().err
+
+
+def test_info_lists_and_extracts_the_inputs_a_png_carries(tmp_path, capsys):
+    guide = Image.fromarray(np.arange(12 * 10 * 3, dtype=np.uint8).reshape(10, 12, 3))
+    mask = Image.fromarray(np.pad(np.full((4, 4), 255, np.uint8), 3))
+    settings = {"model": "m", "strength": 0.4, "seed": 7}
+    png = save_png(Image.new("RGB", (12, 10)), tmp_path / "r.png", settings,
+                   {"guide": png_bytes(guide), "mask": png_bytes(mask)})  # fmt: skip
+    assert main(["info", str(png), "--extract", str(tmp_path / "x")]) == 0
+    out = capsys.readouterr().out
+    assert "carries guide 12x10, mask 10x10" in out
+    with Image.open(tmp_path / "x" / "r-guide.png") as im:
+        assert np.array_equal(np.asarray(im), np.asarray(guide))
+    with Image.open(tmp_path / "x" / "r-mask.png") as im:
+        assert np.array_equal(np.asarray(im), np.asarray(mask))
+    assert not (tmp_path / "x" / "r-strength_map.png").exists()
+    assert main(["info", "--json", str(png)]) == 0
+    assert json.loads(capsys.readouterr().out)["carries"] == {"guide": [12, 10], "mask": [10, 10]}
 
 
 def test_batch_outputs_carry_their_settings(tiny_model_dir, tmp_path):
