@@ -145,6 +145,8 @@ def test_sweep_and_command_end_to_end(vp_pipe, tmp_path, emoji):
         assert im.size == (4 * 80, 16 + 6 * 80)  # real, strokes, two t0; one row per guide
     assert "| t0 = 0.3 |" in (out / "crosscheck.md").read_text()
     assert main(["--images", str(tmp_path / "missing.npz"), "--out", str(out)]) == 2
+    for bad in (["--strengths", "0.5,1.5"], ["--num-guides", "3"]):  # refused before any model or data is loaded
+        assert main([*bad, "--out", str(out)]) == 2
 
 
 def test_contrastive_net_features_and_views(tmp_path, emoji):

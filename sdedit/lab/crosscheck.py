@@ -661,7 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--contrastive",
         metavar="DIR",
-        help="also score with the contrastive network in DIR (trained there first, ~10 min, if DIR has none)",
+        help="also score with the contrastive network in DIR (trained there first if it has none: 8 min, 1 quiet core)",
     )
     p.add_argument("--layers", action="store_true", help="also score with the project network's multi-layer features")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
@@ -680,6 +680,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
+        strengths = tuple(parse_strengths(args.strengths))
+        bad = [t for t in strengths if not 0.0 < t <= 1.0]
+        if bad or args.num_guides < 4:
+            raise ValueError(
+                f"t0 values must be in (0, 1] and --num-guides at least 4 (KID's subsets need 2 a side), "
+                f"not t0 {', '.join(f'{t:g}' for t in bad) or 'ok'} and {args.num_guides} guides"
+            )
         if args.images:
             images = SweepImages.load(args.images)
         else:
@@ -687,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
 
             s = CrosscheckSettings(
                 num_guides=args.num_guides,
-                strengths=tuple(parse_strengths(args.strengths)),
+                strengths=strengths,
                 strokes=args.strokes,
                 kid_subsets=args.kid_subsets,
             )
