@@ -32,7 +32,6 @@ PHOTOS = {
     "1f638": "photo-cat",
     "1f697": "photo-car",
     "1f43c": "photo-panda",
-    "1f427": "photo-penguin",
     "1f337": "photo-tulip",
     "1f315": "photo-moon",
     "1f3dc-fe0f": "photo-desert",
@@ -184,6 +183,28 @@ def panda_cheeks_strokes() -> Image.Image:
     return im
 
 
+# The Composite tab's bases, for the Paint drawings pasted at 0.62 of the frame: an object that large stays an
+# object at the model's 64 px (a photo patch at 0.3 is 15-25 px there and came back as a haze, and whole emoji
+# renders pasted large faded or smudged; docs/quality.md, "The examples' seeds and t0").
+def comp_ice() -> Image.Image:
+    """A plain scene drawn like an emoji tile: a pale sky over a white ice floe on blue water."""
+    im, d = canvas()
+    d.rounded_rectangle((8, 8, 248, 248), radius=40, fill="#BEE3F8")
+    d.rounded_rectangle((8, 176, 248, 248), radius=40, fill="#1E88E5")
+    d.rectangle((8, 176, 248, 200), fill="#1E88E5")
+    d.ellipse((20, 150, 236, 214), fill="#F5FAFF")
+    return im
+
+
+def comp_meadow() -> Image.Image:
+    """A plain scene drawn like an emoji tile: a pale sky over a green hill."""
+    im, d = canvas()
+    d.rounded_rectangle((8, 8, 248, 248), radius=40, fill="#BEE3F8")
+    d.ellipse((-60, 150, 316, 420), fill="#7CB342")
+    d.rounded_rectangle((8, 200, 248, 248), radius=40, fill="#7CB342")
+    return im
+
+
 def save(im: Image.Image, name: str) -> None:
     im.save(OUT / f"{name}.png", optimize=True)
     print(f"examples/{name}.png")
@@ -199,6 +220,8 @@ def main() -> None:
         (paint_heart, "paint-heart"),
         (paint_apple, "paint-apple"),
         (paint_tree, "paint-tree"),
+        (comp_ice, "comp-ice"),
+        (comp_meadow, "comp-meadow"),
     ):
         save(fn(), name)
     with tarfile.open(fetch_npm(FLUENT_EMOJI_3D.package)) as tar:

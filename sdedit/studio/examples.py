@@ -60,36 +60,18 @@ EDIT_EXAMPLES = [
     # by eye: at the rule's pick (5, 0.4) one cheek has faded
     Example("Rosy panda", "photo-panda.png", layer="photo-panda-cheeks-strokes.png", seed=4, strength=0.3),
 ]
+# A Paint drawing pasted large onto a plain scene: the model shades the flat shape and keeps the scene.
 COMPOSITE_EXAMPLES = [
-    Example(
-        "Moon over the desert",
-        "photo-desert.png",
-        patch="photo-moon.png",
-        x=0.3,
-        y=0.3,
-        scale=0.3,
-        seed=5,
-        strength=0.4,
-    ),
-    Example(
-        "Tulip for the panda",
-        "photo-panda.png",
-        patch="photo-tulip.png",
-        x=0.72,
-        y=0.3,
-        scale=0.35,
-        seed=3,
-        strength=0.3,
-    ),
-    Example(
-        "Penguin drives", "photo-car.png", patch="photo-penguin.png", x=0.6, y=0.3, scale=0.3, seed=4, strength=0.2
-    ),
+    # by eye: at the rule's pick (2, 0.4) the crown turns dark brown
+    Example("Tree in the meadow", "comp-meadow.png", patch="paint-tree.png", y=0.48, scale=0.62, seed=5, strength=0.4),
+    Example("Heart on the ice", "comp-ice.png", patch="paint-heart.png", y=0.45, scale=0.62, seed=0, strength=0.5),
+    Example("Apple on the ice", "comp-ice.png", patch="paint-apple.png", y=0.45, scale=0.62, seed=0, strength=0.2),
 ]
 PAINTING_EXAMPLES = [
     Example("Cat", "photo-cat.png", seed=2, strength=0.5),
-    Example("Penguin", "photo-penguin.png", seed=3, strength=0.3),  # by eye: at (0, 0.4) it has no face
+    Example("Car", "photo-car.png", seed=5, strength=0.5),
     Example("Tulip", "photo-tulip.png", seed=4, strength=0.3),
-    Example("Desert", "photo-desert.png", seed=3, strength=0.4),
+    Example("Panda", "photo-panda.png", seed=3, strength=0.3),
 ]
 
 
