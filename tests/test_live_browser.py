@@ -192,3 +192,37 @@ def test_the_photo_preview_keeps_pixels_painted_strength_0(browser, url):
         assert np.abs(out - np.asarray(BLUE))[free].mean() > 10, "strength 1 (unpainted): the stroke changes"
     finally:
         page.close()
+
+
+def test_erase_clear_and_upload_each_update_the_preview(browser, url, tmp_path):
+    """Every finished change of the canvas updates the preview, not only a brush stroke (issue 13)."""
+    page = open_app(browser, url, LAPTOP_1366)
+    try:
+        wait_live_on(page, "paint-editor")
+        pick_color(page, "paint-editor", RED)
+        draw(page, "paint-editor", [(60, 128), (196, 128)])
+        painted_src = wait_preview(page, "paint-editor", None)
+        painted = pixels(page, "paint-editor")
+
+        page.locator("#paint-editor").get_by_role("button", name="Eraser", exact=True).click()
+        draw(page, "paint-editor", [(128, 40), (128, 216)])
+        erased_src = wait_preview(page, "paint-editor", painted_src)
+        assert np.abs(pixels(page, "paint-editor") - painted).mean() > 0.5, "the erased canvas has its own preview"
+
+        page.locator("#paint-editor").get_by_role("button", name="Clear", exact=True).click()
+        deadline = time.time() + 30
+        while time.time() < deadline and preview_src(page, "paint-editor") is not None:
+            time.sleep(0.05)
+        assert preview_src(page, "paint-editor") is None, "a cleared canvas has no picture to preview"
+        assert page.locator("#paint-editor .sdl-note").inner_text().strip(), "the frame says why, in words"
+
+        rng = np.random.default_rng(1)
+        blob = np.full((256, 256, 3), 255, np.uint8)
+        blob[64:192, 64:192] = rng.integers(0, 256, 3, dtype=np.uint8)
+        Image.fromarray(blob).save(tmp_path / "upload.png")
+        page.locator("#paint-editor .sdl-file").set_input_files(str(tmp_path / "upload.png"))
+        uploaded_src = wait_preview(page, "paint-editor", None)
+        assert uploaded_src not in (painted_src, erased_src)
+        assert pixels(page, "paint-editor").std() > 5, "the uploaded picture is previewed"
+    finally:
+        page.close()
