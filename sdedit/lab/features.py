@@ -143,8 +143,9 @@ class FeatureExtractor:
         return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
 
 
-def save_feature_net(net: EmojiFeatureNet, cfg: FeatureNetConfig, out: str | Path) -> Path:
-    """fp16 safetensors (about 1.2 MB) and config.json; BatchNorm statistics are stored with the weights."""
+def save_net(net: nn.Module, cfg, out: str | Path) -> Path:
+    """A lab network as fp16 safetensors plus its dataclass config as config.json (the feature and the identity
+    nets share this layout); BatchNorm statistics are stored with the weights."""
     from safetensors.torch import save_file
 
     out = Path(out)
@@ -153,9 +154,29 @@ def save_feature_net(net: EmojiFeatureNet, cfg: FeatureNetConfig, out: str | Pat
         k: v.detach().to(torch.float16 if v.is_floating_point() else v.dtype).contiguous().clone()
         for k, v in net.state_dict().items()
     }
-    save_file(state, out / WEIGHTS, metadata={"format": "pt", "architecture": "EmojiFeatureNet"})
+    save_file(state, out / WEIGHTS, metadata={"format": "pt", "architecture": type(net).__name__})
     (out / CONFIG).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     return out
+
+
+def load_net(folder: Path, config_cls, net_cls, retrain: str):
+    """(network, config) from a folder that `save_net` wrote: float32, frozen, offline. `retrain`: the command
+    that makes one, for the error a missing folder gives."""
+    from safetensors.torch import load_file
+
+    if not (folder / WEIGHTS).is_file() or not (folder / CONFIG).is_file():
+        raise FileNotFoundError(f"{folder} has no {WEIGHTS} + {CONFIG}; train one with `{retrain} --out {folder}`")
+    cfg = config_cls(**json.loads((folder / CONFIG).read_text()))
+    net = net_cls(cfg)
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(folder / WEIGHTS).items()})
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net, cfg
+
+
+def save_feature_net(net: EmojiFeatureNet, cfg: FeatureNetConfig, out: str | Path) -> Path:
+    """fp16 safetensors (about 1.2 MB) and config.json."""
+    return save_net(net, cfg, out)
 
 
 def load_feature_net(path: str | Path | None = None) -> FeatureExtractor:
@@ -165,20 +186,8 @@ def load_feature_net(path: str | Path | None = None) -> FeatureExtractor:
 
 @lru_cache(maxsize=4)
 def _load(path: str) -> FeatureExtractor:
-    from safetensors.torch import load_file
-
     folder = Path(path)
-    if not (folder / WEIGHTS).is_file() or not (folder / CONFIG).is_file():
-        raise FileNotFoundError(
-            f"{folder} has no {WEIGHTS} + {CONFIG}; train one with `python -m sdedit features --out {folder}`"
-        )
-    raw = json.loads((folder / CONFIG).read_text())
-    cfg = FeatureNetConfig(**raw)
-    net = EmojiFeatureNet(cfg)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(folder / WEIGHTS).items()}
-    net.load_state_dict(state)
-    for p in net.parameters():
-        p.requires_grad_(False)
+    net, cfg = load_net(folder, FeatureNetConfig, EmojiFeatureNet, "python -m sdedit features")
     return FeatureExtractor(net, cfg, folder)
 
 

@@ -96,18 +96,10 @@ class IdentityEmbedder:
 
 
 def save_identity_net(net: IdentityNet, cfg: IdentityNetConfig, out: str | Path) -> Path:
-    """fp16 safetensors and config.json."""
-    from safetensors.torch import save_file
+    """fp16 safetensors and config.json (the feature net's layout)."""
+    from .features import save_net
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {
-        k: v.detach().to(torch.float16 if v.is_floating_point() else v.dtype).contiguous().clone()
-        for k, v in net.state_dict().items()
-    }
-    save_file(state, out / WEIGHTS, metadata={"format": "pt", "architecture": "IdentityNet"})
-    (out / CONFIG).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    return out
+    return save_net(net, cfg, out)
 
 
 def load_identity_net(path: str | Path | None = None) -> IdentityEmbedder:
@@ -117,18 +109,10 @@ def load_identity_net(path: str | Path | None = None) -> IdentityEmbedder:
 
 @lru_cache(maxsize=4)
 def _load(path: str) -> IdentityEmbedder:
-    from safetensors.torch import load_file
+    from .features import load_net
 
     folder = Path(path)
-    if not (folder / WEIGHTS).is_file() or not (folder / CONFIG).is_file():
-        raise FileNotFoundError(
-            f"{folder} has no {WEIGHTS} + {CONFIG}; train one with `python -m sdedit.lab.identity --out {folder}`"
-        )
-    cfg = IdentityNetConfig(**json.loads((folder / CONFIG).read_text()))
-    net = IdentityNet(cfg)
-    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(folder / WEIGHTS).items()})
-    for p in net.parameters():
-        p.requires_grad_(False)
+    net, cfg = load_net(folder, IdentityNetConfig, IdentityNet, "python -m sdedit.lab.identity")
     return IdentityEmbedder(net, cfg, folder)
 
 
