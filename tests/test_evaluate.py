@@ -267,3 +267,23 @@ def test_sweep_only_keeps_the_old_sampler_section_marked(vp_pipe, tmp_path):
     assert "| 0.5 |" in page and "--sweep-only" in page.split("## Reproduce")[1]
     again = publish_docs(result, tmp_path / "b", docs).read_text()  # marked once, however often it is kept
     assert again.count("Not re-run by the latest run") == 1
+
+
+@pytest.mark.parametrize("which", ["features", "identity"])
+def test_the_lab_nets_save_in_fp16_and_load_back_frozen(which, tmp_path):
+    import torch
+
+    from sdedit.lab import features, identity
+
+    load, save = {
+        "features": (features.load_feature_net, features.save_feature_net),
+        "identity": (identity.load_identity_net, identity.save_identity_net),
+    }[which]
+    shipped = load()
+    save(shipped.net, shipped.config, tmp_path / which)
+    again = load(tmp_path / which)
+    for (name, a), b in zip(shipped.net.state_dict().items(), again.net.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name  # the shipped weights are fp16 already: saving again loses nothing
+    assert not any(p.requires_grad for p in again.net.parameters())
+    with pytest.raises(FileNotFoundError, match="train one with"):
+        load(tmp_path / "missing")
