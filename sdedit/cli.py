@@ -175,7 +175,9 @@ def _training(train_fn, args, what: str) -> int:
 def cmd_features(args) -> int:
     from .lab.features import FeatureTrainSettings, train_feature_net
 
-    settings = FeatureTrainSettings(data=args.data, epochs=args.epochs, seed=args.seed, threads=args.threads)
+    settings = FeatureTrainSettings(
+        data=args.data, epochs=args.epochs, seed=args.seed, threads=args.threads, jitter=args.jitter
+    )
     settings.max_minutes = args.max_minutes
     train_feature_net(args.out, settings)
     return 0
@@ -248,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this time")
+    p.add_argument("--jitter", type=float, default=1.0, help="colour-jitter strength (0 made emoji-features-v2)")
     p.set_defaults(func=cmd_features)
     p = sub.add_parser("examples", help="measure the app's examples over seeds and t0; choose each one's seed and t0")
     p.add_argument("--seeds", type=int, default=8, help="seeds 0 .. N-1 tried per example and t0")

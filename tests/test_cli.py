@@ -171,3 +171,11 @@ def test_edit_with_a_strength_map_keeps_its_black_pixels(tiny_model_dir, guide, 
     assert not np.array_equal(result[:, 20:], original[:, 20:])
     meta = json.loads(next(out.glob("*.json")).read_text())
     assert meta["strength_map"] == [True]
+
+
+def test_the_features_command_takes_the_colour_jitter_that_made_v2():
+    from sdedit.cli import build_parser
+
+    args = build_parser().parse_args(["features", "--jitter", "0", "--out", "x"])
+    assert args.jitter == 0.0 and args.out == "x"
+    assert build_parser().parse_args(["features"]).jitter == 1.0  # the shipped recipe

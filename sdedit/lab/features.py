@@ -423,13 +423,9 @@ def _jitter_words(jitter: float) -> str:
 
 def _retrain_command(s: dict, folder: str) -> str:
     threads = f" --threads {s['threads']}" if s.get("threads") else ""
-    if s.get("jitter", 1.0) == FeatureTrainSettings.jitter:
-        return f"python -m sdedit features --out {folder}{threads}"
-    args = f"jitter={s['jitter']:g}" + (f", threads={s['threads']}" if s.get("threads") else "")
-    return (
-        "python -c 'from sdedit.lab.features import FeatureTrainSettings as S, train_feature_net as t; "
-        f't("{folder}", S({args}))\''
-    )
+    jitter = s.get("jitter", FeatureTrainSettings.jitter)
+    jitter = "" if jitter == FeatureTrainSettings.jitter else f" --jitter {jitter:g}"
+    return f"python -m sdedit features --out {folder}{jitter}{threads}"
 
 
 def model_card(cfg: FeatureNetConfig, folder: str = "models/emoji-features") -> str:
