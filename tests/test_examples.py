@@ -90,6 +90,22 @@ def test_the_first_click_is_more_realistic_than_its_guide(page, scorer, tab_id, 
     )
 
 
+def test_a_painting_click_sets_the_simulator_settings_it_was_measured_with(page):
+    """An example's own colours and smoothing, else the sliders' defaults; the guide is made with them."""
+    from sdedit.studio.guides import make_painting
+
+    tab = page.by_id["painting"]
+    assert any(ex.colors is not None for ex in tab.examples)
+    for index, ex in enumerate(tab.examples):
+        updates = tab.load_example(page, index)
+        colors = tab.colors.value if ex.colors is None else ex.colors
+        smoothing = tab.smoothing.value if ex.smoothing is None else ex.smoothing
+        assert (updates[tab.colors], updates[tab.smoothing], updates[tab.block]) == (colors, smoothing, tab.block.value)
+        guide, _ = tab.example_guide(page, index)
+        expected = make_painting(examples.load_example_image(ex.image), colors, smoothing, tab.block.value)
+        assert np.array_equal(np.asarray(guide), np.asarray(expected)), ex.title
+
+
 def test_a_composite_pastes_an_object_large_enough_for_the_model(page):
     """At the model's 64 px a pasted object under ~25 px comes back as a haze (docs/quality.md): each Composite
     example's pasted object spans at least 0.4 of the frame, measured on the mask the click leads to."""

@@ -76,11 +76,12 @@ class PaintingTab(Tab):
         return values[self.painting], None
 
     def load_example(self, page, index: int) -> dict:
-        """The photo (its painting follows), the simulator's default settings it was measured with, and the
-        example's seed and t0."""
+        """The photo (its painting follows), the simulator's settings it was measured with (the example's own, or
+        the sliders' defaults), and the example's seed and t0."""
         ex = self.examples[index]
-        defaults = {slider: slider.value for slider in (self.colors, self.smoothing, self.block)}
-        return {self.photo: load_example_image(ex.image), **defaults, **settings_updates(ex, page)}
+        sliders = {self.colors: ex.colors, self.smoothing: ex.smoothing, self.block: None}
+        settings = {slider: slider.value if value is None else value for slider, value in sliders.items()}
+        return {self.photo: load_example_image(ex.image), **settings, **settings_updates(ex, page)}
 
     def example_guide(self, page, index: int):
         """The painting the photo's change event makes from the click's photo and settings."""
