@@ -399,7 +399,7 @@ def test_raw_http_nan_paths_and_sizes(app_url, client, tmp_path):
 
 def test_sweep_composite_and_painting_refuse_bad_input_clearly(app_url, client):
     guide = _upload(app_url, EX / "strokes-heart.png")
-    sweep = [guide, None, "fluent-emoji-64", "0.2, 0.6", "dpmpp", 4, 1, 0, 0.0, 0, 0]
+    sweep = [guide, None, "fluent-emoji-64", "0.2, 0.6", "dpmpp", 4, 1, 0, 0.0, 0, 0, None]  # no strength_map
     for strengths, message in [
         ("0.5," * 100, "at most 200"),
         ("a, b", "numbers separated by commas"),
