@@ -26,6 +26,24 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+
+def browser_marks() -> list:
+    """The marks of a module of browser tests. Without Debian's Chromium they are skipped with a reason, except
+    where SDEDIT_REQUIRE_BROWSER=1 (.ci/run sets it after installing Chromium): there a missing browser is a
+    failure at collection, not a silent skip."""
+    import pytest
+
+    if os.environ.get("SDEDIT_REQUIRE_BROWSER") == "1" and not os.path.exists(CHROMIUM):
+        raise RuntimeError(f"SDEDIT_REQUIRE_BROWSER=1 but there is no Chromium at {CHROMIUM}")
+    return [
+        pytest.mark.browser,
+        pytest.mark.skipif(
+            not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+        ),
+    ]
+
+
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}

@@ -90,3 +90,25 @@ def photo(rng):
     y, x = np.mgrid[0:24, 0:36]
     img = np.stack([x * 7 % 256, y * 10 % 256, (x + y) * 4 % 256], -1).astype(np.uint8)
     return img
+
+
+@pytest.fixture(scope="module")
+def url():
+    """The app served on 127.0.0.1 for one module of browser tests."""
+    from .app_server import running_app
+
+    with running_app() as u:
+        yield u
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright, one per module of browser tests (never `playwright install`)."""
+    from playwright.sync_api import sync_playwright
+
+    from .browser_utils import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

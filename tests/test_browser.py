@@ -4,19 +4,15 @@ images the browser shows are read back and checked. Screenshots land in artifact
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from sdedit.studio import examples, guides
 
-from .app_server import running_app
 from .browser_utils import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     PHONE,
+    browser_marks,
     draw,
     generate,
     guide_and_mask,
@@ -27,33 +23,9 @@ from .browser_utils import (
     wait_for_result,
 )
 
-# Without Debian's Chromium these tests are skipped with a reason, except where SDEDIT_REQUIRE_BROWSER=1
-# (.ci/run sets it after installing Chromium): there a missing browser is a failure, not a silent skip.
-_REQUIRED = os.environ.get("SDEDIT_REQUIRE_BROWSER") == "1"
-if _REQUIRED and not os.path.exists(CHROMIUM):
-    raise RuntimeError(f"SDEDIT_REQUIRE_BROWSER=1 but there is no Chromium at {CHROMIUM}")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
-]
+pytestmark = browser_marks()
 RED, BLUE = (249, 47, 96), (21, 101, 192)
 EX = examples.EXAMPLES_DIR
-
-
-@pytest.fixture(scope="module")
-def url():
-    with running_app() as u:
-        yield u
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ Playwright, as tests/test_browser.py.
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
@@ -17,35 +16,12 @@ from PIL import Image
 
 from sdedit.studio import examples
 
-from .app_server import running_app
-from .browser_utils import CHROMIUM, CHROMIUM_ARGS, canvas_pixels, draw, open_app, pick_color
+from .browser_utils import browser_marks, canvas_pixels, draw, open_app, pick_color
 
-_REQUIRED = os.environ.get("SDEDIT_REQUIRE_BROWSER") == "1"
-if _REQUIRED and not os.path.exists(CHROMIUM):
-    raise RuntimeError(f"SDEDIT_REQUIRE_BROWSER=1 but there is no Chromium at {CHROMIUM}")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
-]
+pytestmark = browser_marks()
 RED, BLUE = (249, 47, 96), (21, 101, 192)
 WHITE = (255, 255, 255)
 CAT = np.asarray(Image.open(examples.EXAMPLES_DIR / "photo-cat.png").convert("RGB")).astype(np.int16)
-
-
-@pytest.fixture(scope="module")
-def url():
-    with running_app() as u:
-        yield u
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -6,43 +6,26 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import time
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from sdedit.studio import examples
 
-from .app_server import running_app
-from .browser_utils import CHROMIUM, CHROMIUM_ARGS, PHONE, draw, fetch_image, open_app, pick_color, screenshot
+from .browser_utils import (
+    PHONE,
+    browser_marks,
+    draw,
+    fetch_image,
+    open_app,
+    pick_color,
+    screenshot,
+)
 
-_REQUIRED = os.environ.get("SDEDIT_REQUIRE_BROWSER") == "1"
-if _REQUIRED and not os.path.exists(CHROMIUM):
-    raise RuntimeError(f"SDEDIT_REQUIRE_BROWSER=1 but there is no Chromium at {CHROMIUM}")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
-]
+pytestmark = browser_marks()
 RED, BLUE = (249, 47, 96), (21, 101, 192)
 LAPTOP_1366 = {"width": 1366, "height": 768}
-
-
-@pytest.fixture(scope="module")
-def url():
-    with running_app() as u:
-        yield u
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def preview_src(page, editor: str) -> str | None:
