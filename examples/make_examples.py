@@ -175,11 +175,14 @@ def cat_glasses_strokes() -> Image.Image:
     return im
 
 
-def panda_cheeks_strokes() -> Image.Image:
-    """Large pink cheeks beside the panda's mouth."""
-    im, d = layer()
-    d.ellipse((64, 156, 110, 190), fill="#F92F60")
-    d.ellipse((146, 156, 192, 190), fill="#F92F60")
+def tulip_petals_strokes() -> Image.Image:
+    """The pink petals painted yellow: the photo's pink pixels (red well above green), grown by 2 px, as one
+    flat stroke, as the car's body is painted blue."""
+    with Image.open(OUT / "photo-tulip.png") as photo:
+        r, g, _ = (np.asarray(c, dtype=np.int16) for c in photo.convert("RGB").split())
+    pink = Image.fromarray((r > g + 40).astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(5))
+    im, _ = layer()
+    im.paste(Image.new("RGBA", im.size, "#F9C23C"), (0, 0), pink)
     return im
 
 
@@ -240,7 +243,7 @@ def main() -> None:
     save(panda_strokes(), "photo-panda-strokes")
     save(car_body_strokes(), "photo-car-body-strokes")
     save(cat_glasses_strokes(), "photo-cat-glasses-strokes")
-    save(panda_cheeks_strokes(), "photo-panda-cheeks-strokes")
+    save(tulip_petals_strokes(), "photo-tulip-petals-strokes")
 
 
 if __name__ == "__main__":

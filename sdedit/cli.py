@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this time")
-    p.add_argument("--jitter", type=float, default=1.0, help="colour-jitter strength (0 made emoji-features-v2)")
+    p.add_argument("--jitter", type=float, default=0.0, help="colour-jitter strength (1: the old recipe)")
     p.set_defaults(func=cmd_features)
     p = sub.add_parser("examples", help="measure the app's examples over seeds and t0; choose each one's seed and t0")
     p.add_argument("--seeds", type=int, default=8, help="seeds 0 .. N-1 tried per example and t0")

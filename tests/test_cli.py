@@ -173,9 +173,9 @@ def test_edit_with_a_strength_map_keeps_its_black_pixels(tiny_model_dir, guide, 
     assert meta["strength_map"] == [True]
 
 
-def test_the_features_command_takes_the_colour_jitter_that_made_v2():
+def test_the_features_command_takes_a_colour_jitter():
     from sdedit.cli import build_parser
 
-    args = build_parser().parse_args(["features", "--jitter", "0", "--out", "x"])
-    assert args.jitter == 0.0 and args.out == "x"
-    assert build_parser().parse_args(["features"]).jitter == 1.0  # the shipped recipe
+    args = build_parser().parse_args(["features", "--jitter", "1", "--out", "x"])
+    assert args.jitter == 1.0 and args.out == "x"  # the recipe of models/emoji-features-jitter
+    assert build_parser().parse_args(["features"]).jitter == 0.0  # the shipped recipe

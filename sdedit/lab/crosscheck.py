@@ -421,7 +421,7 @@ class ProjectFeatures:
 
 # ----- the sweep ------------------------------------------------------------------------------------------
 
-V2_DIR = REPO_ROOT / "models" / "emoji-features-v2"  # the recipe without colour jitter
+JITTER_DIR = REPO_ROOT / "models" / "emoji-features-jitter"  # the realism net shipped until 2026-12-02
 DEFAULT_T0 = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
@@ -701,8 +701,8 @@ def main(argv: list[str] | None = None) -> int:
             images = run_sweep(SDEditPipeline.from_pretrained(args.model), s)
             images.save(out / "sweep.npz")
         networks = {"random CNN": RandomFeatureNet(seed=0), "project": ProjectFeatures()}
-        if V2_DIR.is_dir():
-            networks["project v2"] = ProjectFeatures(str(V2_DIR))
+        if JITTER_DIR.is_dir():
+            networks["project, jitter"] = ProjectFeatures(str(JITTER_DIR))
         if args.contrastive:
             if not (Path(args.contrastive) / "contrastive.safetensors").is_file():
                 train_contrastive(args.contrastive)

@@ -12,9 +12,9 @@ an output is never scored against the very image it started from.
 
 Why this score and not another: on 43 held-out emoji (not in the reference), their simulated strokes as guides
 and SDEdit at t0 = 0.5 as results, the per-image score should agree with the set-level KID, which ranks real <
-result < strokes. D3 does in 81% (real vs strokes), 65% (result vs strokes) and 77% (real vs result) of the
-pairs; the realism score of Kynkaanniemi et al. (NeurIPS 2019) in 65%, 49% and 65%; a one-image MMD with KID's
-kernel in 42%, 37% and 49% (`python -m sdedit.lab.examples`, needs the data cache; docs/quality.md). Even D3
+result < strokes. D3 does in 79% (real vs strokes), 70% (result vs strokes) and 72% (real vs result) of the
+pairs; the realism score of Kynkaanniemi et al. (NeurIPS 2019) in 63%, 47% and 58%; a one-image MMD with KID's
+kernel in 44%, 49% and 44% (`python -m sdedit.lab.examples`, needs the data cache; docs/quality.md). Even D3
 is a weak judge of one image, so the rule below never uses it alone.
 
 Faithfulness is the paper's L2 (`metrics.l2_distance`) between result and guide at the model's 64 px. Outside

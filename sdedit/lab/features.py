@@ -10,13 +10,14 @@ An auxiliary head, used in training only, also learns which emoji each image is 
 groups alone do not need the fine detail and shading that strokes, blur and noise remove.
 
 Augmentations are flips and small shifts, never blur or noise: features that were trained to ignore blur and
-noise could not tell a blurry or noisy sample from a real one. Colour jitter (`FeatureTrainSettings.jitter`)
-is a choice: the shipped `models/emoji-features` was trained with it, and its KID ranks the model's high-t0
-outputs (the guide's colours in new, often blotchy shapes) about as realistic as its best ones;
-`models/emoji-features-v2`, the same recipe and seed with `jitter=0`, ranks them worse, as a person does
-(docs/quality.md, "Does the realism metric rank t0 as a person does?").
+noise could not tell a blurry or noisy sample from a real one. Nor colour jitter (`FeatureTrainSettings.jitter`,
+0 by default): a net trained to ignore small colour changes ranked the model's high-t0 outputs (the guide's
+colours in new, often blotchy shapes) about as realistic as its best ones. Without it, the shipped
+`models/emoji-features` ranks them worse, as a person does; the jittered net it replaced (same recipe and
+seed, `--jitter 1`) stays in `models/emoji-features-jitter` for that comparison (docs/quality.md, "Does the
+realism metric rank t0 as a person does?").
 
-    python -m sdedit features --out models/emoji-features       # retrain (a few minutes on a CPU)
+    python -m sdedit features --out models/emoji-features       # retrain (about 30 min on one CPU thread)
     feats = load_feature_net().features(images_uint8_nhwc)       # (N, 256) float64
 """
 
@@ -43,6 +44,7 @@ from .hardware import has_bf16_cpu
 DEFAULT_DIR = REPO_ROOT / "models" / "emoji-features"
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+LEGACY_JITTER = 1.0  # a config without settings.jitter predates the setting, when every net was jittered
 SELFCHECK = "selfcheck.png"
 
 
@@ -239,7 +241,7 @@ class FeatureTrainSettings:
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
     identity_weight: float = 1.0  # auxiliary task: which emoji is it (skin tones = one class); 0 turns it off
-    jitter: float = 1.0  # colour-jitter strength; 0 (none) made models/emoji-features-v2 (see the module docstring)
+    jitter: float = 0.0  # colour-jitter strength; 1 made models/emoji-features-jitter (see the module docstring)
     seed: int = 0
     threads: int | None = None
     max_minutes: float | None = None
@@ -423,7 +425,7 @@ def _jitter_words(jitter: float) -> str:
 
 def _retrain_command(s: dict, folder: str) -> str:
     threads = f" --threads {s['threads']}" if s.get("threads") else ""
-    jitter = s.get("jitter", FeatureTrainSettings.jitter)
+    jitter = s.get("jitter", LEGACY_JITTER)
     jitter = "" if jitter == FeatureTrainSettings.jitter else f" --jitter {jitter:g}"
     return f"python -m sdedit features --out {folder}{jitter}{threads}"
 
@@ -452,7 +454,7 @@ feats = load_feature_net().features(images)   # uint8 (N, H, W, 3) -> float64 (N
 ## Data
 {info["data"]}. Fluent Emoji 3D by Microsoft (MIT), npm `@lobehub/fluent-emoji-3d` 1.1.0; groups from
 `unicode-emoji-json`. Training counts per group: {", ".join(f"{k} {v}" for k, v in info["train_counts"].items())}.
-Augmentations: horizontal flips, shifts of up to 4 px{_jitter_words(s.get("jitter", 1.0))}.
+Augmentations: horizontal flips, shifts of up to 4 px{_jitter_words(s.get("jitter", LEGACY_JITTER))}.
 Deliberately no blur or noise, so that the features stay sensitive to both.
 
 ## Accuracy on the held-out emoji (never seen in training)
