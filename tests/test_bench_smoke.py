@@ -83,3 +83,24 @@ def test_gpu_check_variant_errors_and_deadline_are_recorded(tmp_path):
     saved = json.loads((tmp_path / "gpu_check.json").read_text())
     assert [r["status"] for r in saved["results"]] == ["error", "ok", "skipped"]
     assert "boom" in saved["results"][0]["error"]
+
+
+def test_the_preview_rule_wants_more_real_than_the_strokes_then_the_budget_then_closest_to_generate():
+    from benchmarks.live_latency import BUDGET_MS, choose, strict_note
+
+    def row(label, evals, kid, ms, l2g, sampler="dpmpp"):
+        return {"label": label, "sampler": sampler, "evaluations": evals, "resolution": 64, "kid": kid,
+                "kid_std": 0.05, "median_ms": ms, "l2_generate": l2g}  # fmt: skip
+
+    strokes = {"label": "strokes (t0 = 0)", "resolution": None, "kid": 0.375, "kid_std": 0.076}
+    one = row("dpmpp, 1 evaluation", 1, 0.51, 0.5 * BUDGET_MS, 6.4)  # cheap but less real than the strokes
+    two = row("dpmpp, 2 evaluations", 2, 0.336, 0.8 * BUDGET_MS, 3.5)
+    three = row("dpmpp, 3 evaluations", 3, 0.268, 1.2 * BUDGET_MS, 2.1)
+    rows = [strokes, one, two, three]
+    assert choose(rows) is two  # within the budget and more real than the strokes
+    note = strict_note(rows, two)
+    assert "not more real than the strokes by more than their KID's std" in note and "dpmpp, 3 evaluations" in note
+    slow = [strokes, one, {**two, "median_ms": 1.5 * BUDGET_MS}, three]
+    assert choose(slow)["label"] == "dpmpp, 2 evaluations"  # none fits: the cheapest of the more-real ones
+    with pytest.raises(ValueError, match="no preview candidate"):
+        choose([strokes, one])  # nothing more real than the strokes: no silent fallback

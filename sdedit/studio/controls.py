@@ -131,10 +131,10 @@ class Controls:
                 )
 
         self.restore_png = gr.File(
-            label="Restore a result from its PNG (drop one here: its settings, seed and guide come back)",
+            label="Restore a result from its PNG",  # one line: a wrapped label pushes the drop zone out of its box
             file_types=[".png"],
             type="filepath",
-            height=90,
+            height=120,
             elem_id="restore-png",
         )
 
