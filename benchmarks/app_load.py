@@ -43,6 +43,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from benchmarks.publish import write_section
+
 REPO = Path(__file__).resolve().parent.parent
 EX = REPO / "examples"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -703,23 +705,10 @@ def performance_section(report: dict) -> str:
     return "\n".join(lines)
 
 
-def replace_between(text: str, begin: str, end: str, body: str) -> str:
-    block = f"{begin}\n{body.rstrip()}\n{end}"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    if pattern.search(text):
-        return pattern.sub(lambda _: block, text)
-    return text.rstrip() + "\n\n" + block + "\n"
-
-
 def write_docs(report: dict) -> None:
-    text = RELIABILITY_DOC.read_text()
-    text = replace_between(
-        text, "<!-- app-load:reliability:begin -->", "<!-- app-load:reliability:end -->", reliability_section(report)
-    )
-    RELIABILITY_DOC.write_text(text)
-    text = PERFORMANCE_DOC.read_text()
+    write_section(RELIABILITY_DOC, "app-load:reliability", reliability_section(report))
     body = "## App level: throughput of the live app (issue 5)\n\n" + performance_section(report)
-    PERFORMANCE_DOC.write_text(replace_between(text, "<!-- app-load:begin -->", "<!-- app-load:end -->", body))
+    write_section(PERFORMANCE_DOC, "app-load", body)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,8 +54,8 @@ from benchmarks.app_load import (  # noqa: E402  (after the thread policy)
     Server,
     edit_args,
     pct,
-    replace_between,
 )
+from benchmarks.publish import write_section  # noqa: E402
 
 GUIDE = EX / "strokes-heart.png"
 SETTINGS = dict(model="fluent-emoji-64", strength=0.5, sampler="dpmpp", steps=20, repeats=1, num_samples=1)
@@ -620,10 +620,7 @@ def section(report: dict) -> str:
 
 
 def write_doc(report: dict) -> None:
-    text = PERFORMANCE_DOC.read_text()
-    PERFORMANCE_DOC.write_text(
-        replace_between(text, "<!-- app-speed:begin -->", "<!-- app-speed:end -->", section(report))
-    )
+    write_section(PERFORMANCE_DOC, "app-speed", section(report))
 
 
 def print_summary(report: dict) -> None:

@@ -11,7 +11,6 @@ import json
 import math
 import os
 import platform
-import re
 import statistics
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.publish import replace_between
 from sdedit.accel import quiet_diffusers as quiet
 
 REPO = Path(__file__).resolve().parent.parent
@@ -192,12 +192,7 @@ def write_json(data: dict, name: str, folder: Path = RESULTS) -> Path:
 def replace_section(text: str, key: str, body: str) -> str:
     """Replace what lies between `<!-- bench:KEY:begin -->` and `<!-- bench:KEY:end -->` (added at the end
     when absent), so that each tool rewrites only its own section of docs/performance.md."""
-    begin, end = f"<!-- bench:{key}:begin -->", f"<!-- bench:{key}:end -->"
-    block = f"{begin}\n{body.rstrip()}\n{end}"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    if pattern.search(text):
-        return pattern.sub(lambda _: block, text)
-    return text.rstrip() + "\n\n" + block + "\n"
+    return replace_between(text, f"<!-- bench:{key}:begin -->", f"<!-- bench:{key}:end -->", body)
 
 
 def update_docs(key: str, body: str, path: Path = DOCS) -> Path:

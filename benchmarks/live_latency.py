@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import sys
 import time
@@ -38,6 +37,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+from .publish import publish
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -79,16 +80,6 @@ def environment() -> dict:
         "machine": platform.machine(),
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
-
-
-def replace_section(path: Path, key: str, body: str) -> None:
-    """Rewrite what lies between `<!-- KEY:begin -->` and `<!-- KEY:end -->` (appended when absent)."""
-    begin, end = f"<!-- {key}:begin -->", f"<!-- {key}:end -->"
-    text = path.read_text() if path.exists() else ""
-    block = f"{begin}\n{body.rstrip()}\n{end}"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
 
 
 # ----- --quality: the candidates side by side --------------------------------------------------------------
@@ -658,12 +649,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.precision:
         saved = RESULTS / "live-precision.json"
         r = json.loads(saved.read_text()) if args.render else run_precision(args.rounds)
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "live-precision.json").write_text(json.dumps(r, indent=2, default=str) + "\n")
-        md = precision_markdown(r)
-        print(md)
-        if not args.no_docs:
-            replace_section(PERFORMANCE_DOC, "live-precision", md)
+        publish(r, saved, precision_markdown(r), PERFORMANCE_DOC, "live-precision", not args.no_docs)
         return 0
     if args.quality:
         if args.retime:  # the same rows, their compute timed again (e.g. when the machine is quieter)
@@ -682,20 +668,10 @@ def main(argv: list[str] | None = None) -> int:
                     "preview_dtype": old.get("preview_dtype", "float32"),
                     "rows": {row["label"]: {k: row.get(k) for k in ("kid", "l2_generate")} for row in old["rows"]},
                 }
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "live-quality.json").write_text(json.dumps(r, indent=2, default=str) + "\n")
-        md = quality_markdown(r)
-        print(md)
-        if not args.no_docs:
-            replace_section(QUALITY_DOC, "live-quality", md)
+        publish(r, RESULTS / "live-quality.json", quality_markdown(r), QUALITY_DOC, "live-quality", not args.no_docs)
         return 0
     r = run_latency(args.strokes, args.generates)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "live-latency.json").write_text(json.dumps(r, indent=2, default=str) + "\n")
-    md = latency_markdown(r)
-    print(md)
-    if not args.no_docs:
-        replace_section(PERFORMANCE_DOC, "live-latency", md)
+    publish(r, RESULTS / "live-latency.json", latency_markdown(r), PERFORMANCE_DOC, "live-latency", not args.no_docs)
     return 0
 
 

@@ -41,6 +41,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .app_load import EX, Server, edit_args
+from .publish import publish
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -383,15 +384,6 @@ def markdown(r: dict) -> str:
     )
 
 
-def replace_section(path: Path, key: str, body: str) -> None:
-    begin, end = f"<!-- {key}:begin -->", f"<!-- {key}:end -->"
-    text = path.read_text()
-    block = f"{begin}\n{body.rstrip()}\n{end}"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=60.0)
@@ -402,12 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-docs", action="store_true")
     args = p.parse_args(argv)
     r = run(min(args.seconds, 600.0), args.painters, args.generators, args.every_ms / 1000, args.baseline_seconds)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "live-load.json").write_text(json.dumps(r, indent=2, default=str) + "\n")
-    md = markdown(r)
-    print(md)
-    if not args.no_docs:
-        replace_section(RELIABILITY_DOC, "live-load", md)
+    publish(r, RESULTS / "live-load.json", markdown(r), RELIABILITY_DOC, "live-load", not args.no_docs)
     return 0 if all(r["checks"].values()) else 1
 
 
