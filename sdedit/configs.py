@@ -23,6 +23,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SDES = ("vp", "ve")
 
 
+def repo_relative(path: str | Path) -> str:
+    """`path` relative to the repository where it lies inside it (so reports and cards do not show one
+    machine's folders), else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
 @dataclass(frozen=True)
 class Sampling:
     """One set of SDEdit settings: t0, the sampler and its full-schedule step count, K repeats."""

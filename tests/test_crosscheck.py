@@ -171,8 +171,9 @@ def test_contrastive_net_features_and_views(tmp_path, emoji):
     src = {tuple(c) for c in (x.permute(0, 2, 3, 1).reshape(-1, 3) * 1000).round().int().tolist()} | {(1000,) * 3}
     got = {tuple(c) for c in (shifted[~grey].permute(0, 2, 3, 1).reshape(-1, 3) * 1000).round().int().tolist()}
     assert got <= src
-    net.calibrate(emoji)
+    calibrated = net.calibrate(emoji)
     f = net.features(emoji)
+    assert np.allclose(calibrated, f)  # calibrate returns the reference's features, as features() now gives them
     assert np.allclose(f.mean(0), 0, atol=1e-9) and np.sqrt((f**2).mean()) == pytest.approx(1 / 3, rel=1e-6)
 
 

@@ -176,12 +176,14 @@ class _Calibrated:
     shift: np.ndarray | None = None
     scale: float | None = None
 
-    def calibrate(self, real) -> None:
-        """Centre every feature on these real images (uint8 NHWC); scale all to an RMS spread of 1/3 over them."""
+    def calibrate(self, real) -> np.ndarray:
+        """Centre every feature on these real images (uint8 NHWC); scale all to an RMS spread of 1/3 over them.
+        Returns their calibrated features (what `features(real)` now gives), so they need not be computed again."""
         self.shift = self.scale = None
         raw = self.features(real)
         self.shift = raw.mean(0)
         self.scale = 3.0 * float(np.sqrt(((raw - self.shift) ** 2).mean())) + 1e-12
+        return self._calibrated(raw)
 
     def _calibrated(self, feats: np.ndarray) -> np.ndarray:
         return feats if self.shift is None else (feats - self.shift) / self.scale
@@ -536,9 +538,7 @@ def score_sweep(images: SweepImages, networks: dict, subsets: int = 200, seed: i
     draws: dict[str, dict[str, np.ndarray]] = {}
     for name, net in networks.items():
         t_net = time.perf_counter()
-        if hasattr(net, "calibrate"):
-            net.calibrate(images.reference)
-        ref = net.features(images.reference)
+        ref = net.calibrate(images.reference) if hasattr(net, "calibrate") else net.features(images.reference)
         draws[name] = {k: kid_draws(net.features(v), ref, subsets, seed=seed) for k, v in settings.items()}
         log(f"  scored with {name} in {time.perf_counter() - t_net:.0f} s")
     return {"l2_to_guide": l2, "draws": draws, "strengths": list(images.outputs)}

@@ -529,15 +529,10 @@ def _meta_fields(meta: dict, n: int) -> dict:
 
 
 def _relative(path) -> str:
-    """A repository-relative path where possible, so reports do not show one machine's folders."""
-    if path is None:
-        return "in-memory"
-    from ..configs import REPO_ROOT
+    """A repository-relative path where possible (`configs.repo_relative`); a network built in memory has none."""
+    from ..configs import repo_relative
 
-    try:
-        return str(Path(path).resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
+    return "in-memory" if path is None else repo_relative(path)
 
 
 def _run_info(pipe, s, extractor, held, idx_a, idx_b, n, n_ref, sweep, median, seconds) -> dict:

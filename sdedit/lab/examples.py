@@ -37,22 +37,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
-from .features import FeatureExtractor, load_feature_net, load_selfcheck
+from .features import FeatureExtractor, load_feature_net, load_selfcheck, to_resolution
 from .metrics import l2_distance
 
 __all__ = ["Candidate", "Choice", "RealismScorer", "choose", "faithfulness", "measure", "render_markdown"]
 
 SEEDS = tuple(range(8))
 STRENGTHS = (0.2, 0.3, 0.4, 0.5, 0.6)
-
-
-def _small(image, resolution: int) -> np.ndarray:
-    """uint8 (R, R, 3): the image at the model's resolution, resized with Lanczos as the data pipeline does."""
-    pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
-    pil = pil.convert("RGB")
-    if pil.size != (resolution, resolution):
-        pil = pil.resize((resolution, resolution), Image.LANCZOS)
-    return np.asarray(pil, dtype=np.uint8)
 
 
 class RealismScorer:
@@ -73,10 +64,10 @@ class RealismScorer:
         self.extractor = extractor or load_feature_net()
         res = self.extractor.config.resolution
         ref = load_selfcheck(self.extractor.path)[0] if reference is None else np.asarray(reference, np.uint8)
-        ref = np.stack([_small(im, res) for im in ref])
+        ref = np.stack([to_resolution(im, res) for im in ref])
         drop = np.zeros(len(ref), bool)
         for im in exclude:
-            diff = np.abs(ref.astype(np.int16) - _small(im, res).astype(np.int16)).mean(axis=(1, 2, 3))
+            diff = np.abs(ref.astype(np.int16) - to_resolution(im, res).astype(np.int16)).mean(axis=(1, 2, 3))
             drop |= diff < same_below
         self.excluded = int(drop.sum())
         ref = ref[~drop]
@@ -93,7 +84,7 @@ class RealismScorer:
 
 def faithfulness(result, guide, resolution: int = 64) -> float:
     """The paper's L2 between result and guide, both at the model's resolution (pixels in [0, 1])."""
-    return l2_distance(_small(result, resolution), _small(guide, resolution))
+    return l2_distance(to_resolution(result, resolution), to_resolution(guide, resolution))
 
 
 @dataclass(frozen=True)

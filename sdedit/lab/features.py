@@ -38,7 +38,7 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from ..configs import REPO_ROOT
+from ..configs import REPO_ROOT, repo_relative
 from .hardware import has_bf16_cpu
 
 DEFAULT_DIR = REPO_ROOT / "models" / "emoji-features"
@@ -98,20 +98,21 @@ class EmojiFeatureNet(nn.Module):
         return self.head(self.dropout(self.features(x)))
 
 
-def to_input(images, resolution: int) -> torch.Tensor:
-    """uint8 (N, H, W, 3) array or a list of PIL images/arrays -> float (N, 3, R, R) in [-1, 1].
+def to_resolution(image, resolution: int) -> np.ndarray:
+    """One PIL image or uint8 array -> uint8 (R, R, 3), resized with Lanczos as the data pipeline makes its
+    64 px images."""
+    pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
+    pil = pil.convert("RGB")
+    if pil.size != (resolution, resolution):
+        pil = pil.resize((resolution, resolution), Image.LANCZOS)
+    return np.asarray(pil, dtype=np.uint8)
 
-    Images of another size are resized with Lanczos, as the data pipeline makes its 64 px images.
-    """
+
+def to_input(images, resolution: int) -> torch.Tensor:
+    """uint8 (N, H, W, 3) array or a list of PIL images/arrays -> float (N, 3, R, R) in [-1, 1] (`to_resolution`)."""
     if isinstance(images, np.ndarray) and images.ndim == 3:
         images = images[None]
-    arrays = []
-    for im in images:
-        pil = im if isinstance(im, Image.Image) else Image.fromarray(np.asarray(im, dtype=np.uint8))
-        pil = pil.convert("RGB")
-        if pil.size != (resolution, resolution):
-            pil = pil.resize((resolution, resolution), Image.LANCZOS)
-        arrays.append(np.asarray(pil, dtype=np.uint8))
+    arrays = [to_resolution(im, resolution) for im in images]
     if not arrays:
         return torch.zeros(0, 3, resolution, resolution)
     x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
@@ -380,11 +381,8 @@ def write_selfcheck(out: str | Path, cfg: FeatureNetConfig, held, count: int, co
         "categories": [str(held.categories[i]) for i in sel],
     }
     (out / CONFIG).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    try:  # the card's retraining command names the folder as the repository knows it
-        folder = str(out.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        folder = str(out)
-    (out / "README.md").write_text(model_card(cfg, folder))
+    # the card's retraining command names the folder as the repository knows it
+    (out / "README.md").write_text(model_card(cfg, repo_relative(out)))
     _load.cache_clear()
 
 
