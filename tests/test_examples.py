@@ -101,7 +101,7 @@ def test_a_painting_click_sets_the_simulator_settings_it_was_measured_with(page)
         colors = tab.colors.value if ex.colors is None else ex.colors
         smoothing = tab.smoothing.value if ex.smoothing is None else ex.smoothing
         assert (updates[tab.colors], updates[tab.smoothing], updates[tab.block]) == (colors, smoothing, tab.block.value)
-        guide, _ = tab.example_guide(page, index)
+        guide, _ = tab.example_guide(page, updates)
         expected = make_painting(examples.load_example_image(ex.image), colors, smoothing, tab.block.value)
         assert np.array_equal(np.asarray(guide), np.asarray(expected)), ex.title
 

@@ -123,13 +123,18 @@ def test_the_preview_is_beside_the_canvas_on_a_laptop_and_under_it_on_a_phone(br
         page.close()
 
 
+def edit_tab_live_in_blue(page) -> None:
+    """The Edit tab open on its example photo, Live on, the brush blue."""
+    page.get_by_role("tab", name="Edit a photo", exact=True).click()
+    page.wait_for_selector("#edit-editor canvas")
+    wait_live_on(page, "edit-editor")
+    pick_color(page, "edit-editor", BLUE)
+
+
 def test_the_photo_preview_changes_the_strokes_and_keeps_the_photo(browser, url):
     page = open_app(browser, url, LAPTOP_1366)
     try:
-        page.get_by_role("tab", name="Edit a photo", exact=True).click()
-        page.wait_for_selector("#edit-editor canvas")
-        wait_live_on(page, "edit-editor")
-        pick_color(page, "edit-editor", BLUE)
+        edit_tab_live_in_blue(page)
         draw(page, "edit-editor", [(90, 150), (170, 160)])
         before = wait_preview(page, "edit-editor", None)
         out = pixels(page, "edit-editor")
@@ -153,10 +158,7 @@ def test_the_photo_preview_keeps_pixels_painted_strength_0(browser, url):
     half in the preview (as Generate does), while the right half changes."""
     page = open_app(browser, url, LAPTOP_1366)
     try:
-        page.get_by_role("tab", name="Edit a photo", exact=True).click()
-        page.wait_for_selector("#edit-editor canvas")
-        wait_live_on(page, "edit-editor")
-        pick_color(page, "edit-editor", BLUE)
+        edit_tab_live_in_blue(page)
         page.locator("#edit-editor input[aria-label='Brush size']").fill("40")
         draw(page, "edit-editor", [(40, 150), (216, 150)])
         before = wait_preview(page, "edit-editor", None)

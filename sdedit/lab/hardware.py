@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from functools import cache
 from pathlib import Path
 
 
@@ -17,8 +18,10 @@ def cpu_name() -> str:
     return platform.processor() or "CPU"
 
 
+@cache
 def has_bf16_cpu() -> bool:
-    """AMX or AVX512-BF16: the CPUs on which bf16 autocast is faster, not slower."""
+    """AMX or AVX512-BF16: the CPUs on which bf16 autocast is faster, not slower. Read once: every live preview
+    asks (`studio.live.preview_dtype`), and a CPU's flags do not change while the process runs."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

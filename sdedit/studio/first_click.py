@@ -27,7 +27,7 @@ def first_click(page: Page, tab: Tab, index: int) -> tuple[object, object, EditS
     (`Page.settings_inputs`), so they are the app's defaults by construction.
     """
     updates = tab.load_example(page, index)
-    guide, mask = tab.example_guide(page, index)
+    guide, mask = tab.example_guide(page, updates)
     values = [updates.get(comp, comp.value) for comp in page.settings_inputs]
     return guide, mask, EditSettings(*values)
 

@@ -100,14 +100,16 @@ def add_results(history: list | None, gallery, guide, thumbs: bool = True) -> li
     new = []
     guide = guide if isinstance(guide, str) else None
     guide_thumb = thumbnail(guide) if thumbs and guide else None
-    for item in gallery or []:
-        path = path_of(item)
-        if path:
-            caption = item[1] if isinstance(item, (tuple, list)) and len(item) > 1 else ""
-            entry = {"image": path, "guide": guide, "caption": caption, "settings": _settings_of_file(path)}
-            if thumbs:
-                entry.update(thumb=thumbnail(path), guide_thumb=guide_thumb, inputs=_small_inputs(path))
-            new.append(entry)
+    items = [(path_of(item), item) for item in gallery or []]
+    items = [(path, item) for path, item in items if path]
+    # one edit's samples all carry the same guide, mask and map (`jobs.EditResult.png_files`): read them once
+    inputs = _small_inputs(items[0][0]) if thumbs and items else None
+    for path, item in items:
+        caption = item[1] if isinstance(item, (tuple, list)) and len(item) > 1 else ""
+        entry = {"image": path, "guide": guide, "caption": caption, "settings": _settings_of_file(path)}
+        if thumbs:
+            entry.update(thumb=thumbnail(path), guide_thumb=guide_thumb, inputs=inputs)
+        new.append(entry)
     return (new + list(history or []))[:MAX_HISTORY]
 
 

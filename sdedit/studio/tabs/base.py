@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import gradio as gr  # at run time: gradio reads the gr.SelectData hint of connect_examples' handler
 from PIL import Image
 
 from ..examples import Example
 
 if TYPE_CHECKING:  # the page imports the tabs, not the other way round
-    import gradio as gr
-
     from ..page import Page
 
 
@@ -71,10 +70,20 @@ class Tab:
         (`examples.settings_updates`), and, for a tab whose click generates at once, what the model gets."""
         raise NotImplementedError
 
-    def example_guide(self, page: Page, index: int) -> tuple[Image.Image | str, Image.Image | None]:
-        """(guide, mask) that the first Generate after clicking example `index` edits: what the click shows as
-        the model's guide, else `guide` of the tab's components once the click's updates are in."""
-        updates = self.load_example(page, index)
+    def connect_examples(self, page: Page, outputs: list):
+        """Wire a click on the tab's example gallery: `load_example`'s updates into `outputs` and the controls'
+        seed and t0 (every example sets both). Returns the event, for a tab whose click generates at once."""
+
+        def load_example(evt: gr.SelectData) -> dict:
+            return self.load_example(page, evt.index)
+
+        outputs = [*outputs, page.results.seed, page.results.strength]
+        return self.gallery.select(load_example, None, outputs, api_visibility="private")
+
+    def example_guide(self, page: Page, updates: dict) -> tuple[Image.Image | str, Image.Image | None]:
+        """(guide, mask) that the first Generate after an example's click edits, from the click's `updates`
+        (`load_example`): what the click shows as the model's guide, else `guide` of the tab's components once
+        the click's updates are in."""
         if page.results.guide in updates:
             return updates[page.results.guide], updates[page.results.mask]
         return self.guide({c: updates.get(c, c.value) for c in self.guide_inputs})

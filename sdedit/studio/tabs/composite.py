@@ -97,11 +97,7 @@ class CompositeTab(Tab):
         }
 
     def connect(self, page) -> None:
-        def load_example(evt: gr.SelectData) -> dict:
-            return self.load_example(page, evt.index)
-
-        outputs = [self.base, self.patch, self.x, self.y, self.scale, self.cutout, page.results.seed]
-        self.gallery.select(load_example, None, [*outputs, page.results.strength], api_visibility="private")
+        self.connect_examples(page, [self.base, self.patch, self.x, self.y, self.scale, self.cutout])
 
     @property
     def receive_outputs(self):

@@ -126,9 +126,5 @@ class EditTab(Tab):
         return {self.canvas: value, **page.show_guide(self, guide, mask), **settings_updates(ex, page)}
 
     def connect(self, page) -> None:
-        def load_example(evt: gr.SelectData) -> dict:
-            return self.load_example(page, evt.index)
-
-        outputs = [self.canvas, *page.guide_outputs, page.results.seed, page.results.strength]
-        page.then_edit(self.gallery.select(load_example, None, outputs, api_visibility="private"))
+        page.then_edit(self.connect_examples(page, [self.canvas, *page.guide_outputs]))
         follow_settings(self.canvas, page)

@@ -3,8 +3,6 @@ the guide (no mask)."""
 
 from __future__ import annotations
 
-import gradio as gr
-
 from ...configs import REPO_ROOT, ModelConfig, default_config
 from ..canvas import canvas_update, canvas_value, follow_settings, live_canvas, read_canvas
 from ..examples import Example, gallery_items, load_example_image, paint_example, settings_updates
@@ -67,9 +65,5 @@ class PaintTab(Tab):
         return {self.canvas: canvas_value(canvas), **page.show_guide(self, canvas, None), **settings_updates(ex, page)}
 
     def connect(self, page) -> None:
-        def load_example(evt: gr.SelectData) -> dict:
-            return self.load_example(page, evt.index)
-
-        outputs = [self.canvas, *page.guide_outputs, page.results.seed, page.results.strength]
-        page.then_edit(self.gallery.select(load_example, None, outputs, api_visibility="private"))
+        page.then_edit(self.connect_examples(page, [self.canvas, *page.guide_outputs]))
         follow_settings(self.canvas, page)

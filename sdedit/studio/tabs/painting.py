@@ -83,17 +83,12 @@ class PaintingTab(Tab):
         settings = {slider: slider.value if value is None else value for slider, value in sliders.items()}
         return {self.photo: load_example_image(ex.image), **settings, **settings_updates(ex, page)}
 
-    def example_guide(self, page, index: int):
+    def example_guide(self, page, updates: dict):
         """The painting the photo's change event makes from the click's photo and settings."""
-        updates = self.load_example(page, index)
         return painting(*(updates[c] for c in (self.photo, self.colors, self.smoothing, self.block))), None
 
     def connect(self, page) -> None:
-        def load_example(evt: gr.SelectData) -> dict:
-            return self.load_example(page, evt.index)
-
-        outputs = [self.photo, self.colors, self.smoothing, self.block, page.results.seed, page.results.strength]
-        self.gallery.select(load_example, None, outputs, api_visibility="private")
+        self.connect_examples(page, [self.photo, self.colors, self.smoothing, self.block])
 
         def send_to_canvas(image) -> dict:
             """The painting onto the Paint tab's canvas, to paint on it or generate from it."""
