@@ -264,24 +264,20 @@ class _Runner:
 
 
 class _Identity:
-    """Identity accuracy against the held-out gallery (A and B): the guides' true identities, centroids once."""
+    """Identity accuracy against the held-out gallery (A and B), embedded once: the guides' true identities."""
 
     def __init__(self, embedder, gallery_images, gallery_ids, guide_ids):
-        from .identity import centroids
+        from .identity import IdentityGallery
 
-        self.embedder, self.guide_ids = embedder, list(guide_ids)
-        self.names, self.centroids = centroids(embedder.embed(gallery_images), gallery_ids)
-        missing = set(self.guide_ids) - set(self.names)
-        if missing:
-            raise ValueError(f"guide identities {sorted(missing)[:3]} are not in the held-out gallery")
+        self.gallery, self.guide_ids = IdentityGallery(embedder, gallery_images, gallery_ids), list(guide_ids)
+        self.gallery.require(self.guide_ids, "guide identities")
 
     @property
     def chance(self) -> float:
-        return 1.0 / len(self.names)
+        return self.gallery.chance
 
     def accuracy(self, images: np.ndarray, idx: np.ndarray) -> float:
-        pred = (self.embedder.embed(images) @ self.centroids.T).argmax(1)
-        return float(np.mean([self.names[p] == self.guide_ids[i] for p, i in zip(pred, idx, strict=True)]))
+        return self.gallery.score(images, [self.guide_ids[i] for i in idx]).accuracy
 
 
 def plan_evaluations(s: EvalSettings, sweep: tuple[str, int], n_guides: int, n_ref: int) -> int:
@@ -504,7 +500,7 @@ def _run_evaluation(pipe, s: EvalSettings, image_set, extractor, log, identity) 
         split=split,
         identity_net=_relative(identity.path),
         identity_chance=ident.chance,
-        identity_gallery=len(ident.names),
+        identity_gallery=len(ident.gallery.names),
         guides_twin_free=len(subsets["twin_free"]),
         guides_twinned=len(subsets["twinned"]),
         held_out_twinned=int(twins.sum()),

@@ -128,13 +128,6 @@ def centroids(embeddings: np.ndarray, ids) -> tuple[list[str], np.ndarray]:
     return names, sums / np.linalg.norm(sums, axis=1, keepdims=True).clip(1e-12)
 
 
-def nearest_identity(embedder: IdentityEmbedder, images, gallery_images, gallery_ids) -> list[str]:
-    """For each image, the identity of the gallery whose centroid is nearest (cosine) in the embedding."""
-    names, c = centroids(embedder.embed(gallery_images), gallery_ids)
-    sims = embedder.embed(images) @ c.T
-    return [names[k] for k in sims.argmax(1)]
-
-
 @dataclass(frozen=True)
 class IdentityScore:
     """How many of n images were matched to their own identity, and the chance level of the gallery."""
@@ -151,15 +144,46 @@ class IdentityScore:
         return 1.0 / self.identities
 
 
+class IdentityGallery:
+    """The identity centroids of a gallery of real images, embedded once: what outputs are matched to.
+
+    `embeddings`: the gallery's embeddings when the caller has them already (else they are computed)."""
+
+    def __init__(self, embedder: IdentityEmbedder, gallery_images, gallery_ids, embeddings=None):
+        self.embedder = embedder
+        emb = embedder.embed(gallery_images) if embeddings is None else embeddings
+        self.names, self.centroids = centroids(emb, gallery_ids)
+
+    @property
+    def chance(self) -> float:
+        return 1.0 / len(self.names)
+
+    def require(self, ids, what: str = "identities") -> None:
+        """Refuse identities the gallery lacks (before any work that would need them)."""
+        missing = sorted(set(map(str, ids)) - set(self.names))
+        if missing:
+            raise ValueError(f"{what} {missing[:3]} are not in the gallery of {len(self.names)}: nothing to match to")
+
+    def nearest(self, images) -> list[str]:
+        """For each image, the identity whose centroid is nearest (cosine) in the embedding."""
+        return [self.names[k] for k in (self.embedder.embed(images) @ self.centroids.T).argmax(1)]
+
+    def score(self, images, true_ids) -> IdentityScore:
+        """How often an image's nearest identity is its own (`true_ids`; each must be in the gallery)."""
+        true_ids = [str(i) for i in true_ids]
+        self.require(true_ids)
+        correct = [p == t for p, t in zip(self.nearest(images), true_ids, strict=True)]
+        return IdentityScore(np.array(correct, dtype=bool), len(self.names))
+
+
+def nearest_identity(embedder: IdentityEmbedder, images, gallery_images, gallery_ids) -> list[str]:
+    """For each image, the identity of the gallery whose centroid is nearest (cosine) in the embedding."""
+    return IdentityGallery(embedder, gallery_images, gallery_ids).nearest(images)
+
+
 def identity_accuracy(embedder: IdentityEmbedder, images, true_ids, gallery_images, gallery_ids) -> IdentityScore:
     """How often an image's nearest gallery identity is its own (`true_ids`; each must be in the gallery)."""
-    true_ids = [str(i) for i in true_ids]
-    known = set(map(str, gallery_ids))
-    missing = sorted(set(true_ids) - known)
-    if missing:
-        raise ValueError(f"identities {missing[:3]} are not in the gallery of {len(known)}: nothing to match to")
-    pred = nearest_identity(embedder, images, gallery_images, gallery_ids)
-    return IdentityScore(np.array([p == t for p, t in zip(pred, true_ids, strict=True)], dtype=bool), len(known))
+    return IdentityGallery(embedder, gallery_images, gallery_ids).score(images, true_ids)
 
 
 # ----- training ---------------------------------------------------------------------------------------------
@@ -304,19 +328,20 @@ def held_out_checks(embedder: IdentityEmbedder, data: str = "fluent-emoji-3d", r
         held = load_image_set(data, resolution, split=split).subset(True)
         ids = [identity_of(str(n)) for n in held.names]
         strokes = stroke_versions(held.images, 6, default_median_size(held.images.shape[1]))
-        score = identity_accuracy(embedder, strokes, ids, held.images, ids)
         emb = embedder.embed(held.images)
+        gallery = IdentityGallery(embedder, held.images, ids, embeddings=emb)
+        score = gallery.score(strokes, ids)
         ids_arr = np.array(ids)
         loo_correct, loo_n = 0, 0
-        names, cents = centroids(emb, ids)
-        sums = {n: c for n, c in zip(names, cents, strict=True)}
+        names = gallery.names
+        unit = dict(zip(names, gallery.centroids, strict=True))
         counts = {n: int((ids_arr == n).sum()) for n in names}
         raw = {n: emb[ids_arr == n].sum(0) for n in names}
         for e, i in zip(emb, ids, strict=True):
             if counts[i] < 2:
                 continue  # an identity with one image has nothing left to match once that image is left out
             own = raw[i] - e
-            c = np.stack([own / np.linalg.norm(own) if n == i else sums[n] for n in names])
+            c = np.stack([own / np.linalg.norm(own) if n == i else unit[n] for n in names])
             loo_correct += names[int((c @ e).argmax())] == i
             loo_n += 1
         checks[split] = {
