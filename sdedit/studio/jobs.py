@@ -342,9 +342,9 @@ _SERVICE_LOCK = threading.Lock()
 
 
 def edits_waiting() -> bool:
-    """Whether edits are queued for the model (the batcher's pending requests) or blocked on its slot (a batch,
-    a sweep): live previews wait while this holds (sdedit.studio.live.ModelGate)."""
-    return MODEL_SLOTS.waiting > 0 or (_SERVICE is not None and _SERVICE.pending() > 0)
+    """Whether edits are queued for the model (the batcher's pending requests): live previews wait while this
+    holds (sdedit.studio.live.ModelGate, which also counts the edits blocked on its slot, `ModelSlots.waiting`)."""
+    return _SERVICE is not None and _SERVICE.pending() > 0
 
 
 def _run_tickets(batch: Batch) -> list[JobOutput]:
