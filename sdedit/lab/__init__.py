@@ -5,7 +5,11 @@ train      the DDPM trainer behind `python -m sdedit train`, and its model card 
 features   the small emoji classifier whose penultimate layer KID uses (`python -m sdedit features`)
 metrics    the two scores: KID (realism) and the paper's L2 (faithfulness), with their sanity distortions
 sweep      one guide at several strengths t0, as a grid and a faithfulness curve
-evaluate   the paper's protocol on our model and data (`python -m sdedit eval`)
+evaluate   the paper's protocol on our model and data (`python -m sdedit eval`; eval_cli its command line)
+edit_runner  the evaluation's batched, seeded edit loop and scores (the cross-check runs its sweep with it)
+eval_report  a run's record rendered as markdown; eval_plots its figures and sample sheets
+crosscheck the t0 sweep under a second stroke simulator and independent feature networks
+records    which page section is rendered from which committed results file (`python -m sdedit.lab.records`)
 hardware   what the trainers ask of the CPU (its name, whether bf16 autocast pays)
 
 The lab may import the engine (`sdedit.pipeline`, `sdedit.imaging`, ...) but never the studio, and the
