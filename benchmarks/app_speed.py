@@ -10,7 +10,7 @@ This process applies the CPU thread policy first (`sdedit.threads.apply()`, as t
 library's `SDEditPipeline` and starts `python app.py` in a subprocess with the policy's own choice (no OMP
 variables forced). The edit is the app's default on the embedded model: examples/strokes-heart.png (256 px),
 t0 = 0.5, DPM-Solver++ N = 20 (10 evaluations), 1 sample. The library call gets the same file path and
-`progress=False`. Every measurement records the 1-minute load average: the machine is shared.
+`progress=False`. Every measurement records the 1-minute load average.
 
 * latency (a): one visitor, rounds alternating a library call and app requests, three ways in: gradio_client
   as it comes (`Client(url)`, files downloaded as a user of the client gets them), gradio_client with
@@ -37,7 +37,6 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -47,23 +46,22 @@ from sdedit import threads
 
 POLICY = threads.apply()  # before torch loads, as app.py does
 
-from benchmarks.app_load import (  # noqa: E402  (after the thread policy)
+from benchmarks.app_load import edit_args, pct  # noqa: E402  (after the thread policy)
+from benchmarks.harness import (  # noqa: E402
     EX,
-    PERFORMANCE_DOC,
     RESULTS,
     Server,
-    edit_args,
-    pct,
+    busy_process,
+    load_average,
+    load_averages,
+    load_words,
+    write_json,
+    write_section,
 )
-from benchmarks.publish import write_section  # noqa: E402
 
 GUIDE = EX / "strokes-heart.png"
 SETTINGS = dict(model="fluent-emoji-64", strength=0.5, sampler="dpmpp", steps=20, repeats=1, num_samples=1)
 TARGETS = {"latency": 1.3, "busy": 3.0}
-
-
-def load() -> float:
-    return round(os.getloadavg()[0], 2)
 
 
 def med(xs: list[float]) -> float | None:
@@ -182,18 +180,6 @@ def server_env(profiling: bool = True) -> dict:
     return {"GRADIO_PROFILING": "1"} if profiling else {}
 
 
-@contextlib.contextmanager
-def busy_process():
-    """One competing busy process, for the duration of the block."""
-    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        time.sleep(0.5)
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait(5)
-
-
 # ----- (a) one visitor --------------------------------------------------------------------------------------
 
 
@@ -209,7 +195,7 @@ def latency(lib: Library, apps: dict[str, tuple[object, Server]], rounds: int) -
     lib_cpu: list[float] = []
     loads = []
     for i in range(rounds):
-        loads.append(load())
+        loads.append(load_average())
         c0 = time.process_time()
         rows["library"].append(lib.edit(100 + i))
         lib_cpu.append(time.process_time() - c0)
@@ -261,7 +247,7 @@ def busy(lib: Library, client, per_block: int, blocks: int = 2) -> dict:
         for state in ("idle", "busy"):
             ctx = busy_process() if state == "busy" else contextlib.nullcontext()
             with ctx:
-                data[state]["load"].append(load())
+                data[state]["load"].append(load_average())
                 for _ in range(per_block):
                     seed += 1
                     data[state]["library"].append(lib.edit(seed))
@@ -280,7 +266,7 @@ def library_throughput(lib: Library, batches=(1, 2, 4, 8), runs: int = 2) -> dic
     """Images/s of the library's batched calls (the fastest of `runs` calls per batch size)."""
     rows = []
     for b in batches:
-        loads, times = [load()], [lib.edit(300 + i, num_images=b) for i in range(runs)]
+        loads, times = [load_average()], [lib.edit(300 + i, num_images=b) for i in range(runs)]
         t = min(times)
         rows.append({"batch": b, "best_s": t, "images_per_s": b / t, "load_avg": loads[0]})
     best = max(rows, key=lambda r: r["images_per_s"])
@@ -340,9 +326,9 @@ def app_throughput(lib: Library, urls: dict[str, str], users_list=(1, 4, 16), pe
     library = [library_throughput(lib)]
     for i, users in enumerate(users_list):
         for name in names if i % 2 == 0 else names[::-1]:
-            row = {"users": users, "load_avg": load()}
+            row = {"users": users, "load_avg": load_average()}
             c0 = time.process_time()
-            row.update(closed_loop(clients[name][:users], per_user[users]), load_avg_end=load())
+            row.update(closed_loop(clients[name][:users], per_user[users]), load_avg_end=load_average())
             row["client_cpu_s_per_request"] = (time.process_time() - c0) / max(1, row["requests"])
             rows[name].append(row)
         library.append(library_throughput(lib))
@@ -378,7 +364,7 @@ def breakdown_in_process(rounds: int) -> dict:
     gif_s, png_s, loads = [], [], []
     before = dict(progress.WORK)
     for i in range(rounds):
-        loads.append(load())
+        loads.append(load_average())
         for name, fn in cases.items():
             t0 = time.perf_counter()
             r = fn(i)
@@ -441,7 +427,7 @@ def conditions() -> dict:
     return {
         "time": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "cpu_count": os.cpu_count(),
-        "load_avg": [round(x, 2) for x in os.getloadavg()],
+        "load_avg": load_averages(),
         "policy": threads.describe(POLICY),
         "torch_threads": torch.get_num_threads(),
         "python": sys.version.split()[0],
@@ -508,8 +494,8 @@ def _met(value: float | None, target: float) -> str:
 def section(report: dict) -> str:
     a, b = report["conditions_start"], report["conditions_end"]
     lines = [
-        f"Measured {a['time']} by `python -m benchmarks.app_speed` on {a['cpu_count']} CPU cores (load average "
-        f"{a['load_avg'][0]} at the start, {b['load_avg'][0]} at the end; the machine is shared), torch "
+        f"Measured {a['time']} by `python -m benchmarks.app_speed` on {a['cpu_count']} CPU cores "
+        f"({load_words(a['load_avg'][0], b['load_avg'][0])}), torch "
         f"{a['torch']}, Python {a['python']}; thread policy in both processes: `{a['policy']}`. The edit: the "
         "app's default on the embedded model (strokes-heart.png, t0 = 0.5, DPM-Solver++ N = 20, 10 evaluations, "
         "1 sample); the library call gets the same file.",
@@ -620,7 +606,7 @@ def section(report: dict) -> str:
 
 
 def write_doc(report: dict) -> None:
-    write_section(PERFORMANCE_DOC, "app-speed", section(report))
+    write_section("app-speed", section(report))
 
 
 def print_summary(report: dict) -> None:
@@ -667,12 +653,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
     report = run(parts, args.rounds, args.baseline)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    write_json(report, args.out)
     print_summary(report)
     if not args.no_docs:
         write_doc(report)
-        print(f"wrote {args.out} and the app-speed section of {PERFORMANCE_DOC}")
+        print(f"wrote {args.out} and the app-speed section of docs/performance.md")
     return 0
 
 

@@ -57,8 +57,8 @@ from benchmarks.common import (
     md_table,
     measure_matmul_tflops,
     quiet,
-    update_docs,
 )
+from benchmarks.harness import write_section
 
 TINY_DDPM = dict(
     DDPM_256,
@@ -564,8 +564,13 @@ def render(data: dict) -> str:
         f"Recorded by `python -m benchmarks.gpu_check{' --dry-run' if info.get('dry') else ''}` on "
         f"{env.get('card', env.get('cpu', '?'))}, torch {env.get('torch')}, CUDA {env.get('cuda')}, cuDNN "
         f"{env.get('cudnn')}, diffusers {env.get('diffusers')}, {env.get('time')}; {data.get('elapsed_s')} s in all. "
-        f"Measured bf16 matmul rate: {info.get('matmul_bf16_tflops', 0):.0f} TFLOP/s. DDPM church-256 "
-        f"{info.get('ddpm_gflop', 0):.0f} GFLOP / forward, NCSN++ 256 {info.get('ncsnpp_gflop', 0):.0f} GFLOP.",
+        f"Measured bf16 matmul rate: {info.get('matmul_bf16_tflops', 0):.0f} TFLOP/s. "
+        + "; ".join(
+            f"{name} {info[key]:.0f} GFLOP / forward"
+            for key, name in (("ddpm_gflop", "DDPM church-256"), ("ncsnpp_gflop", "NCSN++ 256"))
+            if info.get(key)
+        )
+        + ".",
         "",
     ]
     cols = {
@@ -613,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.render:
         data = json.loads(Path(args.render).read_text())
-        update_docs("bench-gpu" if not data["info"].get("dry") else "bench-gpu-dry", render(data))
+        write_section("bench-gpu" if not data["info"].get("dry") else "bench-gpu-dry", render(data))
         print(render(data))
         return 0
     device = torch.device("cuda" if torch.cuda.is_available() and not args.dry_run else "cpu")

@@ -34,18 +34,13 @@ import statistics
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
-from .publish import publish
+from .harness import REPO, RESULTS, load_average, load_words, publish
 
-REPO = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results"
-QUALITY_DOC = REPO / "docs" / "quality.md"
-PERFORMANCE_DOC = REPO / "docs" / "performance.md"
-BUDGET_MS = 120.0  # issue 13: preview compute on the embedded model, 2 CPU cores
-TARGET_MS = 350.0  # issue 13: mouse-up -> preview updated, median over 20 strokes
+BUDGET_MS = 120.0  # target: preview compute on the embedded model, 2 CPU cores
+TARGET_MS = 350.0  # target: mouse-up -> preview updated, median over 20 strokes
 
 # (label, sampler, evaluations, resolution); the last is Generate's default, for comparison
 CANDIDATES = [
@@ -60,13 +55,6 @@ CANDIDATES = [
     ("dpmpp, 4 evaluations at 32 px", "dpmpp", 4, 32),
 ]
 GENERATE = ("Generate's default (dpmpp/20)", "dpmpp", 10, 64)
-
-
-def load_average() -> float:
-    try:
-        return float(Path("/proc/loadavg").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return float("nan")
 
 
 def environment() -> dict:
@@ -297,20 +285,18 @@ def quality_markdown(r: dict) -> str:
         return f"{row['median_ms']:.0f} ({row['best_ms']:.0f})"
 
     lines = [
-        "## Live preview settings (issue 13)",
-        "",
         f"Measured {r['env']['when']} by `OMP_NUM_THREADS=1 python -m benchmarks.live_latency --quality` "
         f"({r['seconds'] / 60:.1f} min): {r['num_guides']} held-out stroke guides (the protocol above"
         f"{', fewer guides' if r['num_guides'] < 128 else ''}), realism reference B = {r['reference']}, "
         "t0 = 0.5 (the app's default), seed + i for guide i in every row. Compute: the live path "
         "(`sdedit.studio.live.compute_previews`: the 256 px canvas PNG "
         f"decoded, prepared, the forward, composited, JPEG) on one canvas, median (best) of {r['repeats']} runs, "
-        f"{r['env']['threads']} torch thread on {r['env']['cores']} cores, torch {r['env']['torch']}. The candidates "
+        f"{r['env']['threads']} torch thread on {r['env']['cores']} cores ({r['env']['machine']}), torch "
+        f"{r['env']['torch']}. The candidates "
         f"run on the previews' network ({r.get('preview_dtype', 'float32')} weights in channels-last order where "
         "the CPU computes bf16 natively, `live.preview_pipeline`; the sampler in float32), Generate's row on its "
-        "float32 network; every row follows the model's x0 clipping (the pipeline's default since issue 14). Load "
-        f"average {r['load_start']:.1f} at the start, {r['load_end']:.1f} at the end (other sessions share the "
-        "machine, so times are upper bounds)."
+        "float32 network; every row follows the model's x0 clipping (the pipeline's default). "
+        f"{load_words(r['load_start'], r['load_end']).capitalize()}."
         + (
             f" The compute column was timed again, alone, at {r['env']['when']} (KID and L2 are from the run of "
             f"{r['quality_when']})."
@@ -488,10 +474,10 @@ def precision_markdown(r: dict) -> str:
         f"Measured {r['env']['when']} by `OMP_NUM_THREADS=1 python -m benchmarks.live_latency --precision`: "
         f"{r['rounds']} rounds, each timing every variant once (one network evaluation at batch 1, then the "
         "whole live path `compute_previews` on the smiley's 256 px canvas, 2 evaluations at t0 = 0.5), medians "
-        f"(best); {r['env']['threads']} torch thread on {r['env']['cores']} cores, torch {r['env']['torch']}; "
-        f"native bf16 on this CPU: {'yes' if r['native_bf16'] else 'no'}, so previews run in "
-        f"**{r['preview_dtype']}**. Load average {r['load_start']:.1f} at the start, {r['load_end']:.1f} at the "
-        "end (other sessions share the machine: the ratios are the result, the times are upper bounds).",
+        f"(best); {r['env']['threads']} torch thread on {r['env']['cores']} cores ({r['env']['machine']}), torch "
+        f"{r['env']['torch']}; native bf16 on this CPU: {'yes' if r['native_bf16'] else 'no'}, so previews run in "
+        f"**{r['preview_dtype']}**. {load_words(r['load_start'], r['load_end']).capitalize()}; the ratios, measured "
+        "side by side, are the result.",
         "",
         "| network | one evaluation, ms | ratio | preview compute, ms | ratio |",
         "|---|---:|---:|---:|---:|",
@@ -600,13 +586,11 @@ def latency_markdown(r: dict) -> str:
         comp_met = "met" if r["compute_median_ms"] <= BUDGET_MS else "not met"
     return "\n".join(
         [
-            "## Live preview latency (issue 13)",
-            "",
             f"Measured {r['env']['when']} by `OMP_NUM_THREADS=1 python -m benchmarks.live_latency`: the app "
-            f"in-process (one torch thread, {r['env']['cores']} cores, torch {r['env']['torch']}), Debian's "
+            f"in-process ({r['env']['threads']} torch thread(s), {r['env']['cores']} cores ({r['env']['machine']}), "
+            f"torch {r['env']['torch']}), Debian's "
             f"Chromium through Playwright, laptop viewport, the Paint tab with Live on, {len(lat)} strokes (one "
-            f"warm-up stroke not counted). Load average {r['load_start']:.1f} at the start, {r['load_end']:.1f} at "
-            "the end (the machine is shared with other sessions).",
+            f"warm-up stroke not counted). {load_words(r['load_start'], r['load_end']).capitalize()}.",
             "",
             "| | median | p90 | min | max | target |",
             "|---|---:|---:|---:|---:|---|",
@@ -623,9 +607,8 @@ def latency_markdown(r: dict) -> str:
             "",
             "All strokes, ms: " + ", ".join(f"{v:.0f}" for v in lat) + ".",
             "",
-            "GPU: no GPU was available to this issue, so the target of at least 10 previews/s end to end for a "
-            "256 px Hub architecture on a GPU is **unmeasured**. On a GPU Live is on for every model, and "
-            "previews of visitors with matching settings share one forward (up to 8).",
+            "The run was on the CPU: the target of at least 10 previews/s end to end for a 256 px Hub architecture "
+            "on a GPU is not measured by it.",
         ]
     )
 
@@ -649,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.precision:
         saved = RESULTS / "live-precision.json"
         r = json.loads(saved.read_text()) if args.render else run_precision(args.rounds)
-        publish(r, saved, precision_markdown(r), PERFORMANCE_DOC, "live-precision", not args.no_docs)
+        publish(r, saved, precision_markdown(r), "live-precision", not args.no_docs)
         return 0
     if args.quality:
         if args.retime:  # the same rows, their compute timed again (e.g. when the machine is quieter)
@@ -668,10 +651,10 @@ def main(argv: list[str] | None = None) -> int:
                     "preview_dtype": old.get("preview_dtype", "float32"),
                     "rows": {row["label"]: {k: row.get(k) for k in ("kid", "l2_generate")} for row in old["rows"]},
                 }
-        publish(r, RESULTS / "live-quality.json", quality_markdown(r), QUALITY_DOC, "live-quality", not args.no_docs)
+        publish(r, RESULTS / "live-quality.json", quality_markdown(r), "live-quality", not args.no_docs)
         return 0
     r = run_latency(args.strokes, args.generates)
-    publish(r, RESULTS / "live-latency.json", latency_markdown(r), PERFORMANCE_DOC, "live-latency", not args.no_docs)
+    publish(r, RESULTS / "live-latency.json", latency_markdown(r), "live-latency", not args.no_docs)
     return 0
 
 

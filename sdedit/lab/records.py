@@ -66,7 +66,7 @@ SECTIONS: tuple[Section, ...] = (
     section(
         "upscaler",
         "docs/quality.md",
-        (_BENCH + "upscaler.json", _BENCH + "upscaler-2threads.json"),
+        (_BENCH + "upscaler.json", _BENCH + "upscaler-2threads.json", "models/fluent-emoji-upscaler-4x/training.json"),
         "benchmarks.upscaler:render",
     ),
     section("bench-cpu", "docs/performance.md", _BENCH + "bench-cpu.json", "benchmarks.run:render"),
@@ -92,9 +92,9 @@ SECTIONS: tuple[Section, ...] = (
         "benchmarks.app_load:reliability_section",
     ),
     section(
-        "app-load-before",
+        "app-load-baseline",
         "docs/reliability.md",
-        (_BENCH + "app-load.json", _BENCH + "app-load-before-threads.json"),
+        (_BENCH + "app-load.json", _BENCH + "app-load-baseline.json"),
         "benchmarks.app_load:comparison_section",
     ),
     section("live-load", "docs/reliability.md", _BENCH + "live-load.json", "benchmarks.live_load:markdown"),
