@@ -1,4 +1,4 @@
-"""The app next to the library, measured side by side in one run (issue 12, "How fast").
+"""The app next to the library, measured side by side in one run.
 
     python -m benchmarks.app_speed                       # everything (~6 minutes on 2 cores): prints the ratios,
                                                          # writes results/app-speed.json and its docs section

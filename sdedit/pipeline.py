@@ -55,7 +55,7 @@ from .samplers import Guide, StepInfo, X0Limit, limit_x0, perturb_ve, perturb_vp
 from .upscale import resolve as resolve_upscaler
 
 # Whether the fast samplers follow the model's x0 clipping / thresholding (samplers.limit_x0). On: measured better
-# (docs/quality.md, "Clipping x0 in the fast samplers"; issue 14); `pipe.x0_limit` can be set per pipeline either way.
+# (docs/quality.md, "Clipping x0 in the fast samplers"); `pipe.x0_limit` can be set per pipeline either way.
 FOLLOW_X0_LIMIT = True
 
 OUTPUT_TYPES = ("pil", "np", "pt", "uint8", "model")

@@ -1,4 +1,4 @@
-"""A first impression that holds (issue 14): every app example's first click, with the seed and t0 it sets and
+"""A first impression that holds: every app example's first click, with the seed and t0 it sets and
 the app's default settings, gives a result more realistic than its guide on the project's per-image realism
 measure (the kNN realism distance D3 in KID's feature space, sdedit.lab.examples); the click puts that seed
 and t0 in the controls; the selection rule and the measure behave as documented.

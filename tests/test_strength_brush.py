@@ -1,4 +1,4 @@
-"""The strength brush in the app (issue 13, point 2): the Edit tab's Strength layer becomes a strength map,
+"""The strength brush in the app: the Edit tab's Strength layer becomes a strength map,
 and the public /edit endpoint takes one as a new last parameter (existing calls keep working)."""
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ def render_readme(training: dict) -> str:
         f" --config {training.get('config_file')}` on {data}; {cfg.get('held_out_fraction', 0):.0%} of the emoji"
         f" are held out (split `{cfg.get('split', LEGACY_SPLIT)}`). Its record (`models/{training['name']}/"
         f"training.json`): {training['steps']:,} steps at batch {training['batch_size']} on {_hardware(training)},"
-        f" about {steps_per_s:.0f} steps/s. Its [card](models/{training['name']}/README.md) has the architecture and samples."
+        f" about {steps_per_s:.0f} steps/s. Its [card](models/{training['name']}/README.md) has the architecture and"
+        " samples."
     )
 
 

@@ -69,6 +69,12 @@ SECTIONS: tuple[Section, ...] = (
         (_BENCH + "upscaler.json", _BENCH + "upscaler-2threads.json", "models/fluent-emoji-upscaler-4x/training.json"),
         "benchmarks.upscaler:render",
     ),
+    section(
+        "targets",
+        "docs/performance.md",
+        (_BENCH + "bench-cpu.json", _BENCH + "gpu-check-h100.json"),
+        "benchmarks.run:render_targets",
+    ),
     section("bench-cpu", "docs/performance.md", _BENCH + "bench-cpu.json", "benchmarks.run:render"),
     section("bench-gpu", "docs/performance.md", _BENCH + "gpu-check-h100.json", "benchmarks.gpu_check:render"),
     section(
