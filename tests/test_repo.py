@@ -91,7 +91,7 @@ def test_every_browser_test_takes_its_marks_from_browser_utils_and_ci_requires_t
     drivers = []
     for path in sorted(p for p in (ROOT / "tests").glob("test_*.py") if p.name != "test_repo.py"):
         text = path.read_text()
-        if "sync_playwright" not in text and "def browser(" not in text and "browser: " not in text:
+        if "sync_playwright" not in text and "open_app(" not in text:
             continue
         drivers.append(path.name)
         assert "pytestmark = browser_marks()" in text or "@browser_test" in text, path.name
