@@ -491,118 +491,184 @@ def _met(value: float | None, target: float) -> str:
     return "**met**" if value <= target else "**missed**"
 
 
-def section(report: dict) -> str:
-    a, b = report["conditions_start"], report["conditions_end"]
-    lines = [
-        f"Measured {a['time']} by `python -m benchmarks.app_speed` on {a['cpu_count']} CPU cores "
-        f"({load_words(a['load_avg'][0], b['load_avg'][0])}), torch "
-        f"{a['torch']}, Python {a['python']}; thread policy in both processes: `{a['policy']}`. The edit: the "
-        "app's default on the embedded model (strokes-heart.png, t0 = 0.5, DPM-Solver++ N = 20, 10 evaluations, "
-        "1 sample); the library call gets the same file.",
+INTRO = (
+    "Measured {time} by `python -m benchmarks.app_speed` on {cpu_count} CPU cores ({load}), torch {torch}, Python "
+    "{python}; thread policy in both processes: `{policy}`. The edit: the app's default on the embedded model "
+    "(strokes-heart.png, t0 = 0.5, DPM-Solver++ N = 20, 10 evaluations, 1 sample); the library call gets the "
+    "same file."
+)
+LATENCY = (
+    "**(a) One visitor** ({rounds} rounds, each a library call then one request per app; load average "
+    "{load_lo:.1f}-{load_hi:.1f}). Library: median **{library} s**, fastest {library_min} s, CPU {library_cpu} s "
+    "per edit."
+)
+LATENCY_HEAD = (
+    "app, way in",
+    "results arrive: median s",
+    "÷ library",
+    "fastest ÷ fastest",
+    "done, with the animation",
+    "÷ library",
+    "server CPU s",
+    "÷ library CPU",
+    "client CPU s",
+    "target ≤ 1.3× (results, median)",
+)
+PROFILE = (
+    "Gradio's own profile of those requests (`GRADIO_PROFILING=1`, medians in ms; a generator's phases add up over "
+    "its outputs):"
+)
+BUSY = (
+    '**(b) Beside one busy process** (`python -c "while True: pass"`, started by the benchmark; {blocks} idle and '
+    "{blocks} busy blocks of {per_block} library + app edits each, alternating; load average idle {idle_lo}-{idle_hi}, "
+    "busy {busy_lo}-{busy_hi}):"
+)
+BUSY_HEAD = ("side", "idle median s", "busy median s", "busy ÷ idle", "target ≤ 3×")
+THROUGHPUT = (
+    "**(c) Throughput.** The library's batched calls (the fastest of 2 per batch size), measured before each block "
+    "of visitors and after the last ({times} times): best {runs} images/s; the best of all **{best} images/s** "
+    "(batch {best_batch}). Each block's ratio is to the best library figure measured next to it (just before or "
+    "after)."
+)
+THROUGHPUT_HEAD = (
+    "visitors",
+    "load avg",
+    "requests",
+    "requests/s",
+    "library best nearby",
+    "÷ library",
+    "p50 s",
+    "p95 s",
+    "requests per forward",
+)
+BREAKDOWN = "**In this process, no server** ({rounds} rounds, load average {load_lo:.1f}-{load_hi:.1f}; medians):"
+
+
+def _table(head: tuple[str, ...], rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+        *("| " + " | ".join(r) + " |" for r in rows),
         "",
     ]
-    lat = report.get("latency")
-    if lat:
-        lines += [
-            f"**(a) One visitor** ({lat['rounds']} rounds, each a library call then one request per app; load "
-            f"average {min(lat['load_avg']):.1f}-{max(lat['load_avg']):.1f}). Library: median "
-            f"**{_f(lat['library_median_s'])} s**, fastest {_f(lat.get('library_min_s'))} s, CPU "
-            f"{_f(lat.get('library_cpu_median_s'))} s per edit.",
-            "",
-            "| app, way in | results arrive: median s | ÷ library | fastest ÷ fastest | done, with the animation "
-            "| ÷ library | server CPU s | ÷ library CPU | client CPU s | target ≤ 1.3× (results, median) |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+
+
+def _latency_part(lat: dict) -> list[str]:
+    rows = [
+        [
+            name,
+            _f(row["result_median_s"]),
+            f"**{_f(row['result_ratio'])}×**",
+            f"{_f(row.get('result_min_ratio'))}×",
+            _f(row["full_median_s"]),
+            f"{_f(row['full_ratio'])}×",
+            _f(row.get("server_cpu_median_s")),
+            f"{_f(row.get('server_cpu_ratio'))}×",
+            _f(row.get("client_cpu_median_s")),
+            _met(row["result_ratio"], TARGETS["latency"]),
         ]
-        for name, row in lat.items():
-            if not isinstance(row, dict) or "result_median_s" not in row:
-                continue
-            lines.append(
-                f"| {name} | {_f(row['result_median_s'])} | **{_f(row['result_ratio'])}×** | "
-                f"{_f(row.get('result_min_ratio'))}× | {_f(row['full_median_s'])} | {_f(row['full_ratio'])}× | "
-                f"{_f(row.get('server_cpu_median_s'))} | {_f(row.get('server_cpu_ratio'))}× | "
-                f"{_f(row.get('client_cpu_median_s'))} | {_met(row['result_ratio'], TARGETS['latency'])} |"
-            )
-        lines.append("")
-    prof = report.get("gradio_profile")
-    if prof:
-        order = ["upload_ms", "queue_wait_ms", "preprocess_ms", "fn_call_ms", "postprocess_ms", "total_ms"]
-        keys = order + sorted({k for p in prof.values() for k in p if k.endswith("_ms")} - set(order))
-        lines += [
-            "Gradio's own profile of those requests (`GRADIO_PROFILING=1`, medians in ms; a generator's phases "
-            "add up over its outputs):",
-            "",
-            "| phase | " + " | ".join(prof) + " |",
-            "|---|" + "---|" * len(prof),
+        for name, row in lat.items()
+        if isinstance(row, dict) and "result_median_s" in row
+    ]
+    intro = LATENCY.format(
+        rounds=lat["rounds"],
+        load_lo=min(lat["load_avg"]),
+        load_hi=max(lat["load_avg"]),
+        library=_f(lat["library_median_s"]),
+        library_min=_f(lat.get("library_min_s")),
+        library_cpu=_f(lat.get("library_cpu_median_s")),
+    )
+    return [intro, "", *_table(LATENCY_HEAD, rows)]
+
+
+def _profile_part(prof: dict) -> list[str]:
+    order = ["upload_ms", "queue_wait_ms", "preprocess_ms", "fn_call_ms", "postprocess_ms", "total_ms"]
+    keys = order + sorted({k for p in prof.values() for k in p if k.endswith("_ms")} - set(order))
+    rows = [[k[:-3], *(_f(p.get(k), 1) for p in prof.values())] for k in keys]
+    return [PROFILE, "", *_table(("phase", *prof), rows)]
+
+
+def _busy_part(bz: dict) -> list[str]:
+    raw = bz["raw"]
+    intro = BUSY.format(
+        blocks=bz["blocks"],
+        per_block=bz["per_block"],
+        idle_lo=_f(min(raw["idle"]["load"]), 1),
+        idle_hi=_f(max(raw["idle"]["load"]), 1),
+        busy_lo=_f(min(raw["busy"]["load"]), 1),
+        busy_hi=_f(max(raw["busy"]["load"]), 1),
+    )
+    rows = [
+        [
+            side,
+            _f(bz[side]["idle_median_s"]),
+            _f(bz[side]["busy_median_s"]),
+            f"**{_f(bz[side]['ratio'])}×**",
+            _met(bz[side]["ratio"], TARGETS["busy"]),
         ]
-        for k in keys:
-            lines.append(f"| {k[:-3]} | " + " | ".join(_f(p.get(k), 1) for p in prof.values()) + " |")
-        lines.append("")
-    bz = report.get("busy")
-    if bz:
-        raw = bz["raw"]
-        lines += [
-            f'**(b) Beside one busy process** (`python -c "while True: pass"`, started by the benchmark; '
-            f"{bz['blocks']} idle and {bz['blocks']} busy blocks of {bz['per_block']} library + app edits each, "
-            f"alternating; load average idle {_f(min(raw['idle']['load']), 1)}-{_f(max(raw['idle']['load']), 1)}, "
-            f"busy {_f(min(raw['busy']['load']), 1)}-{_f(max(raw['busy']['load']), 1)}):",
-            "",
-            "| side | idle median s | busy median s | busy ÷ idle | target ≤ 3× |",
-            "|---|---|---|---|---|",
+        for side in ("library", "app")
+    ]
+    return [intro, "", *_table(BUSY_HEAD, rows)]
+
+
+def _throughput_part(report: dict) -> list[str]:
+    lt, at = report["library_throughput"], report["app_throughput"]
+    runs = report.get("library_throughput_runs") or [lt]
+    intro = THROUGHPUT.format(
+        times=len(runs),
+        runs="; ".join(
+            ", ".join(f"b{r['batch']} {_f(r['images_per_s'])}" for r in m["rows"])
+            + f" (load {m['rows'][0]['load_avg']:.1f})"
+            for m in runs
+        ),
+        best=_f(lt["best_images_per_s"]),
+        best_batch=lt["best_batch"],
+    )
+    rows = [
+        [
+            f"{r['users']}{'' if label == 'app' else ' (baseline app)'}",
+            f"{r['load_avg']:.1f}",
+            str(r["requests"]),
+            _f(r["requests_per_s"]),
+            _f(r.get("library_best_nearby")),
+            f"**{_f(r['ratio_to_library_best'])}×**",
+            _f(r["p50_s"]),
+            _f(r["p95_s"]),
+            _f(r["mean_requests_per_forward"], 1),
         ]
-        for side in ("library", "app"):
-            r = bz[side]
-            lines.append(
-                f"| {side} | {_f(r['idle_median_s'])} | {_f(r['busy_median_s'])} | **{_f(r['ratio'])}×** | "
-                f"{_met(r['ratio'], TARGETS['busy'])} |"
-            )
-        lines.append("")
-    lt, at = report.get("library_throughput"), report.get("app_throughput")
-    if lt and at:
-        runs = report.get("library_throughput_runs") or [lt]
-        lines += [
-            "**(c) Throughput.** The library's batched calls (the fastest of 2 per batch size), measured before "
-            f"each block of visitors and after the last ({len(runs)} times): best "
-            + "; ".join(
-                ", ".join(f"b{r['batch']} {_f(r['images_per_s'])}" for r in m["rows"])
-                + f" (load {m['rows'][0]['load_avg']:.1f})"
-                for m in runs
-            )
-            + f" images/s; the best of all **{_f(lt['best_images_per_s'])} images/s** (batch {lt['best_batch']}). "
-            "Each block's ratio is to the best library figure measured next to it (just before or after).",
-            "",
-            "| visitors | load avg | requests | requests/s | library best nearby | ÷ library | p50 s | p95 s "
-            "| requests per forward |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for label, rows in (("app", at), ("baseline app", report.get("baseline_throughput") or [])):
-            for r in rows:
-                lines.append(
-                    f"| {r['users']}{'' if label == 'app' else ' (baseline app)'} | {r['load_avg']:.1f} | "
-                    f"{r['requests']} | {_f(r['requests_per_s'])} | {_f(r.get('library_best_nearby'))} | "
-                    f"**{_f(r['ratio_to_library_best'])}×** | {_f(r['p50_s'])} | {_f(r['p95_s'])} | "
-                    f"{_f(r['mean_requests_per_forward'], 1)} |"
-                )
-        lines.append("")
-    bd = report.get("breakdown_in_process")
-    if bd:
-        lines += [
-            f"**In this process, no server** ({len(bd['load_avg'])} rounds, load average "
-            f"{min(bd['load_avg']):.1f}-{max(bd['load_avg']):.1f}; medians):",
-            "",
-            "| call | s |",
-            "|---|---|",
-        ]
-        for name, v in bd["median_s"].items():
-            lines.append(f"| {name} | {_f(v, 3)} |")
-        lines += [
-            f"| deferred: the GIF, rendered on first use | {_f(bd['deferred_gif_median_s'], 3)} |",
-            f"| deferred: the result PNG files | {_f(bd['deferred_png_median_s'], 3)} |",
-            "",
-            "Animation work counted over those runs: "
-            + ", ".join(f"{k} {v}" for k, v in sorted(bd["animation_work"].items()))
-            + ".",
-        ]
-    return "\n".join(lines)
+        for label, rows_ in (("app", at), ("baseline app", report.get("baseline_throughput") or []))
+        for r in rows_
+    ]
+    return [intro, "", *_table(THROUGHPUT_HEAD, rows)]
+
+
+def _breakdown_part(bd: dict) -> list[str]:
+    intro = BREAKDOWN.format(rounds=len(bd["load_avg"]), load_lo=min(bd["load_avg"]), load_hi=max(bd["load_avg"]))
+    rows = [[name, _f(v, 3)] for name, v in bd["median_s"].items()]
+    rows += [
+        ["deferred: the GIF, rendered on first use", _f(bd["deferred_gif_median_s"], 3)],
+        ["deferred: the result PNG files", _f(bd["deferred_png_median_s"], 3)],
+    ]
+    work = ", ".join(f"{k} {v}" for k, v in sorted(bd["animation_work"].items()))
+    return [intro, "", *_table(("call", "s"), rows), f"Animation work counted over those runs: {work}."]
+
+
+def section(report: dict) -> str:
+    """docs/performance.md's `app-speed` section from benchmarks/results/app-speed.json: the parts it ran."""
+    a, b = report["conditions_start"], report["conditions_end"]
+    intro = INTRO.format(load=load_words(a["load_avg"][0], b["load_avg"][0]), **a)
+    lines = [intro, ""]
+    if report.get("latency"):
+        lines += _latency_part(report["latency"])
+    if report.get("gradio_profile"):
+        lines += _profile_part(report["gradio_profile"])
+    if report.get("busy"):
+        lines += _busy_part(report["busy"])
+    if report.get("library_throughput") and report.get("app_throughput"):
+        lines += _throughput_part(report)
+    if report.get("breakdown_in_process"):
+        lines += _breakdown_part(report["breakdown_in_process"])
+    return "\n".join(lines).rstrip()
 
 
 def write_doc(report: dict) -> None:

@@ -278,36 +278,64 @@ def strict_note(rows: list[dict], chosen: dict) -> str:
     )
 
 
+QUALITY_INTRO = (
+    "Measured {when} by `OMP_NUM_THREADS=1 python -m benchmarks.live_latency --quality` ({minutes:.1f} min): "
+    "{num_guides} held-out stroke guides (the protocol above{fewer}), realism reference B = {reference}, t0 = 0.5 "
+    "(the app's default), seed + i for guide i in every row. Compute: the live path "
+    "(`sdedit.studio.live.compute_previews`: the 256 px canvas PNG decoded, prepared, the forward, composited, "
+    "JPEG) on one canvas, median (best) of {repeats} runs, {threads} torch thread on {cores} cores ({machine}), "
+    "torch {torch}. The candidates run on the previews' network ({dtype} weights in channels-last order where the "
+    "CPU computes bf16 natively, `live.preview_pipeline`; the sampler in float32), Generate's row on its float32 "
+    "network; every row follows the model's x0 clipping (the pipeline's default). {load}.{retimed}"
+)
+QUALITY_RETIMED = (
+    " The compute column was timed again, alone, at {when} (KID and L2 are from the run of {quality_when})."
+)
+QUALITY_HEAD = (
+    "| candidate | evaluations | resolution | KID (realism) | L2 to guide (faithfulness) "
+    "| L2 to Generate, same seed | compute ms, median (best) |\n"
+    "|---|---:|---:|---:|---:|---:|---:|"
+)
+QUALITY_RULE = (
+    "**The rule.** (1) A preview must look more real than the strokes themselves: a lower KID than theirs. (2) Of "
+    "those, the ones whose median compute fits the {budget:.0f} ms budget; among them, the one closest to what "
+    "Generate will give with the same seed (lowest *L2 to Generate*: a preview is a promise of the result). (3) If "
+    "none fits the budget on this machine, the cheapest candidate of (1) (fewest evaluations x pixels; equal costs: "
+    "the one closer to Generate, then Generate's own sampler). Candidates of equal cost do the same network work, "
+    "so their timings differ only by noise: whether a cost fits is decided by the median of its candidates' "
+    "medians, and L2 to Generate within 0.1 is a tie, settled for Generate's own sampler. **Chosen: {chosen}** "
+    "(`sdedit/studio/live.py`: `PREVIEW_SAMPLER`, `PREVIEW_EVALUATIONS`){how}. Generate keeps its own settings: the "
+    "preview shows where the picture is going, Generate gives the full-quality samples. {strict}"
+)
+QUALITY_BY_STEP_3 = ", by step (3): on this loaded machine no realistic candidate fit {budget:.0f} ms"
+
+
 def quality_markdown(r: dict) -> str:
+    """docs/quality.md's `live-quality` section from benchmarks/results/live-quality.json."""
+
     def ms(row) -> str:
         if row.get("median_ms") is None:
             return "–"
         return f"{row['median_ms']:.0f} ({row['best_ms']:.0f})"
 
-    lines = [
-        f"Measured {r['env']['when']} by `OMP_NUM_THREADS=1 python -m benchmarks.live_latency --quality` "
-        f"({r['seconds'] / 60:.1f} min): {r['num_guides']} held-out stroke guides (the protocol above"
-        f"{', fewer guides' if r['num_guides'] < 128 else ''}), realism reference B = {r['reference']}, "
-        "t0 = 0.5 (the app's default), seed + i for guide i in every row. Compute: the live path "
-        "(`sdedit.studio.live.compute_previews`: the 256 px canvas PNG "
-        f"decoded, prepared, the forward, composited, JPEG) on one canvas, median (best) of {r['repeats']} runs, "
-        f"{r['env']['threads']} torch thread on {r['env']['cores']} cores ({r['env']['machine']}), torch "
-        f"{r['env']['torch']}. The candidates "
-        f"run on the previews' network ({r.get('preview_dtype', 'float32')} weights in channels-last order where "
-        "the CPU computes bf16 natively, `live.preview_pipeline`; the sampler in float32), Generate's row on its "
-        "float32 network; every row follows the model's x0 clipping (the pipeline's default). "
-        f"{load_words(r['load_start'], r['load_end']).capitalize()}."
-        + (
-            f" The compute column was timed again, alone, at {r['env']['when']} (KID and L2 are from the run of "
-            f"{r['quality_when']})."
-            if r.get("retimed")
-            else ""
-        ),
-        "",
-        "| candidate | evaluations | resolution | KID (realism) | L2 to guide (faithfulness) "
-        "| L2 to Generate, same seed | compute ms, median (best) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
+    env = r["env"]
+    retimed = QUALITY_RETIMED.format(when=env["when"], quality_when=r.get("quality_when")) if r.get("retimed") else ""
+    intro = QUALITY_INTRO.format(
+        when=env["when"],
+        minutes=r["seconds"] / 60,
+        num_guides=r["num_guides"],
+        fewer=", fewer guides" if r["num_guides"] < 128 else "",
+        reference=r["reference"],
+        repeats=r["repeats"],
+        threads=env["threads"],
+        cores=env["cores"],
+        machine=env["machine"],
+        torch=env["torch"],
+        dtype=r.get("preview_dtype", "float32"),
+        load=load_words(r["load_start"], r["load_end"]).capitalize(),
+        retimed=retimed,
+    )
+    lines = [intro, "", QUALITY_HEAD]
     for row in r["rows"]:
         mark = " **← preview**" if row["label"] == r["chosen"] else ""
         res = f"{row['resolution']} px" if row.get("resolution") else "–"
@@ -318,22 +346,12 @@ def quality_markdown(r: dict) -> str:
         )
     lines += [
         "",
-        "**The rule.** (1) A preview must look more real than the strokes themselves: a lower KID than "
-        "theirs. (2) Of those, the ones whose median compute fits the "
-        f"{BUDGET_MS:.0f} ms budget; among them, the one closest to what Generate will give with the same seed "
-        "(lowest *L2 to Generate*: a preview is a promise of the result). (3) If none fits the budget on this "
-        "machine, the cheapest candidate of (1) (fewest evaluations x pixels; equal costs: the one closer to "
-        "Generate, then Generate's own sampler). Candidates of equal cost do the same network work, so their "
-        "timings differ only by noise: whether a cost fits is decided by the median of its candidates' medians, "
-        "and L2 to Generate within 0.1 is a tie, settled for Generate's own sampler. "
-        f"**Chosen: {r['chosen']}** (`sdedit/studio/live.py`: `PREVIEW_SAMPLER`, `PREVIEW_EVALUATIONS`)"
-        + (
-            "."
-            if r.get("budget_met")
-            else f", by step (3): on this loaded machine no realistic candidate fit {BUDGET_MS:.0f} ms."
-        )
-        + " Generate keeps its own settings: the preview shows where the picture is going, Generate gives the "
-        "full-quality samples. " + strict_note(r["rows"], {row["label"]: row for row in r["rows"]}[r["chosen"]]),
+        QUALITY_RULE.format(
+            budget=BUDGET_MS,
+            chosen=r["chosen"],
+            how="" if r.get("budget_met") else QUALITY_BY_STEP_3.format(budget=BUDGET_MS),
+            strict=strict_note(r["rows"], {row["label"]: row for row in r["rows"]}[r["chosen"]]),
+        ),
     ]
     rows = {row["label"]: row for row in r["rows"]}
     strokes, chosen, gen = r["rows"][0], rows[r["chosen"]], rows[GENERATE[0]]
