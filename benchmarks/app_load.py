@@ -586,7 +586,7 @@ def performance_section(report: dict) -> str:
 
 def comparison_section(now: dict, before: dict) -> str:
     """The same full run against another checkout's app (`--repo DIR --out FILE`), side by side."""
-    _rn, rb = now["reliability"], before["reliability"]
+    rb = before["reliability"]
 
     def per_forward(rel: dict) -> str:
         values = [r["mean_batched_requests"] for r in rel["rounds"]]
