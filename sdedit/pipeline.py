@@ -32,6 +32,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import loading, registry
+from . import threads as cpu_threads
 from .adapters import ModelSpace, pixel_space
 from .configs import ModelConfig, Sampling
 from .errors import InputError, LimitError
@@ -155,7 +156,24 @@ class SDEditPipeline:
         config: ModelConfig | None = None,
         limits: RunLimits | None = None,
         space: ModelSpace | None = None,
+        threads: int | str | None = "auto",
     ):
+        """Args:
+        unet: the score network (a diffusers UNet2DModel, or any module called as ``unet(x, t).sample``).
+        scheduler: its diffusers scheduler (DDPM-family for VP, ``ScoreSdeVeScheduler`` for VE).
+        config: the model's config; None infers one from the network and scheduler.
+        limits: bounds on one call (`RunLimits`).
+        space: the model's space (`adapters`); None = pixels in the config's data range.
+        threads: CPU threads for the network on a CPU: "auto" = the cores free at each step
+            (`sdedit.threads`), an int = that many, None = leave torch's settings alone.
+        """
+        if (
+            threads is not None
+            and threads != "auto"
+            and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1)
+        ):
+            raise InputError(f"threads must be 'auto', None or a whole number of at least 1, not {threads!r}")
+        self.threads = threads
         self.unet = unet
         self.scheduler = scheduler
         sde = "ve" if type(scheduler).__name__ == loading.VE_SCHEDULER else "vp"
@@ -183,10 +201,20 @@ class SDEditPipeline:
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         limits: RunLimits | None = None,
+        threads: int | str | None = "auto",
     ) -> SDEditPipeline:
-        """A configured name (`fluent-emoji-64`), a local folder, or a Hub id; None is the embedded default."""
+        """Load a model and its scheduler.
+
+        Args:
+            name_or_path: a configured name (`fluent-emoji-64`), a local folder, or a Hub id; None is the
+                embedded default.
+            device: "cpu", "cuda", ...; None = CUDA when there is one.
+            dtype: "auto"/None (fp32 on the CPU, bf16 on CUDA for VP models), or a torch dtype or its name.
+            limits: bounds on one call (`RunLimits`).
+            threads: CPU threads ("auto", an int, or None to leave torch alone; see `__init__`).
+        """
         cfg, unet, scheduler, _, _ = loading.load(name_or_path, device, dtype)
-        return cls(unet, scheduler, cfg, limits)
+        return cls(unet, scheduler, cfg, limits, threads=threads)
 
     @property
     def device(self) -> torch.device:
@@ -364,6 +392,7 @@ class SDEditPipeline:
         unet, dtype = self.unet, self.dtype
 
         def call(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+            cpu_threads.step()  # the free cores now, within an edit (`run`); nothing outside one
             return unet(x.to(dtype), level.to(x.device)).sample.float()
 
         return call
@@ -421,15 +450,16 @@ class SDEditPipeline:
         total = s.repeats * s.steps
         bar = self.progress_bar(total) if progress else None
         x = x0
-        for k in range(s.repeats):
-            if k and editable is not None:
-                # the official hand-off: the previous output inside the mask, the original guide outside it
-                # (under the default timing the kept region already is the guide, so this changes nothing)
-                x = torch.where(editable, x, x0)
-            guide = Guide(x, noise.randn_like(x), strength=strength, official=official_mask_timing)
-            step_cb = self._step_callback(callback, bar, k, s.steps, total)
-            start_cb = (lambda x_t0, k=k: on_start(k, x_t0)) if on_start else None
-            x = self.denoise(guide, s, noise, step_cb, official_mask_timing, start_cb)
+        with cpu_threads.for_run(self.threads if device.type == "cpu" else None):
+            for k in range(s.repeats):
+                if k and editable is not None:
+                    # the official hand-off: the previous output inside the mask, the original guide outside it
+                    # (under the default timing the kept region already is the guide, so this changes nothing)
+                    x = torch.where(editable, x, x0)
+                guide = Guide(x, noise.randn_like(x), strength=strength, official=official_mask_timing)
+                step_cb = self._step_callback(callback, bar, k, s.steps, total)
+                start_cb = (lambda x_t0, k=k: on_start(k, x_t0)) if on_start else None
+                x = self.denoise(guide, s, noise, step_cb, official_mask_timing, start_cb)
         if bar is not None:
             bar.close()
         if device.type == "cuda":
@@ -459,7 +489,8 @@ class SDEditPipeline:
         if s.output_type == "model":  # raw float32 samples in the model's space, at its resolution
             out, upscaler = samples.x.float().cpu(), None
         else:
-            canvases = samples.canvases if upscaler is None else upscaler.upscale(samples.canvases)
+            with cpu_threads.for_run(self.threads if upscaler is not None and upscaler.device.type == "cpu" else None):
+                canvases = samples.canvases if upscaler is None else upscaler.upscale(samples.canvases)
             results = [
                 composite(g.rgb, unplace(canvas, g.placement, g.rgb), g.mask)
                 for g, canvas in zip(guides, canvases, strict=True)
