@@ -19,9 +19,9 @@ from .sweep import DEFAULT_STRENGTHS
 WHY_FEATURES = """\
 KID needs an image embedding. The standard one, Inception-v3 (ImageNet, 299 px photos), needs a download
 that is impossible offline, and it would judge 64 px emoji through features made for photos. As FID for
-MNIST uses a digit classifier, we use a classifier of our own domain: `EmojiFeatureNet` (0.58 M parameters,
-1.2 MB in fp16), a small CNN trained for about half an hour on one CPU thread on the *training split only*,
-to tell the ten Unicode emoji groups apart, plus an auxiliary exemplar task (which of ~1,700 emoji is it)
+MNIST uses a digit classifier, we use a classifier of our own domain: `EmojiFeatureNet`, a small CNN (its card
+has its size and training time) trained on one CPU thread on the *training split only*, to tell the ten
+Unicode emoji groups apart, plus an auxiliary exemplar task (which of ~1,700 emoji is it)
 that makes it attend to the fine detail and shading that strokes, blur and noise destroy. Its augmentations
 are flips and small shifts only: never blur or noise, so its features stay sensitive to both, and no colour
 jitter, so outputs that keep the guide's colours in broken shapes do not pass for real (a jittered network
