@@ -333,3 +333,13 @@ def test_the_lab_nets_save_in_fp16_and_load_back_frozen(which, tmp_path):
     assert not any(p.requires_grad for p in again.net.parameters())
     with pytest.raises(FileNotFoundError, match="train one with"):
         load(tmp_path / "missing")
+
+
+def test_docs_needs_a_registered_results_folder(tmp_path, capsys):
+    from sdedit.lab.eval_cli import main_eval
+
+    args = build_parser().parse_args(["eval", "--quick", "--out", str(tmp_path / "scratch"), "--docs"])
+    assert args.docs is True
+    assert main_eval(args) == 2  # refused before any model or data is loaded
+    assert "use --out eval/" in capsys.readouterr().err
+    assert build_parser().parse_args(["eval", "--docs", "docs/quality.md"]).docs == "docs/quality.md"
