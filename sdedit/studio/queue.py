@@ -145,9 +145,8 @@ class Ticket:
         self._watch(wake.set)
         try:
             while True:
-                wake.clear()
-                seen = self._forward(on_progress, on_queue, seen)
-                if self._done.is_set():
+                seen, done = self._catch_up(wake.clear, on_progress, on_queue, seen)
+                if done:
                     break
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
@@ -179,9 +178,8 @@ class Ticket:
         seen = (0, 0)
         try:
             while True:
-                wake.clear()
-                seen = self._forward(on_progress, on_queue, seen)
-                if self._done.is_set():
+                seen, done = self._catch_up(wake.clear, on_progress, on_queue, seen)
+                if done:
                     break
                 if deadline is None:
                     await wake.wait()
@@ -200,6 +198,11 @@ class Ticket:
         return self.result()
 
     # ----- helpers -------------------------------------------------------------------------------------
+    def _catch_up(self, rearm: Callable[[], None], on_progress, on_queue, seen: tuple[int, int]):
+        """Re-arm the waiter's wake-up, then pass on what changed: (what it has seen now, whether it is done)."""
+        rearm()
+        return self._forward(on_progress, on_queue, seen), self._done.is_set()
+
     def _forward(self, on_progress, on_queue, seen: tuple[int, int]) -> tuple[int, int]:
         """Pass on what changed since `seen` (progress and position sequence numbers): the position only
         while the ticket still waits, and never after its first progress."""
