@@ -23,7 +23,7 @@ EDIT_PATH = [
     ("sdedit/studio/jobs.py: prepare_edit", "pipe.check_inputs, then pipe.prepare: the guide, once, in model space"),
     ("sdedit/studio/queue.py", "the serving queue: requests with matching settings share one forward"),
     ("sdedit/studio/jobs.py: run_jobs", "pipe.run over every request's prepared guides, one seed per sample"),
-    ("sdedit/pipeline.py: run", "K repeats; each: Guide(x0, mask, e) -> denoise"),
+    ("sdedit/pipeline.py: run", "K repeats; each: Guide(x0, e, strength) -> denoise"),
     ("sdedit/registry.py", "the sampler's row builds its loop and schedule"),
     ("sdedit/samplers.py", "perturb to t0, reverse SDE to 0; Guide.project keeps the unmasked region"),
     ("sdedit/adapters.py", "model space -> canvases (PixelSpace.decode)"),
