@@ -532,9 +532,7 @@ class SDEditPipeline:
                 **metadata,
                 "seeds": None if samples.seeds is None else samples.seeds[o : o + n],
                 "num_images": n // len(own),
-                "input_sizes": [list(g.placement.size) for g in own],
-                "masked": [g.mask is not None for g in own],
-                "strength_map": [g.x0_strength is not None for g in own],
+                **_guides_metadata(own),
                 "batched_requests": len(counts),
                 "timings": timings(prep),
             }
@@ -658,10 +656,8 @@ class SDEditPipeline:
             "batch": batch,
             "seeds": seeds,
             "resolution": self.config.resolution,
-            "input_sizes": [list(g.placement.size) for g in guides],
             "fit": s.fit,
-            "masked": [g.mask is not None for g in guides],
-            "strength_map": [g.strength_map for g in guides],
+            **_guides_metadata(guides),
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
         }
@@ -670,6 +666,15 @@ class SDEditPipeline:
 def _distinct(guides: Sequence[PreparedGuide]) -> list[PreparedGuide]:
     """Each prepared guide once, in order (a guide with k samples is listed k times)."""
     return list({id(g): g for g in guides}.values())
+
+
+def _guides_metadata(guides: Sequence[PreparedGuide]) -> dict:
+    """What the metadata says about each distinct guide: its size, and whether it had a mask or a strength map."""
+    return {
+        "input_sizes": [list(g.placement.size) for g in guides],
+        "masked": [g.mask is not None for g in guides],
+        "strength_map": [g.strength_map for g in guides],
+    }
 
 
 def _timings(sample_s: float, postprocess_s: float, batch: int, prepare_s: float) -> dict:
