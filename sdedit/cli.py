@@ -114,7 +114,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 
 def cmd_sweep(args) -> int:
-    from .lab.sweep import parse_strengths, run_sweep
+    from .sweep import parse_strengths, run_sweep
 
     pipe = _pipe(args)
     result = run_sweep(pipe, args.guide, args.mask, parse_strengths(args.strengths), seed=args.seed, **_settings(args))
@@ -196,9 +196,9 @@ def cmd_batch(args) -> int:
 
 
 def cmd_examples(args) -> int:
-    from .studio.first_click import main_examples
+    from .choose_examples import main
 
-    return main_examples(args)
+    return main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:

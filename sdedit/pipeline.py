@@ -21,6 +21,7 @@ or prepares again. The model's space (`adapters`) is the only place that knows t
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -121,6 +122,9 @@ class SDEditOutput:
     images: list[Image.Image] | np.ndarray | torch.Tensor | list[np.ndarray]
     metadata: dict
     canvases: np.ndarray = field(repr=False, default=None)  # (B, R, R, 3) uint8, before mapping back
+    # one output per request that shared the batch (`postprocess(requests=...)`), each with its own images,
+    # canvases and metadata (its seeds, guides, timings); a plain call is one request
+    requests: list[SDEditOutput] = field(repr=False, default_factory=list)
 
 
 def _number(value, name: str, kind=float):
@@ -479,12 +483,32 @@ class SDEditPipeline:
 
     # ----- 4. postprocess: back to each guide's size, the guide itself outside its mask ---------------------
     def postprocess(
-        self, samples: Samples, guides: Sequence[PreparedGuide], settings: Settings, upscale: bool | None = None
+        self,
+        samples: Samples,
+        guides: Sequence[PreparedGuide],
+        settings: Settings,
+        upscale: bool | None = None,
+        *,
+        requests: Sequence[int] | None = None,
+        prepare_s: float | Sequence[float] = 0.0,
     ) -> SDEditOutput:
         """upscale: None = the model's upscaler when its config names one (`sdedit.upscale`), True = it (an
         InputError if there is none), False = none. The canvases are upscaled before they are mapped back
-        to each guide's size, so outside the mask the output is still the guide, pixel for pixel."""
+        to each guide's size, so outside the mask the output is still the guide, pixel for pixel.
+
+        requests: how many of the samples belong to each request that shared this batch, in order (a server
+        runs several requests in one `run`); None: one request. Each gets its own output in `.requests`, whose
+        metadata has its seeds, guides and timings (`prepare_s`: each request's time in `prepare`, or one
+        number for all), so that a caller never slices the batch's metadata itself.
+        """
+        t_start = time.perf_counter()
         s = settings
+        counts = [len(guides)] if requests is None else [int(n) for n in requests]
+        if min(counts, default=0) < 1 or sum(counts) != len(guides):
+            raise ValueError(f"requests {counts} do not add up to the {len(guides)} samples")
+        prepared = [float(prepare_s)] * len(counts) if np.ndim(prepare_s) == 0 else [float(p) for p in prepare_s]
+        if len(prepared) != len(counts):
+            raise ValueError(f"{len(prepared)} prepare times for {len(counts)} requests")
         upscaler = resolve_upscaler(self.config, upscale, self.device)
         if s.output_type == "model":  # raw float32 samples in the model's space, at its resolution
             out, upscaler = samples.x.float().cpu(), None
@@ -496,10 +520,25 @@ class SDEditPipeline:
                 for g, canvas in zip(guides, canvases, strict=True)
             ]
             out = self._format(results, s.output_type)
-        unique = list({id(g): g for g in guides}.values())
-        metadata = self._metadata(s, samples.seeds, unique, len(guides))
+        metadata = self._metadata(s, samples.seeds, _distinct(guides), len(guides))
         metadata["upscaler"] = upscaler.name if upscaler is not None else None
-        return SDEditOutput(out, metadata, samples.canvases)
+        postprocess_s = time.perf_counter() - t_start
+        timings = functools.partial(_timings, samples.seconds, postprocess_s, len(guides))
+        metadata["timings"] = timings(sum(prepared))
+        parts, o = [], 0
+        for n, prep in zip(counts, prepared, strict=True):
+            own = _distinct(guides[o : o + n])
+            meta = {
+                **metadata,
+                "seeds": None if samples.seeds is None else samples.seeds[o : o + n],
+                "num_images": n // len(own),
+                **_guides_metadata(own),
+                "batched_requests": len(counts),
+                "timings": timings(prep),
+            }
+            parts.append(SDEditOutput(out[o : o + n], meta, samples.canvases[o : o + n]))
+            o += n
+        return SDEditOutput(out, metadata, samples.canvases, parts)
 
     # ----- the call --------------------------------------------------------------------------------
     def __call__(
@@ -569,18 +608,8 @@ class SDEditPipeline:
             official_mask_timing=official_mask_timing,
             progress=progress,
         )
-        t_sampled = time.perf_counter()
         # 4. back to images at the input's size; outside the mask, the guide itself
-        out = self.postprocess(samples, guides, s, upscale)
-        t_done = time.perf_counter()
-        out.metadata["timings"] = {
-            "prepare_s": round(t_prepared - t_start, 4),
-            "sample_s": round(t_sampled - t_prepared, 4),
-            "postprocess_s": round(t_done - t_sampled, 4),
-            "total_s": round(t_done - t_start, 4),
-            "per_image_s": round((t_done - t_start) / len(guides), 4),
-        }
-        return out
+        return self.postprocess(samples, guides, s, upscale, prepare_s=t_prepared - t_start)
 
     # ----- helpers ---------------------------------------------------------------------------------
     @staticmethod
@@ -627,13 +656,37 @@ class SDEditPipeline:
             "batch": batch,
             "seeds": seeds,
             "resolution": self.config.resolution,
-            "input_sizes": [list(g.placement.size) for g in guides],
             "fit": s.fit,
-            "masked": [g.mask is not None for g in guides],
-            "strength_map": [g.strength_map for g in guides],
+            **_guides_metadata(guides),
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
         }
+
+
+def _distinct(guides: Sequence[PreparedGuide]) -> list[PreparedGuide]:
+    """Each prepared guide once, in order (a guide with k samples is listed k times)."""
+    return list({id(g): g for g in guides}.values())
+
+
+def _guides_metadata(guides: Sequence[PreparedGuide]) -> dict:
+    """What the metadata says about each distinct guide: its size, and whether it had a mask or a strength map."""
+    return {
+        "input_sizes": [list(g.placement.size) for g in guides],
+        "masked": [g.mask is not None for g in guides],
+        "strength_map": [g.strength_map for g in guides],
+    }
+
+
+def _timings(sample_s: float, postprocess_s: float, batch: int, prepare_s: float) -> dict:
+    """One request's seconds: its own `prepare`, and the shared `run` and `postprocess` of its batch."""
+    total = prepare_s + sample_s + postprocess_s
+    return {
+        "prepare_s": round(prepare_s, 4),
+        "sample_s": round(sample_s, 4),
+        "postprocess_s": round(postprocess_s, 4),
+        "total_s": round(total, 4),
+        "per_image_s": round(total / batch, 4),
+    }
 
 
 def load_default(device=None, dtype=None) -> SDEditPipeline:
