@@ -23,8 +23,16 @@ from PIL import Image, ImageDraw
 from sdedit import outlines
 from sdedit.studio.guides import flatten, paint_over
 
-from .browser_utils import _FETCH as FETCH
-from .browser_utils import browser_marks, canvas_pixels, draw, fetch_image, generate, open_app, pick_color
+from .browser_utils import (
+    browser_marks,
+    canvas_pixels,
+    draw,
+    fetch_bytes,
+    fetch_image,
+    generate,
+    open_app,
+    pick_color,
+)
 
 pytestmark = browser_marks()
 RED, BLUE, YELLOW, DARK = (249, 47, 96), (0, 166, 237), (255, 200, 61), (33, 33, 33)
@@ -347,9 +355,7 @@ def test_the_api_with_fill_outlines_gives_the_pages_guide_and_picture(page, url,
     page.wait_for_selector("#guide img", timeout=10_000)
     page_guide = np.asarray(fetch_image(page, "#guide img").convert("RGB"))
     assert np.array_equal(page_guide, shown_guide(v)), "the model gets what the canvas shows"
-    src = page.locator("#gallery img").first.get_attribute("src")
-    png = base64.b64decode(page.evaluate(FETCH, src).split(",", 1)[1])  # the file itself, its chunks too
-    settings = read_settings(io.BytesIO(png))
+    settings = read_settings(io.BytesIO(fetch_bytes(page, "#gallery img")))  # the file itself, its chunks too
     assert settings["fill_outlines"] is True, "the result records it"
 
     Image.fromarray(drawing_of(v)).save(tmp_path / "outline.png")  # the drawing as drawn, unfilled

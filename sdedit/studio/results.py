@@ -71,20 +71,8 @@ async def edit(
     go out first, then again with the animation, rendered in a worker thread after they went out. Errors
     reach the user as `ui.as_gr_error` words (`friendly` does not wrap generators).
     """
-    settings = edit_settings(
-        model,
-        strength,
-        sampler,
-        steps,
-        repeats,
-        num_samples,
-        seed,
-        snr,
-        mask_dilation,
-        mask_feather,
-        strength_map,
-        fill_outlines,
-    )
+    values = (model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather)
+    settings = edit_settings(*values, strength_map, fill_outlines)
     try:
         progress(0, desc="Waiting for the model")
         r = await run_edit_async(guide, mask, settings, progress_reporter(progress))
@@ -122,20 +110,8 @@ def edit_on_gpu(
     progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
 ):
     """`edit` on ZeroGPU: the GPU exists only inside this call, so each request runs here, unbatched."""
-    settings = edit_settings(
-        model,
-        strength,
-        sampler,
-        steps,
-        repeats,
-        num_samples,
-        seed,
-        snr,
-        mask_dilation,
-        mask_feather,
-        strength_map,
-        fill_outlines,
-    )
+    values = (model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather)
+    settings = edit_settings(*values, strength_map, fill_outlines)
     progress(0, desc="Loading the model")
     r = run_edit(guide, mask, settings, progress_reporter(progress), batch=False)
     return edit_outputs(r, True, (guide, mask, strength_map))

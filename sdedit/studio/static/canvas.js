@@ -27,8 +27,8 @@ function remember() {
   return known;
 }
 remember();
-const SIDE = Number(known.canvas_size) || 256;  // the paint canvas (a square)
-const MAX_SIDE = mode === 'photo' ? Number(known.photo_side) || 768 : SIDE;  // a photo's largest side here
+const SIDE = Number(known.canvas_size);  // the paint canvas (a square)
+const MAX_SIDE = mode === 'photo' ? Number(known.photo_side) : SIDE;  // a photo's largest side here
 
 let W = SIDE, H = SIDE, tool = 'brush', active = 0, color = '#212121', drawing = null;
 let seq = 0, shown = 0, policyFor = undefined, allowed = false, userOff = false, synced = null, bgURL = null;
@@ -60,8 +60,8 @@ const Outlines = (() => {
   // Python's round(): halves to even
   const roundEven = (x) => { const r = Math.round(x); return (Math.abs(x % 1) === 0.5 && r % 2) ? r - 1 : r; };
   const f32 = Math.fround;
-  function rule() { return known.rule || {}; }
-  function gapFor(side) { return Math.max(1, roundEven(Number(rule().gap_at_256 || 3) * side / 256)); }
+  function rule() { return known.rule; }  // outlines.py's constants (canvas.outline_rule)
+  function gapFor(side) { return Math.max(1, roundEven(rule().gap_at_256 * side / 256)); }
 
   // RGBA `top` over RGB(A) `base` as guides.paint_over does it (float32, rounded half to even)
   function over(base, top, n) {
@@ -77,7 +77,7 @@ const Outlines = (() => {
   }
   // (H, W) 0/1: any channel differs from the background (white) by more than the threshold
   function painted(rgb, n) {
-    const t = Number(rule().paint_threshold || 40), out = new Uint8Array(n);
+    const t = rule().paint_threshold, out = new Uint8Array(n);
     for (let p = 0, i = 0; p < n; p++, i += 3) out[p] = 255 - Math.min(rgb[i], rgb[i + 1], rgb[i + 2]) > t ? 1 : 0;
     return out;
   }
@@ -136,7 +136,7 @@ const Outlines = (() => {
     if (!any) return none;
     // components of the holes, each labelled with its first pixel in raster order, plus 1
     const labels = new Int32Array(n), seen = new Uint8Array(n);
-    const maxHole = Number(rule().max_hole || 0.85) * h * w;
+    const maxHole = rule().max_hole * h * w;
     for (let p = 0; p < n; p++) {
       if (!holes[p] || seen[p]) continue;
       const count = flood(holes, w, h, [p], seen, 1, queue);
@@ -197,13 +197,13 @@ const Outlines = (() => {
     const r = rule();
     let total = 0;
     for (let p = 0; p < drawn.length; p++) total += drawn[p];
-    if (total < Number(r.thin_min_painted || 0.002) * h * w) return false;
-    const radius = Math.max(1, roundEven(Number(r.thin_width || 8) / 2 * Math.max(h, w) / 256));
+    if (total < r.thin_min_painted * h * w) return false;
+    const radius = Math.max(1, roundEven(r.thin_width / 2 * Math.max(h, w) / 256));
     let eroded = drawn;
     for (let i = 0; i < radius; i++) eroded = erode(eroded, w, h);
     let left = 0;
     for (let p = 0; p < eroded.length; p++) left += eroded[p];
-    return left < Number(r.thin_share || 0.3) * total;
+    return left < r.thin_share * total;
   }
   return { over, painted, fill, thin, dilate };
 })();
@@ -473,7 +473,7 @@ function bucket(fx, fy) {
   const x0 = Math.floor(fx), y0 = Math.floor(fy);
   if (x0 < 0 || y0 < 0 || x0 >= W || y0 >= H) return;
   const n = W * H, shownRGB = withFill(Outlines.over(pixels(bg).data, pixels(layers[0]).data, n));
-  const t = Number((known.rule || {}).paint_threshold || 40), s = (y0 * W + x0) * 3;
+  const t = known.rule.paint_threshold, s = (y0 * W + x0) * 3;
   const same = new Uint8Array(n);
   for (let p = 0; p < n; p++) {
     const i = p * 3;
@@ -716,7 +716,7 @@ liveBox.addEventListener('change', () => {
 // ----- start, and values / props from Python ------------------------------------------------------------
 function defaultAutoFill() { return known.auto_fill === undefined ? mode === 'paint' : !!known.auto_fill; }
 buildPalette(known.palette);
-sizeInput.value = String(Number(known.brush_size) || 10); $('.sdl-size-text').textContent = sizeInput.value;
+sizeInput.value = String(known.brush_size); $('.sdl-size-text').textContent = sizeInput.value;
 setAutoFill(defaultAutoFill());
 let paletteKey = JSON.stringify(known.palette || []);
 watch(Object.keys(props), () => {
