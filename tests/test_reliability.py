@@ -439,8 +439,8 @@ def test_every_number_of_edit_gets_words_for_values_no_control_sends(app_url, cl
     for value in NOT_NUMBERS:
         err = expect_app_error(lambda value=value: call_edit(client, EX / "strokes-heart.png", **{name: value}), ".")
         _words_for(name, err.message)
-    edit = [None, None, "fluent-emoji-64", 0.5, "dpmpp", 4, 1, 1, 0, 0.0, 0, 0, None]
-    sweep = [None, None, "fluent-emoji-64", "0.2, 0.6", "dpmpp", 4, 1, 0, 0.0, 0, 0, None]
+    edit = [None, None, "fluent-emoji-64", 0.5, "dpmpp", 4, 1, 1, 0, 0.0, 0, 0, None, False]
+    sweep = [None, None, "fluent-emoji-64", "0.2, 0.6", "dpmpp", 4, 1, 0, 0.0, 0, 0, None, False]
     for api, args, where in (("edit", edit, EDIT_NUMBERS), ("sweep", sweep, SWEEP_NUMBERS)):
         if name not in where:
             continue

@@ -25,7 +25,6 @@ layers transparent) and writes it from Python images (`postprocess`: {"backgroun
 from __future__ import annotations
 
 import base64
-import binascii
 import io
 import json
 from pathlib import Path
@@ -37,8 +36,7 @@ from PIL import Image
 from .. import outlines
 from ..configs import ModelConfig
 from ..errors import InputError, SDEditError
-from . import limits
-from . import live as previews
+from . import limits, live
 from .guides import CANVAS_SIZE
 
 MODES = ("paint", "photo")
@@ -47,6 +45,7 @@ DEFAULT_BRUSH_SIZE = 10  # px on the 256 px paint canvas, when the model's confi
 STATIC = Path(__file__).resolve().parent / "static"
 HTML, CSS, JS = ((STATIC / f"canvas.{ext}").read_text(encoding="utf-8") for ext in ("html", "css", "js"))
 _PNG_URL = "data:image/png;base64,"
+SERVER_FUNCTIONS = (live.preview, live.policy)  # what the page calls: `server.preview(...)`, `server.policy(...)`
 
 
 def outline_rule() -> dict:
@@ -105,16 +104,9 @@ def _rgba(obj, what: str) -> np.ndarray | None:
         return np.asarray(obj.convert("RGBA"))
     if isinstance(obj, np.ndarray):
         return np.asarray(Image.fromarray(obj.astype(np.uint8)).convert("RGBA"))
-    if obj is None or obj == "":
+    data = live.decode_data_url(obj, what, MAX_VALUE_CHARS)
+    if data is None:
         return None
-    if not isinstance(obj, str) or not obj.startswith(_PNG_URL):
-        raise InputError(f"the {what} must be a PNG data URL")
-    if len(obj) > MAX_VALUE_CHARS:
-        raise InputError(f"the {what} is too large ({len(obj):,} characters; at most {MAX_VALUE_CHARS:,})")
-    try:
-        data = base64.b64decode(obj[len(_PNG_URL) :], validate=True)
-    except (binascii.Error, ValueError):
-        raise InputError(f"the {what} is not valid base64") from None
     from ..imaging import load_image
 
     return np.asarray(load_image(data, what, limits.APP_LIMITS.image).convert("RGBA"))
@@ -214,7 +206,7 @@ class LiveCanvas(gr.HTML):
             html_template=HTML,
             css_template=CSS,
             js_on_load=JS,
-            server_functions=[previews.preview, previews.policy],
+            server_functions=list(SERVER_FUNCTIONS),
             mode=mode,
             label_text=label_text,
             palette=list(palette),
