@@ -29,6 +29,11 @@ def _edit_args(p: argparse.ArgumentParser, sweep: bool = False) -> None:
             default=None,
             help="greyscale image the guide's size: each pixel's own t0 as a fraction of --strength (black = kept)",
         )
+    p.add_argument(
+        "--fill-outlines",
+        action="store_true",
+        help="fill each closed outline with its stroke colour first (a thin outline fades in the noise)",
+    )
     p.add_argument("--steps", type=int, default=None, help="steps of a full schedule; an edit runs round(t0 x steps)")
     p.add_argument("--sampler", default=None, help=registry.describe())
     p.add_argument("--repeats", type=int, default=None, help="K: re-run SDEdit on its own output K times")
@@ -61,6 +66,7 @@ def _settings(args) -> dict:
         fit=args.fit,
         progress=not args.no_progress,
         upscale=False if args.no_upscale else None,  # None: the model's default (on when it has an upscaler)
+        fill_outlines=args.fill_outlines,
     )
 
 

@@ -53,6 +53,7 @@ from .imaging import (
 )
 from .masks import to_mask
 from .noise import NoiseSource, seeds_for
+from .outlines import fill_guide
 from .samplers import Guide, StepInfo, X0Limit, limit_x0, perturb_ve, perturb_vp, ve_sigmas, vp_timesteps
 from .upscale import resolve as resolve_upscaler
 
@@ -98,6 +99,7 @@ class PreparedGuide:
     x0: torch.Tensor = field(repr=False, default=None)
     x0_strength: torch.Tensor | None = field(repr=False, default=None)  # per-element t0 / strength, or None
     strength_map: bool = False
+    fill_outlines: bool = False  # its closed outlines were filled with their stroke colour (`outlines.fill_guide`)
 
 
 @dataclass
@@ -327,7 +329,9 @@ class SDEditPipeline:
         return settings
 
     # ----- 2. prepare a guide and its mask, once -------------------------------------------------------
-    def prepare(self, image, mask_image=None, fit: str = "pad", strength_map=None) -> PreparedGuide:
+    def prepare(
+        self, image, mask_image=None, fit: str = "pad", strength_map=None, fill_outlines: bool = False
+    ) -> PreparedGuide:
         """Decode a guide (and mask, and strength map), place it on the model's canvas and put it into the
         model's space.
 
@@ -339,13 +343,23 @@ class SDEditPipeline:
 
         strength_map: the guide's size, values in [0, 1]: each pixel's own t0 as a fraction of `strength`
         (1 = the full t0, 0 = kept exactly). With a mask too, the map counts inside it.
+        fill_outlines: fill each closed outline of the guide with its stroke colour, at the guide's own size,
+        before it is placed (`outlines.fill_guide`: with a mask, the masked pixels are the drawing and the
+        mask grows by the filled pixels). A thin outline fades in the noise; a filled shape is followed.
         """
         limits = self.limits.image
-        pil = to_rgb(load_image(image, "image", limits), self.config.background or (255, 255, 255))
+        background = self.config.background or (255, 255, 255)
+        pil = to_rgb(load_image(image, "image", limits), background)
         rgb = np.asarray(pil)
         mask = self._read_mask(mask_image, pil.size, "mask")
         if mask is not None and mask.max() <= 0:
             raise InputError("the mask is empty: mark the region that may change (white = change)")
+        if not isinstance(fill_outlines, (bool, np.bool_)):
+            raise InputError(f"fill_outlines must be True or False, not {fill_outlines!r}")
+        if fill_outlines:
+            rgb, mask, filled = fill_guide(rgb, mask, background)
+            if filled.holes:
+                pil = Image.fromarray(rgb)
         smap = self._read_mask(strength_map, pil.size, "strength_map")
         edit = smap if mask is None else mask if smap is None else smap * mask  # the guide's strength map
         canvas, placement = place(pil, self.config.resolution, fit, self.config.background)
@@ -359,7 +373,8 @@ class SDEditPipeline:
         canvas = np.asarray(canvas)
         x0 = self.space.encode(canvas)
         x0_strength = self.space.encode_mask(cstrength) if cstrength is not None else None
-        return PreparedGuide(rgb, keep, canvas, cstrength, placement, x0, x0_strength, smap is not None)
+        fill = bool(fill_outlines)
+        return PreparedGuide(rgb, keep, canvas, cstrength, placement, x0, x0_strength, smap is not None, fill)
 
     def _read_mask(self, obj, size: tuple[int, int], what: str) -> np.ndarray | None:
         if obj is None:
@@ -561,6 +576,7 @@ class SDEditPipeline:
         on_start: Callable[[int, torch.Tensor], None] | None = None,
         strength_map=None,
         upscale: bool | None = None,
+        fill_outlines: bool = False,
     ) -> SDEditOutput:
         """Edit one guide (or a list of guides) into `num_images` samples each.
 
@@ -577,6 +593,7 @@ class SDEditPipeline:
             full t0, 0 = kept exactly); same forms as mask_image, a list for a list of guides.
         upscale: the model's learned upscaler on the result before it is mapped back (see `postprocess`);
             None = on when the model's config names one, True = on (an InputError without one), False = off.
+        fill_outlines: fill each guide's closed outlines with their stroke colour first (see `prepare`).
         """
         t_start = time.perf_counter()
         images = list(image) if isinstance(image, (list, tuple)) else [image]
@@ -594,7 +611,9 @@ class SDEditPipeline:
         )
         resolve_upscaler(self.config, upscale, self.device)  # an upscale=True the model can't honour fails now
         # 2. prepare each guide once; every sample of a guide shares it
-        prepared = [self.prepare(im, m, s.fit, sm) for im, m, sm in zip(images, masks, maps, strict=True)]
+        prepared = [
+            self.prepare(im, m, s.fit, sm, fill_outlines) for im, m, sm in zip(images, masks, maps, strict=True)
+        ]
         guides = [g for g in prepared for _ in range(s.num_images)]
         t_prepared = time.perf_counter()
         # 3. K repeats of perturb -> reverse SDE, all samples in one batch
@@ -669,11 +688,13 @@ def _distinct(guides: Sequence[PreparedGuide]) -> list[PreparedGuide]:
 
 
 def _guides_metadata(guides: Sequence[PreparedGuide]) -> dict:
-    """What the metadata says about each distinct guide: its size, and whether it had a mask or a strength map."""
+    """What the metadata says about each distinct guide: its size, whether it had a mask or a strength map, and
+    whether its closed outlines were filled."""
     return {
         "input_sizes": [list(g.placement.size) for g in guides],
         "masked": [g.mask is not None for g in guides],
         "strength_map": [g.strength_map for g in guides],
+        "fill_outlines": [g.fill_outlines for g in guides],
     }
 
 

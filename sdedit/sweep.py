@@ -108,7 +108,8 @@ def run_sweep(
     from .noise import seeds_for
 
     seeds = seeds_for(seed, num_images)
-    guide_rgb = pipe.prepare(image, None, kwargs.get("fit") or pipe.config.fit).rgb
+    fit, fill = kwargs.get("fit") or pipe.config.fit, bool(kwargs.get("fill_outlines"))
+    guide_rgb = pipe.prepare(image, mask_image if fill else None, fit, fill_outlines=fill).rgb  # what the model got
     columns, l2, metas = [], [], []
     for s in strengths:
         out = pipe(image, mask_image, strength=s, num_images=num_images, seed=seeds, output_type="pil", **kwargs)

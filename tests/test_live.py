@@ -574,7 +574,7 @@ def test_the_canvas_value_round_trips_and_never_names_a_file():
     for bad in ['{"background": "/etc/passwd"}', '{"background": "file:///etc/passwd"}', "{not json", "[1]"]:
         with pytest.raises(InputError):
             canvas.read_canvas(bad)
-    assert canvas.read_canvas("") == {"background": None, "layers": []}
+    assert canvas.read_canvas("") == {"background": None, "layers": [], "fill": None, "auto_fill": False}
     json.loads(value)
 
 
@@ -601,8 +601,10 @@ def test_the_tabs_read_their_guides_from_the_canvas():
     assert (np.asarray(guide) == np.asarray(photo)).all(), "the mask layer marks, it does not paint"
     assert (np.asarray(mask) > 0).sum() == 100
     sweep = next(fn for fn in page.demo.fns.values() if fn.api_name == "sweep")
-    assert sweep.inputs[-1] is page.results.strength_map, "the sweep gets the strength map the page shows"
-    assert list(inspect.signature(results.sweep).parameters)[-2] == "strength_map", "last, with a default"
+    params = list(inspect.signature(results.sweep).parameters)
+    at = params.index("strength_map")
+    assert sweep.inputs[at] is page.results.strength_map, "the sweep gets the strength map the page shows"
+    assert at == 11 and params[at + 1] == "fill_outlines", "appended after the old inputs, with defaults"
 
 
 # ----- Live on or off by default ------------------------------------------------------------------------------

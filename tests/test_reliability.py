@@ -349,8 +349,8 @@ def test_raw_http_nan_paths_and_sizes(app_url, client, tmp_path):
     import httpx
 
     guide = _upload(app_url, EX / "strokes-heart.png")
-    # raw HTTP sends every input: the last, strength_map, is optional (None)
-    args = [guide, None, "fluent-emoji-64", 0.5, "dpmpp", 4, 1, 1, 0, 0.0, 0, 0, None]
+    # raw HTTP sends every input: the optional ones last (strength_map None, fill_outlines false)
+    args = [guide, None, "fluent-emoji-64", 0.5, "dpmpp", 4, 1, 1, 0, 0.0, 0, 0, None, False]
     kind, out = raw_call(app_url, "edit", args)
     assert kind == "complete" and len(out[0]) == 1
     body = json.dumps({"data": args})
@@ -365,7 +365,7 @@ def test_raw_http_nan_paths_and_sizes(app_url, client, tmp_path):
         },
     )
     for literal in ("NaN", "Infinity", "-Infinity"):
-        bad_seed = body.replace(", 0, 0.0, 0, 0, null]", f", {literal}, 0.0, 0, 0, null]")
+        bad_seed = body.replace(", 0, 0.0, 0, 0, null, false]", f", {literal}, 0.0, 0, 0, null, false]")
         kind, out = raw_call(app_url, "edit", body=bad_seed)
         assert kind == "error" and re.match(r"seed: -?(nan|inf) is not allowed: expected a whole number", out["error"])
     # files the server has but the client did not upload: refused by Gradio, never read
@@ -399,7 +399,7 @@ def test_raw_http_nan_paths_and_sizes(app_url, client, tmp_path):
 
 def test_sweep_composite_and_painting_refuse_bad_input_clearly(app_url, client):
     guide = _upload(app_url, EX / "strokes-heart.png")
-    sweep = [guide, None, "fluent-emoji-64", "0.2, 0.6", "dpmpp", 4, 1, 0, 0.0, 0, 0, None]  # no strength_map
+    sweep = [guide, None, "fluent-emoji-64", "0.2, 0.6", "dpmpp", 4, 1, 0, 0.0, 0, 0, None, False]  # no map, no fill
     for strengths, message in [
         ("0.5," * 100, "at most 200"),
         ("a, b", "numbers separated by commas"),
@@ -439,8 +439,8 @@ def test_every_number_of_edit_gets_words_for_values_no_control_sends(app_url, cl
     for value in NOT_NUMBERS:
         err = expect_app_error(lambda value=value: call_edit(client, EX / "strokes-heart.png", **{name: value}), ".")
         _words_for(name, err.message)
-    edit = [None, None, "fluent-emoji-64", 0.5, "dpmpp", 4, 1, 1, 0, 0.0, 0, 0, None]
-    sweep = [None, None, "fluent-emoji-64", "0.2, 0.6", "dpmpp", 4, 1, 0, 0.0, 0, 0, None]
+    edit = [None, None, "fluent-emoji-64", 0.5, "dpmpp", 4, 1, 1, 0, 0.0, 0, 0, None, False]
+    sweep = [None, None, "fluent-emoji-64", "0.2, 0.6", "dpmpp", 4, 1, 0, 0.0, 0, 0, None, False]
     for api, args, where in (("edit", edit, EDIT_NUMBERS), ("sweep", sweep, SWEEP_NUMBERS)):
         if name not in where:
             continue

@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw
 from .. import loading
 from ..errors import InputError, OutOfMemoryError
 from ..noise import check_seed, random_seed, seeds_for
+from ..outlines import guide_hint
 from ..pipeline import PreparedGuide, SDEditPipeline, Settings
 from ..recall import settings_of
 from ..samplers import StepInfo
@@ -63,6 +64,7 @@ class EditSettings:
     mask_dilation: float = 0
     mask_feather: float = 0
     strength_map: object = None  # an image the guide's size: white = the full t0, black = kept exactly
+    fill_outlines: bool = False  # fill closed outlines with their stroke colour first (`outlines.fill_guide`)
 
     def pipe_kwargs(self) -> dict:
         return dict(
@@ -120,6 +122,7 @@ class EditJob:
     report: ProgressFn | None = None
     prepare_s: float = 0.0
     queued_at: float = field(default_factory=time.perf_counter)
+    hint: str | None = None  # words for a guide that is mostly thin lines (`outlines.guide_hint`)
 
     @property
     def key(self) -> tuple:
@@ -169,8 +172,17 @@ def prepare_edit(guide, mask=None, settings: EditSettings | None = None, animate
     seeds = seeds_for(pick_seed(s.seed), checked.num_images)
     t0 = time.perf_counter()
     smap = to_pil(s.strength_map, "strength_map") if s.strength_map is not None else None
-    prepared = pipe.prepare(guide, m, checked.fit, strength_map=smap)
-    return EditJob(pipe, guide, prepared, s, checked, seeds, animate, prepare_s=time.perf_counter() - t0)
+    prepared = pipe.prepare(guide, m, checked.fit, strength_map=smap, fill_outlines=s.fill_outlines)
+    job = EditJob(pipe, guide, prepared, s, checked, seeds, animate, prepare_s=time.perf_counter() - t0)
+    job.hint = prepared_hint(prepared, pipe.config.background)
+    return job
+
+
+def prepared_hint(prepared: PreparedGuide, background) -> str | None:
+    """`outlines.HINT` when the guide the model gets (its outlines filled when asked) is mostly thin lines:
+    its drawn pixels are the mask's, or without one those that differ from the model's background."""
+    painted = None if prepared.mask is None else prepared.mask > 0.5
+    return guide_hint(prepared.rgb, painted, background or WHITE)
 
 
 def run_jobs(jobs: list[EditJob], cancelled: Callable[[], bool] = lambda: False) -> list[JobOutput]:
@@ -247,6 +259,8 @@ def finish_edit(job: EditJob, out: JobOutput) -> EditResult:
     """The summary of one request, and its reverse-process animation still pending: the GIF is rendered when
     `EditResult.animation` is first read, so it never holds up the result."""
     summary = summarize(out.metadata, job.guide.size)
+    if job.hint:
+        summary += f"\n\n**Tip:** {job.hint}"
     return EditResult(out.images, list(out.metadata["seeds"]), out.metadata, out.animation, summary)
 
 
@@ -406,7 +420,7 @@ def run_t0_sweep(
     num, repeats = checks[0].num_images, checks[0].repeats
     m = prepare_mask(to_pil(mask, "mask") if mask is not None else None, guide.size, s.mask_dilation, s.mask_feather)
     smap = to_pil(s.strength_map, "strength_map") if s.strength_map is not None else None
-    pipe.prepare(guide, m, checks[0].fit, strength_map=smap)  # a map of the wrong size fails before the wait
+    pipe.prepare(guide, m, checks[0].fit, strength_map=smap, fill_outlines=s.fill_outlines)  # fails before the wait
     seed = pick_seed(s.seed)
     bar = StepProgress(progress, sum(c.steps for c in checks) * repeats, "t0 sweep")
     if not MODEL_SLOTS.acquire(blocking=False):  # edits hold the model: say so rather than look frozen
@@ -416,7 +430,17 @@ def run_t0_sweep(
         bar.t0 = time.perf_counter()  # the time-left estimate counts from the first step, not the wait
     try:
         result = run_sweep(
-            pipe, guide, m, values, seed=seed, num_images=num, callback=bar, progress=False, strength_map=smap, **kwargs
+            pipe,
+            guide,
+            m,
+            values,
+            seed=seed,
+            num_images=num,
+            callback=bar,
+            progress=False,
+            strength_map=smap,
+            fill_outlines=s.fill_outlines,
+            **kwargs,
         )
     except Exception as exc:
         if is_out_of_memory(exc):

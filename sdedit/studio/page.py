@@ -98,7 +98,8 @@ class Page:
 
     @property
     def guide_outputs(self) -> list:
-        return [self.results.guide, self.results.mask, self.results.strength_map, self.selected_tab]
+        r = self.results
+        return [r.guide, r.mask, r.strength_map, r.fill_outlines, self.selected_tab]
 
     def show_guide(self, tab: Tab, guide, mask) -> dict:
         """Updates that show `tab`'s guide and mask as what the model gets (the next edit reads them)."""
@@ -106,14 +107,18 @@ class Page:
             self.results.guide: guide,
             self.results.mask: mask,
             self.results.strength_map: None,
+            self.results.fill_outlines: False,
             self.selected_tab: tab.id,
         }
 
     def guide_in_front(self, values: dict) -> dict:
         """The guide, mask and strength map of the tab in front, from its own components (mask None = change
-        everything; strength map None = the same t0 everywhere)."""
-        guide, mask, strength_map = self.by_id[values[self.selected_tab]].guide_and_strength(values)
-        return {self.results.guide: guide, self.results.mask: mask, self.results.strength_map: strength_map}
+        everything; strength map None = the same t0 everywhere), and whether its canvas fills closed outlines
+        (its guide carries that fill already)."""
+        tab = self.by_id[values[self.selected_tab]]
+        guide, mask, strength_map = tab.guide_and_strength(values)
+        r = self.results
+        return {r.guide: guide, r.mask: mask, r.strength_map: strength_map, r.fill_outlines: tab.fill_outlines(values)}
 
     @property
     def result_outputs(self) -> list:
@@ -144,13 +149,14 @@ class Page:
         seen = [c for tab in self.tabs for c in tab.restore_outputs]
         return [*self.controls.restore_outputs, *dict.fromkeys(seen), self.selected_tab, self.tabs_block]
 
-    def restore_guide(self, inputs: dict) -> dict:
+    def restore_guide(self, inputs: dict, fill_outlines: bool = False) -> dict:
         """Put a result's guide (mask, strength map) back on the first tab that can hold it exactly, and bring
-        that tab to the front; {} when there is no guide or no tab can hold it."""
+        that tab to the front; {} when there is no guide or no tab can hold it. `fill_outlines`: whether the
+        result's outlines were filled (its canvas's switch follows)."""
         if "guide" not in inputs:
             return {}
         for tab in self.tabs:
-            updates = tab.restore(inputs["guide"], inputs.get("mask"), inputs.get("strength_map"))
+            updates = tab.restore(inputs["guide"], inputs.get("mask"), inputs.get("strength_map"), fill_outlines)
             if updates is not None:
                 return {**updates, self.selected_tab: tab.id, self.tabs_block: gr.Tabs(selected=tab.id)}
         return {}
@@ -158,7 +164,8 @@ class Page:
     def restore_result(self, settings: dict, inputs: dict, current: str, reloaded: bool = False) -> dict:
         """Updates that restore a result: its settings and seed into the controls (`restore.settings_from_dict`)
         and its guide back on a canvas; a notice says what came back."""
-        updates = {**self.controls.restore_settings(settings, current), **self.restore_guide(inputs)}
+        fill = bool(settings.get("fill_outlines"))
+        updates = {**self.controls.restore_settings(settings, current), **self.restore_guide(inputs, fill)}
         s = settings
         words = [f"t0 {s.get('strength')}", f"{s.get('sampler')}", f"{s.get('steps')} steps", f"seed {s.get('seed')}"]
         if s.get("samples", 1) > 1:
@@ -211,7 +218,7 @@ class Page:
         r = self.results
         edited = event.success(
             edit_on_gpu if limits.ZERO_GPU else edit,
-            [r.guide, r.mask, *self.settings_inputs, r.strength_map],
+            [r.guide, r.mask, *self.settings_inputs, r.strength_map, r.fill_outlines],
             r.edit_outputs,
             api_name=api_name,
             api_visibility="public" if api_name else "private",
@@ -227,7 +234,7 @@ class Page:
         self.edit_events = []
         guide_inputs = {self.selected_tab, *(comp for tab in self.tabs for comp in tab.guide_inputs)}
         guide_in_front = friendly(self.guide_in_front)
-        shown = [r.guide, r.mask, r.strength_map]
+        shown = [r.guide, r.mask, r.strength_map, r.fill_outlines]
         self.then_edit(
             r.generate_btn.click(guide_in_front, guide_inputs, shown, api_visibility="private", show_progress="hidden"),
             "edit",
@@ -249,6 +256,7 @@ class Page:
                 c.mask_dilation,
                 c.mask_feather,
                 r.strength_map,
+                r.fill_outlines,
             ],
             r.sweep_outputs,
             api_name="sweep",

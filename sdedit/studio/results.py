@@ -35,6 +35,15 @@ def edit_outputs(r: EditResult, animation: bool = True, inputs: tuple = ()):
     return gallery, None if anim is None else str(anim), r.summary, r.metadata, r.seeds[0]
 
 
+def edit_settings(*values) -> EditSettings:
+    """The endpoints' inputs in `EditSettings` order; an optional input an old client leaves out (None) keeps
+    its default."""
+    settings = EditSettings(*values)
+    if settings.fill_outlines is None:
+        settings.fill_outlines = False
+    return settings
+
+
 async def edit(
     guide,
     mask,
@@ -49,20 +58,21 @@ async def edit(
     mask_dilation,
     mask_feather,
     strength_map=None,
+    fill_outlines=False,
     progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
 ):
     """SDEdit: perturb the guide to t0 and denoise it. White in `mask` may change; None changes everything.
     `strength_map` (optional, the guide's size): each pixel's own t0 as a fraction of `strength` (white = the
-    full t0, black = kept exactly).
+    full t0, black = kept exactly). `fill_outlines` (optional): fill each closed outline of the guide with its
+    stroke colour first, as the page's canvas does (`outlines.fill_guide`).
 
     Async so that a cancelled request stops its work (the batcher drops it) instead of running on unseen;
     requests with matching settings share one forward pass (`jobs.edit_service`). A generator: the results
     go out first, then again with the animation, rendered in a worker thread after they went out. Errors
     reach the user as `ui.as_gr_error` words (`friendly` does not wrap generators).
     """
-    settings = EditSettings(
-        model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather, strength_map
-    )
+    values = (model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather)
+    settings = edit_settings(*values, strength_map, fill_outlines)
     try:
         progress(0, desc="Waiting for the model")
         r = await run_edit_async(guide, mask, settings, progress_reporter(progress))
@@ -96,12 +106,12 @@ def edit_on_gpu(
     mask_dilation,
     mask_feather,
     strength_map=None,
+    fill_outlines=False,
     progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
 ):
     """`edit` on ZeroGPU: the GPU exists only inside this call, so each request runs here, unbatched."""
-    settings = EditSettings(
-        model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather, strength_map
-    )
+    values = (model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather)
+    settings = edit_settings(*values, strength_map, fill_outlines)
     progress(0, desc="Loading the model")
     r = run_edit(guide, mask, settings, progress_reporter(progress), batch=False)
     return edit_outputs(r, True, (guide, mask, strength_map))
@@ -122,12 +132,13 @@ def sweep(
     mask_dilation,
     mask_feather,
     strength_map=None,
+    fill_outlines=False,
     progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
 ):
     """The same guide and seed at several t0: a grid and a faithfulness-vs-t0 plot. `strength_map` as in `edit`
-    (each pixel's t0 as a fraction of each column's t0)."""
-    settings = EditSettings(
-        model, None, sampler, steps, repeats, 1, seed, snr, mask_dilation, mask_feather, strength_map
+    (each pixel's t0 as a fraction of each column's t0), `fill_outlines` too."""
+    settings = edit_settings(
+        model, None, sampler, steps, repeats, 1, seed, snr, mask_dilation, mask_feather, strength_map, fill_outlines
     )
     r = run_t0_sweep(guide, mask, strengths, settings, progress_reporter(progress))
     return r.grid, r.plot, [[row["strength"], row["l2_to_guide"]] for row in r.rows]
@@ -196,11 +207,19 @@ class Results:
             interactive=False,
             elem_id="animation",
         )
-        with gr.Accordion("What the model gets: guide and mask", open=False), gr.Row():
-            # the API's guide, mask and map: read by the studio within its limits
-            self.guide = _shown_image("Guide", "guide")
-            self.mask = _shown_image("Mask (white = may change)", "mask")
-            self.strength_map = _shown_image("Strength map (white = the full t0, black = kept)", "strength-map")
+        with gr.Accordion("What the model gets: guide and mask", open=False):
+            with gr.Row():
+                # the API's guide, mask and map: read by the studio within its limits
+                self.guide = _shown_image("Guide", "guide")
+                self.mask = _shown_image("Mask (white = may change)", "mask")
+                self.strength_map = _shown_image("Strength map (white = the full t0, black = kept)", "strength-map")
+            # the canvas's Fill outlines switch: its guide carries the fill already (filling again changes nothing)
+            self.fill_outlines = gr.Checkbox(
+                False,
+                label="Closed outlines filled with their stroke colour",
+                interactive=False,
+                elem_id="fill-outlines",
+            )
         with gr.Accordion("t0 sweep: faithful ↔ realistic, for this guide", open=False):
             with gr.Row(equal_height=True):
                 self.strengths = gr.Textbox("0.2, 0.4, 0.6, 0.8, 1.0", label="t0 values", elem_id="strengths")

@@ -43,6 +43,10 @@ class Tab:
         black = kept exactly); None = the same t0 everywhere."""
         return (*self.guide(values), None)
 
+    def fill_outlines(self, values: dict) -> bool:
+        """Whether the tab's canvas fills closed outlines (its guide then carries the fill already)."""
+        return False
+
     @property
     def receive_outputs(self) -> list[gr.components.Component]:
         """The components `receive` may update."""
@@ -57,9 +61,16 @@ class Tab:
         """The components `restore` may update."""
         return []
 
-    def restore(self, guide: Image.Image, mask: Image.Image | None, strength_map: Image.Image | None) -> dict | None:
+    def restore(
+        self,
+        guide: Image.Image,
+        mask: Image.Image | None,
+        strength_map: Image.Image | None,
+        fill_outlines: bool = False,
+    ) -> dict | None:
         """Updates that put a result's guide (and mask, strength map) back as this tab's input, exactly as the
-        model got it, so that Generate redoes the result; None when this tab cannot hold it."""
+        model got it, so that Generate redoes the result (`fill_outlines`: whether its outlines were filled);
+        None when this tab cannot hold it."""
         return None
 
     def connect(self, page: Page) -> None:
