@@ -397,6 +397,23 @@ def test_raw_http_nan_paths_and_sizes(app_url, client, tmp_path):
     serves_next(client)
 
 
+def test_raw_http_clients_of_earlier_versions_still_work(app_url):
+    """A client that sends /edit's and /sweep's inputs as they were before optional ones were appended (no
+    strength map, no fill_outlines) gets the same answer as one that sends them; a missing required one is refused."""
+    guide = _upload(app_url, EX / "strokes-heart.png")
+    edit = [guide, None, "fluent-emoji-64", 0.5, "dpmpp", 4, 1, 1, 0, 0.0, 0, 0]  # the first 12 inputs, seed 0
+    results = {}
+    for extra in ([], [None], [None, False]):
+        kind, out = raw_call(app_url, "edit", [*edit, *extra])
+        assert kind == "complete", out
+        results[len(extra)] = out[0][0]["caption"], tuple(out[3]["seeds"])
+    assert len(set(results.values())) == 1
+    kind, out = raw_call(app_url, "edit", edit[:-1])  # mask_feather is not optional
+    assert kind != "complete"
+    sweep = [guide, None, "fluent-emoji-64", "0.3", "dpmpp", 4, 1, 0, 0.0, 0, 0]
+    assert raw_call(app_url, "sweep", sweep)[0] == "complete"
+
+
 def test_sweep_composite_and_painting_refuse_bad_input_clearly(app_url, client):
     guide = _upload(app_url, EX / "strokes-heart.png")
     sweep = [guide, None, "fluent-emoji-64", "0.2, 0.6", "dpmpp", 4, 1, 0, 0.0, 0, 0, None, False]  # no map, no fill

@@ -23,7 +23,7 @@ from .history import History
 from .restore import inputs_from_png, settings_from_png
 from .results import Results, edit, edit_on_gpu, sweep
 from .tabs import TABS, Tab
-from .ui import friendly, guard_inputs, user_message
+from .ui import accept_old_clients, friendly, guard_inputs, user_message
 
 CSS = """
 .gradio-container { max-width: 1360px !important; margin: auto; }
@@ -92,6 +92,7 @@ class Page:
             gr.Markdown(CREDITS, elem_id="credits")
             self.connect()
         guard_inputs(self.demo)
+        accept_old_clients(self.demo)
         self.demo.queue(default_concurrency_limit=limits.CONCURRENCY, max_size=limits.QUEUE_SIZE)
 
     # ----- what the model gets, and where a result goes back --------------------------------------------
