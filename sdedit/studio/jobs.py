@@ -27,6 +27,7 @@ from ..noise import check_seed, random_seed, seeds_for
 from ..pipeline import PreparedGuide, SDEditPipeline, Settings
 from ..recall import settings_of
 from ..samplers import StepInfo
+from ..upscale import upscaler_for
 from . import limits
 from .batching import Batch, Cancelled, MicroBatcher
 from .guard import free_memory, is_out_of_memory, trim_malloc
@@ -245,7 +246,7 @@ def run_jobs(jobs: list[EditJob], cancelled: Callable[[], bool] = lambda: False)
                 "queued_s": round(time.perf_counter() - job.queued_at, 4),
             },
         )
-        anim = Animation(rec, out.canvases[o]) if rec is not None else None
+        anim = Animation(rec, out.canvases[o], upscaler_for(pipe.config, pipe.device)) if rec is not None else None
         results.append(JobOutput(list(out.images[o : o + job.size]), meta, anim))
     return results
 

@@ -192,7 +192,7 @@ class Results:
         self.animation = gr.Image(
             type="filepath",
             label="Reverse process: the noised guide becomes the result",
-            height=240,
+            height=None,
             interactive=False,
             elem_id="animation",
         )
