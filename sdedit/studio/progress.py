@@ -232,6 +232,15 @@ def write_pngs(
     return paths
 
 
+def png_file(image, what: str = "image") -> str | None:
+    """A PIL image as a PNG file of its own in the output folder (a path or None passes through)."""
+    if image is None or not isinstance(image, Image.Image):
+        return image
+    path = output_dir() / f"{what}-{uuid.uuid4().hex[:12]}.png"
+    image.save(path, format="PNG")
+    return str(path)
+
+
 _LAST_CLEANUP = [0.0]
 CLEANUP_EVERY_S = 10.0
 
