@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import gradio as gr
 import pytest
 from PIL import Image
 
@@ -44,7 +43,8 @@ def test_every_tabs_example_click_is_followed_by_an_edit(page):
         for comp in page.guide_outputs:  # the guide, mask and map the edit reads, and the tab that made it
             assert comp._id in outputs, (tab.label, comp)
         updates = tab.load_example(page, 0)
-        assert updates[page.tab_results.made_by] == tab.id and updates[page.selected_tab] == tab.id
+        assert updates[page.tab_results.made_by] == tab.id
+        assert page.selected_tab not in updates  # the tab in front is the visitor's: a click may end after a switch
         guide = updates[page.results.guide]
         assert isinstance(guide, str) and Image.open(guide).size[0] > 0  # a PNG file of its own
 
@@ -74,22 +74,19 @@ def test_a_tab_shows_its_own_last_result_or_its_empty_state(page, files):
     assert page.front("edit", "composite", store)[r.gallery] is None
 
 
-def test_a_result_is_filed_under_the_tab_that_made_it_even_after_a_switch(page, files, monkeypatch):
+def test_a_result_is_filed_under_the_tab_that_made_it_even_after_a_switch(page, files):
     r = page.results
-    told = []
-    monkeypatch.setattr(gr, "Info", lambda text, *a, **k: told.append(text))
     args = [[(files["result"], "seed 3")], files["animation"], "1 result", {}, files["guide"], files["mask"], None]
     # made on the tab in front: filed, and the before/after shows it against its guide
     out = page.tab_results.filed({}, "edit", "edit", *args)
     store = out[page.tab_results.store]
     assert out[page.tab_results.made_by] == "" and store["edit"]["gallery"] == [(files["result"], "seed 3")]
     assert out[page.history.slider] == (files["guide"], files["result"]) and r.gallery not in out
-    assert not told
     # the visitor went to Paint while it ran: filed under Edit, the column goes back to Paint's (empty) state
     out = page.tab_results.filed({}, "edit", "paint", *args)
     assert out[page.tab_results.store]["edit"]["summary"] == "1 result"
-    assert out[r.gallery] is None and "No result on **Paint**" in out[r.summary]
-    assert told and "Edit a photo" in told[0]
+    assert out[r.gallery] is None and out[r.summary].startswith("No result on **Paint**")
+    assert "Your result on **Edit a photo** is ready" in out[r.summary]
 
 
 def test_a_sweep_is_kept_per_tab(page):

@@ -101,7 +101,7 @@ class Page:
     @property
     def guide_outputs(self) -> list:
         r = self.results
-        return [r.guide, r.mask, r.strength_map, self.selected_tab, self.tab_results.made_by]
+        return [r.guide, r.mask, r.strength_map, self.tab_results.made_by]
 
     def show_guide(self, tab: Tab, guide, mask) -> dict:
         """Updates that show `tab`'s guide and mask as what the model gets (the next edit reads them, and its
@@ -115,8 +115,7 @@ class Page:
             self.results.guide: png_file(guide, "guide"),
             self.results.mask: png_file(mask, "mask"),
             self.results.strength_map: None,
-            self.selected_tab: tab.id,
-            self.tab_results.made_by: tab.id,
+            self.tab_results.made_by: tab.id,  # not `selected_tab`: the visitor may have moved on meanwhile
         }
 
     def guide_in_front(self, values: dict) -> dict:

@@ -9,9 +9,10 @@ the tab.
 
 `made_by` is the tab whose guide went to the model last, set when its guide is put in place (Generate, the
 sweep, an example's click) and cleared when the request ends. Its result is filed under that tab even when
-the visitor has gone to another one meanwhile; the column then goes back to the tab in front and a notice
-says where the result is. While a request runs, switching tabs leaves "What the model gets" alone: the
-running request's guide is what its result is filed with.
+the visitor has gone to another one meanwhile; the column then goes back to the tab in front, and its
+summary says where the result is. (Until then, between the result's arrival and its filing, the column
+shows it: the endpoint writes into the shared components.) While a request runs, switching tabs leaves
+"What the model gets" alone: the running request's guide is what its result is filed with.
 """
 
 from __future__ import annotations
@@ -105,8 +106,9 @@ class TabResults:
             if tab == front:
                 first = store[tab]["gallery"][0][0] if store[tab]["gallery"] else None
                 return {**out, h.slider: before_after(store[tab]["guide"], first)}
-            gr.Info(f"Your result from {self.labels.get(tab, tab)!r} is ready: it is on that tab.")
-            return {**out, **self.panel(store, front)}
+            panel = self.panel(store, front)
+            ready = f"Your result on **{self.labels.get(tab, tab)}** is ready: it is on that tab."
+            return {**out, **panel, r.summary: f"{panel[r.summary]}\n\n{ready}"}
 
         self.filed = filed
         for event in page.edit_events:
