@@ -1,6 +1,6 @@
 """The reverse-process animation at the results' size: what each way of drawing its frames costs, side by side.
 
-    python -m benchmarks.animation            # default edit (11 kept steps) and a long one (48), 15 rounds
+    python -m benchmarks.animation            # the default edit and a long one (200 steps), 15 rounds
     python -m benchmarks.animation --quick    # 3 rounds: a smoke run
 
 The frames are recorded once from real edits on the embedded model (`jobs.run_edit`, the app's path), then
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     d = default_config().defaults
     edits = {f"default (t0 {d.strength:g}, {d.num_inference_steps} steps)": d.num_inference_steps}
     if not args.quick:
-        edits[f"long (t0 {d.strength:g}, 200 steps: 48 kept)"] = 200
+        edits[f"long (t0 {d.strength:g}, 200 steps)"] = 200
     load_before = [round(x, 2) for x in os.getloadavg()]
     out = {}
     with tempfile.TemporaryDirectory() as tmp:

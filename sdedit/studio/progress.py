@@ -194,7 +194,7 @@ def render_animation(
 
     Frames are (left label, right label, left image, right image), each image resized to `panel` px as the
     results are (`fit_panel`); the first and last are held longer. Each frame is quantized once, at its final
-    size: a few ms a frame (`benchmarks/animation.py`).
+    size (its cost: `benchmarks/animation.py`, docs/performance.md).
     """
     images, durations = [], []
     for i, (left, right, x, x0) in enumerate(frames):
