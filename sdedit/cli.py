@@ -151,7 +151,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 
 def cmd_sweep(args) -> int:
-    from .lab.sweep import parse_strengths, run_sweep
+    from .sweep import parse_strengths, run_sweep
 
     target = outpaths.target(args.out, 1, patterns=False)
     pipe = _pipe(args)
@@ -239,9 +239,9 @@ def cmd_batch(args) -> int:
 
 
 def cmd_examples(args) -> int:
-    from .studio.first_click import main_examples
+    from .choose_examples import main
 
-    return main_examples(args)
+    return main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,8 +38,8 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
+from ..accel import has_bf16_cpu
 from ..configs import REPO_ROOT, repo_relative
-from .hardware import has_bf16_cpu
 
 DEFAULT_DIR = REPO_ROOT / "models" / "emoji-features"
 WEIGHTS = "model.safetensors"

@@ -1,10 +1,10 @@
 """Running edits: one request checked in its own thread, then run with others in one forward, and sweeps.
 
 `prepare_edit` loads the model and checks everything about a request before it may wait for the model, so a
-batch only ever holds requests that can run. The batcher (`edit_service`, sdedit.studio.batching) merges
+batch only ever holds requests that can run. The batcher (`edit_service`, a `queue.ServingQueue`) merges
 requests with matching settings; `run_jobs` runs them as one forward, each sample with its own seed, so the
 images agree with an unbatched run. `run_edit` is the entry point for the page and the tests; on ZeroGPU it
-runs unbatched in the calling thread. `run_t0_sweep` is the same guide and seed at several t0.
+runs unbatched in the calling thread. `run_t0_sweep` is the engine's sweep (`sdedit.sweep`) on the model's slot.
 
 The result comes first: during the forward the animation only keeps tensor copies of a few steps, and its
 GIF is rendered when `EditResult.animation` is first read (the page reads it after it has sent the result).
@@ -22,18 +22,19 @@ from PIL import Image, ImageDraw
 
 from .. import loading
 from ..errors import InputError, OutOfMemoryError
-from ..lab.sweep import parse_strengths, run_sweep
 from ..noise import check_seed, random_seed, seeds_for
 from ..pipeline import PreparedGuide, SDEditPipeline, Settings
 from ..recall import settings_of
 from ..samplers import StepInfo
+from ..sweep import parse_strengths, run_sweep
 from ..upscale import upscaler_for
 from . import limits
-from .batching import Batch, Cancelled, MicroBatcher
 from .guard import free_memory, is_out_of_memory, trim_malloc
 from .guides import WHITE, prepare_mask, to_pil
 from .models import config_for, get_pipeline
 from .progress import Animation, ProgressFn, ReverseRecorder, StepProgress, queue_words, write_pngs
+from .queue import Batch, Cancelled, ServingQueue
+from .slots import ModelSlots
 
 
 def pick_seed(seed) -> int:
@@ -43,7 +44,7 @@ def pick_seed(seed) -> int:
     try:
         if float(seed) == -1:
             return random_seed()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # check_seed words them (a huge int overflows a float)
         pass
     return check_seed(seed)
 
@@ -213,41 +214,22 @@ def run_jobs(jobs: list[EditJob], cancelled: Callable[[], bool] = lambda: False)
 
     try:
         samples = pipe.run(guides, c, seeds, callback=on_step, on_start=on_start)
-        t0 = time.perf_counter()
-        out = pipe.postprocess(samples, guides, c)
-        postprocess_s = time.perf_counter() - t0
+        out = pipe.postprocess(
+            samples, guides, c, requests=[j.size for j in jobs], prepare_s=[j.prepare_s for j in jobs]
+        )
     except Exception as exc:
         if is_out_of_memory(exc):
             raise _out_of_memory(pipe, len(guides)) from None
         raise
-    for rec in recorders:
+    results = []
+    for job, rec, own in zip(jobs, recorders, out.requests, strict=True):
         if rec is not None:
             rec.to_host()
-    results = []
-    for i, (job, rec, o) in enumerate(zip(jobs, recorders, offsets, strict=True)):
-        meta = dict(out.metadata)
-        total_s = job.prepare_s + samples.seconds + postprocess_s
-        meta.update(
-            seeds=list(job.seeds),
-            num_images=job.size,
-            input_sizes=meta["input_sizes"][i : i + 1],  # postprocess lists each prepared guide once
-            masked=meta["masked"][i : i + 1],
-            strength_map=meta["strength_map"][i : i + 1],
-            batch=len(guides),
-            batched_requests=len(jobs),
-            mask_dilation=job.settings.mask_dilation,
-            mask_feather=job.settings.mask_feather,
-            timings={
-                "prepare_s": round(job.prepare_s, 4),
-                "sample_s": round(samples.seconds, 4),
-                "postprocess_s": round(postprocess_s, 4),
-                "total_s": round(total_s, 4),
-                "per_image_s": round(total_s / len(guides), 4),
-                "queued_s": round(time.perf_counter() - job.queued_at, 4),
-            },
-        )
-        anim = Animation(rec, out.canvases[o], upscaler_for(pipe.config, pipe.device)) if rec is not None else None
-        results.append(JobOutput(list(out.images[o : o + job.size]), meta, anim))
+        queued_s = round(time.perf_counter() - job.queued_at, 4)
+        meta = {**own.metadata, "mask_dilation": job.settings.mask_dilation, "mask_feather": job.settings.mask_feather}
+        meta["timings"] = {**meta["timings"], "queued_s": queued_s}
+        anim = Animation(rec, own.canvases[0], upscaler_for(pipe.config, pipe.device)) if rec is not None else None
+        results.append(JobOutput(list(own.images), meta, anim))
     return results
 
 
@@ -269,83 +251,18 @@ def finish_edit(job: EditJob, out: JobOutput) -> EditResult:
     return EditResult(out.images, list(out.metadata["seeds"]), out.metadata, out.animation, summary)
 
 
-class ModelSlots:
-    """The model's slots: one forward at a time per slot, shared by the edit batcher, the sweep and live previews.
-
-    A bounded semaphore that also counts the threads blocked waiting for a slot, so that lower-priority work can
-    step aside: `acquire_unless_waited` (a live preview's turn) takes a free slot only while nobody waits for one.
-    A waiting thread counts until its `acquire` returns, so a slot released to it cannot be taken by a preview
-    in between (a plain semaphore lets any thread take a freed slot).
-    """
-
-    def __init__(self, slots: int):
-        self.slots = max(1, int(slots))
-        self._sem = threading.BoundedSemaphore(self.slots)
-        self._lock = threading.Lock()
-        self._waiting = 0
-        self._held = 0
-
-    def _take(self) -> bool:  # with self._lock held
-        if self._sem.acquire(blocking=False):
-            self._held += 1
-            return True
-        return False
-
-    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        """Take a slot, as `threading.Semaphore.acquire`; while a blocking call waits, previews yield to it."""
-        with self._lock:
-            if self._take():
-                return True
-            if not blocking:
-                return False
-            self._waiting += 1
-        ok = False
-        try:
-            ok = self._sem.acquire(True, timeout)
-        finally:
-            with self._lock:
-                self._waiting -= 1
-                self._held += ok
-        return ok
-
-    def acquire_unless_waited(self) -> bool:
-        """Take a free slot only if no thread waits for one (never blocks): a preview never jumps an edit."""
-        with self._lock:
-            return not self._waiting and self._take()
-
-    def release(self) -> None:
-        self._sem.release()  # a release too many raises here (bounded), before the count changes
-        with self._lock:
-            self._held -= 1
-
-    @property
-    def waiting(self) -> int:
-        """Threads blocked in `acquire` (edits' batches, a sweep, the live policy's measurement)."""
-        return self._waiting
-
-    @property
-    def busy(self) -> bool:
-        """Every slot is held."""
-        return self._held >= self.slots
-
-    def __enter__(self) -> ModelSlots:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
-# One model run at a time per slot: the batcher's workers, the sweep and the live previews share these.
-MODEL_SLOTS = ModelSlots(limits.CONCURRENCY)
-_SERVICE: MicroBatcher | None = None
+_SERVICE: ServingQueue | None = None
 _SERVICE_LOCK = threading.Lock()
 
 
 def edits_waiting() -> bool:
     """Whether edits are queued for the model (the batcher's pending requests): live previews wait while this
-    holds (sdedit.studio.live.ModelGate, which also counts the edits blocked on its slot, `ModelSlots.waiting`)."""
+    holds (`ModelSlots.turn`, which also counts the edits blocked on a slot)."""
     return _SERVICE is not None and _SERVICE.pending() > 0
+
+
+# One model run at a time per slot: the batcher's workers, the sweep and the live previews share these.
+MODEL_SLOTS = ModelSlots(limits.CONCURRENCY, queued=edits_waiting)
 
 
 def _run_tickets(batch: Batch) -> list[JobOutput]:
@@ -358,12 +275,12 @@ def _run_tickets(batch: Batch) -> list[JobOutput]:
         trim_malloc()  # a long-running server's RSS stays flat (fragmentation, see sdedit.guard)
 
 
-def edit_service() -> MicroBatcher:
+def edit_service() -> ServingQueue:
     """The process's batcher (created on first use): requests with matching settings share a forward."""
     global _SERVICE
     with _SERVICE_LOCK:
         if _SERVICE is None:
-            _SERVICE = MicroBatcher(
+            _SERVICE = ServingQueue(
                 _run_tickets,
                 max_items=limits.MAX_BATCH,
                 max_cost=limits.MAX_WORK,
@@ -395,7 +312,7 @@ def run_edit(
             out = run_jobs([job])[0]
     else:
         ticket = edit_service().submit(job.key, job, job.size, job.work)
-        out = ticket.wait(progress, on_queue=_queue_reporter(job, progress))
+        out = ticket.wait(on_progress=progress, on_queue=_queue_reporter(job, progress))
     return finish_edit(job, out)
 
 
@@ -415,7 +332,7 @@ async def run_edit_async(
 
     job = await anyio.to_thread.run_sync(prepare_edit, guide, mask, settings, animate)
     ticket = edit_service().submit(job.key, job, job.size, job.work)
-    out = await ticket.wait_async(progress, on_queue=_queue_reporter(job, progress))
+    out = await ticket.wait_async(on_progress=progress, on_queue=_queue_reporter(job, progress))
     return finish_edit(job, out)  # a summary line: no thread needed (the animation is still pending)
 
 

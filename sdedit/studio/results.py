@@ -56,7 +56,7 @@ async def edit(
     full t0, black = kept exactly).
 
     Async so that a cancelled request stops its work (the batcher drops it) instead of running on unseen;
-    requests with matching settings share one forward pass (sdedit.studio.batching). A generator: the results
+    requests with matching settings share one forward pass (`jobs.edit_service`). A generator: the results
     go out first, then again with the animation, rendered in a worker thread after they went out. Errors
     reach the user as `ui.as_gr_error` words (`friendly` does not wrap generators).
     """

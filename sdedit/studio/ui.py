@@ -16,7 +16,7 @@ import gradio as gr
 
 from ..errors import BusyError, ModelLoadError, ModelNotFoundError, OutOfMemoryError, SDEditError
 from . import limits
-from .guard import explain_rejected_value, free_memory, is_out_of_memory
+from .guard import explain_rejected_value, free_memory, is_out_of_memory, slips_past_a_range_check
 
 log = logging.getLogger("sdedit.app")
 
@@ -141,8 +141,12 @@ def _guarded_preprocess(block: gr.components.Component, name: str):
         else "other"
     )
 
+    integer = getattr(block, "precision", None) == 0 or getattr(block, "step", None) == 1
+
     def preprocess(payload):
         try:
+            if kind == "number" and slips_past_a_range_check(payload, integer):
+                raise ValueError(payload)  # NaN and bools pass Gradio's range check, a fraction would be rounded
             return original(payload)
         except gr.Error as exc:
             raise gr.Error(f"{name}: {exc.message}", title="Please check", print_exception=False) from None
@@ -153,7 +157,7 @@ def _guarded_preprocess(block: gr.components.Component, name: str):
                 exc,
                 getattr(block, "minimum", None),
                 getattr(block, "maximum", None),
-                getattr(block, "precision", None) == 0 or getattr(block, "step", None) == 1,
+                integer,
                 limits.MAX_MEGAPIXELS,
             )
             raise gr.Error(f"{name}: {problem}", title="Please check", print_exception=False) from None
