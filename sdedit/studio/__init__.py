@@ -16,6 +16,7 @@ One module per job:
 * `ui`: Gradio glue shared by the panels (errors as dialogs, progress, ZeroGPU, the examples strip).
 * `tabs/`: one module per tab (layout, the guide and mask it builds, its examples); `TABS` lists them.
 * `controls`, `results`: the shared panels; `results` holds the `/edit` and `/sweep` endpoints.
+* `tab_results`: each tab's last result, shown in the results column when the tab comes to the front.
 * `page`: lays the page out from the tabs and panels, joins them, and `launch`es it.
 
 Everything below the Gradio layer is plain Python, testable without a browser. Problems the user can fix

@@ -28,6 +28,7 @@ from ..pipeline import PreparedGuide, SDEditPipeline, Settings
 from ..recall import settings_of
 from ..samplers import StepInfo
 from ..sweep import parse_strengths, run_sweep
+from ..upscale import upscaler_for
 from . import limits
 from .guard import free_memory, is_out_of_memory, trim_malloc
 from .guides import WHITE, prepare_mask, to_pil
@@ -239,7 +240,7 @@ def run_jobs(jobs: list[EditJob], cancelled: Callable[[], bool] = lambda: False)
         queued_s = round(time.perf_counter() - job.queued_at, 4)
         meta = {**own.metadata, "mask_dilation": job.settings.mask_dilation, "mask_feather": job.settings.mask_feather}
         meta["timings"] = {**meta["timings"], "queued_s": queued_s}
-        anim = Animation(rec, own.canvases[0]) if rec is not None else None
+        anim = Animation(rec, own.canvases[0], upscaler_for(pipe.config, pipe.device)) if rec is not None else None
         results.append(JobOutput(list(own.images), meta, anim))
     return results
 

@@ -154,7 +154,7 @@ def _shown_image(label: str, elem_id: str) -> gr.Image:
 class Results:
     """The right-hand column."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, empty: str = "Results appear here."):
         self.last_seed = gr.State(-1)
         self.selected = gr.State(0)  # the result picked in the gallery, for "Use as new guide"
         self.generate_btn = gr.Button("Generate", variant="primary", size="lg", elem_id="generate")
@@ -181,7 +181,7 @@ class Results:
         self.gallery = gr.Gallery(
             label="Results (lossless PNG)",
             format="png",
-            type="pil",
+            type="filepath",  # handlers read the result files (history, Use as new guide), never decode them all
             columns=2,
             fit_columns=False,
             height=None,
@@ -196,14 +196,14 @@ class Results:
 
         self.gallery.select(selected_result, None, self.selected, queue=False, api_visibility="private")
         with gr.Row(equal_height=True):
-            self.summary = gr.Markdown("Results appear here.", label="Summary", elem_id="summary")
+            self.summary = gr.Markdown(empty, label="Summary", elem_id="summary")
             self.use_as_guide_btn = gr.Button(
                 "Use as new guide", size="sm", scale=0, min_width=150, elem_id="use-as-guide"
             )
         self.animation = gr.Image(
             type="filepath",
             label="Reverse process: the noised guide becomes the result",
-            height=240,
+            height=None,
             interactive=False,
             elem_id="animation",
         )

@@ -95,6 +95,15 @@ class Tab:
         """(guide, mask) that the first Generate after an example's click edits, from the click's `updates`
         (`load_example`): what the click shows as the model's guide, else `guide` of the tab's components once
         the click's updates are in."""
-        if page.results.guide in updates:
-            return updates[page.results.guide], updates[page.results.mask]
+        if page.results.guide in updates:  # PNG files of their own (`Page.show_guide`)
+            return _opened(updates[page.results.guide]), _opened(updates[page.results.mask])
         return self.guide({c: updates.get(c, c.value) for c in self.guide_inputs})
+
+
+def _opened(image):
+    """A PNG file's image, read now; an image or None as it is."""
+    if not isinstance(image, str):
+        return image
+    with Image.open(image) as im:
+        im.load()
+        return im
