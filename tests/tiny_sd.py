@@ -6,7 +6,6 @@ A 64 px canvas is 8x8 latents; a whole edit takes a few hundred milliseconds on 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -14,30 +13,11 @@ import torch
 PROMPT_LENGTH = 77  # CLIP's
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible map from bytes to printable characters (what CLIP's BPE vocabulary is written in)."""
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    chars, extra = {b: chr(b) for b in keep}, 0
-    for b in range(256):
-        if b not in chars:
-            chars[b] = chr(256 + extra)
-            extra += 1
-    return chars
-
-
 def write_tokenizer(folder: Path):
-    """A CLIPTokenizer whose vocabulary is every byte character and its word-final form (no merges)."""
-    from transformers import CLIPTokenizer
+    """A CLIPTokenizer over every byte character and its word-final form (no merges), written offline."""
+    from benchmarks.latent import char_tokenizer
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    chars = list(_bytes_to_unicode().values())
-    vocab = {c: i for i, c in enumerate([*chars, *(c + "</w>" for c in chars)])}
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=PROMPT_LENGTH)
+    return char_tokenizer(Path(folder), max_length=PROMPT_LENGTH)
 
 
 def tiny_components(tmp: Path, seed: int = 0, prediction_type: str = "epsilon", lcm: bool = False) -> dict:
