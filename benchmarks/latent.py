@@ -3,7 +3,7 @@
 Speed does not depend on the weights' values, so no Hub access is needed. It measures, side by side in one run:
 the components (one UNet evaluation, the autoencoder's encode and decode, TAESD's decode, one prompt's
 encoding), a 512 px turbo edit end to end (1 to 4 steps), previews per second through the preview path
-(`latent.preview_pipeline`: TAESD in and out, one step), and batch-8 throughput.
+(`SDEditPipeline.previews`: TAESD in and out, one step), and batch-8 throughput.
 
     python -m benchmarks.latent --device cuda --dtypes fp16            # on a GPU: results/latent-gpu-<card>.json
     python -m benchmarks.latent --device cpu --dtypes fp32,bf16 --docs # this CPU: results/latent-cpu.json
@@ -121,8 +121,9 @@ def char_tokenizer(folder: Path, max_length: int = 77):
     return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length)
 
 
-def build(scale: str, device: str, dtype: torch.dtype, seed: int = 0):
-    """(pipeline, tiny autoencoder) with random weights: sd-turbo's architectures ("full") or toy ones ("tiny")."""
+def build(scale: str, device: str, dtype: torch.dtype, seed: int = 0, compile_unet: bool = False):
+    """(pipeline, tiny autoencoder) with random weights: sd-turbo's architectures ("full") or toy ones ("tiny");
+    on CUDA in channels-last order, the UNet optionally through torch.compile."""
     from diffusers import AutoencoderKL, AutoencoderTiny, EulerDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -139,10 +140,13 @@ def build(scale: str, device: str, dtype: torch.dtype, seed: int = 0):
         tiny = AutoencoderTiny(**arch["taesd"])
     text = CLIPTextModel(CLIPTextConfig(**arch["text"], eos_token_id=tokenizer.eos_token_id))
     channels_last = torch.device(device).type == "cuda"
-    for m in (unet, vae, tiny, text):
-        m.to(device=device, dtype=dtype).eval().requires_grad_(False)
-        if channels_last and m is not text:
-            m.to(memory_format=torch.channels_last)
+    with quiet():
+        for m in (unet, vae, tiny, text):
+            m.to(device=device, dtype=dtype).eval().requires_grad_(False)
+            if channels_last and m is not text:
+                m.to(memory_format=torch.channels_last)
+    if compile_unet:
+        unet = torch.compile(unet)  # attribute access (config, parameters) passes through to the module
     # sd-turbo's scheduler config: scaled-linear betas, trailing timesteps
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="trailing"
@@ -221,9 +225,7 @@ def edits(pipe, device, steps: list[int], warmup: int, repeats: int) -> list[dic
 
 def previews(pipe, tiny, device, seconds: float, warmup: int) -> dict:
     """One-step previews back to back through the preview path (TAESD in and out), as a live view asks for them."""
-    from sdedit.latent import preview_pipeline
-
-    fast = preview_pipeline(pipe, tiny)
+    fast = pipe.previews(tiny)
     guide = _guide(pipe.config.resolution)
     kw = dict(strength=0.5, num_inference_steps=2, sampler="ddim", prompt=PROMPT, seed=0, progress=False)
     for _ in range(warmup):
@@ -249,12 +251,21 @@ def batch8(pipe, device, steps: list[int], warmup: int, repeats: int) -> list[di
 
 
 def measure(
-    scale: str, device: str, dtype_name: str, steps: list[int], warmup: int, repeats: int, seconds: float, b8: bool
+    scale: str,
+    device: str,
+    dtype_name: str,
+    steps: list[int],
+    warmup: int,
+    repeats: int,
+    seconds: float,
+    b8: bool,
+    compile_unet: bool = False,
 ):
     t = time.perf_counter()
-    pipe, tiny = build(scale, device, DTYPES[dtype_name])
+    pipe, tiny = build(scale, device, DTYPES[dtype_name], compile_unet=compile_unet)
     built_s = time.perf_counter() - t
     row = {"dtype": dtype_name, "scale": scale, "resolution": pipe.config.resolution, "build_s": built_s}
+    row["compiled"] = compile_unet
     row["load_avg_before"] = os.getloadavg()[0]
     row["components"] = components(pipe, device, warmup, repeats)
     row["edits"] = edits(pipe, device, steps, warmup, repeats)
@@ -314,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--preview-seconds", type=float, default=5.0)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--compile", action="store_true", help="run the UNet through torch.compile (warm-up compiles)")
     p.add_argument(
         "--batch8", action=argparse.BooleanOptionalAction, default=None, help="batch-8 throughput (default: on CUDA)"
     )
@@ -327,7 +339,10 @@ def main(argv: list[str] | None = None) -> int:
     steps = [int(s) for s in args.steps.split(",")]
     env = environment(device)
     b8 = device.startswith("cuda") if args.batch8 is None else args.batch8
-    runs = [measure(args.scale, device, d, steps, args.warmup, args.repeats, args.preview_seconds, b8) for d in dtypes]
+    runs = [
+        measure(args.scale, device, d, steps, args.warmup, args.repeats, args.preview_seconds, b8, args.compile)
+        for d in dtypes
+    ]
     command = " ".join(["python -m benchmarks.latent", *(sys.argv[1:] if argv is None else argv)])
     result = {"command": command, "environment": env, "runs": runs}
     result["targets_h100"] = TARGETS

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO, RESULTS, write_json
+from benchmarks.common import REPO, RESULTS, md_table, update_docs, write_json
 
 HIDE = "import sys; sys.modules['transformers'] = None\n"
 PROGRAM = """
@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=7, help="runs per variant, alternating")
     p.add_argument("--out", default=str(RESULTS / "latent-import.json"))
+    p.add_argument("--docs", action="store_true", help="render the table into docs/performance.md")
     args = p.parse_args(argv)
     load_before = os.getloadavg()[0]
     rows = [one(v) for _ in range(args.runs) for v in VARIANTS]
@@ -76,7 +77,27 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     write_json(result, out.name, out.parent)
     print(json.dumps({"summary": summary, "installed_minus_absent_s": delta}, indent=2))
+    if args.docs:
+        update_docs("latent-import", table(result))
     return 0
+
+
+def table(result: dict) -> str:
+    rows = [{"variant": f"transformers {v}", **result["summary"][v]} for v in VARIANTS]
+    head = (
+        f"Recorded by `{result['command']}` ({len(result['runs']) // len(VARIANTS)} alternating runs each, medians; "
+        f"load {result['load_avg_before']:.1f} before, {result['load_avg_after']:.1f} after, "
+        f"{result['cpu_count']} cores).\n\n"
+    )
+    columns = [
+        ("variant", ""),
+        ("process_s", "process (s)"),
+        ("import_s", "import sdedit (s)"),
+        ("load_s", "load the default (s)"),
+        ("edit_s", "first edit (s)"),
+        ("transformers_modules", "transformers modules loaded"),
+    ]
+    return head + md_table(rows, columns)
 
 
 if __name__ == "__main__":

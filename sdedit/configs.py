@@ -38,8 +38,9 @@ def data_root(home: str | None = None, checkout: Path | None = None, prefix: str
 REPO_ROOT = data_root()
 SDES = ("vp", "ve")
 # "pixel": a diffusers UNet2DModel on the image itself; "sd": a Stable Diffusion checkpoint (a text-conditioned
-# UNet2DConditionModel on the latents of an AutoencoderKL, a CLIP text encoder), entering through `latent`.
-FAMILIES = ("pixel", "sd")
+# UNet2DConditionModel on the latents of an AutoencoderKL, a CLIP text encoder), entering through `latent`;
+# "sdxl": SDXL's (two text encoders, the canvas size as a condition).
+FAMILIES = ("pixel", "sd", "sdxl")
 # How a latent model was distilled: "turbo" (adversarial diffusion distillation: few steps, no classifier-free
 # guidance), "lcm" (latent consistency: few steps, the guidance scale is an input of the UNet).
 DISTILLATIONS = (None, "turbo", "lcm")

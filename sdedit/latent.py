@@ -1,12 +1,13 @@
 """Latent models: Stable Diffusion checkpoints entering SDEdit through the model-space seam.
 
 A Stable Diffusion checkpoint is a text-conditioned UNet2DConditionModel on the latents of an AutoencoderKL
-(8x smaller, 4 channels), with a CLIP text encoder. SDEdit runs on it unchanged: `LatentSpace` is its
-`ModelSpace` (a canvas is encoded once per guide; masks and strength maps are resampled to the latent grid),
-the samplers perturb and denoise latents exactly as they do pixels, and `postprocess` composites in pixels, so
-every pixel outside a mask is still the input's. What is new is the condition: a prompt's embeddings
-(`TextEncoder`, computed once per prompt and cached) and the guidance (`Conditioning`: classifier-free
-guidance as one batched UNet call, or an LCM's guidance embedding, or none for turbo models).
+(8x smaller, 4 channels), with a CLIP text encoder (SDXL: two, and the canvas size as a condition). SDEdit
+runs on it unchanged: `LatentSpace` is its `ModelSpace` (a canvas is encoded once per guide; masks and
+strength maps are resampled to the latent grid), the samplers perturb and denoise latents exactly as they do
+pixels, and `postprocess` composites in pixels, so every pixel outside a mask is still the input's. What is
+new is the condition: a prompt's embeddings (`TextEncoder`, computed once per prompt and cached) and the
+guidance (`Conditioning`: classifier-free guidance as one batched UNet call, or an LCM's guidance embedding,
+or none for turbo models).
 
 transformers (the CLIP tokenizer and text encoder) is imported only when a latent model loads: pixel models
 never need it and run without it installed. (diffusers itself imports it at import time when it is installed;
@@ -16,7 +17,6 @@ never need it and run without it installed. (diffusers itself imports it at impo
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from .errors import InputError, LimitError, ModelLoadError
 from .imaging import from_model_range, to_model_range
 
-log = logging.getLogger(__name__)
 Tensor = torch.Tensor
 
 MAX_PROMPT_CHARS = 4000  # refused before tokenizing (a CLIP encoder reads at most 75 tokens anyway)
@@ -44,7 +43,16 @@ COMPONENTS = {  # model_index.json entry -> the classes we load it with (never r
     "text_encoder": ("CLIPTextModel",),
     "tokenizer": ("CLIPTokenizer", "CLIPTokenizerFast"),
 }
+XL_COMPONENTS = {  # SDXL's second text encoder (OpenCLIP bigG, with its projection: the pooled embedding)
+    "text_encoder_2": ("CLIPTextModelWithProjection",),
+    "tokenizer_2": ("CLIPTokenizer", "CLIPTokenizerFast"),
+}
 PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
+def family_of(folder: Path) -> str:
+    """ "sdxl" for a folder with SDXL's second text encoder, else "sd"."""
+    return "sdxl" if "text_encoder_2" in _read_json(folder / "model_index.json") else "sd"
 
 
 def is_sd_folder(folder: Path) -> bool:
@@ -133,16 +141,32 @@ class LatentSpace:
 
 
 class TextEncoder:
-    """A CLIP tokenizer and text encoder. `embed` computes each prompt's embeddings once and keeps the last
-    `PROMPT_CACHE` prompts: a live preview re-runs the same prompt many times a second. Each prompt is encoded
-    on its own, so its embeddings never depend on which other prompts were asked for with it."""
+    """A CLIP tokenizer and text encoder (SDXL: and a second pair). `encode` computes each prompt's embeddings once
+    and keeps the last `PROMPT_CACHE` prompts: a live preview re-runs the same prompt many times a second. Each
+    prompt is encoded on its own, so its embeddings never depend on which other prompts were asked for with it.
 
-    def __init__(self, tokenizer, encoder, cache_size: int = PROMPT_CACHE):
+    With a `second` (tokenizer, CLIPTextModelWithProjection), as SDXL has: the two encoders' penultimate hidden
+    states side by side, and the second's projected embedding as the pooled one, as diffusers' SDXL pipelines
+    compute them. `zero_empty_negative`: an empty negative prompt is zeros, not the embedding of "" (SDXL's
+    `force_zeros_for_empty_prompt`)."""
+
+    def __init__(self, tokenizer, encoder, cache_size: int = PROMPT_CACHE, second=None, zero_empty_negative=False):
         self.tokenizer, self.encoder = tokenizer, encoder
+        self.second = tuple(second) if second is not None else None
+        self.zero_empty_negative = bool(zero_empty_negative)
         self.max_length = int(tokenizer.model_max_length)
         self.cache_size = cache_size
-        self._cache: OrderedDict[str, Tensor] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[Tensor, Tensor | None]] = OrderedDict()
         self._lock = threading.Lock()  # fast tokenizers refuse concurrent use; the cache is shared
+
+    @property
+    def pooled(self) -> bool:
+        """Whether it gives a pooled embedding too (SDXL's UNet takes it with the size condition)."""
+        return self.second is not None
+
+    @property
+    def modules(self) -> list:
+        return [self.encoder] + ([self.second[1]] if self.second else [])
 
     @property
     def max_tokens(self) -> int:
@@ -160,33 +184,51 @@ class TextEncoder:
         if "\x00" in prompt:
             raise InputError(f"the {what} contains a NUL character")
         with self._lock:
-            n = len(self.tokenizer(prompt, truncation=False).input_ids) - 2
+            tokenizers = [self.tokenizer] + ([self.second[0]] if self.second else [])
+            n = max(len(t(prompt, truncation=False).input_ids) for t in tokenizers) - 2
         if n > self.max_tokens:
             raise InputError(
                 f"the {what} is {n} tokens long; this model's text encoder reads at most {self.max_tokens}: shorten it"
             )
         return prompt
 
-    @torch.no_grad()
     def embed(self, prompts: Sequence[str]) -> Tensor:
-        """(len(prompts), L, D) embeddings on the encoder's device, in its dtype (the last hidden state, as
-        diffusers' Stable Diffusion pipelines use it)."""
+        """(len(prompts), L, D) embeddings on the encoder's device, in its dtype."""
+        return self.encode(prompts)[0]
+
+    @torch.no_grad()
+    def encode(self, prompts: Sequence[str]) -> tuple[Tensor, Tensor | None]:
+        """(len(prompts), L, D) embeddings, and (len(prompts), P) pooled ones with a second encoder (else None):
+        one encoder: its last hidden state, as diffusers' Stable Diffusion pipelines use it; two (SDXL): their
+        penultimate hidden states side by side, and the second's projection."""
         with self._lock:
             for prompt in dict.fromkeys(prompts):
                 if prompt in self._cache:
                     self._cache.move_to_end(prompt)
                     continue
-                tokens = self.tokenizer(
-                    prompt, padding="max_length", max_length=self.max_length, truncation=True, return_tensors="pt"
-                )
-                device = next(self.encoder.parameters()).device
-                kwargs = {}
-                if getattr(self.encoder.config, "use_attention_mask", False):
-                    kwargs["attention_mask"] = tokens.attention_mask.to(device)
-                self._cache[prompt] = self.encoder(tokens.input_ids.to(device), **kwargs)[0][0]
+                self._cache[prompt] = self._encode(prompt)
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
-            return torch.stack([self._cache[p] for p in prompts])
+            rows = [self._cache[p] for p in prompts]
+        pooled = torch.stack([r[1] for r in rows]) if self.second else None
+        return torch.stack([r[0] for r in rows]), pooled
+
+    def _encode(self, prompt: str) -> tuple[Tensor, Tensor | None]:
+        if self.second is None:
+            return self._run(self.tokenizer, self.encoder, prompt)[0][0], None
+        first = self._run(self.tokenizer, self.encoder, prompt, hidden=True)
+        second = self._run(*self.second, prompt, hidden=True)
+        embeds = torch.cat([first.hidden_states[-2][0], second.hidden_states[-2][0]], dim=-1)
+        return embeds, second[0][0]  # CLIPTextModelWithProjection's first output: the projected embedding
+
+    def _run(self, tokenizer, encoder, prompt: str, hidden: bool = False):
+        length = self.max_length
+        tokens = tokenizer(prompt, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+        device = next(encoder.parameters()).device
+        kwargs = {"output_hidden_states": True} if hidden else {}
+        if getattr(encoder.config, "use_attention_mask", False):
+            kwargs["attention_mask"] = tokens.attention_mask.to(device)
+        return encoder(tokens.input_ids.to(device), **kwargs)
 
     def clear(self) -> None:
         with self._lock:
@@ -202,12 +244,15 @@ class Conditioning:
 
     embeds: (B, L, D) prompt embeddings; with classifier-free guidance (B, L, D) of the negative prompt
     first, then the prompt's, as diffusers orders them. timestep_cond: an LCM's guidance embedding (B, d).
+    added: SDXL's added conditions, in the same order: the pooled embeddings ("text_embeds") and the size
+    condition ("time_ids": original size, crop corner, target size).
     """
 
     embeds: Tensor
     guidance_scale: float = 1.0
     cfg: bool = False
     timestep_cond: Tensor | None = None
+    added: dict[str, Tensor] | None = None
 
 
 def guidance_embedding(w: Tensor, dim: int) -> Tensor:
@@ -226,16 +271,12 @@ def conditional_model(unet, dtype: torch.dtype, cond: Conditioning) -> Callable[
 
     def call(x: Tensor, level: Tensor) -> Tensor:
         t = level.to(x.device)
+        kw = dict(encoder_hidden_states=cond.embeds, timestep_cond=cond.timestep_cond, added_cond_kwargs=cond.added)
         if cond.cfg:
-            out = unet(
-                torch.cat([x, x]).to(dtype),
-                torch.cat([t, t]),
-                encoder_hidden_states=cond.embeds,
-                timestep_cond=cond.timestep_cond,
-            ).sample.float()
+            out = unet(torch.cat([x, x]).to(dtype), torch.cat([t, t]), **kw).sample.float()
             uncond, text = out.chunk(2)
             return uncond + cond.guidance_scale * (text - uncond)
-        return unet(x.to(dtype), t, encoder_hidden_states=cond.embeds, timestep_cond=cond.timestep_cond).sample.float()
+        return unet(x.to(dtype), t, **kw).sample.float()
 
     return call
 
@@ -266,12 +307,13 @@ def _read_json(path: Path) -> dict:
 def check_folder(folder: Path, name: str) -> dict:
     """The folder's model_index.json, checked: the components we load, their classes, safetensors weights."""
     index = _read_json(folder / "model_index.json")
-    if "text_encoder_2" in index or "XL" in str(index.get("_class_name", "")):
+    xl = "text_encoder_2" in index
+    if index.get("requires_aesthetics_score") or (xl and not index.get("text_encoder")):
         raise ModelLoadError(
-            f"{name}: SDXL checkpoints (two text encoders, size conditioning) are not supported yet; "
-            "Stable Diffusion 1.x and 2.x (and their turbo and LCM distillations) are"
+            f"{name}: SDXL's refiner (one text encoder, aesthetic-score conditioning) is not supported; SDXL base "
+            "and turbo, and Stable Diffusion 1.x and 2.x, are"
         )
-    for part, classes in COMPONENTS.items():
+    for part, classes in {**COMPONENTS, **(XL_COMPONENTS if xl else {})}.items():
         entry = index.get(part)
         if not isinstance(entry, list) or len(entry) != 2 or entry[1] not in classes:
             raise ModelLoadError(
@@ -279,7 +321,8 @@ def check_folder(folder: Path, name: str) -> dict:
             )
         if not (folder / part).is_dir():
             raise ModelLoadError(f"{name}: the folder has no {part}/")
-    for part, weights in (*WEIGHTS.items(), ("text_encoder", TEXT_WEIGHTS)):
+    texts = ["text_encoder", *(["text_encoder_2"] if xl else [])]
+    for part, weights in (*WEIGHTS.items(), *((t, TEXT_WEIGHTS) for t in texts)):
         if not (folder / part / weights).is_file():
             raise ModelLoadError(
                 f"{name}: {part}/{weights} is missing; latent models load from safetensors only "
@@ -302,19 +345,26 @@ def load_components(folder: Path, name: str, device: torch.device, dtype: torch.
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
     try:
-        from transformers import CLIPTextModel, CLIPTokenizer
+        from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
     except ImportError:
         raise ModelLoadError(
             f"{name}: Stable Diffusion models need the transformers package (its CLIP text encoder): "
             "pip install -r requirements.txt"
         ) from None
-    check_folder(folder, name)
+    index = check_folder(folder, name)
     raw = scheduler_config(folder, name)
+    xl = "text_encoder_2" in index
+    second = None
     try:
         unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype, use_safetensors=True)
         vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, use_safetensors=True)
         tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
         encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", dtype=dtype, use_safetensors=True)
+        if xl:
+            encoder_2 = CLIPTextModelWithProjection.from_pretrained(
+                folder / "text_encoder_2", dtype=dtype, use_safetensors=True
+            )
+            second = (CLIPTokenizer.from_pretrained(folder / "tokenizer_2"), encoder_2)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise ModelLoadError(f"{name}: the Stable Diffusion components could not be loaded ({exc})") from None
     if unet.config.in_channels != vae.config.latent_channels:
@@ -322,20 +372,30 @@ def load_components(folder: Path, name: str, device: torch.device, dtype: torch.
             f"{name}: the UNet takes {unet.config.in_channels} channels but the autoencoder makes "
             f"{vae.config.latent_channels}"
         )
-    if unet.config.cross_attention_dim != encoder.config.hidden_size:
+    width = encoder.config.hidden_size + (second[1].config.hidden_size if xl else 0)
+    if unet.config.cross_attention_dim != width:
         raise ModelLoadError(
-            f"{name}: the UNet attends to {unet.config.cross_attention_dim}-wide text but the text encoder "
-            f"gives {encoder.config.hidden_size}"
+            f"{name}: the UNet attends to {unet.config.cross_attention_dim}-wide text but the text encoder(s) "
+            f"give {width}"
         )
-    modules = [m.to(device).eval().requires_grad_(False) for m in (unet, vae, encoder)]
-    unet, vae, encoder = modules
+    if xl != (unet.config.addition_embed_type == "text_time"):
+        raise ModelLoadError(f"{name}: an SDXL UNet (size conditioning) needs SDXL's two text encoders, and only it")
+    for m in (unet, vae, encoder, *(second[1:] if xl else ())):
+        m.to(device).eval().requires_grad_(False)
+    if xl and dtype == torch.float16 and vae.config.force_upcast:
+        vae.to(torch.float32)  # SDXL's autoencoder overflows in fp16 (diffusers' SDXL pipelines upcast it too)
     # any VP scheduler config carries the betas; DDPM is our canonical holder (the samplers make their own)
     scheduler = DDPMScheduler.from_config(raw) if raw else DDPMScheduler()
     return {
         "unet": unet,
         "scheduler": scheduler,
         "space": LatentSpace(vae),
-        "text_encoder": TextEncoder(tokenizer, encoder),
+        "text_encoder": TextEncoder(
+            tokenizer,
+            encoder,
+            second=second,
+            zero_empty_negative=xl and index.get("force_zeros_for_empty_prompt", True),
+        ),
     }
 
 
@@ -350,26 +410,3 @@ def load_tiny_autoencoder(folder: Path, name: str, device: torch.device, dtype: 
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise ModelLoadError(f"{name}: the tiny autoencoder could not be loaded ({exc})") from None
     return tiny.to(device).eval().requires_grad_(False)
-
-
-def preview_pipeline(pipe, tiny=None):
-    """`pipe` with its previews decoded (and guides encoded) by a tiny autoencoder: `tiny`, else the one its
-    config names (`preview_decoder`, loaded once). The network, scheduler, text encoder and its prompt cache
-    are shared. Where there is no tiny autoencoder (a pixel model, none named, or it can't be fetched), `pipe`
-    itself."""
-    space = getattr(pipe, "space", None)
-    if not isinstance(space, LatentSpace):
-        return pipe
-    if tiny is None and space.tiny is None:
-        source = pipe.config.preview_decoder
-        if not source:
-            return pipe
-        from . import loading
-
-        try:
-            tiny = loading.load_tiny_autoencoder(source, pipe.device, pipe.dtype)
-        except (ModelLoadError, LookupError) as exc:
-            log.warning("previews use the full autoencoder: %s", exc)
-            return pipe
-    fast = LatentSpace(space.vae, tiny or space.tiny, fast=True)
-    return pipe.replace(space=fast)

@@ -24,7 +24,7 @@ import torch
 from .configs import ModelConfig, Sampling, default_config, find_config, is_hub_id
 from .errors import ModelLoadError, ModelNotFoundError
 from .fir import patch_fir
-from .latent import is_sd_folder
+from .latent import family_of, is_sd_folder
 
 # What a Hub download of a Stable Diffusion repo fetches: configs, the tokenizer, and the one safetensors file
 # of each component (such repos also hold multi-GB single-file checkpoints and fp16 / .bin variants).
@@ -33,9 +33,11 @@ SD_FILES = [
     "*/config.json",
     "scheduler/scheduler_config.json",
     "tokenizer/*",
+    "tokenizer_2/*",
     "unet/diffusion_pytorch_model.safetensors",
     "vae/diffusion_pytorch_model.safetensors",
     "text_encoder/model.safetensors",
+    "text_encoder_2/model.safetensors",  # SDXL
 ]
 TINY_FILES = ["config.json", "diffusion_pytorch_model.safetensors"]
 
@@ -155,7 +157,7 @@ def locate(name_or_path: str | os.PathLike | None, hub_only: bool = False) -> tu
     if cfg.local_path.is_dir():
         return cfg, cfg.local_path
     if is_hub_id(cfg.source):
-        return cfg, download(cfg.source, SD_FILES if cfg.family == "sd" else None)
+        return cfg, download(cfg.source, SD_FILES if cfg.family != "pixel" else None)
     raise ModelNotFoundError(f"model {cfg.name!r}: its folder {cfg.local_path} is missing")
 
 
@@ -201,6 +203,7 @@ def infer_sd_config(folder: Path, name: str | None = None, source: str | None = 
     size = size[0] if isinstance(size, (list, tuple)) else size
     factor = 2 ** (len(vae_cfg.get("block_out_channels", (1, 2, 3, 4))) - 1)
     lcm = sched_cfg.get("_class_name") == "LCMScheduler" or bool(unet_cfg.get("time_cond_proj_dim"))
+    family = family_of(folder)
     defaults = Sampling(0.5, "lcm", 4, 1, guidance_scale=8.5) if lcm else Sampling(0.6, "dpmpp", 25, 1, 0.0, 7.5)
     return ModelConfig(
         name=name or folder.name,
@@ -211,7 +214,7 @@ def infer_sd_config(folder: Path, name: str | None = None, source: str | None = 
         defaults=defaults,
         fit="pad",
         background=None,
-        family="sd",
+        family=family,
         distilled="lcm" if lcm else None,
         needs_gpu=True,
         live_on_cpu=False,
@@ -328,8 +331,8 @@ def _load_located(cfg: ModelConfig, folder: Path, device, dtype) -> LoadedModel:
     dev = pick_device(device)
     dt = pick_dtype(dev, cfg.sde, dtype)
     if cfg.family == "pixel" and is_sd_folder(folder):  # a folder named in a pixel config, or a stale config
-        raise ModelLoadError(f"{cfg.name}: {folder} holds a Stable Diffusion model; its config must say family: sd")
-    if cfg.family == "sd":
+        raise ModelLoadError(f"{cfg.name}: {folder} holds a Stable Diffusion model; its config must say its family")
+    if cfg.family != "pixel":
         parts = load_latent_components(folder, cfg, dev, dt)
         resolution = parts["space"].resolution(_sample_size(parts["unet"]))
         if resolution != cfg.resolution:

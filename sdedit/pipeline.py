@@ -25,6 +25,7 @@ or prepares again. The model's space (`adapters`) is the only place that knows t
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -39,7 +40,7 @@ from . import loading, registry
 from . import threads as cpu_threads
 from .adapters import ModelSpace, pixel_space
 from .configs import ModelConfig, Sampling
-from .errors import InputError, LimitError
+from .errors import InputError, LimitError, ModelLoadError, ModelNotFoundError
 from .imaging import (
     DEFAULT_LIMITS,
     FITS,
@@ -54,7 +55,15 @@ from .imaging import (
     to_rgb,
     unplace,
 )
-from .latent import MAX_GUIDANCE, Conditioning, TextEncoder, conditional_model, eps_from_v, guidance_embedding
+from .latent import (
+    MAX_GUIDANCE,
+    Conditioning,
+    LatentSpace,
+    TextEncoder,
+    conditional_model,
+    eps_from_v,
+    guidance_embedding,
+)
 from .masks import to_mask
 from .noise import NoiseSource, seeds_for
 from .outlines import fill_guide
@@ -62,6 +71,7 @@ from .samplers import Guide, StepInfo, X0Limit, limit_x0, perturb_ve, perturb_vp
 from .upscale import resolve as resolve_upscaler
 
 Tensor = torch.Tensor
+log = logging.getLogger(__name__)
 
 # Whether the fast samplers follow the model's x0 clipping / thresholding (samplers.limit_x0). On: measured better
 # (docs/quality.md, "Clipping x0 in the fast samplers"; issue 14); `pipe.x0_limit` can be set per pipeline either way.
@@ -289,6 +299,24 @@ class SDEditPipeline:
     def num_train_timesteps(self) -> int:
         return int(getattr(self.scheduler.config, "num_train_timesteps", 1000))
 
+    def previews(self, tiny=None) -> SDEditPipeline:
+        """This pipeline with previews decoded (and guides encoded) by a tiny autoencoder: `tiny`, else the one
+        its config names (`preview_decoder`: TAESD, loaded once). The networks, scheduler, text encoder and its
+        prompt cache are shared. Where there is no tiny autoencoder (a pixel model, none named, or it can't be
+        fetched), the pipeline itself."""
+        space = self.space
+        if not isinstance(space, LatentSpace):
+            return self
+        if tiny is None and space.tiny is None:
+            if not self.config.preview_decoder:
+                return self
+            try:
+                tiny = loading.load_tiny_autoencoder(self.config.preview_decoder, self.device, self.dtype)
+            except (ModelLoadError, ModelNotFoundError) as exc:
+                log.warning("previews use the full autoencoder: %s", exc)
+                return self
+        return self.replace(space=LatentSpace(space.vae, tiny or space.tiny, fast=True))
+
     @property
     def prediction_type(self) -> str:
         """What the network predicts ("epsilon" or "v_prediction"); the samplers always get eps."""
@@ -300,7 +328,8 @@ class SDEditPipeline:
             if module is not None:
                 module.to(device=device, dtype=dtype)
         if self.text_encoder is not None:
-            self.text_encoder.encoder.to(device=device, dtype=dtype)
+            for module in self.text_encoder.modules:
+                module.to(device=device, dtype=dtype)
             self.text_encoder.clear()
         return self
 
@@ -504,19 +533,39 @@ class SDEditPipeline:
     def conditioning(self, settings: Settings, batch: int) -> Conditioning | None:
         """The text condition of a run of `batch` samples (None for a model without text): the prompt's cached
         embeddings, the negative prompt's first under classifier-free guidance, an LCM's guidance embedding."""
-        if self.text_encoder is None:
+        text = self.text_encoder
+        if text is None:
             return None
         device, dtype = self.device, self.dtype
-        embeds = self.text_encoder.embed([settings.prompt or ""]).to(device, dtype).repeat(batch, 1, 1)
+
+        def rows(prompt: str | None, zeros: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+            embeds, pooled = text.encode([prompt or ""])
+            if zeros:  # SDXL's empty negative prompt
+                embeds, pooled = torch.zeros_like(embeds), torch.zeros_like(pooled)
+            pooled = pooled.to(device, dtype).repeat(batch, 1) if pooled is not None else None
+            return embeds.to(device, dtype).repeat(batch, 1, 1), pooled
+
+        embeds, pooled = rows(settings.prompt)
         g = settings.guidance_scale
+        added = None
+        if pooled is not None:  # SDXL: the pooled embedding and the size condition (no crop, the canvas's size)
+            r = self.config.resolution
+            added = {"text_embeds": pooled, "time_ids": torch.tensor([[r, r, 0, 0, r, r]], device=device, dtype=dtype)}
+            added["time_ids"] = added["time_ids"].repeat(batch, 1)
         if self._uses_cfg(settings):
-            negative = self.text_encoder.embed([settings.negative_prompt or ""]).to(device, dtype)
-            return Conditioning(torch.cat([negative.repeat(batch, 1, 1), embeds]), g, cfg=True)
+            zeros = text.zero_empty_negative and not settings.negative_prompt
+            negative, negative_pooled = rows(settings.negative_prompt, zeros)
+            if added is not None:
+                added = {
+                    "text_embeds": torch.cat([negative_pooled, added["text_embeds"]]),
+                    "time_ids": added["time_ids"].repeat(2, 1),
+                }
+            return Conditioning(torch.cat([negative, embeds]), g, cfg=True, added=added)
         timestep_cond = None
         if self.guidance == "embedded":
             w = torch.full((batch,), g - 1.0)
             timestep_cond = guidance_embedding(w, self.unet.config.time_cond_proj_dim).to(device, dtype)
-        return Conditioning(embeds, g, cfg=False, timestep_cond=timestep_cond)
+        return Conditioning(embeds, g, cfg=False, timestep_cond=timestep_cond, added=added)
 
     def model_fn(self, conditioning: Conditioning | None = None) -> Callable[[torch.Tensor, torch.Tensor], Tensor]:
         """eps(x, t) for VP, score(x, sigma) for VE: float32 in and out, the UNet's dtype inside. A text model

@@ -17,7 +17,7 @@ from PIL import Image
 from sdedit import SDEditPipeline, loading, recall
 from sdedit.configs import find_config, model_configs, traits
 from sdedit.errors import InputError, LimitError, ModelLoadError, ModelNotFoundError
-from sdedit.latent import LatentSpace, preview_pipeline
+from sdedit.latent import LatentSpace
 from tests import tiny_sd
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,16 +103,16 @@ def test_only_safetensors_and_known_classes_load(parts, tmp_path):
     (folder / "unet" / "diffusion_pytorch_model.safetensors").rename(folder / "unet" / "x.bin")
     with pytest.raises(ModelLoadError, match="safetensors only"):
         SDEditPipeline.from_pretrained(str(folder))
-    (folder / "model_index.json").write_text(json.dumps({**index, "text_encoder_2": index["text_encoder"]}))
-    with pytest.raises(ModelLoadError, match="SDXL"):
+    (folder / "model_index.json").write_text(json.dumps({**index, "requires_aesthetics_score": True}))
+    with pytest.raises(ModelLoadError, match="refiner"):
         SDEditPipeline.from_pretrained(str(folder))
 
 
-@pytest.mark.parametrize("name", ["sd-turbo", "stable-diffusion-v1-5", "lcm-dreamshaper-v7"])
+@pytest.mark.parametrize("name", ["sd-turbo", "stable-diffusion-v1-5", "lcm-dreamshaper-v7", "sdxl-turbo"])
 def test_configured_latent_models_offline_give_a_clear_error(name, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache: nothing to fall back on
     cfg = find_config(name)
-    assert cfg.family == "sd" and cfg.resolution == 512 and cfg.takes_text and cfg.needs_gpu
+    assert cfg.family in ("sd", "sdxl") and cfg.resolution == 512 and cfg.takes_text and cfg.needs_gpu
     for asked in (name, cfg.source):
         with pytest.raises(ModelNotFoundError) as info:
             SDEditPipeline.from_pretrained(asked)
@@ -205,8 +205,8 @@ def test_a_mask_keeps_every_pixel_outside_it(pipe, sampler, repeats):
     mask = np.zeros((R, R), np.float32)
     mask[13:37, 21:50] = 1.0  # not aligned to the 8 px latent grid
     mask[40:60, 5:9] = 0.5  # soft
-    steps = 1000 if sampler == "reference" else 10
-    kw = dict(sampler=sampler, repeats=repeats, num_inference_steps=steps, strength=0.3 if steps == 1000 else 0.6)
+    steps = 100 if sampler == "reference" else 10  # the reference loop: 30 ancestral steps at t0 = 0.3
+    kw = dict(sampler=sampler, repeats=repeats, num_inference_steps=steps, strength=0.3 if steps == 100 else 0.6)
     out = edit(pipe, mask_image=mask, prompt="a red cat", **kw).images[0]
     guide = guide_image()
     assert np.array_equal(out[mask == 0], guide[mask == 0])
@@ -386,7 +386,7 @@ def test_previews_decode_with_a_tiny_autoencoder(pipe, tmp_path):
     from dataclasses import replace
 
     pipe = pipe.replace(config=replace(pipe.config, preview_decoder=str(tmp_path / "taesd")))
-    fast = preview_pipeline(pipe)
+    fast = pipe.previews()
     assert fast is not pipe and fast.space.fast and fast.text_encoder is pipe.text_encoder and fast.unet is pipe.unet
     decoder = Counter(fast.space.tiny.decoder)
     vae = Counter(pipe.space.vae.decoder)
@@ -396,12 +396,13 @@ def test_previews_decode_with_a_tiny_autoencoder(pipe, tmp_path):
     finally:
         decoder.remove()
         vae.remove()
-    assert preview_pipeline(pipe.replace(config=replace(pipe.config, preview_decoder=None))).space is pipe.space
+    assert pipe.replace(config=replace(pipe.config, preview_decoder=None)).previews().space is pipe.space
 
 
 # ----- the embedded default stays light --------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch and diffusers
 def test_pixel_models_need_no_transformers_and_latent_ones_say_so(parts, tmp_path):
     """With transformers absent (as before latent models), the embedded default loads and edits; a latent model
     fails with a message saying what to install. sdedit imports transformers only to load a latent model."""
@@ -421,3 +422,61 @@ def test_pixel_models_need_no_transformers_and_latent_ones_say_so(parts, tmp_pat
     for path in (REPO / "sdedit").glob("*.py"):  # the engine imports it nowhere at module level
         for line in path.read_text().splitlines():
             assert not line.startswith(("import transformers", "from transformers")), path
+
+
+# ----- SDXL: two text encoders, size conditioning ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def xl_folder(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("xl")
+    parts = tiny_sd.tiny_xl_components(tmp)
+    return parts, tiny_sd.save_xl_folder(tmp / "sdxl", parts)
+
+
+@pytest.mark.parametrize(
+    ("negative_prompt", "guidance_scale"), [("blur", 3.0), (None, 3.0), (None, 1.0)]
+)  # an empty negative prompt is zeros on SDXL (force_zeros_for_empty_prompt)
+def test_sdxl_equals_diffusers_img2img(xl_folder, negative_prompt, guidance_scale):
+    from diffusers import DDIMScheduler, StableDiffusionXLImg2ImgPipeline
+
+    parts, folder = xl_folder
+    loading.clear_cache()
+    pipe = SDEditPipeline.from_pretrained(str(folder))
+    assert pipe.config.family == "sdxl" and pipe.text_encoder.pooled and pipe.config.resolution == R
+    kw = dict(prompt="a red cat", negative_prompt=negative_prompt, guidance_scale=guidance_scale)
+    settings = pipe.check_inputs(strength=0.6, num_inference_steps=10, sampler="ddim", **kw)
+    guide = pipe.prepare(guide_image())
+    ours = pipe.run([guide], settings, seeds=[5]).x
+    scheduler = DDIMScheduler.from_config(
+        parts["scheduler"].config, timestep_spacing="trailing", set_alpha_to_one=True, prediction_type="epsilon"
+    )
+    reference = StableDiffusionXLImg2ImgPipeline.from_pretrained(str(folder), scheduler=scheduler)
+    reference.set_progress_bar_config(disable=True)
+    theirs = reference(
+        image=guide.x0[None],
+        strength=0.6,
+        num_inference_steps=10,
+        generator=torch.Generator().manual_seed(5),
+        output_type="latent",
+        **kw,
+    ).images
+    assert ours.shape == theirs.shape == (1, 4, 8, 8)
+    assert (ours - theirs).abs().max() < 1e-4 * max(1.0, theirs.abs().max().item())
+    assert (ours - guide.x0[None]).abs().max() > 0.1
+
+
+def test_sdxl_masks_keep_every_pixel_and_prompts_matter(xl_folder):
+    _, folder = xl_folder
+    pipe = SDEditPipeline.from_pretrained(str(folder))
+    mask = np.zeros((R, R), np.float32)
+    mask[10:40, 20:55] = 1.0
+    a = edit(pipe, mask_image=mask, prompt="a red cat").images[0]
+    assert np.array_equal(a[mask == 0], guide_image()[mask == 0])
+    assert not np.array_equal(a, edit(pipe, mask_image=mask, prompt="a blue dog").images[0])
+    count = Counter(pipe.unet)
+    try:
+        edit(pipe, prompt="a red cat", guidance_scale=4.0, num_images=2)
+        assert count.calls == 6 and set(count.batches) == {4}  # one batched call per step under guidance
+    finally:
+        count.remove()
