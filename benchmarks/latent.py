@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.common import RESULTS, environment, md_table, quiet, sync, update_docs, write_json
+from benchmarks.common import RESULTS, environment, md_table, quiet, sync, time_it, update_docs, write_json
 
 PROMPT = "a lighthouse on a cliff at dusk, oil painting"
 TARGETS = {"edit_1_step_ms": 50.0, "previews_per_s": 20.0}  # on an H100, 512 px
@@ -173,16 +172,7 @@ def _guide(r: int) -> Image.Image:
 
 
 def _median_ms(fn, device, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        sync(device)
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+    return time_it(fn, device, warmup, repeats)["median_ms"]
 
 
 @torch.inference_mode()

@@ -147,8 +147,6 @@ def test_no_mask_equals_diffusers_img2img(sampler, prediction_type, tmp_path):
         strength=0.6, num_inference_steps=10, sampler=sampler, prompt="a red cat", negative_prompt="blur",
         guidance_scale=3.0,
     )  # fmt: skip
-    guide = pipe.prepare(guide_image())
-    ours = pipe.run([guide], settings, seeds=[5]).x
     # the registry's scheduler for this sampler, given to diffusers as is (trailing timesteps, as ours)
     common = dict(timestep_spacing="trailing", prediction_type=prediction_type)
     if sampler == "ddim":
@@ -167,16 +165,21 @@ def test_no_mask_equals_diffusers_img2img(sampler, prediction_type, tmp_path):
         feature_extractor=None,
         requires_safety_checker=False,
     )
+    assert_same_latents(pipe, settings, reference, prompt="a red cat", negative_prompt="blur", guidance_scale=3.0)
+
+
+def assert_same_latents(pipe, settings, reference, **text):
+    """Our run and diffusers' img2img `reference` from the same guide latents, seed and text: the same latents."""
+    guide = pipe.prepare(guide_image())
+    ours = pipe.run([guide], settings, seeds=[5]).x
     reference.set_progress_bar_config(disable=True)
     theirs = reference(
-        prompt="a red cat",
-        negative_prompt="blur",
         image=guide.x0[None],  # 4 channels: taken as the initial latents
-        strength=0.6,
-        num_inference_steps=10,
-        guidance_scale=3.0,
+        strength=settings.strength,
+        num_inference_steps=settings.num_inference_steps,
         generator=torch.Generator().manual_seed(5),
         output_type="latent",
+        **text,
     ).images
     assert ours.shape == theirs.shape == (1, 4, 8, 8)
     assert (ours - theirs).abs().max() < 1e-4 * max(1.0, theirs.abs().max().item())
@@ -446,24 +449,11 @@ def test_sdxl_equals_diffusers_img2img(xl_folder, negative_prompt, guidance_scal
     assert pipe.config.family == "sdxl" and pipe.text_encoder.pooled and pipe.config.resolution == R
     kw = dict(prompt="a red cat", negative_prompt=negative_prompt, guidance_scale=guidance_scale)
     settings = pipe.check_inputs(strength=0.6, num_inference_steps=10, sampler="ddim", **kw)
-    guide = pipe.prepare(guide_image())
-    ours = pipe.run([guide], settings, seeds=[5]).x
     scheduler = DDIMScheduler.from_config(
         parts["scheduler"].config, timestep_spacing="trailing", set_alpha_to_one=True, prediction_type="epsilon"
     )
     reference = StableDiffusionXLImg2ImgPipeline.from_pretrained(str(folder), scheduler=scheduler)
-    reference.set_progress_bar_config(disable=True)
-    theirs = reference(
-        image=guide.x0[None],
-        strength=0.6,
-        num_inference_steps=10,
-        generator=torch.Generator().manual_seed(5),
-        output_type="latent",
-        **kw,
-    ).images
-    assert ours.shape == theirs.shape == (1, 4, 8, 8)
-    assert (ours - theirs).abs().max() < 1e-4 * max(1.0, theirs.abs().max().item())
-    assert (ours - guide.x0[None]).abs().max() > 0.1
+    assert_same_latents(pipe, settings, reference, **kw)
 
 
 def test_sdxl_masks_keep_every_pixel_and_prompts_matter(xl_folder):
