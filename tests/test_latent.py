@@ -218,9 +218,9 @@ def test_a_mask_keeps_every_pixel_outside_it(pipe, sampler, repeats):
     settings = pipe.check_inputs(prompt="a red cat", num_images=1, **kw)
     prepared = pipe.prepare(guide, mask)
     x = pipe.run([prepared], settings, seeds=[3]).x[0]
-    kept = (prepared.x0_mask == 0).expand_as(x)
+    kept = (prepared.x0_strength == 0).expand_as(x)  # the mask is a {0, 1} strength map
     assert kept.any() and torch.equal(x[kept], prepared.x0[kept])
-    assert prepared.x0_mask.shape == (1, 8, 8) and prepared.x0_mask[0, 1, 2] == 1.0  # any editable pixel frees it
+    assert prepared.x0_strength.shape == (1, 8, 8) and prepared.x0_strength[0, 1, 2] == 1.0  # any free pixel frees it
 
 
 def test_strength_map_of_ones_is_plain_sdedit_and_of_zeros_the_guide(pipe):
@@ -470,3 +470,10 @@ def test_sdxl_masks_keep_every_pixel_and_prompts_matter(xl_folder):
         assert count.calls == 6 and set(count.batches) == {4}  # one batched call per step under guidance
     finally:
         count.remove()
+
+
+def test_the_app_offers_latent_models_only_once_its_page_takes_text():
+    from sdedit.studio.models import model_choices
+
+    names = [name for _, name in model_choices()]
+    assert "fluent-emoji-64" in names and not any(find_config(n).takes_text for n in names)
