@@ -233,6 +233,9 @@ def test_strength_map_of_ones_is_plain_sdedit_and_of_zeros_the_guide(pipe):
     half[:, 32:] = 1.0
     left_kept = edit(pipe, prompt="a red cat", strength_map=half).images[0]
     assert np.array_equal(left_kept[:, :32], guide_image()[:, :32]) and not np.array_equal(left_kept, plain[0])
+    ramp = np.tile(np.linspace(0, 1, R, dtype=np.float32), (R, 1))  # a later start towards the left, K = 2
+    twice = edit(pipe, prompt="a red cat", strength_map=ramp, repeats=2).images[0]
+    assert np.array_equal(twice[:, 0], guide_image()[:, 0]) and not np.array_equal(twice[:, 32:], guide_image()[:, 32:])
 
 
 def test_lcm_takes_guidance_as_an_input_not_a_second_batch(tmp_path):
