@@ -356,8 +356,11 @@ def load_components(folder: Path, name: str, device: torch.device, dtype: torch.
     xl = "text_encoder_2" in index
     second = None
     try:
-        unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype, use_safetensors=True)
-        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, use_safetensors=True)
+        # low_cpu_mem_usage=False: what diffusers falls back to without `accelerate`, asked for so that it
+        # prints no install advice (as `loading.load_components` does)
+        kw = dict(torch_dtype=dtype, use_safetensors=True, low_cpu_mem_usage=False)
+        unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", **kw)
+        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", **kw)
         tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
         encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", dtype=dtype, use_safetensors=True)
         if xl:
@@ -406,7 +409,7 @@ def load_tiny_autoencoder(folder: Path, name: str, device: torch.device, dtype: 
     if not (folder / "diffusion_pytorch_model.safetensors").is_file():
         raise ModelLoadError(f"{name}: no diffusion_pytorch_model.safetensors in {folder}")
     try:
-        tiny = AutoencoderTiny.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True)
+        tiny = AutoencoderTiny.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True, low_cpu_mem_usage=False)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise ModelLoadError(f"{name}: the tiny autoencoder could not be loaded ({exc})") from None
     return tiny.to(device).eval().requires_grad_(False)
