@@ -4,6 +4,7 @@ python -m sdedit edit --guide strokes.png --strength 0.5 --out result.png   # on
 python -m sdedit edit --guide strokes.png --num 4 --out 'result-{i}.png'     # one file per result ({i} or {seed})
 python -m sdedit edit --guide strokes.png --num 4 --out out/                 # a folder (names and a metadata JSON)
 python -m sdedit edit --model google/ddpm-church-256 --guide photo.png --mask mask.png --sampler reference
+python -m sdedit edit --model sd-turbo --guide sketch.png --prompt "a lighthouse at dusk, oil painting"
 python -m sdedit sweep --guide strokes.png --strengths 0.2,0.4,0.6,0.8 --out sweep/
 python -m sdedit info out/strokes-t0.5-dpmpp-seed0.png        # the settings a result carries
 """
@@ -52,6 +53,16 @@ def _edit_args(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     p.add_argument("--num", type=int, default=1, help="samples per guide, batched into one forward pass")
     p.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample i uses seed + i")
     p.add_argument("--snr", type=float, default=None, help="VE only: Langevin corrector signal-to-noise (0 = off)")
+    p.add_argument("--prompt", default=None, help="text models (Stable Diffusion) only: what the result should show")
+    p.add_argument(
+        "--negative-prompt", default=None, help="text models only: what it should not show (needs guidance above 1)"
+    )
+    p.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=None,
+        help="text models only: classifier-free guidance, 1 = none (default: the model's; turbo models take none)",
+    )
     p.add_argument("--fit", choices=("pad", "crop", "stretch"), default=None, help="how a non-square guide is fitted")
     if sweep:
         p.add_argument(
@@ -86,6 +97,9 @@ def _settings(args) -> dict:
         num_images=args.num,
         snr=args.snr,
         fit=args.fit,
+        prompt=args.prompt,
+        negative_prompt=args.negative_prompt,
+        guidance_scale=args.guidance_scale,
         progress=not args.no_progress,
         upscale=False if args.no_upscale else None,  # None: the model's default (on when it has an upscaler)
         fill_outlines=args.fill_outlines,
@@ -190,7 +204,8 @@ def cmd_models(args) -> int:
     for cfg in model_configs().values():
         where = "embedded" if cfg.local_path.is_dir() else f"Hub: {cfg.source}"
         star = "*" if cfg.default else " "
-        print(f"{star} {cfg.name:<22} {cfg.sde.upper()}  {cfg.resolution:>4}px  {where:<34} {cfg.license}")
+        kind = ("text" if cfg.takes_text else "    ") + (" GPU" if cfg.needs_gpu else "    ")
+        print(f"{star} {cfg.name:<22} {cfg.sde.upper()}  {cfg.resolution:>4}px  {kind}  {where:<40} {cfg.license}")
     return 0
 
 

@@ -1,8 +1,11 @@
-"""`SDEditPipeline`: SDEdit on any diffusers UNet2DModel, VP (DDPM) or VE (NCSN++).
+"""`SDEditPipeline`: SDEdit on any diffusers UNet2DModel, VP (DDPM) or VE (NCSN++), and on Stable Diffusion.
 
     pipe = SDEditPipeline.from_pretrained("google/ddpm-church-256")      # or a folder, or a config name
     out = pipe(guide, mask_image=None, strength=0.5, num_inference_steps=20, sampler="dpmpp", seed=0)
     out.images[0].save("edit.png"); print(out.metadata)
+
+    pipe = SDEditPipeline.from_pretrained("stabilityai/sd-turbo")         # a latent, text-conditioned model
+    out = pipe(guide, strength=0.5, prompt="a watercolour of a lighthouse", seed=0)
 
 `strength` is SDEdit's t0 in (0, 1]: small stays faithful to the guide, large is more realistic.
 `num_inference_steps` is the length of a *full* schedule, as in diffusers' img2img: an edit at strength s
@@ -22,6 +25,7 @@ or prepares again. The model's space (`adapters`) is the only place that knows t
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +40,7 @@ from . import loading, registry
 from . import threads as cpu_threads
 from .adapters import ModelSpace, pixel_space
 from .configs import ModelConfig, Sampling
-from .errors import InputError, LimitError
+from .errors import InputError, LimitError, ModelLoadError, ModelNotFoundError
 from .imaging import (
     DEFAULT_LIMITS,
     FITS,
@@ -51,11 +55,23 @@ from .imaging import (
     to_rgb,
     unplace,
 )
+from .latent import (
+    MAX_GUIDANCE,
+    Conditioning,
+    LatentSpace,
+    TextEncoder,
+    conditional_model,
+    eps_from_v,
+    guidance_embedding,
+)
 from .masks import to_mask
 from .noise import NoiseSource, seeds_for
 from .outlines import fill_guide
 from .samplers import Guide, StepInfo, X0Limit, limit_x0, perturb_ve, perturb_vp, ve_sigmas, vp_timesteps
 from .upscale import resolve as resolve_upscaler
+
+Tensor = torch.Tensor
+log = logging.getLogger(__name__)
 
 # Whether the fast samplers follow the model's x0 clipping / thresholding (samplers.limit_x0). On: measured better
 # (docs/quality.md, "Clipping x0 in the fast samplers"; issue 14); `pipe.x0_limit` can be set per pipeline either way.
@@ -82,6 +98,8 @@ class Settings(Sampling):
     num_images: int = 1
     fit: str = "pad"
     output_type: str = "pil"
+    prompt: str | None = None  # text models only ("" = unconditional); None for models without text
+    negative_prompt: str | None = None  # classifier-free guidance only
 
 
 @dataclass
@@ -163,15 +181,19 @@ class SDEditPipeline:
         limits: RunLimits | None = None,
         space: ModelSpace | None = None,
         threads: int | str | None = "auto",
+        text_encoder: TextEncoder | None = None,
     ):
         """Args:
-        unet: the score network (a diffusers UNet2DModel, or any module called as ``unet(x, t).sample``).
+        unet: the score network (a diffusers UNet2DModel, or any module called as ``unet(x, t).sample``; a
+            UNet2DConditionModel for a text model).
         scheduler: its diffusers scheduler (DDPM-family for VP, ``ScoreSdeVeScheduler`` for VE).
         config: the model's config; None infers one from the network and scheduler.
         limits: bounds on one call (`RunLimits`).
-        space: the model's space (`adapters`); None = pixels in the config's data range.
+        space: the model's space (`adapters`); None = pixels in the config's data range; a
+            `latent.LatentSpace` for Stable Diffusion.
         threads: CPU threads for the network on a CPU: "auto" = the cores free at each step
             (`sdedit.threads`), an int = that many, None = leave torch's settings alone.
+        text_encoder: a `latent.TextEncoder` for a text-conditioned UNet.
         """
         if (
             threads is not None
@@ -182,22 +204,56 @@ class SDEditPipeline:
         self.threads = threads
         self.unet = unet
         self.scheduler = scheduler
+        self.text_encoder = text_encoder
         sde = "ve" if type(scheduler).__name__ == loading.VE_SCHEDULER else "vp"
         if config is None:  # a bare model: SDE from its scheduler, resolution from the network and its space
             size = getattr(unet.config, "sample_size", 256)
             size = size[0] if isinstance(size, (list, tuple)) else size
             defaults = Sampling(0.5, "reference", 1000, 1) if sde == "ve" else Sampling()
-            config = ModelConfig(name=type(unet).__name__, source="", sde=sde, defaults=defaults)
+            family = "pixel" if text_encoder is None else "sd"
+            if text_encoder is not None:
+                defaults = replace(defaults, guidance_scale=7.5)  # diffusers' Stable Diffusion default
+            config = ModelConfig(name=type(unet).__name__, source="", sde=sde, defaults=defaults, family=family)
             space = space or pixel_space(config)
             config = replace(config, resolution=space.resolution(int(size)))
         if config.sde != sde:
             raise InputError(f"{config.name}: config says {config.sde} but the scheduler is {type(scheduler).__name__}")
+        if config.takes_text != (text_encoder is not None):
+            raise InputError(f"{config.name}: a {config.family} model needs a text encoder exactly when it takes text")
         self.config = config
         self.space = space or pixel_space(config)
         self.limits = limits or RunLimits()
-        # the model's x0 clipping / thresholding (its scheduler config), for the samplers that follow it
-        self.x0_limit = X0Limit.from_config(scheduler.config) if sde == "vp" and FOLLOW_X0_LIMIT else None
+        # the model's x0 clipping / thresholding (its scheduler config), for the samplers that follow it; a
+        # range in pixels, so never in a latent space
+        pixels = config.family == "pixel"
+        self.x0_limit = X0Limit.from_config(scheduler.config) if sde == "vp" and FOLLOW_X0_LIMIT and pixels else None
+        self.guidance = self._guidance_mode()
         self._progress_kwargs: dict = {}
+
+    def _guidance_mode(self) -> str:
+        """How guidance_scale acts on this network: "cfg", "embedded" (an LCM's UNet input) or "none"."""
+        if self.text_encoder is None:
+            return "none"
+        if getattr(self.unet.config, "time_cond_proj_dim", None):
+            return "embedded"
+        return "none" if self.config.distilled else "cfg"
+
+    def replace(self, **components) -> SDEditPipeline:
+        """The same pipeline with some components swapped (unet, scheduler, config, limits, space,
+        text_encoder): a preview copy with another decoder, or a half-precision network."""
+        kw = dict(
+            unet=self.unet,
+            scheduler=self.scheduler,
+            config=self.config,
+            limits=self.limits,
+            space=self.space,
+            threads=self.threads,
+            text_encoder=self.text_encoder,
+        )
+        pipe = type(self)(**{**kw, **components})
+        pipe.x0_limit = self.x0_limit
+        pipe._progress_kwargs = dict(self._progress_kwargs)
+        return pipe
 
     # ----- construction ----------------------------------------------------------------------------
     @classmethod
@@ -209,18 +265,19 @@ class SDEditPipeline:
         limits: RunLimits | None = None,
         threads: int | str | None = "auto",
     ) -> SDEditPipeline:
-        """Load a model and its scheduler.
+        """Load a model and its scheduler (and, for a latent model, its autoencoder and text encoder).
 
         Args:
-            name_or_path: a configured name (`fluent-emoji-64`), a local folder, or a Hub id; None is the
-                embedded default.
+            name_or_path: a configured name (`fluent-emoji-64`, `sd-turbo`), a local folder (a diffusers
+                UNet2DModel, or a Stable Diffusion layout: model_index.json, unet/, vae/, text_encoder/,
+                tokenizer/, scheduler/), or a Hub id; None is the embedded default.
             device: "cpu", "cuda", ...; None = CUDA when there is one.
             dtype: "auto"/None (fp32 on the CPU, bf16 on CUDA for VP models), or a torch dtype or its name.
             limits: bounds on one call (`RunLimits`).
             threads: CPU threads ("auto", an int, or None to leave torch alone; see `__init__`).
         """
-        cfg, unet, scheduler, _, _ = loading.load(name_or_path, device, dtype)
-        return cls(unet, scheduler, cfg, limits, threads=threads)
+        model = loading.load_model(name_or_path, device, dtype)
+        return cls(config=model.config, limits=limits, threads=threads, **model.components)
 
     @property
     def device(self) -> torch.device:
@@ -242,8 +299,38 @@ class SDEditPipeline:
     def num_train_timesteps(self) -> int:
         return int(getattr(self.scheduler.config, "num_train_timesteps", 1000))
 
+    def previews(self, tiny=None) -> SDEditPipeline:
+        """This pipeline with previews decoded (and guides encoded) by a tiny autoencoder: `tiny`, else the one
+        its config names (`preview_decoder`: TAESD, loaded once). The networks, scheduler, text encoder and its
+        prompt cache are shared. Where there is no tiny autoencoder (a pixel model, none named, or it can't be
+        fetched), the pipeline itself."""
+        space = self.space
+        if not isinstance(space, LatentSpace):
+            return self
+        if tiny is None and space.tiny is None:
+            if not self.config.preview_decoder:
+                return self
+            try:
+                tiny = loading.load_tiny_autoencoder(self.config.preview_decoder, self.device, self.dtype)
+            except (ModelLoadError, ModelNotFoundError) as exc:
+                log.warning("previews use the full autoencoder: %s", exc)
+                return self
+        return self.replace(space=LatentSpace(space.vae, tiny or space.tiny, fast=True))
+
+    @property
+    def prediction_type(self) -> str:
+        """What the network predicts ("epsilon" or "v_prediction"); the samplers always get eps."""
+        return getattr(self.scheduler.config, "prediction_type", "epsilon") or "epsilon"
+
     def to(self, device=None, dtype=None) -> SDEditPipeline:
         self.unet.to(device=device, dtype=dtype)
+        for module in (getattr(self.space, "vae", None), getattr(self.space, "tiny", None)):
+            if module is not None:
+                module.to(device=device, dtype=dtype)
+        if self.text_encoder is not None:
+            for module in self.text_encoder.modules:
+                module.to(device=device, dtype=dtype)
+            self.text_encoder.clear()
         return self
 
     def set_progress_bar_config(self, **kwargs) -> None:
@@ -280,6 +367,9 @@ class SDEditPipeline:
         fit=None,
         output_type="pil",
         num_guides: int = 1,
+        prompt=None,
+        negative_prompt=None,
+        guidance_scale=None,
     ) -> Settings:
         """Validate and complete settings from the model's defaults; every problem is a clear InputError."""
         d = self.config.defaults
@@ -295,7 +385,8 @@ class SDEditPipeline:
         T = self.num_train_timesteps
         if num_inference_steps is None:
             num_inference_steps = self.default_steps(sampler)
-        steps = _int_in(num_inference_steps, "num_inference_steps", 1, min(self.limits.max_steps, T))
+        most = min(self.limits.max_steps, T, registry.get(sampler).max_steps or T)
+        steps = _int_in(num_inference_steps, "num_inference_steps", 1, most)
         repeats = _int_in(d.repeats if repeats is None else repeats, "repeats", 1, self.limits.max_repeats)
         n = _int_in(num_images, "num_images", 1, self.limits.max_images)
         if n * num_guides > self.limits.max_images:
@@ -310,23 +401,56 @@ class SDEditPipeline:
             raise InputError(f"fit must be one of {', '.join(FITS)}, not {fit!r}")
         if output_type not in OUTPUT_TYPES:
             raise InputError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, not {output_type!r}")
+        prompt, negative_prompt, guidance_scale = self._check_text(prompt, negative_prompt, guidance_scale)
         settings = Settings(
             strength=strength,
             sampler=sampler,
             num_inference_steps=steps,
             repeats=repeats,
             snr=snr,
+            guidance_scale=guidance_scale,
             num_images=n,
             fit=fit,
             output_type=output_type,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
         )
-        work = n * num_guides * self.evaluations(settings)
+        work = n * num_guides * self.evaluations(settings) * (2 if self._uses_cfg(settings) else 1)
         if work > self.limits.max_work:
             raise LimitError(
                 f"this request needs {work:,} network evaluations (samples x steps x repeats); "
                 f"at most {self.limits.max_work:,}: use fewer samples, steps or repeats"
             )
         return settings
+
+    def _check_text(self, prompt, negative_prompt, guidance_scale) -> tuple[str | None, str | None, float]:
+        """(prompt, negative prompt, guidance scale), checked against what this model takes."""
+        name = self.config.name
+        if self.text_encoder is None:
+            for value, what in ((prompt, "prompt"), (negative_prompt, "negative_prompt")):
+                if value is not None and value != "":
+                    raise InputError(f"{name} takes no text (an unconditional model): leave {what} out")
+            if guidance_scale is not None and _number(guidance_scale, "guidance_scale") != 1.0:
+                raise InputError(f"{name} takes no text, so no guidance: guidance_scale must be 1 or unset")
+            return None, None, 1.0
+        default = self.config.defaults.guidance_scale if self.guidance != "none" else 1.0
+        g = _number(default if guidance_scale is None else guidance_scale, "guidance_scale")
+        if not 1.0 <= g <= MAX_GUIDANCE:
+            raise InputError(
+                f"guidance_scale must be from 1 (no guidance) to {MAX_GUIDANCE:g}, not {g:g} "
+                "(diffusers' 0 for turbo models is 1 here)"
+            )
+        if self.guidance == "none" and g != 1.0:
+            raise InputError(f"{name} was distilled to run without guidance: guidance_scale must be 1, not {g:g}")
+        prompt = self.text_encoder.check(prompt, "prompt")
+        negative_prompt = self.text_encoder.check(negative_prompt, "negative prompt")
+        if negative_prompt and not (self.guidance == "cfg" and g > 1.0):
+            why = "guidance_scale above 1" if self.guidance == "cfg" else f"a model that uses it ({name} does not)"
+            raise InputError(f"a negative prompt acts through classifier-free guidance: it needs {why}")
+        return prompt, negative_prompt, g
+
+    def _uses_cfg(self, settings: Settings) -> bool:
+        return self.guidance == "cfg" and settings.guidance_scale > 1.0
 
     # ----- 2. prepare a guide and its mask, once -------------------------------------------------------
     def prepare(
@@ -406,9 +530,49 @@ class SDEditPipeline:
         return NoiseSource.from_seeds(seeds, device), seeds
 
     # ----- 3. run: K repeats of perturb -> reverse SDE ---------------------------------------------------
-    def model_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        """eps(x, t) for VP, score(x, sigma) for VE: float32 in and out, the UNet's dtype inside."""
+    def conditioning(self, settings: Settings, batch: int) -> Conditioning | None:
+        """The text condition of a run of `batch` samples (None for a model without text): the prompt's cached
+        embeddings, the negative prompt's first under classifier-free guidance, an LCM's guidance embedding."""
+        text = self.text_encoder
+        if text is None:
+            return None
+        device, dtype = self.device, self.dtype
+
+        def rows(prompt: str | None, zeros: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+            embeds, pooled = text.encode([prompt or ""])
+            if zeros:  # SDXL's empty negative prompt
+                embeds, pooled = torch.zeros_like(embeds), torch.zeros_like(pooled)
+            pooled = pooled.to(device, dtype).repeat(batch, 1) if pooled is not None else None
+            return embeds.to(device, dtype).repeat(batch, 1, 1), pooled
+
+        embeds, pooled = rows(settings.prompt)
+        g = settings.guidance_scale
+        added = None
+        if pooled is not None:  # SDXL: the pooled embedding and the size condition (no crop, the canvas's size)
+            r = self.config.resolution
+            added = {"text_embeds": pooled, "time_ids": torch.tensor([[r, r, 0, 0, r, r]], device=device, dtype=dtype)}
+            added["time_ids"] = added["time_ids"].repeat(batch, 1)
+        if self._uses_cfg(settings):
+            zeros = text.zero_empty_negative and not settings.negative_prompt
+            negative, negative_pooled = rows(settings.negative_prompt, zeros)
+            if added is not None:
+                added = {
+                    "text_embeds": torch.cat([negative_pooled, added["text_embeds"]]),
+                    "time_ids": added["time_ids"].repeat(2, 1),
+                }
+            return Conditioning(torch.cat([negative, embeds]), g, cfg=True, added=added)
+        timestep_cond = None
+        if self.guidance == "embedded":
+            w = torch.full((batch,), g - 1.0)
+            timestep_cond = guidance_embedding(w, self.unet.config.time_cond_proj_dim).to(device, dtype)
+        return Conditioning(embeds, g, cfg=False, timestep_cond=timestep_cond, added=added)
+
+    def model_fn(self, conditioning: Conditioning | None = None) -> Callable[[torch.Tensor, torch.Tensor], Tensor]:
+        """eps(x, t) for VP, score(x, sigma) for VE: float32 in and out, the UNet's dtype inside. A text model
+        needs its run's `conditioning`."""
         unet, dtype = self.unet, self.dtype
+        if conditioning is not None:
+            return conditional_model(unet, dtype, conditioning)
 
         def call(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
             cpu_threads.step()  # the free cores now, within an edit (`run`); nothing outside one
@@ -424,11 +588,14 @@ class SDEditPipeline:
         callback=None,
         official_mask_timing: bool = False,
         on_start=None,
+        conditioning: Conditioning | None = None,
     ) -> torch.Tensor:
         """One SDEdit pass (perturb to t0, integrate back to 0) with the registered sampler's loop."""
         spec = registry.get(settings.sampler)
         loop, schedule = spec.build(self, settings, official_mask_timing)
-        model = self.model_fn()
+        model = self.model_fn() if conditioning is None else self.model_fn(conditioning)
+        if self.prediction_type == "v_prediction":
+            model = eps_from_v(model, self.scheduler.alphas_cumprod)
         if spec.limits_x0 and self.x0_limit is not None:
             model = limit_x0(model, self.scheduler.alphas_cumprod, self.x0_limit)
         return loop(model, guide, schedule, noise, callback=callback, on_start=on_start)
@@ -465,6 +632,7 @@ class SDEditPipeline:
         seed_list = None
         if noise is None:
             noise, seed_list = self.prepare_noise(seeds, generator, batch, device)
+        conditioning = self.conditioning(s, batch)  # the prompt's embeddings: computed once, cached per prompt
         editable = None if strength is None else strength > 0
         total = s.repeats * s.steps
         bar = self.progress_bar(total) if progress else None
@@ -478,7 +646,7 @@ class SDEditPipeline:
                 guide = Guide(x, noise.randn_like(x), strength=strength, official=official_mask_timing)
                 step_cb = self._step_callback(callback, bar, k, s.steps, total)
                 start_cb = (lambda x_t0, k=k: on_start(k, x_t0)) if on_start else None
-                x = self.denoise(guide, s, noise, step_cb, official_mask_timing, start_cb)
+                x = self.denoise(guide, s, noise, step_cb, official_mask_timing, start_cb, conditioning)
         if bar is not None:
             bar.close()
         if device.type == "cuda":
@@ -577,6 +745,9 @@ class SDEditPipeline:
         strength_map=None,
         upscale: bool | None = None,
         fill_outlines: bool = False,
+        prompt: str | None = None,
+        negative_prompt: str | None = None,
+        guidance_scale: float | None = None,
     ) -> SDEditOutput:
         """Edit one guide (or a list of guides) into `num_images` samples each.
 
@@ -594,6 +765,9 @@ class SDEditPipeline:
         upscale: the model's learned upscaler on the result before it is mapped back (see `postprocess`);
             None = on when the model's config names one, True = on (an InputError without one), False = off.
         fill_outlines: fill each guide's closed outlines with their stroke colour first (see `prepare`).
+        prompt, negative_prompt, guidance_scale: text models only (`config.takes_text`). guidance_scale 1 is
+            none; above 1, classifier-free guidance (one batched UNet call per step) or, on an LCM, its guidance
+            input; turbo models take none. Default: the model's config.
         """
         t_start = time.perf_counter()
         images = list(image) if isinstance(image, (list, tuple)) else [image]
@@ -607,7 +781,18 @@ class SDEditPipeline:
             raise InputError(f"got {len(maps)} strength maps for {len(images)} images")
         # 1. check inputs
         s = self.check_inputs(
-            strength, num_inference_steps, sampler, repeats, num_images, snr, fit, output_type, len(images)
+            strength,
+            num_inference_steps,
+            sampler,
+            repeats,
+            num_images,
+            snr,
+            fit,
+            output_type,
+            len(images),
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            guidance_scale=guidance_scale,
         )
         resolve_upscaler(self.config, upscale, self.device)  # an upscale=True the model can't honour fails now
         # 2. prepare each guide once; every sample of a guide shares it
@@ -659,6 +844,9 @@ class SDEditPipeline:
         return torch.stack(tensors) if same else tensors
 
     def _metadata(self, s: Settings, seeds, guides: list[PreparedGuide], batch: int) -> dict:
+        text = {}
+        if self.text_encoder is not None:  # pixel models' metadata stays as it was
+            text = {"prompt": s.prompt, "negative_prompt": s.negative_prompt, "guidance_scale": s.guidance_scale}
         return {
             "model": self.config.name,
             "source": self.config.source,
@@ -679,6 +867,7 @@ class SDEditPipeline:
             **_guides_metadata(guides),
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
+            **text,
         }
 
 

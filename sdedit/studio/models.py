@@ -23,8 +23,9 @@ from .guides import CANVAS_SIZE
 
 
 def model_choices() -> list[tuple[str, str]]:
-    """(label, name) for the model dropdown: the configured models, the embedded default first."""
-    return [(cfg.label, name) for name, cfg in model_configs().items()]
+    """(label, name) for the model dropdown: the configured models, the embedded default first. Latent (Stable
+    Diffusion) models are left out until the page has their prompt box and canvas size."""
+    return [(cfg.label, name) for name, cfg in model_configs().items() if not cfg.takes_text]
 
 
 def resolve_model(name: str | None) -> str:
