@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -121,10 +122,14 @@ def rank(scores: Scores) -> Ranking:
     return Ranking(order, words, scores)
 
 
+BEST = ("most realistic", "closest to your drawing's colours", "most like what you drew")
+WORST = ("least realistic", "furthest from your colours", "least like what you drew")
+
+
 def _why(i: int, r_real, r_faith, r_ident, keeps, n: int) -> str:
-    best = {"most realistic": r_real[i], "closest to your drawing's colours": r_faith[i], "most like what you drew": r_ident[i]}  # fmt: skip
-    worst = {"least realistic": r_real[i], "furthest from your colours": r_faith[i], "least like what you drew": r_ident[i]}  # fmt: skip
-    parts = [w for w, r in best.items() if r == 1] + [w for w, r in worst.items() if n > 1 and r == n]
+    ranks = (r_real[i], r_faith[i], r_ident[i])
+    parts = [w for w, r in zip(BEST, ranks, strict=True) if r == 1]
+    parts += [w for w, r in zip(WORST, ranks, strict=True) if n > 1 and r == n]
     if not keeps[i]:
         parts.append("strays from your drawing")
     return ", ".join(parts) if parts else "between the others on every measure"
@@ -134,7 +139,7 @@ def _why(i: int, r_real, r_faith, r_ident, keeps, n: int) -> str:
 def candidates(follows: tuple[float, float] | None, step: float = AUTO_STEP) -> list[float]:
     """The t0 values auto strength tries: the model's follows range in steps of `step` (0.3-0.6 without one)."""
     lo, hi = follows or (0.3, 0.6)
-    n = int(round((hi - lo) / step))
+    n = round((hi - lo) / step)
     return [round(lo + k * step, 4) for k in range(n + 1)]
 
 
@@ -203,3 +208,9 @@ def run_auto(pipe, guide, settings, seeds: Sequence[int], judge: Judge, tried: S
     x = torch.cat([first.x, rest.x])
     canvases = np.concatenate([first.canvases, rest.canvases])
     return choice, type(first)(x, canvases, list(seeds), first.seconds + rest.seconds)
+
+
+@lru_cache(maxsize=1)
+def default_judge() -> Judge:
+    """The shipped judges, loaded once per process (what the studio ranks and picks t0 with)."""
+    return Judge()

@@ -19,7 +19,8 @@ A result **succeeds** when it passes both parts:
     against the held-out emoji shipped with the realism net) is within what real held-out emoji score (at most
     the 90th percentile of D3 over the held-out emoji outside that reference), and the identity net puts it
     nearer to the meant thing's emoji than to the other 11 things' and to people (`PEOPLE_EMOJI`, what the
-    model falls back to): a drawn cat nearest a cat emoji. KID of each setting's results against the held-out emoji is reported beside it.
+    model falls back to): a drawn cat nearest a cat emoji. KID of each setting's results against the
+    held-out emoji is reported beside it.
 
 The same run measures what the app's defaults are chosen by: the brush size (`brush_size` in the model's
 config: the outline drawings at several brush sizes, thin to thick), the t0 grid with guide help (the default
@@ -45,7 +46,7 @@ from PIL import Image, ImageDraw
 
 from ..configs import REPO_ROOT, repo_relative
 from ..outlines import fill_outlines
-from .freehand_drawings import DEFAULT_BRUSH, SIZE, THINGS, Drawing, drawing_set
+from .freehand_drawings import DEFAULT_BRUSH, THINGS, Drawing, drawing_set
 
 RESULTS = REPO_ROOT / "eval" / "freehand.json"
 DOCS = REPO_ROOT / "docs" / "quality.md"
@@ -209,7 +210,9 @@ class Yardsticks:
         faces = {
             "-".join(f"{ord(c):x}" for c in e if ord(c) != 0xFE0F)
             for e, info in table.items()
-            if info["group"] == "Smileys & Emotion" and re.search(r"\bface\b", info["name"]) and "cat" not in info["name"]
+            if info["group"] == "Smileys & Emotion"
+            and re.search(r"\bface\b", info["name"])
+            and "cat" not in info["name"]
         }
         return {i for n, i in zip(image_set.names, ids, strict=True) if str(n).replace("-fe0f", "") in faces}
 
@@ -433,6 +436,10 @@ def evaluation_identity(page: Path = DOCS) -> dict[float, float]:
 
 
 # ----- the run -------------------------------------------------------------------------------------------------
+def _setting(measured: dict) -> dict:
+    return {"summary": summary(measured["rows"]), "kid": measured["kid"], "kid_std": measured["kid_std"]}
+
+
 def _compact(rows: list[dict]) -> list[list]:
     """The committed per-result record: [drawing, seed, follows, real, identity, coverage]."""
     return [[r["drawing"], r["seed"], r["follows"], r["real"], r["identity"], r["coverage"]] for r in rows]
@@ -490,28 +497,31 @@ def run(
     chosen = grid[default]
     record = {
         "model": pipe.config.name,
-        "settings": {"sampler": pipe.config.defaults.sampler, "num_inference_steps": pipe.config.defaults.num_inference_steps},  # noqa: E501
+        "settings": {
+            "sampler": pipe.config.defaults.sampler,
+            "num_inference_steps": pipe.config.defaults.num_inference_steps,
+        },
         "drawings": len(drawings),
         "seeds": list(seeds),
         "things": [t.name for t in THINGS],
         "criteria": {
-            "hue_near_deg": HUE_NEAR, "cover": COVER, "not_pale": NOT_PALE, "spill": SPILL,
-            "realism_quantile": REALISM_QUANTILE, "real_bound_d3": round(sticks.real_bound, 4),
-            "real_d3_median": round(sticks.real_d3_median, 4), "real_images": sticks.real_count,
-            "identity_classes": len(sticks.classes), "identities": len(sticks.gallery.names),
+            "hue_near_deg": HUE_NEAR,
+            "cover": COVER,
+            "not_pale": NOT_PALE,
+            "spill": SPILL,
+            "min_part": MIN_PART,
+            "realism_quantile": REALISM_QUANTILE,
+            "real_bound_d3": round(sticks.real_bound, 4),
+            "real_d3_median": round(sticks.real_d3_median, 4),
+            "real_images": sticks.real_count,
+            "identity_classes": len(sticks.classes),
+            "identities": len(sticks.gallery.names),
             "targets": TARGETS,
-        },  # fmt: skip
-        "brushes": {
-            str(b): {"summary": summary(r["rows"]), "kid": r["kid"], "kid_std": r["kid_std"]} for b, r in by_brush.items()
         },
+        "brushes": {str(b): _setting(r) for b, r in by_brush.items()},
         "brush_size": brush,
-        "baseline": {
-            str(b): {"strength": DEFAULT_STRENGTH, "summary": summary(r["rows"]), "kid": r["kid"], "kid_std": r["kid_std"]}
-            for b, r in baseline.items()
-        },
-        "grid": {
-            f"{t:g}": {"summary": grid_summary[t], "kid": g["kid"], "kid_std": g["kid_std"]} for t, g in grid.items()
-        },
+        "baseline": {str(b): {"strength": DEFAULT_STRENGTH, **_setting(r)} for b, r in baseline.items()},
+        "grid": {f"{t:g}": _setting(g) for t, g in grid.items()},
         "evaluation_identity": {f"{t:g}": a for t, a in sorted(identity.items())},
         "follows": list(follows_range),
         "default_strength": default,
@@ -593,8 +603,9 @@ def render(results: dict) -> str:
     lines = [
         "## Your own drawing: the freehand benchmark",
         "",
-        f"*Generated by `{run_['command']}` ({run_['date']}, {run_['minutes']} min, {run_['model_evaluations']:,} model "
-        f"evaluations on {run_['machine']}, load average {run_['load_average'][0]} -> {run_['load_average'][1]}); "
+        f"*Generated by `{run_['command']}` ({run_['date']}, {run_['minutes']} min, {run_['model_evaluations']:,} "
+        f"model evaluations on {run_['machine']}, load average {run_['load_average'][0]} -> "
+        f"{run_['load_average'][1]}); "
         "the numbers are in `eval/freehand.json`.*",
         "",
         f"{results['drawings']} drawings made by a script the way people draw (`sdedit/lab/freehand_drawings.py`): "
@@ -622,8 +633,9 @@ def render(results: dict) -> str:
 
     def row(label: str, s: dict, kid: float, kid_std: float) -> str:
         return (
-            f"| {label} | {_pct(s['outline']['follows'])} | {_pct(s['scribble']['follows'])} | {_pct(s['all']['real'])} "
-            f"| {_pct(s['all']['identity'])} | {_pct(s['all']['success'])} | {kid:.3f} ± {kid_std:.3f} |"
+            f"| {label} | {_pct(s['outline']['follows'])} | {_pct(s['scribble']['follows'])} "
+            f"| {_pct(s['all']['real'])} | {_pct(s['all']['identity'])} | {_pct(s['all']['success'])} "
+            f"| {kid:.3f} ± {kid_std:.3f} |"
         )
 
     for b, r in sorted(results["baseline"].items(), key=lambda kv: int(kv[0])):

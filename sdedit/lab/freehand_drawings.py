@@ -19,6 +19,7 @@ drawing" test reads. Everything is seeded: the same seed and brush give the same
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -63,7 +64,8 @@ def heart_points(cx: float, cy: float, s: float, n: int = 64) -> list[tuple[floa
 
 
 def arc(cx: float, cy: float, r: float, a0: float, a1: float, n: int = 16) -> list[tuple[float, float]]:
-    return [(cx + r * math.cos(a0 + (a1 - a0) * k / (n - 1)), cy + r * math.sin(a0 + (a1 - a0) * k / (n - 1))) for k in range(n)]  # fmt: skip
+    angles = [a0 + (a1 - a0) * k / (n - 1) for k in range(n)]
+    return [(cx + r * math.cos(a), cy + r * math.sin(a)) for a in angles]
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,16 @@ THINGS: tuple[Thing, ...] = (
     Thing(
         "apple",
         (
-            _r([(0.5 + 0.36 * math.sin(t) * (1 - 0.1 * math.cos(t)), 0.56 - 0.33 * math.cos(t) + 0.06 * math.cos(2 * t)) for t in np.linspace(0, 2 * math.pi, 48, endpoint=False)], RED),  # noqa: E501
+            _r(
+                [
+                    (
+                        0.5 + 0.36 * math.sin(t) * (1 - 0.1 * math.cos(t)),
+                        0.56 - 0.33 * math.cos(t) + 0.06 * math.cos(2 * t),
+                    )
+                    for t in np.linspace(0, 2 * math.pi, 48, endpoint=False)
+                ],
+                RED,
+            ),
             _r(circle(0.62, 0.18, 0.09, 24, sx=1.6), GREEN, meant=False),
             _l([(0.5, 0.28), (0.48, 0.12)], DARK_BROWN),
         ),
@@ -122,7 +133,19 @@ THINGS: tuple[Thing, ...] = (
     Thing(
         "car",
         (
-            _r([(0.08, 0.62), (0.1, 0.46), (0.28, 0.44), (0.36, 0.28), (0.64, 0.28), (0.74, 0.44), (0.9, 0.47), (0.92, 0.62)], BLUE),  # noqa: E501
+            _r(
+                [
+                    (0.08, 0.62),
+                    (0.1, 0.46),
+                    (0.28, 0.44),
+                    (0.36, 0.28),
+                    (0.64, 0.28),
+                    (0.74, 0.44),
+                    (0.9, 0.47),
+                    (0.92, 0.62),
+                ],
+                BLUE,
+            ),
             _r(circle(0.28, 0.66, 0.08, 24), DARK, meant=False),
             _r(circle(0.72, 0.66, 0.08, 24), DARK, meant=False),
         ),
@@ -130,7 +153,16 @@ THINGS: tuple[Thing, ...] = (
     Thing(
         "cat",
         (
-            _r([*arc(0.5, 0.56, 0.32, math.radians(-30), math.radians(210), 32), (0.2, 0.16), (0.36, 0.3), (0.64, 0.3), (0.8, 0.16)], ORANGE),  # noqa: E501
+            _r(
+                [
+                    *arc(0.5, 0.56, 0.32, math.radians(-30), math.radians(210), 32),
+                    (0.2, 0.16),
+                    (0.36, 0.3),
+                    (0.64, 0.3),
+                    (0.8, 0.16),
+                ],
+                ORANGE,
+            ),
             _l([(0.4, 0.5)], DARK, dot=True),
             _l([(0.6, 0.5)], DARK, dot=True),
             _l([(0.46, 0.64), (0.5, 0.67), (0.54, 0.64)], DARK),
@@ -139,7 +171,13 @@ THINGS: tuple[Thing, ...] = (
     Thing(
         "fish",
         (
-            _r([(0.44 - 0.3 * math.cos(t), 0.5 + 0.22 * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 40, endpoint=False)], BLUE),  # noqa: E501
+            _r(
+                [
+                    (0.44 - 0.3 * math.cos(t), 0.5 + 0.22 * math.sin(t))
+                    for t in np.linspace(0, 2 * math.pi, 40, endpoint=False)
+                ],
+                BLUE,
+            ),
             _r([(0.72, 0.5), (0.92, 0.3), (0.92, 0.7)], BLUE),
             _l([(0.28, 0.45)], DARK, dot=True),
         ),
@@ -147,7 +185,16 @@ THINGS: tuple[Thing, ...] = (
     Thing(
         "flower",
         (
-            _r([(0.5 + (0.2 + 0.1 * math.cos(5 * t)) * math.cos(t), 0.38 + (0.2 + 0.1 * math.cos(5 * t)) * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 80, endpoint=False)], PURPLE),  # noqa: E501
+            _r(
+                [
+                    (
+                        0.5 + (0.2 + 0.1 * math.cos(5 * t)) * math.cos(t),
+                        0.38 + (0.2 + 0.1 * math.cos(5 * t)) * math.sin(t),
+                    )
+                    for t in np.linspace(0, 2 * math.pi, 80, endpoint=False)
+                ],
+                PURPLE,
+            ),
             _r(circle(0.5, 0.38, 0.08, 24), YELLOW, meant=False),
             _l([(0.5, 0.68), (0.52, 0.8), (0.5, 0.94)], DARK_GREEN),
         ),
@@ -176,7 +223,13 @@ THINGS: tuple[Thing, ...] = (
         (
             _r(circle(0.5, 0.5, 0.24, 40), GOLD),
             *(
-                _l([(0.5 + 0.31 * math.cos(a), 0.5 + 0.31 * math.sin(a)), (0.5 + 0.43 * math.cos(a), 0.5 + 0.43 * math.sin(a))], GOLD)  # noqa: E501
+                _l(
+                    [
+                        (0.5 + 0.31 * math.cos(a), 0.5 + 0.31 * math.sin(a)),
+                        (0.5 + 0.43 * math.cos(a), 0.5 + 0.43 * math.sin(a)),
+                    ],
+                    GOLD,
+                )
                 for a in np.linspace(0, 2 * math.pi, 8, endpoint=False)
             ),
         ),
@@ -184,7 +237,16 @@ THINGS: tuple[Thing, ...] = (
     Thing(
         "tree",
         (
-            _r([(0.5 + 0.3 * math.cos(t) * (1 + 0.08 * math.cos(6 * t)), 0.38 + 0.28 * math.sin(t) * (1 + 0.08 * math.cos(6 * t))) for t in np.linspace(0, 2 * math.pi, 60, endpoint=False)], GREEN),  # noqa: E501
+            _r(
+                [
+                    (
+                        0.5 + 0.3 * math.cos(t) * (1 + 0.08 * math.cos(6 * t)),
+                        0.38 + 0.28 * math.sin(t) * (1 + 0.08 * math.cos(6 * t)),
+                    )
+                    for t in np.linspace(0, 2 * math.pi, 60, endpoint=False)
+                ],
+                GREEN,
+            ),
             _r([(0.44, 0.64), (0.56, 0.64), (0.57, 0.92), (0.43, 0.92)], BROWN, meant=False),
         ),
     ),
@@ -204,17 +266,25 @@ class Placement:
 
     def to_px(self, pts) -> np.ndarray:
         p = np.asarray(pts, np.float64)
-        return np.stack([(self.cx + (p[:, 0] - 0.5) * self.scale) * SIZE, (self.cy + (p[:, 1] - 0.5) * self.scale) * SIZE], 1)  # noqa: E501
+        return np.stack(
+            [(self.cx + (p[:, 0] - 0.5) * self.scale) * SIZE, (self.cy + (p[:, 1] - 0.5) * self.scale) * SIZE], 1
+        )
 
 
 def placement_for(style: str, rng: np.random.Generator) -> Placement:
     """Large near the centre, or small and off-centre (toward a random corner)."""
     if style in ("outline", "scribble-colours"):
-        return Placement(float(rng.uniform(0.82, 0.92)), 0.5 + float(rng.uniform(-0.03, 0.03)), 0.5 + float(rng.uniform(-0.03, 0.03)))  # noqa: E501
+        return Placement(
+            float(rng.uniform(0.82, 0.92)), 0.5 + float(rng.uniform(-0.03, 0.03)), 0.5 + float(rng.uniform(-0.03, 0.03))
+        )
     scale = float(rng.uniform(0.45, 0.55))
     sx, sy = rng.choice([-1, 1], 2)
     off = scale / 2 + 0.04
-    return Placement(scale, 0.5 + sx * float(rng.uniform(0.5 - off - 0.1, 0.5 - off)), 0.5 + sy * float(rng.uniform(0.5 - off - 0.1, 0.5 - off)))  # noqa: E501
+    return Placement(
+        scale,
+        0.5 + sx * float(rng.uniform(0.5 - off - 0.1, 0.5 - off)),
+        0.5 + sy * float(rng.uniform(0.5 - off - 0.1, 0.5 - off)),
+    )
 
 
 @dataclass
@@ -249,7 +319,7 @@ class Brush:
         p = np.asarray(pts, np.float64) * s
         if len(p) == 1:
             p = np.concatenate([p, p])
-        for a, b in zip(p[:-1], p[1:], strict=True):
+        for a, b in itertools.pairwise(p):
             n = max(1, int(np.ceil(np.linalg.norm(b - a) / (0.5 * s))))
             for t in np.linspace(0, 1, n + 1):
                 x, y = a + (b - a) * t

@@ -15,12 +15,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from .. import loading
+from .. import loading, ranking
 from ..errors import InputError, OutOfMemoryError
 from ..lab.sweep import parse_strengths, run_sweep
 from ..noise import check_seed, random_seed, seeds_for
@@ -62,6 +62,8 @@ class EditSettings:
     mask_dilation: float = 0
     mask_feather: float = 0
     strength_map: object = None  # an image the guide's size: white = the full t0, black = kept exactly
+    auto_strength: bool = False  # pick t0 per guide within the model's follows range (sdedit.ranking.run_auto)
+    rank: bool = False  # several samples: best first by realism, faithfulness and identity (sdedit.ranking.rank)
 
     def pipe_kwargs(self) -> dict:
         return dict(
@@ -75,13 +77,16 @@ class EditSettings:
 
 @dataclass
 class EditResult:
-    """One request's results. The animation is pending until `animation` is first read (then rendered, once)."""
+    """One request's results, in seed order. The animation is pending until `animation` is first read (then
+    rendered, once). `order`: the samples best first when they were ranked, with `captions` saying why."""
 
     images: list[Image.Image]
     seeds: list[int]
     metadata: dict
     pending_animation: Animation | None = None
     summary: str = ""
+    order: list[int] | None = None
+    captions: list[str] | None = None
     _pngs: list[Path] | None = field(default=None, repr=False)
 
     @property
@@ -147,11 +152,13 @@ class EditJob:
 
 @dataclass
 class JobOutput:
-    """What a batch hands back to one request: its images, metadata and its animation, still to be rendered."""
+    """What a batch hands back to one request: its images, metadata and its animation, still to be rendered, and
+    its samples at the model's resolution (what ranking scores)."""
 
     images: list[Image.Image]
     metadata: dict
     animation: Animation | None
+    canvases: object = None  # (n, R, R, 3) uint8
 
 
 def prepare_edit(guide, mask=None, settings: EditSettings | None = None, animate: bool = True) -> EditJob:
@@ -246,8 +253,43 @@ def run_jobs(jobs: list[EditJob], cancelled: Callable[[], bool] = lambda: False)
             },
         )
         anim = Animation(rec, out.canvases[o]) if rec is not None else None
-        results.append(JobOutput(list(out.images[o : o + job.size]), meta, anim))
+        results.append(JobOutput(list(out.images[o : o + job.size]), meta, anim, out.canvases[o : o + job.size]))
     return results
+
+
+def run_auto_job(job: EditJob) -> JobOutput:
+    """An edit at auto strength (`sdedit.ranking.run_auto`: a probe per t0 of the model's follows range, then the
+    other samples at the t0 chosen), on a model slot as a batch is. No animation: the probes are the work."""
+    t0 = time.perf_counter()
+    with MODEL_SLOTS:
+        try:
+            choice, samples = ranking.run_auto(job.pipe, job.prepared, job.checked, job.seeds, ranking.default_judge())
+            job.checked = replace(job.checked, strength=choice.strength)
+            sampled = time.perf_counter()
+            out = job.pipe.postprocess(samples, [job.prepared] * job.size, job.checked)
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise _out_of_memory(job.pipe, job.size) from None
+            raise
+    done = time.perf_counter()
+    meta = dict(out.metadata)
+    meta.update(
+        seeds=list(job.seeds),
+        num_images=job.size,
+        input_sizes=meta["input_sizes"][:1],
+        model_evaluations=ranking.evaluations_of_auto(job.pipe, job.checked, choice.tried, choice.strength) // job.size,
+        auto_strength=choice.as_dict(),
+        mask_dilation=job.settings.mask_dilation,
+        mask_feather=job.settings.mask_feather,
+        timings={
+            "prepare_s": round(job.prepare_s, 4),
+            "sample_s": round(sampled - t0, 4),
+            "postprocess_s": round(done - sampled, 4),
+            "total_s": round(job.prepare_s + done - t0, 4),
+            "per_image_s": round((job.prepare_s + done - t0) / job.size, 4),
+        },
+    )
+    return JobOutput(list(out.images), meta, None, out.canvases)
 
 
 def _out_of_memory(pipe: SDEditPipeline, batch: int) -> OutOfMemoryError:
@@ -262,10 +304,22 @@ def _out_of_memory(pipe: SDEditPipeline, batch: int) -> OutOfMemoryError:
 
 
 def finish_edit(job: EditJob, out: JobOutput) -> EditResult:
-    """The summary of one request, and its reverse-process animation still pending: the GIF is rendered when
-    `EditResult.animation` is first read, so it never holds up the result."""
-    summary = summarize(out.metadata, job.guide.size)
-    return EditResult(out.images, list(out.metadata["seeds"]), out.metadata, out.animation, summary)
+    """The summary of one request (and its ranking, when asked for and there are several samples), and its
+    reverse-process animation still pending: the GIF is rendered when `EditResult.animation` is first read, so it
+    never holds up the result."""
+    meta, order, captions = out.metadata, None, None
+    if job.settings.rank and len(out.images) > 1 and out.canvases is not None:
+        ranked = ranking.rank(ranking.default_judge().score(job.prepared.canvas, list(out.canvases)))
+        order, captions = ranked.order, ranked.words
+        seeds = meta["seeds"]
+        meta = {**meta, "ranking": [{**row, "seed": seeds[row["sample"]]} for row in ranked.as_dict()]}
+    summary = summarize(meta, job.guide.size)
+    if captions:
+        seeds = meta["seeds"]
+        summary += "\n\n" + "\n".join(f"- {w} (seed {seeds[i]})" for i, w in zip(order, captions, strict=True))
+    if "auto_strength" in meta:
+        summary += f"\n\nAuto t0: {meta['auto_strength']['why']}."
+    return EditResult(out.images, list(meta["seeds"]), meta, out.animation, summary, order, captions)
 
 
 class ModelSlots:
@@ -388,6 +442,8 @@ def run_edit(
     and now, in this thread (ZeroGPU, where the GPU exists only inside the calling function).
     """
     job = prepare_edit(guide, mask, settings, animate)
+    if job.settings.auto_strength:
+        return finish_edit(job, run_auto_job(job))
     if not batch:
         job.report = progress
         with MODEL_SLOTS:
@@ -413,8 +469,15 @@ async def run_edit_async(
     import anyio
 
     job = await anyio.to_thread.run_sync(prepare_edit, guide, mask, settings, animate)
-    ticket = edit_service().submit(job.key, job, job.size, job.work)
-    out = await ticket.wait_async(progress, on_queue=_queue_reporter(job, progress))
+    if job.settings.auto_strength:
+        if progress is not None:
+            progress(0, 1, "Trying t0 values for this guide")
+        out = await anyio.to_thread.run_sync(run_auto_job, job)
+    else:
+        ticket = edit_service().submit(job.key, job, job.size, job.work)
+        out = await ticket.wait_async(progress, on_queue=_queue_reporter(job, progress))
+    if job.settings.rank and job.size > 1:  # two small networks: off the event loop
+        return await anyio.to_thread.run_sync(finish_edit, job, out)
     return finish_edit(job, out)  # a summary line: no thread needed (the animation is still pending)
 
 

@@ -16,6 +16,7 @@ import gradio as gr
 from ..configs import ModelConfig
 from . import limits
 from .jobs import EditResult, EditSettings, run_edit, run_edit_async, run_t0_sweep
+from .models import strength_info
 from .restore import input_pngs
 from .ui import as_gr_error, friendly, gpu, progress_reporter
 
@@ -30,7 +31,10 @@ def edit_outputs(r: EditResult, animation: bool = True, inputs: tuple = ()):
     PNG restores its guide too); animation=False leaves the animation empty (and unrendered).
     """
     files = r.png_files(input_pngs(*inputs) if inputs else None)
-    gallery = [(str(path), f"seed {s}") for path, s in zip(files, r.seeds, strict=True)]
+    if r.order is not None:  # ranked: best first, each saying why (the files keep their seeds' settings)
+        gallery = [(str(files[i]), f"{w} · seed {r.seeds[i]}") for i, w in zip(r.order, r.captions, strict=True)]
+    else:
+        gallery = [(str(path), f"seed {s}") for path, s in zip(files, r.seeds, strict=True)]
     anim = r.animation if animation else None
     return gallery, None if anim is None else str(anim), r.summary, r.metadata, r.seeds[0]
 
@@ -49,11 +53,15 @@ async def edit(
     mask_dilation,
     mask_feather,
     strength_map=None,
+    auto_strength=False,
+    rank=False,
     progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
 ):
     """SDEdit: perturb the guide to t0 and denoise it. White in `mask` may change; None changes everything.
     `strength_map` (optional, the guide's size): each pixel's own t0 as a fraction of `strength` (white = the
-    full t0, black = kept exactly).
+    full t0, black = kept exactly). `auto_strength` (optional): pick t0 for this guide within the range where
+    the model follows drawings (`strength` is then ignored). `rank` (optional): with several samples, return
+    them best first, each captioned with why (sdedit.ranking).
 
     Async so that a cancelled request stops its work (the batcher drops it) instead of running on unseen;
     requests with matching settings share one forward pass (sdedit.studio.batching). A generator: the results
@@ -61,8 +69,9 @@ async def edit(
     reach the user as `ui.as_gr_error` words (`friendly` does not wrap generators).
     """
     settings = EditSettings(
-        model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather, strength_map
-    )
+        model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather, strength_map,
+        bool(auto_strength), bool(rank),
+    )  # fmt: skip
     try:
         progress(0, desc="Waiting for the model")
         r = await run_edit_async(guide, mask, settings, progress_reporter(progress))
@@ -96,12 +105,15 @@ def edit_on_gpu(
     mask_dilation,
     mask_feather,
     strength_map=None,
+    auto_strength=False,
+    rank=False,
     progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
 ):
     """`edit` on ZeroGPU: the GPU exists only inside this call, so each request runs here, unbatched."""
     settings = EditSettings(
-        model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather, strength_map
-    )
+        model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather, strength_map,
+        bool(auto_strength), bool(rank),
+    )  # fmt: skip
     progress(0, desc="Loading the model")
     r = run_edit(guide, mask, settings, progress_reporter(progress), batch=False)
     return edit_outputs(r, True, (guide, mask, strength_map))
@@ -153,10 +165,16 @@ class Results:
             cfg.defaults.strength,
             step=0.01,
             label="Strength t0:  faithful ◀ ▶ realistic",
-            info="How much noise is added before the model repaints: low keeps your strokes, high looks "
-            "more real but strays from them.",
+            info=strength_info(cfg),
             elem_id="strength",
         )
+        self.auto_strength = gr.Checkbox(
+            False,
+            label="Auto t0: try the range where the model follows drawings and keep the best",
+            info="Costs a few edits' time: one trial per t0.",
+            elem_id="auto-strength",
+        )
+        self.rank = gr.State(True)  # the page ranks several samples best first (the API's default is off)
         with gr.Row(equal_height=True):
             self.num_samples = gr.Slider(
                 1, limits.MAX_SAMPLES, 1, step=1, label="Samples", min_width=120, elem_id="num-samples"
