@@ -46,7 +46,7 @@ def ordinal(k: int) -> str:
     return ORDINALS[k - 1] if k <= 3 else f"{k}th"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Scores:
     """The three measures of each result against its guide, and the guide's own realism."""
 

@@ -648,7 +648,12 @@ def render(results: dict) -> str:
         "",
         f"**Targets** (help, the default settings): outlines {_pct(t['outline'])}, scribbles {_pct(t['scribble'])}. "
         f"Measured: outlines {_pct(helped['outline']['follows'])}, scribbles {_pct(helped['scribble']['follows'])} "
-        f"(baseline {_pct(base['outline']['follows'])} and {_pct(base['scribble']['follows'])}).",
+        f"(baseline {_pct(base['outline']['follows'])} and {_pct(base['scribble']['follows'])}): "
+        + ", ".join(
+            f"{kind} target {'met' if helped[kind]['follows'] >= t[kind] else 'missed'}"
+            for kind in ("outline", "scribble")
+        )
+        + ".",
         "",
         "### Brush size",
         "",
