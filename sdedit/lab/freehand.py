@@ -300,6 +300,7 @@ def summary(rows: list[dict]) -> dict:
             "real": sum(r["real"] for r in sel) / n,
             "identity": sum(r["identity"] for r in sel) / n,
             "success": sum(r["success"] for r in sel) / n,
+            "follows_and_real": sum(r["follows"] and r["real"] for r in sel) / n,
             "real_given_follows": (
                 sum(r["real"] and r["identity"] for r in sel if r["follows"]) / max(1, sum(r["follows"] for r in sel))
             ),
@@ -395,11 +396,16 @@ def auto_check(grid: dict[float, list[dict]], tried: list[float], keeps: float) 
 
 # ----- choices from the measurements ----------------------------------------------------------------------------
 def choose_brush(brushes: dict[int, dict]) -> int:
-    """The brush whose outline drawings (with guide help) succeed most often; ties: the most follow, then the
-    one nearest the canvas's 10 px."""
+    """The brush whose outline drawings (with guide help) most often follow and look real; ties: the most
+    successes, then the one nearest the canvas's 10 px. (Identity is a weak judge of drawings, so it breaks ties
+    rather than deciding: docs/quality.md.)"""
     return max(
         brushes,
-        key=lambda b: (brushes[b]["outline"]["success"], brushes[b]["outline"]["follows"], -abs(b - DEFAULT_BRUSH)),
+        key=lambda b: (
+            brushes[b]["outline"]["follows_and_real"],
+            brushes[b]["outline"]["success"],
+            -abs(b - DEFAULT_BRUSH),
+        ),
     )
 
 
@@ -416,10 +422,11 @@ def choose_range(grid: dict[float, dict], identity: dict[float, float]) -> tuple
 
 
 def choose_strength(grid: dict[float, dict], follows_range: tuple[float, float]) -> float:
-    """The default t0: within the range, the most successes with guide help; ties: the lower t0."""
+    """The default t0: within the range, where the most results (with guide help) follow and look real; ties:
+    the most successes, then the lower t0."""
     lo, hi = follows_range
     inside = [t for t in sorted(grid) if lo <= t <= hi]
-    return max(inside, key=lambda t: (grid[t]["all"]["success"], -t))
+    return max(inside, key=lambda t: (grid[t]["all"]["follows_and_real"], grid[t]["all"]["success"], -t))
 
 
 def evaluation_identity(page: Path = DOCS) -> dict[float, float]:
@@ -627,14 +634,15 @@ def render(results: dict) -> str:
         f"and to people ({c['identity_classes']} classes, {c['identities']} emoji identities; chance 1 in "
         f"{c['identity_classes']}). **Success** = all three.",
         "",
-        "| setting | outlines follow | scribbles follow | look real | identity | success | KID |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| setting | outlines follow | scribbles follow | look real | follow, look real | identity | success | KID |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def row(label: str, s: dict, kid: float, kid_std: float) -> str:
         return (
             f"| {label} | {_pct(s['outline']['follows'])} | {_pct(s['scribble']['follows'])} "
-            f"| {_pct(s['all']['real'])} | {_pct(s['all']['identity'])} | {_pct(s['all']['success'])} "
+            f"| {_pct(s['all']['real'])} | {_pct(s['all']['follows_and_real'])} | {_pct(s['all']['identity'])} "
+            f"| {_pct(s['all']['success'])} "
             f"| {kid:.3f} ± {kid_std:.3f} |"
         )
 
@@ -658,9 +666,10 @@ def render(results: dict) -> str:
         "### Brush size",
         "",
         "The drawings again at each brush size (help, t0 "
-        f"{DEFAULT_STRENGTH:g}); the default is the size whose outlines succeed most often:",
+        f"{DEFAULT_STRENGTH:g}); the default (`brush_size` in the model's config, the Paint canvas's brush at start) "
+        "is the size whose outlines most often follow and look real (then: most successes, then nearest 10 px):",
         "",
-        "| brush (px at 256) | outlines follow | scribbles follow | outlines succeed | all succeed |",
+        "| brush (px at 256) | outlines follow | scribbles follow | outlines follow and look real | all succeed |",
         "|---:|---:|---:|---:|---:|",
     ]
     for b, r in sorted(results["brushes"].items(), key=lambda kv: int(kv[0])):
@@ -668,7 +677,7 @@ def render(results: dict) -> str:
         mark = " **← default**" if int(b) == results["brush_size"] else ""
         lines.append(
             f"| {b}{mark} | {_pct(s['outline']['follows'])} | {_pct(s['scribble']['follows'])} "
-            f"| {_pct(s['outline']['success'])} | {_pct(s['all']['success'])} |"
+            f"| {_pct(s['outline']['follows_and_real'])} | {_pct(s['all']['success'])} |"
         )
     ev = results["evaluation_identity"]
     k = results["keeps_identity"]
@@ -682,7 +691,9 @@ def render(results: dict) -> str:
         f"{_pct(t['outline'])} of the drawings follow (with help) and the evaluation's identity accuracy (held-out "
         "strokes, the t0 table above) is at least 50%. Identity accuracy by t0: "
         + ", ".join(f"{tt} {_pct(a)}" for tt, a in ev.items() if float(tt) in {float(x) for x in results["grid"]})
-        + f". The default t0 is the one in that range with the most successes: **{d:g}**.",
+        + f". The default t0 is the one in that range where the most results follow and look real (then: the most "
+        f"successes, then the lower t0): **{d:g}**. Identity (the third part of success) is a weak judge of these "
+        "drawings, so it breaks ties rather than deciding.",
         "",
         "### Pick for me: ranking and auto strength",
         "",
