@@ -53,7 +53,7 @@ def measure(rounds: int) -> dict:
     def auto(n: int, rank: bool = False):
         settings = pipe.check_inputs(num_images=n)
         guide = pipe.prepare(str(GUIDE), None, settings.fit)
-        choice, samples = ranking.run_auto(pipe, guide, settings, list(range(n)), judge)
+        _, samples = ranking.run_auto(pipe, guide, settings, list(range(n)), judge)
         pipe.postprocess(samples, [guide] * n, settings)
         if rank and n > 1:
             ranking.rank(judge.score(guide.canvas, list(samples.canvases)))
@@ -95,7 +95,8 @@ def measure(rounds: int) -> dict:
 def render(result: dict) -> str:
     """The docs/performance.md section: pure."""
     rows = [
-        f"| {name} | {c['model_evaluations']} | {c['realism_net_calls']} + {c['identity_net_calls']} | {c['median_s']:.2f} |"
+        f"| {name} | {c['model_evaluations']} | {c['realism_net_calls']} + {c['identity_net_calls']} "
+        f"| {c['median_s']:.2f} |"
         for name, c in result["cases"].items()
     ]
     default = next(iter(result["cases"].values()))
