@@ -174,7 +174,8 @@ class Results:
             info="Costs a few edits' time: one trial per t0.",
             elem_id="auto-strength",
         )
-        self.rank = gr.State(True)  # the page ranks several samples best first (the API's default is off)
+        # on whenever there are several samples (the page ranks them best first); an API input, default off
+        self.rank = gr.Checkbox(False, visible=False, label="Rank the samples", elem_id="rank")
         with gr.Row(equal_height=True):
             self.num_samples = gr.Slider(
                 1, limits.MAX_SAMPLES, 1, step=1, label="Samples", min_width=120, elem_id="num-samples"
@@ -184,6 +185,9 @@ class Results:
                 random_btn = gr.Button("Random", size="sm", elem_id="random-seed")
                 reuse_btn = gr.Button("Reuse last", size="sm", elem_id="reuse-seed")
         random_btn.click(lambda: -1, None, self.seed, queue=False, api_visibility="private")
+        self.num_samples.change(
+            lambda n: (n or 1) > 1, self.num_samples, self.rank, queue=False, api_visibility="private"
+        )
         reuse_btn.click(lambda s: s, self.last_seed, self.seed, queue=False, api_visibility="private")
         self.gallery = gr.Gallery(
             label="Results (lossless PNG)",
