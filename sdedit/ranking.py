@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from .judges import IdentityEmbedder, RealismScorer, load_identity_net, realism_scorer
+from .pipeline import Samples
 
 # cosine (identity embedding, result vs guide) at or above which a result still shows the drawing: measured
 # by the freehand benchmark (eval/freehand.json, "keeps_identity"); tests/test_ranking.py ties the two
@@ -184,7 +185,7 @@ def pick_strength(pipe, guide, settings, seed: int, judge: Judge, tried: Sequenc
     """Probe each candidate t0 with one sample (seed `seed`) of the prepared `guide`; returns
     (StrengthChoice, the chosen probe's `Samples`). `settings`: checked `pipeline.Settings` (its strength is
     replaced by each candidate's)."""
-    tried = list(tried if tried is not None else candidates(getattr(pipe.config, "follows", None)))
+    tried = list(tried if tried is not None else candidates(pipe.config.follows))
     probes = [pipe.run([guide], replace(settings, strength=t, num_images=1), [seed]) for t in tried]
     scores = judge.score(guide.canvas, [p.canvases[0] for p in probes])
     k, why = choose_strength(tried, scores)
@@ -207,7 +208,47 @@ def run_auto(pipe, guide, settings, seeds: Sequence[int], judge: Judge, tried: S
     rest = pipe.run([guide] * (len(seeds) - 1), chosen, list(seeds[1:]))
     x = torch.cat([first.x, rest.x])
     canvases = np.concatenate([first.canvases, rest.canvases])
-    return choice, type(first)(x, canvases, list(seeds), first.seconds + rest.seconds)
+    return choice, Samples(x, canvases, list(seeds), first.seconds + rest.seconds)
+
+
+def pick(
+    pipe,
+    image,
+    mask_image=None,
+    num_images: int = 1,
+    seed: int = 0,
+    auto_strength: bool = False,
+    rank_results: bool = True,
+    judge: Judge | None = None,
+    **settings,
+):
+    """`pipe(...)` with pick for me, for Python users: t0 picked per guide (`auto_strength`), and several samples
+    best first (`rank_results`). Returns the pipeline's `SDEditOutput` with `images` in that order, and
+    `metadata["ranking"]` (each sample's place, seed and why) and `metadata["auto_strength"]` when used.
+
+        out = ranking.pick(pipe, "drawing.png", num_images=4, seed=0, auto_strength=True)
+        out.images[0]                      # the best; out.metadata["ranking"][0]["why"] says why
+    """
+    judge = judge or default_judge()
+    s = pipe.check_inputs(num_images=num_images, **settings)
+    guide = pipe.prepare(image, mask_image, s.fit)
+    seeds = [seed + i for i in range(s.num_images)]
+    choice = None
+    if auto_strength:
+        choice, samples = run_auto(pipe, guide, s, seeds, judge)
+        s = replace(s, strength=choice.strength)
+    else:
+        samples = pipe.run([guide] * s.num_images, s, seeds)
+    out = pipe.postprocess(samples, [guide] * s.num_images, s)
+    if choice is not None:
+        out.metadata["auto_strength"] = choice.as_dict()
+        out.metadata["model_evaluations_total"] = evaluations_of_auto(pipe, s, choice.tried, choice.strength)
+    if rank_results and s.num_images > 1:
+        ranked = rank(judge.score(guide.canvas, list(samples.canvases)))
+        out.metadata["ranking"] = [{**row, "seed": seeds[row["sample"]]} for row in ranked.as_dict()]
+        out.images = [out.images[i] for i in ranked.order] if isinstance(out.images, list) else out.images[ranked.order]
+        out.canvases = samples.canvases[ranked.order]
+    return out
 
 
 @lru_cache(maxsize=1)

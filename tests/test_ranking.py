@@ -115,6 +115,17 @@ def test_auto_strength_costs_its_probes_and_equals_a_plain_edit_at_the_t0_it_pic
     assert torch.equal(again.x, samples.x)
 
 
+def test_pick_returns_the_samples_best_first_and_says_why(vp_pipe, judge, rng):
+    image = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    plain = vp_pipe(image, num_images=3, seed=5, num_inference_steps=10, output_type="uint8", progress=False)
+    out = ranking.pick(vp_pipe, image, num_images=3, seed=5, num_inference_steps=10, output_type="uint8", judge=judge)
+    order = [row["sample"] for row in out.metadata["ranking"]]
+    assert sorted(order) == [0, 1, 2] and [row["seed"] for row in out.metadata["ranking"]] == [5 + i for i in order]
+    assert np.array_equal(out.images, plain.images[order])  # the same samples, reordered
+    auto = ranking.pick(vp_pipe, image, num_images=1, seed=5, num_inference_steps=10, auto_strength=True, judge=judge)
+    assert auto.metadata["strength"] == auto.metadata["auto_strength"]["strength"] and "ranking" not in auto.metadata
+
+
 def test_the_threshold_is_the_benchmarks_record():
     """KEEPS_IDENTITY is what the freehand benchmark measured (eval/freehand.json)."""
     from sdedit.lab.freehand import load
