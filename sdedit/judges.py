@@ -163,16 +163,27 @@ class FeatureExtractor:
         return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
 
 
+def _loader(config_cls, net_cls, wrapper, retrain: str):
+    """A loader of one kind of network, cached per folder: folder path (str) -> `wrapper(net, config, folder)`."""
+
+    @lru_cache(maxsize=4)
+    def load(path: str):
+        net, cfg = load_net(Path(path), config_cls, net_cls, retrain)
+        return wrapper(net, cfg, Path(path))
+
+    return load
+
+
+def _folder_key(path: str | Path | None, default: Path) -> str:
+    return str(Path(path).resolve()) if path else str(default)
+
+
+_load_features = _loader(FeatureNetConfig, EmojiFeatureNet, FeatureExtractor, "python -m sdedit features")
+
+
 def load_feature_net(path: str | Path | None = None) -> FeatureExtractor:
     """The shipped realism network (models/emoji-features) or another folder; offline, cached per path."""
-    return _load_features(str(Path(path).resolve()) if path else str(FEATURES_DIR))
-
-
-@lru_cache(maxsize=4)
-def _load_features(path: str) -> FeatureExtractor:
-    folder = Path(path)
-    net, cfg = load_net(folder, FeatureNetConfig, EmojiFeatureNet, "python -m sdedit features")
-    return FeatureExtractor(net, cfg, folder)
+    return _load_features(_folder_key(path, FEATURES_DIR))
 
 
 def load_selfcheck(path: str | Path | None = None) -> tuple[np.ndarray, list[str]]:
@@ -285,13 +296,9 @@ class IdentityEmbedder:
         return torch.cat(out).numpy() if out else np.zeros((0, self.config.embed_dim))
 
 
+_load_identity = _loader(IdentityNetConfig, IdentityNet, IdentityEmbedder, "python -m sdedit.lab.identity")
+
+
 def load_identity_net(path: str | Path | None = None) -> IdentityEmbedder:
     """The shipped identity network (models/emoji-identity) or another folder; offline, cached per path."""
-    return _load_identity(str(Path(path).resolve()) if path else str(IDENTITY_DIR))
-
-
-@lru_cache(maxsize=4)
-def _load_identity(path: str) -> IdentityEmbedder:
-    folder = Path(path)
-    net, cfg = load_net(folder, IdentityNetConfig, IdentityNet, "python -m sdedit.lab.identity")
-    return IdentityEmbedder(net, cfg, folder)
+    return _load_identity(_folder_key(path, IDENTITY_DIR))

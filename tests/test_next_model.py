@@ -15,6 +15,8 @@ from PIL import Image
 from sdedit.lab.data import identity_of
 from sdedit.lab.train import TrainConfig, Trainer, ema_decay_at, sample_weights
 
+from .test_data_and_training import tiny_train_config
+
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "configs" / "train-fluent-emoji-64-v2-gpu.yaml"
 SHIPPED = REPO / "configs" / "train-fluent-emoji-64-gpu.yaml"
@@ -68,13 +70,7 @@ def test_the_recipe_trains_a_few_balanced_steps_on_the_cpu_with_its_ema(tmp_path
         output_dir=str(tmp_path / "run"),
         resolution=16,
         held_out_fraction=0.0,
-        model=dict(
-            block_out_channels=[16, 32],
-            layers_per_block=1,
-            down_block_types=["DownBlock2D", "AttnDownBlock2D"],
-            up_block_types=["AttnUpBlock2D", "UpBlock2D"],
-            norm_num_groups=8,
-        ),
+        model=tiny_train_config(tmp_path, "unused").model,
         batch_size=64,
         max_steps=3,
         max_minutes=None,
