@@ -434,7 +434,8 @@ def evaluation_identity(page: Path = DOCS) -> dict[float, float]:
     evaluation renders from its results)."""
     out = {}
     text = page.read_text()
-    table = text.split("## The trade-off over t0", 1)[1].split("\n\n", 2)[1]
+    after = text.split("## The trade-off over t0", 1)[1]
+    table = next(block for block in after.split("\n\n") if block.lstrip().startswith("| t0 |"))
     for line in table.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
         if len(cells) >= 6 and re.fullmatch(r"0\.\d+|1", cells[0]):
@@ -459,8 +460,11 @@ def run(
     brushes=BRUSHES,
     sheets: Path | None = REPO_ROOT / "docs" / "img",
     log=print,
+    cache: Path | None = None,
 ) -> dict:
-    """Measure everything the module docstring lists; returns the record `render` turns into the docs section."""
+    """Measure everything the module docstring lists; returns the record `render` turns into the docs section.
+    `cache`: a folder that keeps each setting's results (the edits are deterministic), so a run that stopped, or
+    a change to the scoring, does not redo the model's work."""
     import torch
 
     from ..pipeline import SDEditPipeline
@@ -477,7 +481,18 @@ def run(
         nonlocal evals
         t0 = time.perf_counter()
         guides = guides_for(drawings, helped)
-        canvases = edit_all(pipe, guides, strength, seeds)
+        stored = None
+        if cache is not None:
+            stored = (
+                Path(cache) / f"b{drawings[0].brush}-{'help' if helped else 'base'}-t{strength:g}-s{len(seeds)}.npy"
+            )
+        if stored is not None and stored.is_file():
+            canvases = np.load(stored)
+        else:
+            canvases = edit_all(pipe, guides, strength, seeds)
+            if stored is not None:
+                stored.parent.mkdir(parents=True, exist_ok=True)
+                np.save(stored, canvases)
         evals += len(canvases) * pipe.evaluations(pipe.check_inputs(strength=strength))
         out = score(canvases, drawings, guides, sticks, judge, seeds)
         out["canvases"], out["guides"] = canvases, guides
@@ -742,6 +757,7 @@ def add_args(p) -> None:
     p.add_argument("--quick", action="store_true", help="one seed, t0 0.4-0.6, one brush: checks the plumbing")
     p.add_argument("--render-only", action="store_true", help="rewrite the docs section from the record")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: the CPU policy's)")
+    p.add_argument("--cache", default=None, help="folder keeping each setting's results, to resume or re-score")
 
 
 def main(args) -> int:
@@ -755,7 +771,7 @@ def main(args) -> int:
 
         torch.set_num_threads(args.threads)
     kw = dict(seeds=(0,), strengths=(0.4, 0.5, 0.6), brushes=(DEFAULT_BRUSH,), sheets=None) if args.quick else {}
-    results = run(**kw)
+    results = run(**kw, cache=Path(args.cache) if args.cache else None)
     write(results, out, docs)
     print(f"wrote {repo_relative(out)}" + (f" and the {SECTION} section of {repo_relative(docs)}" if docs else ""))
     return 0
