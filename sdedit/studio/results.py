@@ -188,6 +188,13 @@ class Results:
         self.num_samples.change(
             lambda n: (n or 1) > 1, self.num_samples, self.rank, queue=False, api_visibility="private"
         )
+        self.auto_strength.change(  # auto picks t0 itself: the slider rests while it is on
+            lambda auto: gr.Slider(interactive=not auto),
+            self.auto_strength,
+            self.strength,
+            queue=False,
+            api_visibility="private",
+        )
         reuse_btn.click(lambda s: s, self.last_seed, self.seed, queue=False, api_visibility="private")
         self.gallery = gr.Gallery(
             label="Results (lossless PNG)",
