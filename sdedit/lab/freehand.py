@@ -226,6 +226,23 @@ class Yardsticks:
         return np.array([self.classes[k] == t for k, t in zip(best.argmax(1), things, strict=True)])
 
 
+def framed_like_an_emoji(result: np.ndarray, drawing: Drawing, margin: float = 0.1) -> np.ndarray:
+    """The part of a result where the drawing is (its painted box and a margin), padded square with white: the
+    identity net's gallery is emoji that fill their frame, so a small, off-centre drawing's result is judged at
+    the same framing (else the frame, not the thing, decides its nearest identity)."""
+    from ..outlines import painted_pixels
+
+    ys, xs = np.nonzero(painted_pixels(drawing.image))
+    f = result.shape[0] / drawing.image.shape[0]
+    y0, y1, x0, x1 = ys.min() * f, (ys.max() + 1) * f, xs.min() * f, (xs.max() + 1) * f
+    side = max(y1 - y0, x1 - x0) * (1 + 2 * margin)
+    cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
+    left, top, size = round(cx - side / 2), round(cy - side / 2), max(2, round(side))
+    pad = size + 1  # the box may reach past the image: white there, as the canvas
+    big = np.pad(result, ((pad, pad), (pad, pad), (0, 0)), constant_values=255)
+    return big[top + pad : top + pad + size, left + pad : left + pad + size]
+
+
 # ----- running -----------------------------------------------------------------------------------------------------
 def guides_for(drawings: list[Drawing], helped: bool) -> list[np.ndarray]:
     """What the model gets: the drawing, or (guide help) the drawing with its closed outlines filled."""
@@ -257,7 +274,8 @@ def score(
     rows = []
     res = canvases.shape[1]
     d3 = sticks.realism.distance(list(canvases))
-    hits = sticks.identity_hits(list(canvases), [d.thing for d in drawings for _ in seeds])
+    framed = [framed_like_an_emoji(canvases[gi * n_s + si], d) for gi, d in enumerate(drawings) for si in range(n_s)]
+    hits = sticks.identity_hits(framed, [d.thing for d in drawings for _ in seeds])
     for gi, (d, g) in enumerate(zip(drawings, guides, strict=True)):
         guide_small = to_resolution(g, res)
         sc = judge.score(guide_small, list(canvases[gi * n_s : (gi + 1) * n_s]))
