@@ -90,7 +90,7 @@ def measure(rounds: int) -> dict:
         "candidates": out,
         "rounds": rounds,
         "machine": f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
-        f"policy {POLICY}",
+        f"{threads.describe(POLICY)}",
         "load_average": [round(load_before, 1), round(load_after, 1)],
         "note": "times on a shared machine are upper bounds; the MAC ratio is the machine-free estimate",
     }

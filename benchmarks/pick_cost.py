@@ -87,7 +87,7 @@ def measure(rounds: int) -> dict:
         "budget_s": BUDGET_S,
         "rounds": rounds,
         "machine": f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
-        f"{os.cpu_count()} cores, policy {POLICY}",
+        f"{os.cpu_count()} cores; {threads.describe(POLICY)}",
         "load_average": [round(load_before, 1), round(load_after, 1)],
     }
 
