@@ -17,8 +17,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 if os.environ.get("SDEDIT_ALLOW_CUSTOM_MODELS", "").lower() not in ("1", "true", "yes", "on"):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-# The CPU thread policy (sdedit/threads.py: threads from the cores really free, passive waiting) must be in the
-# environment before torch loads: OpenMP reads it once. A user's OMP_* / SDEDIT_THREADS variables win.
+# The CPU thread policy (sdedit/threads.py): OpenMP is capped at the usable cores before torch loads (it reads its
+# variables once); each edit then takes the cores free at that moment. A user's OMP_* / SDEDIT_THREADS win.
 from sdedit import threads  # stdlib only: it loads neither torch nor gradio
 
 threads.apply()

@@ -102,12 +102,13 @@ def bench_batch(pipe, batch: int, args, device: torch.device, peak: float | None
     gflop_image = forward_gflop(pipe.unet, 1, r)
 
     def denoise_fn(settings, steps_limit: int | None = None):
-        x0, mask = pipe.batch([pipe.prepare(guide, None, "pad")] * batch)
-        x0 = x0.to(device)
+        prepared = [pipe.prepare(guide, None, "pad")] * batch
+        x0 = torch.stack([g.x0 for g in prepared]).to(device)
+        smap = pipe.strengths(prepared)
 
         def run():
             noise = NoiseSource.from_seeds(range(batch), device)
-            g = Guide(x0, mask, noise.randn_like(x0))
+            g = Guide(x0, noise.randn_like(x0), strength=smap)
             if steps_limit is None:
                 return pipe.denoise(g, settings, noise)
             ts = vp_timesteps(pipe.num_train_timesteps, settings.num_inference_steps, strength)[:steps_limit]

@@ -1,13 +1,19 @@
-"""CPU thread configurations measured side by side, idle and beside one busy process (issue 12).
+"""CPU threads, side by side in one run: the library and the app, on a quiet machine and beside a busy process.
 
-    python -m benchmarks.threads            # all configurations, idle and busy, ~1-2 minutes on 2 cores
-    python -m benchmarks.threads --edits 5  # more timed edits per configuration
+    python -m benchmarks.threads              # ~4 minutes on 2 cores; writes results/threads.json and its section
+    python -m benchmarks.threads --rounds 3   # more rounds (each: every configuration idle, then busy)
+    python -m benchmarks.threads --no-docs    # print only
 
-Each configuration runs in a fresh subprocess (OpenMP reads its variables when torch loads), loads the
-embedded model, does one warm-up edit and then times ``--edits`` default edits (t0 = 0.5, seed 0) of a 256px
-RGB guide. "busy" starts one competing ``python -c "while True: pass"`` for the duration of that child only.
-Prints the median edit time of each, the busy/idle ratio, each ratio to torch's default idle time, and the
-load average before and after (the machine is shared: a high load average makes the numbers suspect).
+Four configurations stay loaded at once, each in its own process (OpenMP reads its variables when torch loads):
+
+* ``torch default``: torch's own settings (2 spin-waiting OpenMP threads on 2 cores), ``threads=None``;
+* ``one passive thread``: ``OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE``, the rule before this one;
+* ``sdedit``: the library as a user gets it, ``sdedit.threads.apply()`` then ``SDEditPipeline`` (threads "auto");
+* ``app``: ``python app.py``, its ``/edit`` through gradio_client, waiting for all its outputs (the animation too).
+
+Each round times ``--edits`` default edits (the app's default on the embedded model: strokes-heart.png, t0 0.5,
+DPM-Solver++ N = 20, 1 sample) in every configuration with the machine as it is ("idle"), then again beside one
+``python -c "while True: pass"`` started here ("busy"). Medians over the rounds; the load average is recorded.
 """
 
 from __future__ import annotations
@@ -15,106 +21,223 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from benchmarks.publish import publish
+
 REPO = Path(__file__).resolve().parent.parent
+RESULT = REPO / "benchmarks" / "results" / "threads.json"
+DOC = REPO / "docs" / "performance.md"
+GUIDE = REPO / "examples" / "strokes-heart.png"
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "SDEDIT_THREADS")
+TARGETS = {"auto_idle_vs_default": 1.1, "busy_vs_idle": 2.0, "app_vs_library": 1.3}
 
-# name -> environment for the child; None values are removed. "policy" calls sdedit.threads.apply() instead.
-CONFIGS: dict[str, dict[str, str | None]] = {
-    "torch default": {},
-    "1 thread": {"OMP_NUM_THREADS": "1"},
-    "2 threads + PASSIVE": {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"},
-    "sdedit.threads.apply()": {},
+LIBRARIES = {
+    "torch default": {"env": {}, "apply": False, "threads": None},
+    "one passive thread": {
+        "env": {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"},
+        "apply": False,
+        "threads": None,
+    },
+    "sdedit": {"env": {}, "apply": True, "threads": "auto"},
 }
-CLEARED = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "SDEDIT_THREADS")
 
+# A library child: loads the embedded model once, then answers "N" on stdin with N timed edits as JSON.
 CHILD = """
-import json, sys, time
-if sys.argv[1] == "1":  # the module alone, before torch loads (importing the package loads torch today)
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("sdedit_threads", "sdedit/threads.py")
-    threads = sys.modules["sdedit_threads"] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(threads)
-    line = threads.describe(threads.apply())
-else:
-    line = ""
-import numpy as np
-import torch
-from PIL import Image
+import json, sys
+apply, threads_arg = sys.argv[1] == "1", json.loads(sys.argv[2])
+if apply:
+    import sdedit.threads
+    sdedit.threads.apply()
 from sdedit import SDEditPipeline
 from sdedit.accel import quiet_diffusers
+import time, torch
 with quiet_diffusers():
-    pipe = SDEditPipeline.from_pretrained(None)
+    pipe = SDEditPipeline.from_pretrained(None, threads=threads_arg)
 pipe.set_progress_bar_config(disable=True)
-img = Image.fromarray((np.indices((256, 256)).sum(0) % 256).astype("uint8")).convert("RGB")
-pipe(img, strength=0.5, seed=0)
-times = []
-for _ in range(int(sys.argv[2])):
-    t = time.perf_counter()
-    pipe(img, strength=0.5, seed=0)
-    times.append(time.perf_counter() - t)
-print(json.dumps({"times": times, "threads": torch.get_num_threads(), "policy": line}))
+edit = lambda: pipe(sys.argv[3], strength=0.5, sampler="dpmpp", num_inference_steps=20, seed=0, progress=False)
+edit()
+print(json.dumps({"ready": True, "torch_threads": torch.get_num_threads()}), flush=True)
+for line in sys.stdin:
+    times = []
+    for _ in range(int(line)):
+        t = time.perf_counter()
+        edit()
+        times.append(time.perf_counter() - t)
+    print(json.dumps({"times": times}), flush=True)
 """
 
 
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
+def loadavg() -> float:
+    return round(os.getloadavg()[0], 2)
 
 
-def run_child(name: str, busy: bool, edits: int) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in CLEARED}
-    env.update({k: v for k, v in CONFIGS[name].items() if v is not None})
-    env["TQDM_DISABLE"] = "1"
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
-    try:
-        if hog is not None:
-            time.sleep(0.5)
-        flag = "1" if name == "sdedit.threads.apply()" else "0"
-        out = subprocess.run(
-            [sys.executable, "-c", CHILD, flag, str(edits)],
-            env=env,
-            cwd=REPO,
-            capture_output=True,
+class Child:
+    """One library configuration in its own process."""
+
+    def __init__(self, name: str):
+        spec = LIBRARIES[name]
+        env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
+        env.update({**spec["env"], "TQDM_DISABLE": "1"})
+        args = ["1" if spec["apply"] else "0", json.dumps(spec["threads"]), str(GUIDE)]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, *args], cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             text=True,
-            check=True,
-        )
+        )  # fmt: skip
+        self.info = json.loads(self.proc.stdout.readline())
+
+    def edits(self, n: int) -> list[float]:
+        self.proc.stdin.write(f"{n}\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())["times"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(30)
+
+
+class App:
+    """`python app.py` with its own thread policy, and /edit through gradio_client until all its outputs."""
+
+    def __init__(self):
+        from gradio_client import Client
+
+        from benchmarks.app_load import DEFAULT_SETTINGS, Server, edit_args
+
+        for name in THREAD_VARS:
+            os.environ.pop(name, None)
+        self.server = Server().start()
+        self.client = Client(self.server.url, verbose=False)
+        self.args = edit_args(GUIDE, None, {**DEFAULT_SETTINGS, "seed": 0})
+        self.edits(1)
+
+    def edits(self, n: int) -> list[float]:
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            self.client.predict(**self.args, api_name="/edit")
+            times.append(time.perf_counter() - t)
+        return times
+
+    def close(self) -> None:
+        self.server.stop()
+
+
+class Busy:
+    """One competing busy process while the block runs."""
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        time.sleep(1.5)  # the load monitor reads over the last second
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait(5)
+        time.sleep(1.5)
+
+
+def measure(rounds: int, edits: int) -> dict:
+    runners = {name: Child(name) for name in LIBRARIES}
+    runners["app"] = App()
+    times = {name: {"idle": [], "busy": []} for name in runners}
+    loads = []
+    try:
+        for r in range(rounds):
+            for state in ("idle", "busy"):
+                loads.append(loadavg())
+                if state == "busy":
+                    with Busy():
+                        for name, runner in runners.items():
+                            times[name][state] += runner.edits(edits)
+                else:
+                    for name, runner in runners.items():
+                        times[name][state] += runner.edits(edits)
+                print(f"  round {r + 1} {state}: load {loadavg()}", flush=True)
     finally:
-        if hog is not None:
-            hog.kill()
-            hog.wait()
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        for runner in runners.values():
+            runner.close()
+    loads.append(loadavg())
+    medians = {name: {s: round(statistics.median(v), 3) for s, v in t.items()} for name, t in times.items()}
+    return {
+        "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "load_average": {"min": min(loads), "max": max(loads)},
+        "rounds": rounds,
+        "edits_per_round": edits,
+        "torch_threads_at_start": {name: r.info["torch_threads"] for name, r in runners.items() if hasattr(r, "info")},
+        "median_s": medians,
+        "times_s": {name: {s: [round(x, 3) for x in v] for s, v in t.items()} for name, t in times.items()},
+        "ratios": ratios(medians),
+        "targets": TARGETS,
+    }
+
+
+def ratios(m: dict) -> dict:
+    def r(a, b):
+        return round(a / b, 2)
+
+    return {
+        "sdedit_idle_vs_default_idle": r(m["sdedit"]["idle"], m["torch default"]["idle"]),
+        "app_idle_vs_default_idle": r(m["app"]["idle"], m["torch default"]["idle"]),
+        **{f"{name}_busy_vs_idle": r(m[name]["busy"], m[name]["idle"]) for name in m},
+    }
+
+
+def _met(value: float, target: float) -> str:
+    return f"**{value:.2f}x** (target <= {target:g}x: {'met' if value <= target else 'missed'})"
+
+
+def render(res: dict) -> str:
+    """The docs section, from the results file alone."""
+    m, q, t = res["median_s"], res["ratios"], res["targets"]
+    rows = "\n".join(
+        f"| {name} | {v['idle']:.2f} | {v['busy']:.2f} | {q[f'{name}_busy_vs_idle']:.2f}x |" for name, v in m.items()
+    )
+    la = res["load_average"]
+    auto_idle = _met(q["sdedit_idle_vs_default_idle"], t["auto_idle_vs_default"])
+    lib_busy = _met(q["sdedit_busy_vs_idle"], t["busy_vs_idle"])
+    app_busy = _met(q["app_busy_vs_idle"], t["busy_vs_idle"])
+    app_idle = _met(q["app_idle_vs_default_idle"], t["app_vs_library"])
+    return f"""## CPU threads: the free cores, per edit
+
+Measured {res["measured"]} by `python -m benchmarks.threads` on {res["machine"]["cpus"]} CPU cores (1-minute load
+average {la["min"]}-{la["max"]} during the run), {res["rounds"]} rounds of {res["edits_per_round"]} edits per
+configuration, each round idle and then beside one busy `python -c "while True: pass"`; medians, seconds per
+default edit (embedded model, t0 0.5, DPM-Solver++ N = 20). The app's time is `/edit` through gradio_client until
+all its outputs (results and animation).
+
+| configuration | idle s | beside 1 busy process s | busy / idle |
+|---|---|---|---|
+{rows}
+
+- The library (`sdedit`, threads "auto") idle, against torch's default idle: {auto_idle}
+- Beside one busy process, against its own idle time: the library {lib_busy}, the app {app_busy}
+- The app's `/edit` idle, against the plain library call under torch's defaults: {app_idle}
+
+**The rule** (`sdedit/threads.py`): torch keeps OpenMP's own spin-waiting, which is what makes two threads fast
+when both cores are free, and each edit sets the threads of the thread that runs the network to the usable cores
+(affinity and cgroup quota) less those other processes hold, read from `/proc/stat` over about the last second,
+before every network evaluation. A core counts as held once others use more than a third of it. `apply()` at
+start-up only caps OpenMP at the usable cores. `SDEditPipeline(..., threads=None)` leaves torch's settings alone,
+`threads=N` fixes them; `SDEDIT_THREADS=N` fixes every edit; a user's `OMP_NUM_THREADS`/`MKL_NUM_THREADS` make edits
+leave torch alone.
+"""
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--edits", type=int, default=3, help="timed edits per configuration (after 1 warm-up)")
-    args = parser.parse_args(argv)
-    print(f"cpus {os.cpu_count()}, load average before: {loadavg()}")
-    rows = []
-    for name in CONFIGS:
-        res = {busy: run_child(name, busy, args.edits) for busy in (False, True)}
-        rows.append((name, res))
-        print(f"  ran {name!r}: load average {loadavg()}", flush=True)
-    base = statistics.median(rows[0][1][False]["times"])
-    print()
-    print("| configuration | torch threads | idle s | beside 1 busy process s | busy / idle | idle / default idle |")
-    print("|---|---|---|---|---|---|")
-    for name, res in rows:
-        idle, busy = (statistics.median(res[b]["times"]) for b in (False, True))
-        print(
-            f"| {name} | {res[False]['threads']} | {idle:.2f} | {busy:.2f} | {busy / idle:.1f}x | {idle / base:.2f} |"
-        )
-    for name, res in rows:
-        if res[False]["policy"]:
-            print(f"\n{name}: {res[False]['policy']}")
-    print(f"\nload average after: {loadavg()}; medians of {args.edits} edits (after 1 warm-up) each")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--edits", type=int, default=3, help="timed edits per configuration and round")
+    p.add_argument("--no-docs", action="store_true", help="print the section without writing docs/performance.md")
+    args = p.parse_args(argv)
+    res = measure(args.rounds, args.edits)
+    publish(res, RESULT, render(res), DOC, "threads", docs=not args.no_docs)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ resolution are read from the checkpoint and generic defaults apply.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
@@ -19,7 +20,22 @@ from . import registry
 from .errors import ModelNotFoundError
 from .samplers import steps_for
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_FOLDERS = ("configs", "models", "examples")  # what `pip install .` puts under share/sdedit-studio
+
+
+def data_root(home: str | None = None, checkout: Path | None = None, prefix: str | None = None) -> Path:
+    """Where configs/, models/ and examples/ are: `SDEDIT_HOME` when set, else the source checkout this package
+    sits in, else the folder an installed copy (`pip install .`) has them in, `sys.prefix`/share/sdedit-studio."""
+    home = os.environ.get("SDEDIT_HOME") if home is None else home
+    checkout = checkout or Path(__file__).resolve().parent.parent
+    installed = Path(sys.prefix if prefix is None else prefix) / "share" / "sdedit-studio"
+    for root in (Path(home) if home else None, checkout, installed):
+        if root is not None and (root / "configs").is_dir():
+            return root
+    return checkout
+
+
+REPO_ROOT = data_root()
 SDES = ("vp", "ve")
 
 

@@ -192,7 +192,11 @@ def load_components(folder: Path, cfg: ModelConfig, device: torch.device, dtype:
         if not any((weights / f).is_file() for f in WEIGHT_FILES):
             raise ModelLoadError(f"{cfg.name}: no weights ({' or '.join(WEIGHT_FILES)}) in {weights}")
         try:
-            unet = UNet2DModel.from_pretrained(str(folder), subfolder=unet_sub, torch_dtype=dtype, use_safetensors=None)
+            # low_cpu_mem_usage=False: the loading diffusers falls back to without `accelerate`, asked for
+            # directly, so it does not advise installing a package on every load (docs/performance.md)
+            unet = UNet2DModel.from_pretrained(
+                str(folder), subfolder=unet_sub, torch_dtype=dtype, use_safetensors=None, low_cpu_mem_usage=False
+            )
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise ModelLoadError(f"{cfg.name}: the UNet in {weights} could not be loaded ({exc})") from None
         if cfg.sde == "ve":

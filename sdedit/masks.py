@@ -2,7 +2,8 @@
 
 A mask can come from a file or array, or be derived from strokes: wherever a painted image differs from
 the original. Dilation grows it to catch anti-aliased stroke edges; feathering softens its border so the
-edit blends in, and is applied outside the strokes so that every painted pixel stays fully editable.
+edit blends in, and is applied outside the strokes so that every painted pixel stays fully editable. To the
+pipeline a mask is a strength map (`samplers.Guide`): a feathered border's fractions start later.
 """
 
 from __future__ import annotations

@@ -217,3 +217,20 @@ def guide_hint(image: np.ndarray, painted: np.ndarray | None = None, background=
     rgb = np.asarray(image, dtype=np.uint8)[..., :3]
     drawn = painted_pixels(rgb, background) if painted is None else np.asarray(painted, dtype=bool)
     return HINT if thin_lines(drawn) else None
+
+
+def fill_guide(
+    rgb: np.ndarray, mask: np.ndarray | None = None, background: tuple[int, int, int] | None = (255, 255, 255)
+) -> tuple[np.ndarray, np.ndarray | None, Filled]:
+    """The guide help of an edit (`SDEditPipeline(..., fill_outlines=True)`): (guide, mask, what was filled).
+
+    No mask: the drawn pixels are those that differ from the model's `background`. With a mask (H, W) in
+    [0, 1]: the drawn pixels are those above 0.5, the colours come from the guide, and the mask grows by the
+    filled pixels (they may change, as the strokes that enclose them). Filling a filled guide changes nothing.
+    """
+    if mask is None:
+        filled = fill_outlines(rgb, None, background)
+        return filled.image, None, filled
+    filled = fill_outlines(rgb, np.asarray(mask) > 0.5)
+    grown = np.maximum(mask, filled.filled.astype(np.asarray(mask).dtype)) if filled.holes else mask
+    return filled.image, grown, filled

@@ -21,6 +21,7 @@ or prepares again. The model's space (`adapters`) is the only place that knows t
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import loading, registry
+from . import threads as cpu_threads
 from .adapters import ModelSpace, pixel_space
 from .configs import ModelConfig, Sampling
 from .errors import InputError, LimitError
@@ -51,6 +53,7 @@ from .imaging import (
 )
 from .masks import to_mask
 from .noise import NoiseSource, seeds_for
+from .outlines import fill_guide
 from .samplers import Guide, StepInfo, X0Limit, limit_x0, perturb_ve, perturb_vp, ve_sigmas, vp_timesteps
 from .upscale import resolve as resolve_upscaler
 
@@ -83,17 +86,20 @@ class Settings(Sampling):
 
 @dataclass
 class PreparedGuide:
-    """One guide, prepared once: its full-size RGB pixels and mask, its canvas at the model's resolution
-    (with the canvas mask), and the canvas in the model's space (`x0`, `x0_mask`: what the samplers see)."""
+    """One guide, prepared once: its full-size RGB pixels and the region that may change there (`mask`, 1 =
+    may change, None = all), its canvas at the model's resolution with the canvas's strength map (mask and
+    strength map in one, the padding 0), and both in the model's space (`x0`, `x0_strength`: what the
+    samplers see). `strength_map`: whether the caller gave a strength map (not only a mask)."""
 
     rgb: np.ndarray
     mask: np.ndarray | None
     canvas: np.ndarray
-    canvas_mask: np.ndarray | None
+    canvas_strength: np.ndarray | None
     placement: Placement
     x0: torch.Tensor = field(repr=False, default=None)
-    x0_mask: torch.Tensor | None = field(repr=False, default=None)
     x0_strength: torch.Tensor | None = field(repr=False, default=None)  # per-element t0 / strength, or None
+    strength_map: bool = False
+    fill_outlines: bool = False  # its closed outlines were filled with their stroke colour (`outlines.fill_guide`)
 
 
 @dataclass
@@ -118,6 +124,9 @@ class SDEditOutput:
     images: list[Image.Image] | np.ndarray | torch.Tensor | list[np.ndarray]
     metadata: dict
     canvases: np.ndarray = field(repr=False, default=None)  # (B, R, R, 3) uint8, before mapping back
+    # one output per request that shared the batch (`postprocess(requests=...)`), each with its own images,
+    # canvases and metadata (its seeds, guides, timings); a plain call is one request
+    requests: list[SDEditOutput] = field(repr=False, default_factory=list)
 
 
 def _number(value, name: str, kind=float):
@@ -153,7 +162,24 @@ class SDEditPipeline:
         config: ModelConfig | None = None,
         limits: RunLimits | None = None,
         space: ModelSpace | None = None,
+        threads: int | str | None = "auto",
     ):
+        """Args:
+        unet: the score network (a diffusers UNet2DModel, or any module called as ``unet(x, t).sample``).
+        scheduler: its diffusers scheduler (DDPM-family for VP, ``ScoreSdeVeScheduler`` for VE).
+        config: the model's config; None infers one from the network and scheduler.
+        limits: bounds on one call (`RunLimits`).
+        space: the model's space (`adapters`); None = pixels in the config's data range.
+        threads: CPU threads for the network on a CPU: "auto" = the cores free at each step
+            (`sdedit.threads`), an int = that many, None = leave torch's settings alone.
+        """
+        if (
+            threads is not None
+            and threads != "auto"
+            and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1)
+        ):
+            raise InputError(f"threads must be 'auto', None or a whole number of at least 1, not {threads!r}")
+        self.threads = threads
         self.unet = unet
         self.scheduler = scheduler
         sde = "ve" if type(scheduler).__name__ == loading.VE_SCHEDULER else "vp"
@@ -181,10 +207,20 @@ class SDEditPipeline:
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         limits: RunLimits | None = None,
+        threads: int | str | None = "auto",
     ) -> SDEditPipeline:
-        """A configured name (`fluent-emoji-64`), a local folder, or a Hub id; None is the embedded default."""
+        """Load a model and its scheduler.
+
+        Args:
+            name_or_path: a configured name (`fluent-emoji-64`), a local folder, or a Hub id; None is the
+                embedded default.
+            device: "cpu", "cuda", ...; None = CUDA when there is one.
+            dtype: "auto"/None (fp32 on the CPU, bf16 on CUDA for VP models), or a torch dtype or its name.
+            limits: bounds on one call (`RunLimits`).
+            threads: CPU threads ("auto", an int, or None to leave torch alone; see `__init__`).
+        """
         cfg, unet, scheduler, _, _ = loading.load(name_or_path, device, dtype)
-        return cls(unet, scheduler, cfg, limits)
+        return cls(unet, scheduler, cfg, limits, threads=threads)
 
     @property
     def device(self) -> torch.device:
@@ -293,37 +329,52 @@ class SDEditPipeline:
         return settings
 
     # ----- 2. prepare a guide and its mask, once -------------------------------------------------------
-    def prepare(self, image, mask_image=None, fit: str = "pad", strength_map=None) -> PreparedGuide:
+    def prepare(
+        self, image, mask_image=None, fit: str = "pad", strength_map=None, fill_outlines: bool = False
+    ) -> PreparedGuide:
         """Decode a guide (and mask, and strength map), place it on the model's canvas and put it into the
         model's space.
 
+        A mask and a strength map are one mechanism (`samplers.Guide`): the mask is a map of {0, 1}, a map
+        and a mask together are their product, and the canvas's padding is 0. The map is resampled to the
+        model's resolution once, where a fraction means a later start, so a {0, 1} map and the same mask give
+        the same pixels at any guide size and fit. At the guide's own size every pixel the map leaves at 0 is
+        the guide itself, bit for bit (`postprocess`).
+
         strength_map: the guide's size, values in [0, 1]: each pixel's own t0 as a fraction of `strength`
-        (1 = the full t0, 0 = kept exactly; see `samplers.Guide`). With a mask too, the map counts inside it.
+        (1 = the full t0, 0 = kept exactly). With a mask too, the map counts inside it.
+        fill_outlines: fill each closed outline of the guide with its stroke colour, at the guide's own size,
+        before it is placed (`outlines.fill_guide`: with a mask, the masked pixels are the drawing and the
+        mask grows by the filled pixels). A thin outline fades in the noise; a filled shape is followed.
         """
         limits = self.limits.image
-        pil = to_rgb(load_image(image, "image", limits), self.config.background or (255, 255, 255))
+        background = self.config.background or (255, 255, 255)
+        pil = to_rgb(load_image(image, "image", limits), background)
         rgb = np.asarray(pil)
         mask = self._read_mask(mask_image, pil.size, "mask")
         if mask is not None and mask.max() <= 0:
             raise InputError("the mask is empty: mark the region that may change (white = change)")
+        if not isinstance(fill_outlines, (bool, np.bool_)):
+            raise InputError(f"fill_outlines must be True or False, not {fill_outlines!r}")
+        if fill_outlines:
+            rgb, mask, filled = fill_guide(rgb, mask, background)
+            if filled.holes:
+                pil = Image.fromarray(rgb)
         smap = self._read_mask(strength_map, pil.size, "strength_map")
+        edit = smap if mask is None else mask if smap is None else smap * mask  # the guide's strength map
         canvas, placement = place(pil, self.config.resolution, fit, self.config.background)
-        cmask = place_mask(mask, placement) if mask is not None else canvas_mask(placement)
-        if mask is not None and cmask.max() <= 0:
+        cstrength = place_mask(edit, placement) if edit is not None else canvas_mask(placement)
+        if mask is not None and cstrength.max() <= 0:
             raise InputError("the mask only covers the part of the image that is outside the model's view (fit='crop')")
-        cstrength = None
-        if smap is not None:  # the map carries the mask: exactly the guide wherever it is 0
-            smap = smap if mask is None else smap * mask
-            cstrength, cmask = place_mask(smap, placement), None  # the padding is 0: never changes
-            mask = (smap > 0).astype(np.float32)
-        region = crop_region(placement)
-        if region is not None:  # crop: what the canvas doesn't see stays as it is
-            mask = region if mask is None else mask * region
+        region = crop_region(placement)  # crop: what the canvas doesn't see stays as it is
+        keep = None if edit is None else (edit > 0).astype(np.float32)
+        if region is not None:
+            keep = region if keep is None else keep * region
         canvas = np.asarray(canvas)
         x0 = self.space.encode(canvas)
-        x0_mask = self.space.encode_mask(cmask) if cmask is not None else None
         x0_strength = self.space.encode_mask(cstrength) if cstrength is not None else None
-        return PreparedGuide(rgb, mask, canvas, cmask, placement, x0, x0_mask, x0_strength)
+        fill = bool(fill_outlines)
+        return PreparedGuide(rgb, keep, canvas, cstrength, placement, x0, x0_strength, smap is not None, fill)
 
     def _read_mask(self, obj, size: tuple[int, int], what: str) -> np.ndarray | None:
         if obj is None:
@@ -331,16 +382,9 @@ class SDEditPipeline:
         raw = load_image(obj, what, self.limits.image) if isinstance(obj, (str, bytes)) else obj
         return to_mask(raw, size, what)
 
-    def batch(self, guides: Sequence[PreparedGuide]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, C, h, w) guides and (B, *, h, w) masks in the model's space, one row per listed guide."""
-        x = torch.stack([g.x0 for g in guides])
-        if all(g.x0_mask is None for g in guides):
-            return x, None
-        full = self.space.encode_mask(np.ones((self.config.resolution,) * 2, np.float32))
-        return x, torch.stack([full if g.x0_mask is None else g.x0_mask for g in guides])
-
     def strengths(self, guides: Sequence[PreparedGuide]) -> torch.Tensor | None:
-        """(B, *, h, w) per-element strength maps, ones for guides without one; None when no guide has one."""
+        """(B, *, h, w) per-element strength maps in the model's space (masks included), ones for guides
+        without one; None when no guide has one."""
         if all(g.x0_strength is None for g in guides):
             return None
         full = self.space.encode_mask(np.ones((self.config.resolution,) * 2, np.float32))
@@ -367,6 +411,7 @@ class SDEditPipeline:
         unet, dtype = self.unet, self.dtype
 
         def call(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+            cpu_threads.step()  # the free cores now, within an edit (`run`); nothing outside one
             return unet(x.to(dtype), level.to(x.device)).sample.float()
 
         return call
@@ -411,33 +456,29 @@ class SDEditPipeline:
         t_start = time.perf_counter()
         s = settings
         device = self.device
-        x0, mask = self.batch(guides)
-        strength = self.strengths(guides)
-        if strength is not None and official_mask_timing:
+        if official_mask_timing and any(g.strength_map for g in guides):
             raise InputError("a strength map follows the default mask timing; official_mask_timing must be False")
-        x0, mask = x0.to(device), mask.to(device) if mask is not None else None
+        x0 = torch.stack([g.x0 for g in guides]).to(device)
+        strength = self.strengths(guides)
         strength = strength.to(device) if strength is not None else None
         batch = x0.shape[0]
         seed_list = None
         if noise is None:
             noise, seed_list = self.prepare_noise(seeds, generator, batch, device)
-        if mask is not None and official_mask_timing:
-            mask = (mask > 0).to(mask.dtype)  # the official code: every pixel is either kept or editable
-        editable = None if mask is None else mask > 0
-        if strength is not None:
-            editable = strength > 0 if editable is None else editable & (strength > 0)
+        editable = None if strength is None else strength > 0
         total = s.repeats * s.steps
         bar = self.progress_bar(total) if progress else None
         x = x0
-        for k in range(s.repeats):
-            if k and editable is not None:
-                # the official hand-off: the previous output inside the mask, the original guide outside it
-                # (under the default timing the kept region already is the guide, so this changes nothing)
-                x = torch.where(editable, x, x0)
-            guide = Guide(x, mask, noise.randn_like(x), strength=strength)
-            step_cb = self._step_callback(callback, bar, k, s.steps, total)
-            start_cb = (lambda x_t0, k=k: on_start(k, x_t0)) if on_start else None
-            x = self.denoise(guide, s, noise, step_cb, official_mask_timing, start_cb)
+        with cpu_threads.for_run(self.threads if device.type == "cpu" else None):
+            for k in range(s.repeats):
+                if k and editable is not None:
+                    # the official hand-off: the previous output inside the mask, the original guide outside it
+                    # (under the default timing the kept region already is the guide, so this changes nothing)
+                    x = torch.where(editable, x, x0)
+                guide = Guide(x, noise.randn_like(x), strength=strength, official=official_mask_timing)
+                step_cb = self._step_callback(callback, bar, k, s.steps, total)
+                start_cb = (lambda x_t0, k=k: on_start(k, x_t0)) if on_start else None
+                x = self.denoise(guide, s, noise, step_cb, official_mask_timing, start_cb)
         if bar is not None:
             bar.close()
         if device.type == "cuda":
@@ -457,26 +498,62 @@ class SDEditPipeline:
 
     # ----- 4. postprocess: back to each guide's size, the guide itself outside its mask ---------------------
     def postprocess(
-        self, samples: Samples, guides: Sequence[PreparedGuide], settings: Settings, upscale: bool | None = None
+        self,
+        samples: Samples,
+        guides: Sequence[PreparedGuide],
+        settings: Settings,
+        upscale: bool | None = None,
+        *,
+        requests: Sequence[int] | None = None,
+        prepare_s: float | Sequence[float] = 0.0,
     ) -> SDEditOutput:
         """upscale: None = the model's upscaler when its config names one (`sdedit.upscale`), True = it (an
         InputError if there is none), False = none. The canvases are upscaled before they are mapped back
-        to each guide's size, so outside the mask the output is still the guide, pixel for pixel."""
+        to each guide's size, so outside the mask the output is still the guide, pixel for pixel.
+
+        requests: how many of the samples belong to each request that shared this batch, in order (a server
+        runs several requests in one `run`); None: one request. Each gets its own output in `.requests`, whose
+        metadata has its seeds, guides and timings (`prepare_s`: each request's time in `prepare`, or one
+        number for all), so that a caller never slices the batch's metadata itself.
+        """
+        t_start = time.perf_counter()
         s = settings
+        counts = [len(guides)] if requests is None else [int(n) for n in requests]
+        if min(counts, default=0) < 1 or sum(counts) != len(guides):
+            raise ValueError(f"requests {counts} do not add up to the {len(guides)} samples")
+        prepared = [float(prepare_s)] * len(counts) if np.ndim(prepare_s) == 0 else [float(p) for p in prepare_s]
+        if len(prepared) != len(counts):
+            raise ValueError(f"{len(prepared)} prepare times for {len(counts)} requests")
         upscaler = resolve_upscaler(self.config, upscale, self.device)
         if s.output_type == "model":  # raw float32 samples in the model's space, at its resolution
             out, upscaler = samples.x.float().cpu(), None
         else:
-            canvases = samples.canvases if upscaler is None else upscaler.upscale(samples.canvases)
+            with cpu_threads.for_run(self.threads if upscaler is not None and upscaler.device.type == "cpu" else None):
+                canvases = samples.canvases if upscaler is None else upscaler.upscale(samples.canvases)
             results = [
                 composite(g.rgb, unplace(canvas, g.placement, g.rgb), g.mask)
                 for g, canvas in zip(guides, canvases, strict=True)
             ]
             out = self._format(results, s.output_type)
-        unique = list({id(g): g for g in guides}.values())
-        metadata = self._metadata(s, samples.seeds, unique, len(guides))
+        metadata = self._metadata(s, samples.seeds, _distinct(guides), len(guides))
         metadata["upscaler"] = upscaler.name if upscaler is not None else None
-        return SDEditOutput(out, metadata, samples.canvases)
+        postprocess_s = time.perf_counter() - t_start
+        timings = functools.partial(_timings, samples.seconds, postprocess_s, len(guides))
+        metadata["timings"] = timings(sum(prepared))
+        parts, o = [], 0
+        for n, prep in zip(counts, prepared, strict=True):
+            own = _distinct(guides[o : o + n])
+            meta = {
+                **metadata,
+                "seeds": None if samples.seeds is None else samples.seeds[o : o + n],
+                "num_images": n // len(own),
+                **_guides_metadata(own),
+                "batched_requests": len(counts),
+                "timings": timings(prep),
+            }
+            parts.append(SDEditOutput(out[o : o + n], meta, samples.canvases[o : o + n]))
+            o += n
+        return SDEditOutput(out, metadata, samples.canvases, parts)
 
     # ----- the call --------------------------------------------------------------------------------
     def __call__(
@@ -499,6 +576,7 @@ class SDEditPipeline:
         on_start: Callable[[int, torch.Tensor], None] | None = None,
         strength_map=None,
         upscale: bool | None = None,
+        fill_outlines: bool = False,
     ) -> SDEditOutput:
         """Edit one guide (or a list of guides) into `num_images` samples each.
 
@@ -515,6 +593,7 @@ class SDEditPipeline:
             full t0, 0 = kept exactly); same forms as mask_image, a list for a list of guides.
         upscale: the model's learned upscaler on the result before it is mapped back (see `postprocess`);
             None = on when the model's config names one, True = on (an InputError without one), False = off.
+        fill_outlines: fill each guide's closed outlines with their stroke colour first (see `prepare`).
         """
         t_start = time.perf_counter()
         images = list(image) if isinstance(image, (list, tuple)) else [image]
@@ -532,7 +611,9 @@ class SDEditPipeline:
         )
         resolve_upscaler(self.config, upscale, self.device)  # an upscale=True the model can't honour fails now
         # 2. prepare each guide once; every sample of a guide shares it
-        prepared = [self.prepare(im, m, s.fit, sm) for im, m, sm in zip(images, masks, maps, strict=True)]
+        prepared = [
+            self.prepare(im, m, s.fit, sm, fill_outlines) for im, m, sm in zip(images, masks, maps, strict=True)
+        ]
         guides = [g for g in prepared for _ in range(s.num_images)]
         t_prepared = time.perf_counter()
         # 3. K repeats of perturb -> reverse SDE, all samples in one batch
@@ -546,18 +627,8 @@ class SDEditPipeline:
             official_mask_timing=official_mask_timing,
             progress=progress,
         )
-        t_sampled = time.perf_counter()
         # 4. back to images at the input's size; outside the mask, the guide itself
-        out = self.postprocess(samples, guides, s, upscale)
-        t_done = time.perf_counter()
-        out.metadata["timings"] = {
-            "prepare_s": round(t_prepared - t_start, 4),
-            "sample_s": round(t_sampled - t_prepared, 4),
-            "postprocess_s": round(t_done - t_sampled, 4),
-            "total_s": round(t_done - t_start, 4),
-            "per_image_s": round((t_done - t_start) / len(guides), 4),
-        }
-        return out
+        return self.postprocess(samples, guides, s, upscale, prepare_s=t_prepared - t_start)
 
     # ----- helpers ---------------------------------------------------------------------------------
     @staticmethod
@@ -604,13 +675,39 @@ class SDEditPipeline:
             "batch": batch,
             "seeds": seeds,
             "resolution": self.config.resolution,
-            "input_sizes": [list(g.placement.size) for g in guides],
             "fit": s.fit,
-            "masked": [g.mask is not None for g in guides],
-            "strength_map": [g.x0_strength is not None for g in guides],
+            **_guides_metadata(guides),
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
         }
+
+
+def _distinct(guides: Sequence[PreparedGuide]) -> list[PreparedGuide]:
+    """Each prepared guide once, in order (a guide with k samples is listed k times)."""
+    return list({id(g): g for g in guides}.values())
+
+
+def _guides_metadata(guides: Sequence[PreparedGuide]) -> dict:
+    """What the metadata says about each distinct guide: its size, whether it had a mask or a strength map, and
+    whether its closed outlines were filled."""
+    return {
+        "input_sizes": [list(g.placement.size) for g in guides],
+        "masked": [g.mask is not None for g in guides],
+        "strength_map": [g.strength_map for g in guides],
+        "fill_outlines": [g.fill_outlines for g in guides],
+    }
+
+
+def _timings(sample_s: float, postprocess_s: float, batch: int, prepare_s: float) -> dict:
+    """One request's seconds: its own `prepare`, and the shared `run` and `postprocess` of its batch."""
+    total = prepare_s + sample_s + postprocess_s
+    return {
+        "prepare_s": round(prepare_s, 4),
+        "sample_s": round(sample_s, 4),
+        "postprocess_s": round(postprocess_s, 4),
+        "total_s": round(total, 4),
+        "per_image_s": round(total / batch, 4),
+    }
 
 
 def load_default(device=None, dtype=None) -> SDEditPipeline:

@@ -2,9 +2,10 @@
 
 Like A1111's "PNG info" and ComfyUI's workflow chunk, each PNG holds one `sdedit` text chunk with a JSON
 object of what made it (model, sampler, steps, t0, repeats, its own seed, which of how many samples it was,
-the app's mask dilation and feather, whether a mask or a strength map was used) plus a human-readable
-`parameters` line. `python -m sdedit info FILE.png` prints them; the app restores them when such a PNG is
-dropped on it. The same seed with the same guide and settings gives the same image again.
+the app's mask dilation and feather, whether a mask or a strength map was used, whether closed outlines were
+filled) plus a human-readable `parameters` line. `python -m sdedit info FILE.png` prints them; the app
+restores them when such a PNG is dropped on it. The same seed with the same guide and settings gives the same
+image again.
 
 The app's PNGs also carry what the model got, so that a dropped PNG can be redone without its guide at
 hand: the guide, the mask and the strength map, each as PNG bytes in a private ancillary chunk of its own
@@ -59,6 +60,7 @@ def settings_of(metadata: dict, index: int = 0) -> dict:
     out["sample"] = index % n  # call's first seed, so the whole set can be redone
     out["masked"] = bool((metadata.get("masked") or [False])[guide])
     out["strength_map"] = bool((metadata.get("strength_map") or [False])[guide])
+    out["fill_outlines"] = bool((metadata.get("fill_outlines") or [False])[guide])
     return out
 
 
@@ -74,6 +76,8 @@ def describe(settings: dict) -> str:
     ]
     if settings.get("masked"):
         parts.append("mask" if not settings.get("strength_map") else "strength map")
+    if settings.get("fill_outlines"):
+        parts.append("outlines filled")
     return ", ".join(parts)
 
 

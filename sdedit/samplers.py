@@ -4,9 +4,9 @@ Every sampler starts from the guide perturbed to the strength's noise level and 
 process to level 0. They share one view of the noise: VP samples are sqrt(abar) x0 + sqrt(1 - abar) e,
 VE samples are x0 + sigma e, and x / sqrt(abar) = x0 + sigma e makes the two the same family.
 
-Masked editing (`Guide.mask`, 1 = may change) projects after every step: the kept region is the guide
-re-noised to the level the sample is *now* at, with the start noise e, and exactly the guide after the
-last step. The official code re-noised to the level it had just left (an off-by-one), and its last step
+Masked editing (`Guide.strength`: a mask is a strength map of {0, 1}) projects after every step: the kept
+region is the guide re-noised to the level the sample is *now* at, with the start noise e, and exactly the
+guide after the last step. The official code re-noised to the level it had just left (an off-by-one), and its last step
 left the kept region slightly noisy; `official_mask_timing=True` reproduces that for comparisons.
 
 Every loop has one keyword signature, `loop(model, guide, schedule, noise, *, callback=None,
@@ -50,38 +50,45 @@ StartCallback = Callable[[Tensor], None]  # receives the perturbed guide x(t0) e
 
 @dataclass
 class Guide:
-    """The guide in the model's space, its mask (1 = may change) and the noise e that perturbs it.
+    """The guide in the model's space, the noise e that perturbs it, and where and when it may change.
 
     `perturb(x0, level, e)` puts the guide at a noise level in the sampler's own parameterisation; it is the
     one piece a sampler supplies, so that masked editing (`project`) is written once for all of them.
 
-    `strength` (optional, same shape as `mask`) is a per-element t0 as a fraction of the run's: an element
-    follows the guide re-noised to the current level until the reverse process reaches its own t0, then it
-    is free (Differential Diffusion, Levin and Fried 2023, on SDEdit's reverse SDE). With n steps, an element
-    of strength m is free for the last round(m n) of them, the same rule `steps_for` applies to the whole run:
-    1 is free throughout (plain SDEdit), 0 is kept exactly (a mask's 0), and a {0, 1} map is a mask.
+    `strength` (optional, broadcasts against x0) is each element's t0 as a fraction of the run's, and it is the
+    one mechanism for masks and strength maps alike: an element follows the guide re-noised to the current
+    level until the reverse process reaches its own t0, then it is free (Differential Diffusion, Levin and
+    Fried 2023, on SDEdit's reverse SDE). With n steps, an element of strength m is free for the last
+    round(m n) of them, the rule `steps_for` applies to the whole run: 1 is free throughout (plain SDEdit), 0 is
+    kept exactly, and a mask is a map of {0, 1}. A mask resampled to the model's resolution has fractional
+    values at its edges, and they mean the same as any other fraction: a later start. None = all free.
+
+    `official`: the official code's masking instead, every element of strength > 0 free throughout and
+    the rest re-noised to the level just left (`official_mask_timing`; a sampler's schedule says which
+    levels it passes).
     """
 
     x0: Tensor
-    mask: Tensor | None
     noise: Tensor
-    perturb: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None
     strength: Tensor | None = None
+    official: bool = False
+    perturb: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None
 
     def at(self, level) -> Tensor:
         """The guide perturbed to `level` with the start noise e (the kept region while the edit runs)."""
         return self.perturb(self.x0, level, self.noise)
 
-    def mask_at(self, step: tuple[int, int] | None) -> Tensor | None:
-        """The elements that may change in step k of n (`step` = (k, n)): the mask, narrowed by `strength`."""
-        if self.strength is None or step is None:
-            return self.mask
+    def mask_at(self, step: tuple[int, int]) -> Tensor | None:
+        """The elements that are free in step k of n (`step` = (k, n)), 1 = free; None = all of them."""
+        if self.strength is None:
+            return None
+        if self.official:
+            return (self.strength > 0).to(self.x0.dtype)
         k, n = step
-        free = (torch.round(self.strength * n) >= n - k).to(self.x0.dtype)
-        return free if self.mask is None else self.mask * free
+        return (torch.round(self.strength * n) >= n - k).to(self.x0.dtype)
 
-    def project(self, x: Tensor, level=None, last: bool = False, step: tuple[int, int] | None = None) -> Tensor:
-        """Masked editing: outside the mask, the guide re-noised to `level`; after the last step, the guide."""
+    def project(self, x: Tensor, level, *, step: tuple[int, int], last: bool = False) -> Tensor:
+        """Masked editing: where not yet free, the guide re-noised to `level`; after the last step, the guide."""
         mask = self.mask_at(step)
         if mask is None:
             return x

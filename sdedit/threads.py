@@ -1,39 +1,32 @@
-"""CPU thread policy (issue 12): how many threads torch uses, and how they wait.
+"""CPU threads: as many as the cores that are free at that moment, so an edit is fast on a quiet machine and
+steady beside a busy one.
 
-Call ``sdedit.threads.apply()`` first thing at start-up, before torch is imported (the app, the CLI, ``batch``,
-the trainer and the evaluation do). It reads the cores really free to this process, decides, and writes the
-OpenMP/MKL environment variables that torch reads when it loads. If torch is already loaded it calls
-``torch.set_num_threads`` (and ``torch.set_num_interop_threads`` where torch still allows it) instead. It
-imports nothing heavy itself: this module is stdlib only.
-
-The rule (``choose``):
+Measured on a 2-core machine (docs/performance.md, `python -m benchmarks.threads`): torch's default, two
+OpenMP threads that spin-wait for each other, is the fastest when both cores are free, and 4-5x slower when
+another process keeps one core busy (every step waits for the thread that shares its core); one thread is
+steady beside a busy process but 1.5x slower on a quiet machine; two threads that wait passively lose the
+second thread's gain. So torch keeps its spin-waiting, and the number of threads follows the free cores:
 
 - **Usable cores** = the smaller of the CPU affinity (``os.sched_getaffinity(0)``: cpusets, ``taskset``,
-  container CPU pinning) and the cgroup CPU quota (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` /
-  ``cpu.cfs_period_us``), rounded *down* (a 1.5-CPU quota gives 1 usable core: the half core is left to the
-  process's other threads: HTTP, image encoding, the animation), at least 1. ``os.cpu_count()`` only when
-  neither is known.
-- **Intra-op threads**: 1 when 1 or 2 cores are usable, else the usable cores minus one, at most 8. Measured
-  on the 2-core machine (``benchmarks/threads.py``; table in ``docs/performance.md``), default edit on the
-  embedded model: one thread was the fastest configuration or tied with it in every run, idle (0.50 s vs
-  0.59 s for torch's default two on a quiet machine) and beside one busy process (0.57-0.71 s, about its
-  idle time), where torch's two spinning threads took 7.9-12 s and two passive threads 1.1-1.3 s (the
-  thread sharing its core with the other process holds every step back). So on small machines a core is
-  left to the rest of the process (HTTP, encoding, the animation) and the machine. Above 2 cores the rule
-  (all but one, at most 8) is reasoning, not measured here: leave the app's own threads a core, and past
-  about 8 threads these small convolutions gain little.
-- **Inter-op threads**: 1 (eager inference does not use torch's inter-op pool; one thread keeps it small).
-- **Waiting**: ``OMP_WAIT_POLICY=PASSIVE`` and ``GOMP_SPINCOUNT=0`` (libgomp, torch's OpenMP on Linux):
-  idle OpenMP threads sleep instead of spinning. Spinning threads that share a core with another busy
-  process made an edit 20-60x slower here; passive waiting costs little when the machine is idle.
+  container pinning) and the cgroup CPU quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``),
+  rounded down, at least 1; ``os.cpu_count()`` only when neither is known.
+- **Taken** cores: what other processes used of the usable CPUs over about the last second, from
+  ``/proc/stat`` minus this process's own CPU time (``LoadMonitor``, a daemon thread that reads both every
+  quarter second). A core counts as taken once others use more than `TAKEN_ABOVE` of it.
+- **Threads** = usable - taken, at least 1: 2 when both cores of a 2-core machine are free, 1 beside one
+  busy process. Set in the thread that runs the network, before every network evaluation of an edit
+  (``torch.set_num_threads`` is per calling thread and cheap), and put back when the edit ends.
 
-Environment variables a user sets keep precedence, each group on its own:
+``apply()`` runs at start-up before torch loads (the app, the CLI, ``batch``): it caps OpenMP at the usable
+cores (torch would otherwise start one thread per core of the host, whatever the quota) and leaves the wait
+policy to OpenMP. The library does the rest per edit by default (``SDEditPipeline(..., threads="auto")``);
+``threads=None`` leaves torch's settings alone, an int fixes the count. What a user sets wins:
 
-- ``SDEDIT_THREADS=N`` (this project's knob; ``auto`` or empty = the rule above) sets the intra-op threads and
-  overrides ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` for this process.
-- else ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``, when either is set, are left untouched and torch reads them
-  (``MKL_NUM_THREADS`` wins if both are set, as in torch).
-- ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` set by the user: neither wait variable is touched.
+- ``SDEDIT_THREADS=N``: N threads for every edit (``auto`` or empty = the rule).
+- else ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``: the user's count; edits leave torch's settings alone.
+- ``OMP_WAIT_POLICY`` / ``GOMP_SPINCOUNT``: read by OpenMP itself; never written here.
+
+This module imports nothing heavy at the top (torch only inside the functions that set its threads).
 """
 
 from __future__ import annotations
@@ -41,49 +34,67 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Callable, Mapping, MutableMapping
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
     "Applied",
+    "CpuReading",
+    "LoadMonitor",
     "ThreadPolicy",
     "apply",
     "choose",
     "current",
     "describe",
+    "for_run",
+    "free_threads",
     "read_affinity",
+    "read_cpu",
     "read_quota",
+    "step",
+    "taken_between",
+    "threads_for",
     "usable_cores",
 ]
 
 PROJECT_VAR = "SDEDIT_THREADS"
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
-WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
-MAX_THREADS = 8
+TAKEN_ABOVE = 0.35  # a core counts as taken by other processes once they use more than this share of it
+WINDOW_S = 1.0  # the load is read over about the last second
+PERIOD_S = 0.25  # how often the monitor reads /proc/stat
+PROBE_S = 0.1  # the first reading's window, before the monitor has any history
 
 
 @dataclass(frozen=True)
 class ThreadPolicy:
-    """What ``choose`` decided. ``env`` holds the variables to write (the user's own are never in it)."""
+    """What ``choose`` decided. ``env`` holds the variables to write (the user's own are never in it).
 
-    threads: int  # torch intra-op threads
-    interop: int  # torch inter-op threads
-    wait: str  # "PASSIVE", or the user's OMP_WAIT_POLICY / "user" when the user set the wait variables
+    ``mode``: "auto" (per edit, the free cores), "fixed" (``SDEDIT_THREADS``: `threads` for every edit) or
+    "user" (the user set OpenMP's or MKL's count: edits leave torch alone)."""
+
+    threads: int  # OpenMP's cap at start-up (auto), the fixed count, or what the user's variable says
     cores: int  # usable cores (affinity and quota)
-    source: str  # where `threads` came from: "SDEDIT_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "auto"
+    source: str  # "auto", "SDEDIT_THREADS", "OMP_NUM_THREADS" or "MKL_NUM_THREADS"
     env: Mapping[str, str]
     affinity: int | None = None
     quota: float | None = None
 
+    @property
+    def mode(self) -> str:
+        return {"auto": "auto", PROJECT_VAR: "fixed"}.get(self.source, "user")
+
 
 @dataclass(frozen=True)
 class Applied:
-    """What ``apply`` did: the policy, and whether torch was already loaded (then set via torch's calls)."""
+    """What ``apply`` did: the policy, and whether torch was already loaded (then set via torch's call)."""
 
     policy: ThreadPolicy
     torch_loaded: bool
-    interop_set: bool  # False when torch was loaded and its inter-op pool had already started
 
 
 def _positive_int(value: str | None) -> int | None:
@@ -106,46 +117,31 @@ def usable_cores(affinity: int | None, quota_cpus: float | None, cpu_count: int 
     return max(1, min(known))
 
 
+def threads_for(usable: int, others: float | None) -> int:
+    """Threads for an edit: the usable cores less those other processes hold (more than `TAKEN_ABOVE` of a
+    core each), at least 1. `others`: the cores other processes used lately (None: not known, all free)."""
+    busy = others or 0.0
+    taken = 0 if busy <= TAKEN_ABOVE else math.ceil(busy - TAKEN_ABOVE)
+    return max(1, usable - taken)
+
+
 def choose(
     env: Mapping[str, str],
     affinity: int | None,
     quota_cpus: float | None,
     cpu_count: int | None,
 ) -> ThreadPolicy:
-    """The thread policy for these cores and this environment (pure: reads nothing, writes nothing)."""
+    """The start-up policy for these cores and this environment (pure: reads nothing, writes nothing)."""
     cores = usable_cores(affinity, quota_cpus, cpu_count)
-    auto = 1 if cores <= 2 else min(MAX_THREADS, cores - 1)
-    out: dict[str, str] = {}
-
-    project = env.get(PROJECT_VAR, "").strip()
-    n = _positive_int(project)
+    n = _positive_int(env.get(PROJECT_VAR, ""))
     if n is not None:
-        threads, source = n, PROJECT_VAR
-        out.update({v: str(n) for v in THREAD_VARS})
-    elif any(env.get(v, "").strip() for v in THREAD_VARS):
-        # Torch's own order: MKL_NUM_THREADS over OMP_NUM_THREADS; an unparsable value falls back to `auto`.
-        source = next((v for v in ("MKL_NUM_THREADS", "OMP_NUM_THREADS") if _positive_int(env.get(v))), "auto")
-        threads = _positive_int(env.get(source)) or auto
-    else:
-        threads, source = auto, "auto"
-        out.update({v: str(threads) for v in THREAD_VARS})
-
-    if any(env.get(v, "").strip() for v in WAIT_VARS):
-        wait = env.get("OMP_WAIT_POLICY", "").strip().upper() or "user"
-    else:
-        wait = "PASSIVE"
-        out.update({"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0"})
-
-    return ThreadPolicy(
-        threads=threads,
-        interop=1,
-        wait=wait,
-        cores=cores,
-        source=source,
-        env=out,
-        affinity=affinity,
-        quota=quota_cpus,
-    )
+        return ThreadPolicy(n, cores, PROJECT_VAR, {v: str(n) for v in THREAD_VARS}, affinity, quota_cpus)
+    if any(env.get(v, "").strip() for v in THREAD_VARS):
+        # torch's own order: MKL_NUM_THREADS over OMP_NUM_THREADS; an unparsable value reports the usable cores
+        source = next((v for v in ("MKL_NUM_THREADS", "OMP_NUM_THREADS") if _positive_int(env.get(v))), None)
+        threads = _positive_int(env.get(source)) if source else cores
+        return ThreadPolicy(threads, cores, source or "OMP_NUM_THREADS", {}, affinity, quota_cpus)
+    return ThreadPolicy(cores, cores, "auto", {v: str(cores) for v in THREAD_VARS}, affinity, quota_cpus)
 
 
 # --- readers ---------------------------------------------------------------------------------------------
@@ -265,59 +261,220 @@ def current(env: Mapping[str, str] | None = None, root: str | os.PathLike[str] =
     return choose(os.environ if env is None else env, read_affinity(root), read_quota(root), os.cpu_count())
 
 
-# --- applying ----------------------------------------------------------------------------------------------
+# --- the load of the other processes -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CpuReading:
+    """CPU seconds at one moment: `busy`, all processes on the watched CPUs; `own`, this process."""
+
+    at: float  # time.monotonic()
+    busy: float
+    own: float
+
+
+_BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user, nice, system, irq, softirq, steal (guest time is inside user)
+
+
+def read_cpu(cpus: Collection[int] | None = None, root: str | os.PathLike[str] = "/") -> CpuReading | None:
+    """Busy seconds of `cpus` (all when None) from /proc/stat, and this process's own CPU seconds; None where
+    /proc/stat can't be read (not Linux)."""
+    text = _read(Path(root) / "proc/stat")
+    if not text:
+        return None
+    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    busy = 0
+    for line in text.splitlines():
+        name, _, rest = line.partition(" ")
+        if not name.startswith("cpu"):
+            continue
+        if cpus is None and name != "cpu":
+            continue
+        if cpus is not None and (name == "cpu" or int(name[3:] or -1) not in cpus):
+            continue
+        fields = rest.split()
+        busy += sum(int(fields[i]) for i in _BUSY_FIELDS if i < len(fields))
+    t = os.times()
+    return CpuReading(time.monotonic(), busy / hz, t.user + t.system)
+
+
+def taken_between(a: CpuReading, b: CpuReading) -> float:
+    """The cores other processes used between two readings: all busy time less this process's own."""
+    span = b.at - a.at
+    if span <= 0:
+        return 0.0
+    return max(0.0, (b.busy - a.busy) - (b.own - a.own)) / span
+
+
+class LoadMonitor:
+    """What the other processes use of the CPUs over about the last second: a daemon thread reads /proc/stat
+    every `period` s (about 50 us a read). Started on first use; before it has a second of history, the first
+    call measures over `probe` s."""
+
+    def __init__(self, read: Callable[[], CpuReading | None] | None = None, period: float = PERIOD_S):
+        self._read = read or (lambda: read_cpu(_cpus()))
+        self.period = period
+        self._history: deque[CpuReading] = deque(maxlen=int(WINDOW_S / period) + 2)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        while True:
+            reading = self._read()
+            if reading is not None:
+                with self._lock:
+                    self._history.append(reading)
+            time.sleep(self.period)
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="sdedit-load", daemon=True)
+                self._thread.start()
+
+    def others(self, probe: float = PROBE_S) -> float | None:
+        """Cores used by other processes lately; None where the CPU times can't be read."""
+        self.start()
+        now = self._read()
+        if now is None:
+            return None
+        with self._lock:
+            past = [r for r in self._history if now.at - r.at <= WINDOW_S * 1.5]
+        if past and now.at - past[0].at >= probe:
+            return taken_between(past[0], now)
+        time.sleep(probe)
+        later = self._read()
+        return taken_between(now, later) if later is not None else None
+
+
+_MONITOR = LoadMonitor()
+_CORES: tuple[float, int, set[int] | None] | None = None  # (read at, usable cores, affinity set)
+
+
+def _cpus() -> set[int] | None:
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def _usable_now() -> int:
+    """The usable cores, re-read at most every 5 s (the affinity and quota rarely change)."""
+    global _CORES
+    now = time.monotonic()
+    if _CORES is None or now - _CORES[0] > 5.0:
+        _CORES = (now, current().cores, _cpus())
+    return _CORES[1]
+
+
+def free_threads(monitor: LoadMonitor | None = None) -> int:
+    """The threads an edit should use now: `threads_for` the usable cores and what other processes use."""
+    return threads_for(_usable_now(), (monitor or _MONITOR).others())
+
+
+# --- per edit ----------------------------------------------------------------------------------------------
+
+_local = threading.local()
+_CACHE_S = 0.1  # how long one decision holds within an edit (an evaluation takes tens of ms)
+
+
+def _plan(threads) -> int | str | None:
+    """None (leave torch alone), a fixed count, or "auto", from a pipeline's `threads` and the environment."""
+    if threads is None:
+        return None
+    if threads != "auto":
+        return int(threads)
+    policy = current(_users_env())
+    return {"auto": "auto", "fixed": policy.threads}.get(policy.mode)
+
+
+def _users_env() -> dict[str, str]:
+    """os.environ without the variables `apply` wrote itself (they are not the user's choice)."""
+    written = _applied.policy.env if _applied is not None else {}
+    return {k: v for k, v in os.environ.items() if not (k in written and written[k] == v and k != PROJECT_VAR)}
+
+
+@contextmanager
+def for_run(threads: int | str | None = "auto", monitor: LoadMonitor | None = None) -> Iterator[None]:
+    """The thread count for one edit, in the calling thread (the one that runs the network): "auto" follows
+    the free cores (`step` re-decides before each evaluation), an int fixes it, None leaves torch alone.
+    The thread's own count is put back afterwards (torch keeps one per thread)."""
+    plan = _plan(threads)
+    if plan is None:
+        yield
+        return
+    import torch
+
+    before, outer = torch.get_num_threads(), getattr(_local, "run", None)
+    _local.run = {"plan": plan, "monitor": monitor or _MONITOR, "at": -1.0}
+    try:
+        step()
+        yield
+    finally:
+        _local.run = outer
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def step() -> None:
+    """Before a network evaluation: set the calling thread's torch threads by its edit's plan (`for_run`);
+    nothing outside an edit. "auto" reads the load at most every `_CACHE_S`."""
+    run = getattr(_local, "run", None)
+    if run is None:
+        return
+    now = time.monotonic()
+    if now - run["at"] < _CACHE_S:
+        return
+    run["at"] = now
+    plan = run["plan"]
+    n = plan if isinstance(plan, int) else threads_for(_usable_now(), run["monitor"].others())
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+# --- at start-up -------------------------------------------------------------------------------------------
 
 _applied: Applied | None = None
 
 
 def apply(environ: MutableMapping[str, str] | None = None) -> Applied:
-    """Decide the policy and put it in force; idempotent (later calls return the first result).
+    """The start-up policy, put in force; idempotent (later calls return the first result).
 
-    Before torch is imported: writes the policy's variables into the environment (the user's own are left
-    alone, except that ``SDEDIT_THREADS`` rewrites ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``), so torch's
-    OpenMP/MKL start with them. The inter-op count has no variable: a later call to ``apply`` sets it once
-    torch is loaded (eager inference never starts that pool anyway). After torch is imported: also calls
-    ``torch.set_num_threads`` and, where torch still allows, ``set_num_interop_threads``; the wait policy
-    can no longer change in that process (OpenMP read it when it loaded).
+    Before torch is imported: writes OpenMP's and MKL's thread count (the usable cores, or ``SDEDIT_THREADS``)
+    into the environment unless the user set one, so torch never starts more threads than the cores this
+    process may use. After torch is imported: ``torch.set_num_threads`` instead. Edits then follow the free
+    cores themselves (`for_run`).
     """
     global _applied
     environ = os.environ if environ is None else environ
     if _applied is not None:
-        if not _applied.torch_loaded and "torch" in sys.modules:
-            _applied = Applied(_applied.policy, True, _torch_settings(_applied.policy))
         return _applied
     policy = current(environ)
-    environ.update(policy.env)  # holds none of the user's variables, except those SDEDIT_THREADS overrides
+    environ.update(policy.env)
     torch_loaded = "torch" in sys.modules
-    interop_set = _torch_settings(policy) if torch_loaded else False
-    _applied = Applied(policy, torch_loaded, interop_set)
+    if torch_loaded and policy.mode != "user":
+        import torch
+
+        torch.set_num_threads(policy.threads)
+    _applied = Applied(policy, torch_loaded)
     return _applied
 
 
-def _torch_settings(policy: ThreadPolicy) -> bool:
-    """Set torch's thread counts in a process where torch is loaded; True if the inter-op count was set."""
-    import torch
-
-    if torch.get_num_threads() != policy.threads:
-        torch.set_num_threads(policy.threads)
-    if torch.get_num_interop_threads() == policy.interop:
-        return True
-    try:
-        torch.set_num_interop_threads(policy.interop)
-    except RuntimeError:  # the inter-op pool has started (or was set before): torch allows it only once
-        return False
-    return True
-
-
 def describe(policy: ThreadPolicy | Applied) -> str:
-    """One line for logs, e.g. 'threads: 1 intra-op (auto), 1 inter-op, wait PASSIVE; cores 2 (affinity 2)'."""
+    """One line for logs, e.g. 'threads: auto, 1-2 per edit (the free cores); cores 2 (affinity 2)'."""
     applied = policy if isinstance(policy, Applied) else None
     p = applied.policy if applied else policy
     where = [f"affinity {p.affinity}" if p.affinity is not None else "affinity ?"]
     if p.quota is not None:
         where.append(f"quota {p.quota:g}")
-    line = f"threads: {p.threads} intra-op ({p.source}), {p.interop} inter-op, wait {p.wait}; "
-    line += f"cores {p.cores} ({', '.join(where)})"
+    how = {
+        "auto": f"auto, 1-{p.cores} per edit (the free cores)",
+        "fixed": f"{p.threads} per edit ({PROJECT_VAR})",
+        "user": f"{p.threads} ({p.source}, torch's own)",
+    }[p.mode]
+    line = f"threads: {how}; cores {p.cores} ({', '.join(where)})"
     if applied is not None:
         line += "; torch was already loaded" if applied.torch_loaded else "; set before torch loaded"
     return line

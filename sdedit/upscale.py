@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import threads as cpu_threads
 from .errors import ModelLoadError
 
 CONFIG_FILE = "config.json"
@@ -119,6 +120,7 @@ class Upscaler:
         for i in range(0, len(a), chunk):
             x = torch.from_numpy(np.array(a[i : i + chunk])).to(self.device)  # a writable copy
             x = x.permute(0, 3, 1, 2).float().div_(255.0)
+            cpu_threads.step()  # inside an edit (`SDEditPipeline.postprocess`): the cores free now
             y = self.net(x).clamp_(0.0, 1.0).mul_(255.0).round_()
             outs.append(y.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
         out = np.concatenate(outs) if outs else np.zeros((0, *(d * self.scale for d in a.shape[1:3]), 3), np.uint8)

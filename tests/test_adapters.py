@@ -77,7 +77,7 @@ def test_masked_editing_and_repeats_keep_everything_outside_the_mask(latent_pipe
     settings = latent_pipe.check_inputs(strength=0.6, sampler=sampler, num_inference_steps=10, repeats=repeats)
     guide = latent_pipe.prepare(_guide(), mask, settings.fit)
     samples = latent_pipe.run([guide, guide], settings, seeds=[3, 4])
-    kept = (guide.x0_mask == 0).expand_as(samples.x[0])
+    kept = (guide.x0_strength == 0).expand_as(samples.x[0])
     for x in samples.x:  # in the model's space: the guide itself outside the mask, bit for bit
         assert torch.equal(x[kept], guide.x0[kept])
     out = latent_pipe.postprocess(samples, [guide, guide], settings).images

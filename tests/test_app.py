@@ -158,6 +158,38 @@ def test_run_edit_records_an_animation_from_the_noised_guide(tmp_path):
     assert gif.format == "GIF" and gif.n_frames == 1 + 4 + 1  # guide|noised, 4 steps, result
 
 
+def test_the_animation_frames_are_the_results_size_smooth_and_end_on_the_result():
+    """The frames are drawn at the size the page shows them (`progress.ANIMATION_SIZE`: two 256 px panels, the
+    results' size), resized smoothly rather than enlarged into blocks, and the last frame is the result."""
+    r = jobs.run_edit(EX / "strokes-heart.png", None, jobs.EditSettings(seed=3, **FAST))
+    gif = Image.open(r.animation)
+    assert gif.size == progress.ANIMATION_SIZE == (2 * 256 + progress.GAP, 256 + progress.FOOTER)
+    side = progress.PANEL
+    gif.seek(1)  # the first step: the noisy sample x_t, left panel
+    noisy = np.asarray(gif.convert("RGB"))[:side, :side].astype(int)
+    # nearest-neighbour blocks of a 64 px frame repeat each column 4 times (3 of 4 neighbours equal); a smooth
+    # resize of noise makes neighbours differ
+    same = (np.abs(np.diff(noisy, axis=1)).max(-1) == 0).mean()
+    assert same < 0.6, f"{same:.0%} of neighbouring columns are equal: blocks, not a smooth image"
+    gif.seek(gif.n_frames - 1)
+    last = np.asarray(gif.convert("RGB"))[:side, side + progress.GAP :].astype(int)
+    result = np.asarray(r.images[0].convert("RGB")).astype(int)  # the 256 px result of a 256 px guide
+    assert np.abs(last - result).mean() < 3, "the last frame is the result (up to the GIF's palette)"
+
+
+def test_the_animation_resizes_like_the_results():
+    """A frame smaller or larger than a panel is resized with Lanczos to the panel's size; one at its size is
+    kept as it is."""
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    assert progress.fit_panel(small).shape == (256, 256, 3)
+    expected = np.asarray(Image.fromarray(small).resize((256, 256), Image.LANCZOS))
+    assert np.array_equal(progress.fit_panel(small), expected)
+    exact = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    assert progress.fit_panel(exact) is exact
+    assert progress.fit_panel(np.zeros((512, 512, 3), np.uint8)).shape == (256, 256, 3)
+
+
 def test_the_result_comes_back_before_any_animation_work_and_the_gif_is_rendered_once():
     """Issue 12: on the result's path the animation only copies tensors (two per kept step); decoding and
     encoding frames happen when the GIF is first asked for, once. Counts of work, not time."""
@@ -295,9 +327,9 @@ def test_api_lists_the_named_endpoints(client):
 
 
 def test_edit_ranks_and_picks_t0_when_asked(client):
-    """The appended inputs: strength_map None, auto_strength True, rank True."""
+    """The appended inputs: strength_map None, fill_outlines False, auto_strength True, rank True."""
     gallery, _, summary, meta, *_ = call_edit(
-        client, EX / "strokes-heart.png", num_samples=2, seed=4, extra=(None, True, True)
+        client, EX / "strokes-heart.png", num_samples=2, seed=4, extra=(None, False, True, True)
     )
     meta = meta if isinstance(meta, dict) else json.loads(meta)
     assert [item["caption"][:4] for item in gallery] == ["1st:", "2nd:"]

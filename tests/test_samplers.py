@@ -136,7 +136,7 @@ def test_reference_sampler_equals_official_loop(eps_model, masked, official_timi
         eps_model, x0, keep, betas, t, [torch.Generator().manual_seed(s) for s in seeds], not official_timing
     )
     noise = NoiseSource.from_seeds(seeds)
-    guide = Guide(x0, None if keep is None else 1 - keep, noise.randn_like(x0))
+    guide = Guide(x0, noise.randn_like(x0), strength=None if keep is None else 1 - keep, official=official_timing)
     schedule = DDPMSchedule(betas, vp_timesteps(1000, 1000, t / 1000), official_mask_timing=official_timing)
     ours = sample_ddpm(eps_model, guide, schedule, noise)
     assert torch.allclose(ours, theirs, atol=2e-5, rtol=1e-4), (ours - theirs).abs().max()
@@ -199,7 +199,7 @@ def test_reference_with_fewer_steps_is_respaced_ddpm(eps_model):
     betas = DDPMScheduler().betas
     x0 = torch.rand(1, 3, 16, 16) * 2 - 1
     noise = NoiseSource.from_seeds([0])
-    guide = Guide(x0, None, noise.randn_like(x0))
+    guide = Guide(x0, noise.randn_like(x0))
     levels = vp_timesteps(1000, 50, 0.5)
     assert levels == list(range(499, -1, -20))
     out = sample_ddpm(eps_model, guide, DDPMSchedule(betas, levels), noise)

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .sweep import DEFAULT_STRENGTHS
+from ..sweep import DEFAULT_STRENGTHS
 
 DEFAULT_SAMPLERS = (
     "reference:1000",
@@ -1121,7 +1121,7 @@ def settings_from_args(args) -> EvalSettings:
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
     if args.strengths:
-        from .sweep import parse_strengths
+        from ..sweep import parse_strengths
 
         overrides["strengths"] = tuple(parse_strengths(args.strengths))
     if args.samplers:

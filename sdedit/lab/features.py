@@ -37,6 +37,7 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
+from ..accel import has_bf16_cpu
 from ..configs import repo_relative
 from ..judges import (  # noqa: F401 (the realism net's inference lives in the engine; the lab's names stay)
     CONFIG,
@@ -53,7 +54,6 @@ from ..judges import (  # noqa: F401 (the realism net's inference lives in the e
     to_resolution,
 )
 from ..judges import _load_features as _load
-from .hardware import has_bf16_cpu
 
 DEFAULT_DIR = FEATURES_DIR
 LEGACY_JITTER = 1.0  # a config without settings.jitter predates the setting, when every net was jittered

@@ -22,8 +22,9 @@ import yaml
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..accel import has_bf16_cpu
 from .data import DEFAULT_SPLIT, ImageSet, check_split, identity_of, load_image_set, to_tensor_range
-from .hardware import cpu_name, has_bf16_cpu
+from .hardware import cpu_name
 
 BALANCES = (None, "identity")
 
