@@ -253,6 +253,12 @@ def cmd_eval(args) -> int:
     return main_eval(args)
 
 
+def cmd_freehand(args) -> int:
+    from .lab.freehand import main
+
+    return main(args)
+
+
 def cmd_batch(args) -> int:
     from .batch import main_batch
 
@@ -318,6 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_args(p)
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("freehand", help="the freehand benchmark: scripted drawings, with and without guide help")
+    from .lab.freehand import add_args as add_freehand_args
+
+    add_freehand_args(p)
+    p.set_defaults(func=cmd_freehand)
     p = sub.add_parser("features", help="train the small feature network that KID uses (models/emoji-features)")
     p.add_argument("--out", default="models/emoji-features", help="output folder")
     p.add_argument("--data", default="fluent-emoji-3d", help="image set key or folder (sub-folder = category)")

@@ -95,6 +95,9 @@ class ModelConfig:
     preview_decoder: str | None = None  # a tiny autoencoder (TAESD: Hub id or folder) for fast previews of latents
     needs_gpu: bool = False  # too slow for interactive use on a CPU (measured; the config says where)
     live_on_cpu: bool = True  # whether live previews are worth running on a CPU
+    # the t0 range in which the model follows drawings, measured (lab/freehand.py); the Strength slider says it
+    follows: tuple[float, float] | None = None
+    brush_size: int | None = None  # the Paint canvas's default brush (px at 256), measured (lab/freehand.py)
     config_path: str = ""
 
     def __post_init__(self):
@@ -104,6 +107,12 @@ class ModelConfig:
             raise ValueError(f"{self.name}: family must be one of {FAMILIES}, not {self.family!r}")
         if self.distilled not in DISTILLATIONS:
             raise ValueError(f"{self.name}: distilled must be one of {DISTILLATIONS}, not {self.distilled!r}")
+        if self.follows is not None:
+            lo, hi = self.follows
+            if not 0.0 < lo <= hi <= 1.0:
+                raise ValueError(f"{self.name}: follows must be [lo, hi] with 0 < lo <= hi <= 1, not {self.follows}")
+        if self.brush_size is not None and not 1 <= self.brush_size <= 60:
+            raise ValueError(f"{self.name}: brush_size must be from 1 to 60 px, not {self.brush_size}")
 
     @property
     def samplers(self) -> tuple[str, ...]:
@@ -204,8 +213,10 @@ def parse_config(raw: dict, path: Path | None = None) -> ModelConfig:
     defaults = _sampling(raw.pop("defaults", None), Sampling())
     paper = _sampling(raw.pop("paper", None), Sampling(0.5, "reference", 1000, 1))
     bg = raw.pop("background", (255, 255, 255))
+    follows = raw.pop("follows", None)
     cfg = ModelConfig(
         **raw,
+        follows=tuple(float(v) for v in follows) if follows is not None else None,
         defaults=defaults,
         paper=paper,
         background=tuple(bg) if bg is not None else None,

@@ -349,8 +349,8 @@ def test_raw_http_nan_paths_and_sizes(app_url, client, tmp_path):
     import httpx
 
     guide = _upload(app_url, EX / "strokes-heart.png")
-    # raw HTTP sends every input: the optional ones last (strength_map None, fill_outlines false)
-    args = [guide, None, "fluent-emoji-64", 0.5, "dpmpp", 4, 1, 1, 0, 0.0, 0, 0, None, False]
+    # raw HTTP sends every input: the optional ones last (strength_map None; fill_outlines, auto_strength, rank false)
+    args = [guide, None, "fluent-emoji-64", 0.5, "dpmpp", 4, 1, 1, 0, 0.0, 0, 0, None, False, False, False]
     kind, out = raw_call(app_url, "edit", args)
     assert kind == "complete" and len(out[0]) == 1
     body = json.dumps({"data": args})
@@ -365,7 +365,7 @@ def test_raw_http_nan_paths_and_sizes(app_url, client, tmp_path):
         },
     )
     for literal in ("NaN", "Infinity", "-Infinity"):
-        bad_seed = body.replace(", 0, 0.0, 0, 0, null, false]", f", {literal}, 0.0, 0, 0, null, false]")
+        bad_seed = body.replace(", 0, 0.0, 0, 0, null,", f", {literal}, 0.0, 0, 0, null,")
         kind, out = raw_call(app_url, "edit", body=bad_seed)
         assert kind == "error" and re.match(r"seed: -?(nan|inf) is not allowed: expected a whole number", out["error"])
     # files the server has but the client did not upload: refused by Gradio, never read

@@ -15,12 +15,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from .. import loading
+from .. import loading, ranking
 from ..errors import InputError, OutOfMemoryError
 from ..noise import check_seed, random_seed, seeds_for
 from ..outlines import guide_hint
@@ -66,6 +66,8 @@ class EditSettings:
     mask_feather: float = 0
     strength_map: object = None  # an image the guide's size: white = the full t0, black = kept exactly
     fill_outlines: bool = False  # fill closed outlines with their stroke colour first (`outlines.fill_guide`)
+    auto_strength: bool = False  # pick t0 per guide within the model's follows range (sdedit.ranking.run_auto)
+    rank: bool = False  # several samples: best first by realism, faithfulness and identity (sdedit.ranking.rank)
 
     def pipe_kwargs(self) -> dict:
         return dict(
@@ -79,13 +81,16 @@ class EditSettings:
 
 @dataclass
 class EditResult:
-    """One request's results. The animation is pending until `animation` is first read (then rendered, once)."""
+    """One request's results, in seed order. The animation is pending until `animation` is first read (then
+    rendered, once). `order`: the samples best first when they were ranked, with `captions` saying why."""
 
     images: list[Image.Image]
     seeds: list[int]
     metadata: dict
     pending_animation: Animation | None = None
     summary: str = ""
+    order: list[int] | None = None
+    captions: list[str] | None = None
     _pngs: list[Path] | None = field(default=None, repr=False)
 
     @property
@@ -152,11 +157,13 @@ class EditJob:
 
 @dataclass
 class JobOutput:
-    """What a batch hands back to one request: its images, metadata and its animation, still to be rendered."""
+    """What a batch hands back to one request: its images, metadata and its animation, still to be rendered, and
+    its samples at the model's resolution (what ranking scores)."""
 
     images: list[Image.Image]
     metadata: dict
     animation: Animation | None
+    canvases: object = None  # (n, R, R, 3) uint8
 
 
 def prepare_edit(guide, mask=None, settings: EditSettings | None = None, animate: bool = True) -> EditJob:
@@ -241,8 +248,30 @@ def run_jobs(jobs: list[EditJob], cancelled: Callable[[], bool] = lambda: False)
         meta = {**own.metadata, "mask_dilation": job.settings.mask_dilation, "mask_feather": job.settings.mask_feather}
         meta["timings"] = {**meta["timings"], "queued_s": queued_s}
         anim = Animation(rec, own.canvases[0], upscaler_for(pipe.config, pipe.device)) if rec is not None else None
-        results.append(JobOutput(list(own.images), meta, anim))
+        results.append(JobOutput(list(own.images), meta, anim, own.canvases))
     return results
+
+
+def run_auto_job(job: EditJob) -> JobOutput:
+    """An edit at auto strength (`sdedit.ranking.run_auto`: a probe per t0 of the model's follows range, then the
+    other samples at the t0 chosen), on a model slot as a batch is. No animation: the probes are the work."""
+    with MODEL_SLOTS:
+        try:
+            choice, samples = ranking.run_auto(job.pipe, job.prepared, job.checked, job.seeds, ranking.default_judge())
+            job.checked = replace(job.checked, strength=choice.strength)
+            out = job.pipe.postprocess(samples, [job.prepared] * job.size, job.checked, prepare_s=job.prepare_s)
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise _out_of_memory(job.pipe, job.size) from None
+            raise
+    meta = {
+        **out.metadata,
+        "model_evaluations_total": ranking.evaluations_of_auto(job.pipe, job.checked, choice.tried, choice.strength),
+        "auto_strength": choice.as_dict(),
+        "mask_dilation": job.settings.mask_dilation,
+        "mask_feather": job.settings.mask_feather,
+    }
+    return JobOutput(list(out.images), meta, None, out.canvases)
 
 
 def _out_of_memory(pipe: SDEditPipeline, batch: int) -> OutOfMemoryError:
@@ -257,12 +286,24 @@ def _out_of_memory(pipe: SDEditPipeline, batch: int) -> OutOfMemoryError:
 
 
 def finish_edit(job: EditJob, out: JobOutput) -> EditResult:
-    """The summary of one request, and its reverse-process animation still pending: the GIF is rendered when
-    `EditResult.animation` is first read, so it never holds up the result."""
-    summary = summarize(out.metadata, job.guide.size)
+    """The summary of one request (and its ranking, when asked for and there are several samples), and its
+    reverse-process animation still pending: the GIF is rendered when `EditResult.animation` is first read, so it
+    never holds up the result."""
+    meta, order, captions = out.metadata, None, None
+    if job.settings.rank and len(out.images) > 1 and out.canvases is not None:
+        ranked = ranking.rank(ranking.default_judge().score(job.prepared.canvas, list(out.canvases)))
+        order, captions = ranked.order, ranked.words
+        seeds = meta["seeds"]
+        meta = {**meta, "ranking": [{**row, "seed": seeds[row["sample"]]} for row in ranked.as_dict()]}
+    summary = summarize(meta, job.guide.size)
+    if captions:
+        seeds = meta["seeds"]
+        summary += "\n\n" + "\n".join(f"- {w} (seed {seeds[i]})" for i, w in zip(order, captions, strict=True))
     if job.hint:
         summary += f"\n\n**Tip:** {job.hint}"
-    return EditResult(out.images, list(out.metadata["seeds"]), out.metadata, out.animation, summary)
+    if "auto_strength" in meta:
+        summary += f"\n\nAuto t0: {meta['auto_strength']['why']}."
+    return EditResult(out.images, list(meta["seeds"]), meta, out.animation, summary, order, captions)
 
 
 _SERVICE: ServingQueue | None = None
@@ -320,6 +361,8 @@ def run_edit(
     and now, in this thread (ZeroGPU, where the GPU exists only inside the calling function).
     """
     job = prepare_edit(guide, mask, settings, animate)
+    if job.settings.auto_strength:
+        return finish_edit(job, run_auto_job(job))
     if not batch:
         job.report = progress
         with MODEL_SLOTS:
@@ -345,8 +388,15 @@ async def run_edit_async(
     import anyio
 
     job = await anyio.to_thread.run_sync(prepare_edit, guide, mask, settings, animate)
-    ticket = edit_service().submit(job.key, job, job.size, job.work)
-    out = await ticket.wait_async(on_progress=progress, on_queue=_queue_reporter(job, progress))
+    if job.settings.auto_strength:
+        if progress is not None:
+            progress(0, 1, "Trying t0 values for this guide")
+        out = await anyio.to_thread.run_sync(run_auto_job, job)
+    else:
+        ticket = edit_service().submit(job.key, job, job.size, job.work)
+        out = await ticket.wait_async(on_progress=progress, on_queue=_queue_reporter(job, progress))
+    if job.settings.rank and job.size > 1:  # two small networks: off the event loop
+        return await anyio.to_thread.run_sync(finish_edit, job, out)
     return finish_edit(job, out)  # a summary line: no thread needed (the animation is still pending)
 
 

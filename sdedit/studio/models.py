@@ -129,6 +129,23 @@ def model_note(cfg: ModelConfig) -> str:
     return note + "."
 
 
+STRENGTH_WORDS = (
+    "How much noise is added before the model repaints: low keeps your strokes, high looks more real but strays "
+    "from them."
+)
+
+
+def strength_info(cfg: ModelConfig) -> str:
+    """The Strength slider's help for a model: where it follows drawings, measured (`follows` in its config)."""
+    if not cfg.follows:
+        return STRENGTH_WORDS
+    lo, hi = cfg.follows
+    return (
+        f"{STRENGTH_WORDS} This model follows drawings from {lo:g} to {hi:g}: below, it keeps your strokes "
+        f"almost as drawn; above {hi:g}, it paints a picture of its own."
+    )
+
+
 def model_card(cfg: ModelConfig) -> str:
     """What the model was trained on, its licence and credit (Markdown)."""
     lines = [cfg.description.strip() or cfg.label]

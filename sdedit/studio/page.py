@@ -255,7 +255,7 @@ class Page:
         r = self.results
         edited = event.success(
             edit_on_gpu if limits.ZERO_GPU else edit,
-            [r.guide, r.mask, *self.settings_inputs, r.strength_map, r.fill_outlines],
+            [r.guide, r.mask, *self.settings_inputs, r.strength_map, r.fill_outlines, r.auto_strength, r.rank],
             r.edit_outputs,
             api_name=api_name,
             api_visibility="public" if api_name else "private",

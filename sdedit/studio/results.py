@@ -16,6 +16,7 @@ import gradio as gr
 from ..configs import ModelConfig
 from . import limits
 from .jobs import EditResult, EditSettings, run_edit, run_edit_async, run_t0_sweep
+from .models import strength_info
 from .restore import input_pngs
 from .ui import as_gr_error, friendly, gpu, progress_reporter
 
@@ -30,7 +31,10 @@ def edit_outputs(r: EditResult, animation: bool = True, inputs: tuple = ()):
     PNG restores its guide too); animation=False leaves the animation empty (and unrendered).
     """
     files = r.png_files(input_pngs(*inputs) if inputs else None)
-    gallery = [(str(path), f"seed {s}") for path, s in zip(files, r.seeds, strict=True)]
+    if r.order is not None:  # ranked: best first, each saying why (the files keep their seeds' settings)
+        gallery = [(str(files[i]), f"{w} · seed {r.seeds[i]}") for i, w in zip(r.order, r.captions, strict=True)]
+    else:
+        gallery = [(str(path), f"seed {s}") for path, s in zip(files, r.seeds, strict=True)]
     anim = r.animation if animation else None
     return gallery, None if anim is None else str(anim), r.summary, r.metadata, r.seeds[0]
 
@@ -39,8 +43,9 @@ def edit_settings(*values) -> EditSettings:
     """The endpoints' inputs in `EditSettings` order; an optional input an old client leaves out (None) keeps
     its default."""
     settings = EditSettings(*values)
-    if settings.fill_outlines is None:
-        settings.fill_outlines = False
+    for name in ("fill_outlines", "auto_strength", "rank"):
+        if getattr(settings, name) is None:
+            setattr(settings, name, False)
     return settings
 
 
@@ -59,12 +64,16 @@ async def edit(
     mask_feather,
     strength_map=None,
     fill_outlines=False,
+    auto_strength=False,
+    rank=False,
     progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
 ):
     """SDEdit: perturb the guide to t0 and denoise it. White in `mask` may change; None changes everything.
     `strength_map` (optional, the guide's size): each pixel's own t0 as a fraction of `strength` (white = the
     full t0, black = kept exactly). `fill_outlines` (optional): fill each closed outline of the guide with its
-    stroke colour first, as the page's canvas does (`outlines.fill_guide`).
+    stroke colour first, as the page's canvas does (`outlines.fill_guide`). `auto_strength` (optional): pick t0
+    for this guide within the range where the model follows drawings (`strength` is then ignored). `rank`
+    (optional): with several samples, return them best first, each captioned with why (sdedit.ranking).
 
     Async so that a cancelled request stops its work (the batcher drops it) instead of running on unseen;
     requests with matching settings share one forward pass (`jobs.edit_service`). A generator: the results
@@ -72,7 +81,7 @@ async def edit(
     reach the user as `ui.as_gr_error` words (`friendly` does not wrap generators).
     """
     values = (model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather)
-    settings = edit_settings(*values, strength_map, fill_outlines)
+    settings = edit_settings(*values, strength_map, fill_outlines, auto_strength, rank)
     try:
         progress(0, desc="Waiting for the model")
         r = await run_edit_async(guide, mask, settings, progress_reporter(progress))
@@ -107,11 +116,13 @@ def edit_on_gpu(
     mask_feather,
     strength_map=None,
     fill_outlines=False,
+    auto_strength=False,
+    rank=False,
     progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
 ):
     """`edit` on ZeroGPU: the GPU exists only inside this call, so each request runs here, unbatched."""
     values = (model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather)
-    settings = edit_settings(*values, strength_map, fill_outlines)
+    settings = edit_settings(*values, strength_map, fill_outlines, auto_strength, rank)
     progress(0, desc="Loading the model")
     r = run_edit(guide, mask, settings, progress_reporter(progress), batch=False)
     return edit_outputs(r, True, (guide, mask, strength_map))
@@ -164,10 +175,17 @@ class Results:
             cfg.defaults.strength,
             step=0.01,
             label="Strength t0:  faithful ◀ ▶ realistic",
-            info="How much noise is added before the model repaints: low keeps your strokes, high looks "
-            "more real but strays from them.",
+            info=strength_info(cfg),
             elem_id="strength",
         )
+        self.auto_strength = gr.Checkbox(
+            False,
+            label="Auto t0: try the range where the model follows drawings and keep the best",
+            info="Costs a few edits' time: one trial per t0.",
+            elem_id="auto-strength",
+        )
+        # on whenever there are several samples (the page ranks them best first); an API input, default off
+        self.rank = gr.Checkbox(False, visible=False, label="Rank the samples", elem_id="rank")
         with gr.Row(equal_height=True):
             self.num_samples = gr.Slider(
                 1, limits.MAX_SAMPLES, 1, step=1, label="Samples", min_width=120, elem_id="num-samples"
@@ -177,6 +195,16 @@ class Results:
                 random_btn = gr.Button("Random", size="sm", elem_id="random-seed")
                 reuse_btn = gr.Button("Reuse last", size="sm", elem_id="reuse-seed")
         random_btn.click(lambda: -1, None, self.seed, queue=False, api_visibility="private")
+        self.num_samples.change(
+            lambda n: (n or 1) > 1, self.num_samples, self.rank, queue=False, api_visibility="private"
+        )
+        self.auto_strength.change(  # auto picks t0 itself: the slider rests while it is on
+            lambda auto: gr.Slider(interactive=not auto),
+            self.auto_strength,
+            self.strength,
+            queue=False,
+            api_visibility="private",
+        )
         reuse_btn.click(lambda s: s, self.last_seed, self.seed, queue=False, api_visibility="private")
         self.gallery = gr.Gallery(
             label="Results (lossless PNG)",
