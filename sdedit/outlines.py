@@ -152,8 +152,14 @@ def fill_outlines(
 ) -> Filled:
     """Fill each closed outline of a drawing with its stroke colour (the module docstring has the rule).
 
-    image: (H, W, 3) uint8, the flattened drawing. painted: (H, W) bool, the drawn pixels when known (a paint
-    layer's alpha, a mask); None = where `image` differs from `background`.
+    Args:
+        image (`np.ndarray`): (H, W, 3) uint8, the flattened drawing.
+        painted (`np.ndarray`, *optional*): (H, W) bool, the drawn pixels when known (a paint layer's alpha, a
+            mask); None = where `image` differs from `background`.
+        background (`tuple[int, int, int]`, *optional*): the plain colour the drawing is on (white when None).
+
+    Returns:
+        `Filled`: the filled image, the pixels that changed colour, and how many regions were filled.
     """
     rgb = np.ascontiguousarray(np.asarray(image, dtype=np.uint8)[..., :3])
     h, w = rgb.shape[:2]

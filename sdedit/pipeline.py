@@ -371,7 +371,25 @@ class SDEditPipeline:
         negative_prompt=None,
         guidance_scale=None,
     ) -> Settings:
-        """Validate and complete settings from the model's defaults; every problem is a clear InputError."""
+        """Validate and complete settings from the model's defaults, before any model evaluation.
+
+        Args:
+            strength (`float`, *optional*): t0 in (0, 1]; None = the config's default.
+            num_inference_steps (`int`, *optional*): the length of a full schedule; an edit runs
+                round(strength * N) of it. None = `default_steps(sampler)`.
+            sampler (`str`, *optional*): a registry name the model's SDE runs (`config.samplers`).
+            repeats (`int`, *optional*): K, SDEdit passes each starting from the last one's output.
+            num_images (`int`): samples per guide.
+            snr (`float`, *optional*): the VE Langevin corrector's signal-to-noise ratio in [0, 1]; 0 = off.
+            fit (`str`, *optional*): "pad", "crop" or "stretch" (`imaging`); None = the config's.
+            output_type (`str`): one of `OUTPUT_TYPES`.
+            num_guides (`int`): how many guides share the call (the limits count samples of all of them).
+            prompt, negative_prompt (`str`, *optional*): text models only (`config.takes_text`).
+            guidance_scale (`float`, *optional*): text models only; 1 = no guidance.
+
+        Returns:
+            `Settings`: complete and valid. Raises `InputError` / `LimitError` naming the value and what is allowed.
+        """
         d = self.config.defaults
         sampler = d.sampler if sampler is None else sampler
         if not isinstance(sampler, str) or sampler not in self.config.samplers:
@@ -465,11 +483,20 @@ class SDEditPipeline:
         the same pixels at any guide size and fit. At the guide's own size every pixel the map leaves at 0 is
         the guide itself, bit for bit (`postprocess`).
 
-        strength_map: the guide's size, values in [0, 1]: each pixel's own t0 as a fraction of `strength`
-        (1 = the full t0, 0 = kept exactly). With a mask too, the map counts inside it.
-        fill_outlines: fill each closed outline of the guide with its stroke colour, at the guide's own size,
-        before it is placed (`outlines.fill_guide`: with a mask, the masked pixels are the drawing and the
-        mask grows by the filled pixels). A thin outline fades in the noise; a filled shape is followed.
+        Args:
+            image (`PIL.Image.Image`, `np.ndarray`, `torch.Tensor`, `str` or `bytes`): the guide (a path or
+                encoded bytes are decoded within `limits.image`).
+            mask_image (same forms, *optional*): white (1) = may change; None = all of it.
+            fit (`str`): "pad", "crop" or "stretch".
+            strength_map (same forms, *optional*): the guide's size, values in [0, 1]: each pixel's own t0 as a
+                fraction of `strength` (1 = the full t0, 0 = kept exactly). With a mask too, it counts inside it.
+            fill_outlines (`bool`): fill each closed outline of the guide with its stroke colour, at the guide's
+                own size, before it is placed (`outlines.fill_guide`: with a mask, the masked pixels are the
+                drawing and the mask grows by the filled pixels). A thin outline fades in the noise; a filled
+                shape is followed.
+
+        Returns:
+            `PreparedGuide`: what `run` and `postprocess` need, computed once per guide.
         """
         limits = self.limits.image
         background = self.config.background or (255, 255, 255)
@@ -614,11 +641,26 @@ class SDEditPipeline:
         official_mask_timing: bool = False,
         progress: bool = False,
     ) -> Samples:
-        """SDEdit one batch: `guides` lists one prepared guide per sample, each with its own noise stream.
+        """SDEdit one batch: perturb each guide to t0 and integrate the reverse SDE back to 0, K times.
 
         K repeats: each starts from the previous output inside the mask and from the guide outside it (the
         official hand-off), with fresh start noise. Nothing is checked again: `settings` come from
         `check_inputs`, so a server may run several requests' samples in one call.
+
+        Args:
+            guides (`Sequence[PreparedGuide]`): one prepared guide per sample (the same object may repeat).
+            settings (`Settings`): from `check_inputs`.
+            seeds (`int` or `Sequence[int]`, *optional*): one int (sample i gets seed + i), one per sample, or
+                None for random ones.
+            noise (`NoiseSource`, *optional*): the samples' noise streams, instead of seeds.
+            generator (`torch.Generator` or a list, *optional*): instead of seeds, diffusers-style.
+            callback (`Callable[[StepInfo], None]`, *optional*): after every step.
+            on_start (`Callable[[int, torch.Tensor], None]`, *optional*): (repeat, x(t0)) at each pass's start.
+            official_mask_timing (`bool`): the official code's masking (`samplers.Guide`).
+            progress (`bool`): a tqdm bar.
+
+        Returns:
+            `Samples`: the samples in the model's space and as canvases, their seeds and the seconds taken.
         """
         t_start = time.perf_counter()
         s = settings
@@ -675,14 +717,25 @@ class SDEditPipeline:
         requests: Sequence[int] | None = None,
         prepare_s: float | Sequence[float] = 0.0,
     ) -> SDEditOutput:
-        """upscale: None = the model's upscaler when its config names one (`sdedit.upscale`), True = it (an
-        InputError if there is none), False = none. The canvases are upscaled before they are mapped back
-        to each guide's size, so outside the mask the output is still the guide, pixel for pixel.
+        """Map the samples back to each guide's size and composite them: outside the mask, the guide itself.
 
-        requests: how many of the samples belong to each request that shared this batch, in order (a server
-        runs several requests in one `run`); None: one request. Each gets its own output in `.requests`, whose
-        metadata has its seeds, guides and timings (`prepare_s`: each request's time in `prepare`, or one
-        number for all), so that a caller never slices the batch's metadata itself.
+        The canvases are upscaled before they are mapped back to each guide's size, so outside the mask the
+        output is still the guide, pixel for pixel.
+
+        Args:
+            samples (`Samples`): from `run`.
+            guides (`Sequence[PreparedGuide]`): the same list `run` got.
+            settings (`Settings`): the same settings (`output_type` decides the form of `images`).
+            upscale (`bool`, *optional*): None = the model's upscaler when its config names one
+                (`sdedit.upscale`), True = it (an `InputError` if there is none), False = none.
+            requests (`Sequence[int]`, *optional*): how many of the samples belong to each request that shared
+                this batch, in order (a server runs several requests in one `run`); None: one request. Each gets
+                its own output in `.requests`, whose metadata has its seeds, guides and timings, so that a caller
+                never slices the batch's metadata itself.
+            prepare_s (`float` or `Sequence[float]`): each request's time in `prepare`, or one number for all.
+
+        Returns:
+            `SDEditOutput`: `images`, `metadata` and `canvases` (and `.requests` per request).
         """
         t_start = time.perf_counter()
         s = settings
@@ -749,25 +802,49 @@ class SDEditPipeline:
         negative_prompt: str | None = None,
         guidance_scale: float | None = None,
     ) -> SDEditOutput:
-        """Edit one guide (or a list of guides) into `num_images` samples each.
+        """Edit one guide (or a list of guides) into `num_images` samples each: 1. check the inputs, 2. prepare
+        each guide once, 3. K x (perturb to t0 -> reverse SDE) for all samples in one batch, 4. back to each
+        guide's size, the guide itself outside its mask.
 
-        image: PIL / numpy (H,W[,C]) uint8 or float in [0,1] / torch (C,H,W) in [0,1] / path; or a list.
-        mask_image: same forms, white (1) = may change; None edits everything. A list for a list of guides.
-        seed: one int (sample i gets seed + i), a list with one seed per sample, or None for a random one.
-        generator: instead of seeds, one torch.Generator per sample (or one, shared, for diffusers habits).
-        callback: receives a StepInfo (x_t and predicted x0) after every step, for progress and animation.
-        on_start: receives (repeat, x(t0)), the perturbed guide each repeat starts from (the first frame of
-            an animation), in the model's space.
-        official_mask_timing: re-noise the kept region as the official code does (see `samplers`); with
-            `reference` at N = T it reproduces ermongroup/SDEdit (README, "Masks").
-        strength_map: per pixel, its own t0 as a fraction of `strength` (the guide's size, in [0, 1]; 1 = the
-            full t0, 0 = kept exactly); same forms as mask_image, a list for a list of guides.
-        upscale: the model's learned upscaler on the result before it is mapped back (see `postprocess`);
-            None = on when the model's config names one, True = on (an InputError without one), False = off.
-        fill_outlines: fill each guide's closed outlines with their stroke colour first (see `prepare`).
-        prompt, negative_prompt, guidance_scale: text models only (`config.takes_text`). guidance_scale 1 is
-            none; above 1, classifier-free guidance (one batched UNet call per step) or, on an LCM, its guidance
-            input; turbo models take none. Default: the model's config.
+        Args:
+            image (`PIL.Image.Image`, `np.ndarray`, `torch.Tensor`, `str`, or a list of them): the guide: PIL,
+                numpy (H, W[, C]) uint8 or float in [0, 1], torch (C, H, W) in [0, 1], or a path.
+            mask_image (same forms, *optional*): white (1) = may change; None edits everything. A list for a list
+                of guides.
+            strength (`float`, *optional*): SDEdit's t0 in (0, 1]: small stays faithful to the guide, large is more
+                realistic. None = the config's default.
+            num_inference_steps (`int`, *optional*): the length of a full schedule (an edit runs round(t0 N)).
+            sampler (`str`, *optional*): `dpmpp`, `ddim`, `euler_a`, `reference`, `lcm` (`registry`).
+            repeats (`int`, *optional*): K passes, each from the last one's output inside the mask.
+            num_images (`int`): samples per guide, batched into one forward.
+            seed (`int` or `Sequence[int]`, *optional*): one int (sample i gets seed + i), a list with one seed per
+                sample, or None for random ones.
+            generator (`torch.Generator` or a list, *optional*): instead of seeds, one per sample (or one,
+                shared, for diffusers habits).
+            snr (`float`, *optional*): VE only: the Langevin corrector's signal-to-noise ratio; 0 = off.
+            fit (`str`, *optional*): "pad", "crop" or "stretch" (`imaging`).
+            output_type (`str`): "pil", "np", "pt", "uint8" or "model" (`SDEditOutput`).
+            callback (`Callable[[StepInfo], None]`, *optional*): x_t and the predicted x0 after every step, for
+                progress and animation.
+            progress (`bool`): a tqdm bar (`set_progress_bar_config`).
+            official_mask_timing (`bool`): re-noise the kept region as the official code does (`samplers`); with
+                `reference` at N = T it reproduces ermongroup/SDEdit (README, "Masks").
+            on_start (`Callable[[int, torch.Tensor], None]`, *optional*): (repeat, x(t0)), the perturbed guide
+                each repeat starts from (the first frame of an animation), in the model's space.
+            strength_map (same forms as `mask_image`, *optional*): per pixel, its own t0 as a fraction of
+                `strength` (the guide's size, in [0, 1]; 1 = the full t0, 0 = kept exactly); a list for a list
+                of guides.
+            upscale (`bool`, *optional*): the model's learned upscaler on the result before it is mapped back;
+                None = on when the config names one, True = on (an `InputError` without one), False = off.
+            fill_outlines (`bool`): fill each guide's closed outlines with their stroke colour first (`prepare`).
+            prompt (`str`, *optional*): text models only (`config.takes_text`).
+            negative_prompt (`str`, *optional*): text models with classifier-free guidance only.
+            guidance_scale (`float`, *optional*): 1 is none; above 1, classifier-free guidance (one batched UNet
+                call per step) or, on an LCM, its guidance input; turbo models take none. None = the config's.
+
+        Returns:
+            `SDEditOutput`: `images` in `output_type` (all samples of guide 0, then guide 1, ...) and `metadata`
+            (settings, seeds, timings). Every bad input raises an `InputError` or `LimitError` before any work.
         """
         t_start = time.perf_counter()
         images = list(image) if isinstance(image, (list, tuple)) else [image]

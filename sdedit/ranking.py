@@ -220,18 +220,33 @@ def pick(
     auto_strength: bool = False,
     rank_results: bool = True,
     judge: Judge | None = None,
+    strength_map=None,
+    fill_outlines: bool = False,
     **settings,
 ):
-    """`pipe(...)` with pick for me, for Python users: t0 picked per guide (`auto_strength`), and several samples
-    best first (`rank_results`). Returns the pipeline's `SDEditOutput` with `images` in that order, and
-    `metadata["ranking"]` (each sample's place, seed and why) and `metadata["auto_strength"]` when used.
+    """`pipe(...)` with pick for me, for Python users: t0 picked per guide, and several samples best first.
 
-        out = ranking.pick(pipe, "drawing.png", num_images=4, seed=0, auto_strength=True)
+        out = ranking.pick(pipe, "drawing.png", num_images=4, seed=0, auto_strength=True, fill_outlines=True)
         out.images[0]                      # the best; out.metadata["ranking"][0]["why"] says why
+
+    Args:
+        pipe (`SDEditPipeline`): the model to edit with.
+        image, mask_image, strength_map: one guide, its mask and strength map, as `SDEditPipeline.__call__` takes.
+        num_images (`int`): samples (seeds `seed`, `seed + 1`, ...).
+        seed (`int`): the first sample's seed.
+        auto_strength (`bool`): pick t0 per guide within the model's `follows` range (`pick_strength`).
+        rank_results (`bool`): order several samples best first (`rank`).
+        judge (`Judge`, *optional*): the measures; None = the shipped realism and identity networks.
+        fill_outlines (`bool`): fill the guide's closed outlines first, as the page does (`outlines`).
+        **settings: the rest of `SDEditPipeline.check_inputs` (strength, sampler, num_inference_steps, ...).
+
+    Returns:
+        `SDEditOutput`: `images` in that order, with `metadata["ranking"]` (each sample's place, seed and why)
+        and `metadata["auto_strength"]` when used.
     """
     judge = judge or default_judge()
     s = pipe.check_inputs(num_images=num_images, **settings)
-    guide = pipe.prepare(image, mask_image, s.fit)
+    guide = pipe.prepare(image, mask_image, s.fit, strength_map, fill_outlines)
     seeds = [seed + i for i in range(s.num_images)]
     choice = None
     if auto_strength:

@@ -101,7 +101,21 @@ def run_sweep(
     max_points: int = 12,
     **kwargs,
 ) -> SweepResult:
-    """Edit `image` once per strength with the same seeds, so columns differ only by t0."""
+    """Edit `image` once per strength with the same seeds, so columns differ only by t0.
+
+    Args:
+        pipe (`SDEditPipeline`): the model.
+        image, mask_image: the guide and its mask, as `SDEditPipeline.__call__` takes them.
+        strengths (`Sequence[float]`): the t0 values, 1 to `max_points` of them.
+        seed (`int`, *optional*): the first sample's seed (the same in every column); None = a random one.
+        num_images (`int`): samples per t0.
+        max_points (`int`): the most t0 values a sweep takes.
+        **kwargs: the rest of `SDEditPipeline.__call__` (sampler, num_inference_steps, fill_outlines, prompt...).
+
+    Returns:
+        `SweepResult`: the columns, each column's faithfulness (L2 to the guide) and metadata; `grid()` and
+        `plot()` draw them.
+    """
     strengths = [float(s) for s in strengths]
     if not 1 <= len(strengths) <= max_points:
         raise InputError(f"a sweep takes 1 to {max_points} strengths, not {len(strengths)}")
