@@ -640,3 +640,27 @@ def test_the_embedded_model_is_live_on_this_cpu():
     p = live.live_policy(None)
     assert p.ms_per_evaluation and p.ms_per_evaluation > 0
     assert p.allowed, f"a preview takes {p.preview_ms:.0f} ms here: {p.reason}"
+
+
+@pytest.mark.parametrize("others, n", [(0.0, 2), (1.0, 1)])
+def test_previews_follow_the_free_cores_as_edits_do(pipe, monkeypatch, others, n):
+    """A preview runs its network with the threads of the cores free now (sdedit.threads), as Generate does."""
+    from sdedit import threads
+
+    class Load:
+        def others(self):
+            return others
+
+    monkeypatch.setattr(threads, "_MONITOR", Load())
+    monkeypatch.setattr(threads, "_CORES", (time.monotonic() + 1e6, 2, None))
+    monkeypatch.setattr(threads, "_CACHE_S", 0.0)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "SDEDIT_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    fast = previews.preview_pipeline(pipe)
+    seen, forward = [], fast.unet.forward
+    monkeypatch.setattr(fast.unet, "forward", lambda *a, **k: seen.append(torch.get_num_threads()) or forward(*a, **k))
+    request = PreviewRequest(
+        "visitor-threads", 1, _stroke_canvas(False), None, PreviewSettings(pipe.config.name, 0.5, 3)
+    )
+    assert previews.compute_previews([request], pipe=fast)[0].jpeg
+    assert seen and set(seen) == {n}
