@@ -11,11 +11,11 @@ Both run on 127.0.0.1 / in-process only, with a fixed number of strokes or image
 
 **--quality** (a few minutes on 2 CPU cores): the paper's protocol of `python -m sdedit eval`, small: held-out
 emoji (never seen in training), split into guides (A) and a realism reference (B) as there, turned into
-stroke paintings, edited at the app's default t0 = 0.5 with each preview candidate (sampler, network
+stroke paintings, edited at t0 = 0.5 with each preview candidate (sampler, network
 evaluations, resolution) and with Generate's default (dpmpp, 20-step schedule = 10 evaluations). Realism is
 KID against B on the project's emoji features; faithfulness the paper's L2 to the guide; and "L2 to Generate"
 how far the preview is from the Generate result with the same seed (what the preview promises). Compute is
-the live path's own function (`sdedit.studio.live.compute_previews`: decode the 256 px canvas PNG, prepare,
+the live path's own function (`sdedit.studio.previews.compute_previews`: decode the 256 px canvas PNG, prepare,
 forward, composite, JPEG) on one canvas, median of repeated runs with one torch thread.
 
 **latency** (about two minutes): the app in this process on a free port, Debian's Chromium through
@@ -85,7 +85,7 @@ def candidate_pipe(pipe, resolution: int):
 
 
 def edit_all(pipe, strokes: np.ndarray, sampler: str, evaluations: int, seed: int, batch: int = 16) -> np.ndarray:
-    from sdedit.studio.live import preview_steps
+    from sdedit.studio.previews import preview_steps
 
     steps = preview_steps(0.5, evaluations)
     out = []
@@ -111,7 +111,7 @@ def smiley_request():
 
     from PIL import Image
 
-    from sdedit.studio.live import PreviewRequest, PreviewSettings
+    from sdedit.studio.previews import PreviewRequest, PreviewSettings
 
     canvas = Image.open(REPO / "examples" / "strokes-smiley.png").convert("RGB").resize((256, 256))
     buf = io.BytesIO()
@@ -121,8 +121,8 @@ def smiley_request():
 
 def time_preview(pipe, sampler: str, evaluations: int, repeats: int) -> dict:
     """The live path's compute for one 256 px canvas (the smiley example) on `pipe` as given (pass
-    `live.preview_pipeline(pipe)` for what the app's previews run on), ms: median and best of `repeats`."""
-    from sdedit.studio.live import compute_previews
+    `previews.preview_pipeline(pipe)` for what the app's previews run on), ms: median and best of `repeats`."""
+    from sdedit.studio.previews import compute_previews
 
     request = smiley_request()
     compute_previews([request], pipe=pipe, sampler=sampler, evaluations=evaluations)  # warm
@@ -142,7 +142,7 @@ def run_quality(num_guides: int, repeats: int, seed: int = 0) -> dict:
     from sdedit.lab.metrics import kid, l2_distances, stroke_versions
     from sdedit.pipeline import load_default
     from sdedit.strokes import default_median_size
-    from sdedit.studio.live import preview_pipeline
+    from sdedit.studio.previews import preview_pipeline
 
     t_begin = time.perf_counter()
     load_start = load_average()
@@ -203,7 +203,7 @@ def run_quality(num_guides: int, repeats: int, seed: int = 0) -> dict:
 def retime(r: dict, repeats: int) -> dict:
     """Time every candidate of a finished --quality run again (KID and L2 are deterministic and kept)."""
     from sdedit.pipeline import load_default
-    from sdedit.studio.live import preview_pipeline
+    from sdedit.studio.previews import preview_pipeline
 
     pipe = load_default()
     pipe.set_progress_bar_config(disable=True)
@@ -280,12 +280,12 @@ def strict_note(rows: list[dict], chosen: dict) -> str:
 
 QUALITY_INTRO = (
     "Measured {when} by `OMP_NUM_THREADS=1 python -m benchmarks.live_latency --quality` ({minutes:.1f} min): "
-    "{num_guides} held-out stroke guides (the protocol above{fewer}), realism reference B = {reference}, t0 = 0.5 "
-    "(the app's default), seed + i for guide i in every row. Compute: the live path "
-    "(`sdedit.studio.live.compute_previews`: the 256 px canvas PNG decoded, prepared, the forward, composited, "
+    "{num_guides} held-out stroke guides (the protocol above{fewer}), realism reference B = {reference}, t0 = 0.5, "
+    "seed + i for guide i in every row. Compute: the live path "
+    "(`sdedit.studio.previews.compute_previews`: the 256 px canvas PNG decoded, prepared, the forward, composited, "
     "JPEG) on one canvas, median (best) of {repeats} runs, {threads} torch thread on {cores} cores ({machine}), "
     "torch {torch}. The candidates run on the previews' network ({dtype} weights in channels-last order where the "
-    "CPU computes bf16 natively, `live.preview_pipeline`; the sampler in float32), Generate's row on its float32 "
+    "CPU computes bf16 natively, `previews.preview_pipeline`; the sampler in float32), Generate's row on its float32 "
     "network; every row follows the model's x0 clipping (the pipeline's default). {load}.{retimed}"
 )
 QUALITY_RETIMED = (
@@ -304,8 +304,8 @@ QUALITY_RULE = (
     "the one closer to Generate, then Generate's own sampler). Candidates of equal cost do the same network work, "
     "so their timings differ only by noise: whether a cost fits is decided by the median of its candidates' "
     "medians, and L2 to Generate within 0.1 is a tie, settled for Generate's own sampler. **Chosen: {chosen}** "
-    "(`sdedit/studio/live.py`: `PREVIEW_SAMPLER`, `PREVIEW_EVALUATIONS`){how}. Generate keeps its own settings: the "
-    "preview shows where the picture is going, Generate gives the full-quality samples. {strict}"
+    "(`sdedit/studio/previews.py`: `PREVIEW_SAMPLER`, `PREVIEW_EVALUATIONS`){how}. Generate keeps its own "
+    "settings: the preview shows where the picture is going, Generate gives the full-quality samples. {strict}"
 )
 QUALITY_BY_STEP_3 = ", by step (3): on this loaded machine no realistic candidate fit {budget:.0f} ms"
 
@@ -406,17 +406,17 @@ def run_precision(rounds: int) -> dict:
     the bf16 preview's time goes, stage by stage."""
     import torch
 
+    from sdedit.accel import has_bf16_cpu
     from sdedit.imaging import composite, unplace
-    from sdedit.lab.hardware import has_bf16_cpu
     from sdedit.pipeline import load_default
-    from sdedit.studio import live
+    from sdedit.studio import previews
 
     load_start = load_average()
     pipe = load_default()
     variants = {
         "fp32, Generate's weights": pipe,
-        "fp32, channels-last copy": live.preview_pipeline(pipe, torch.float32),
-        "bf16, channels-last copy": live.preview_pipeline(pipe, torch.bfloat16),
+        "fp32, channels-last copy": previews.preview_pipeline(pipe, torch.float32),
+        "bf16, channels-last copy": previews.preview_pipeline(pipe, torch.bfloat16),
     }
     request = smiley_request()
     x = torch.zeros(1, pipe.unet.config.in_channels, pipe.config.resolution, pipe.config.resolution)
@@ -427,13 +427,13 @@ def run_precision(rounds: int) -> dict:
         for _ in range(2):  # warm
             for name, p in variants.items():
                 calls[name](x, level)
-                live.compute_previews([request], pipe=p)
+                previews.compute_previews([request], pipe=p)
         for _ in range(rounds):
             for name, p in variants.items():
                 t0 = time.perf_counter()
                 calls[name](x, level)
                 t1 = time.perf_counter()
-                (res,) = live.compute_previews([request], pipe=p)
+                (res,) = previews.compute_previews([request], pipe=p)
                 t2 = time.perf_counter()
                 assert res.error is None, res.error
                 times[name]["evaluation"].append((t1 - t0) * 1000)
@@ -455,12 +455,12 @@ def run_precision(rounds: int) -> dict:
         row["evaluation_ratio"] = row["evaluation_ms"] / base["evaluation_ms"]
     # where the bf16 preview's time goes (the steps of compute_previews, timed one by one)
     fast = variants["bf16, channels-last copy"]
-    checked = fast.check_inputs(strength=0.5, num_inference_steps=live.preview_steps(0.5), sampler="dpmpp", snr=0.0)
+    checked = fast.check_inputs(strength=0.5, num_inference_steps=previews.preview_steps(0.5), sampler="dpmpp", snr=0.0)
     stage_times: dict[str, list[float]] = {"decode the canvas PNG": [], "prepare": [], "run (2 evaluations)": []}
     stage_times.update({"map back (Lanczos to 256 px) + composite": [], "JPEG": []})
     for _ in range(rounds):
         t = [time.perf_counter()]
-        guide = live._image(request.guide, "canvas").convert("RGB")
+        guide = previews._image(request.guide, "canvas").convert("RGB")
         t.append(time.perf_counter())
         g = fast.prepare(guide, None, checked.fit)
         t.append(time.perf_counter())
@@ -468,7 +468,7 @@ def run_precision(rounds: int) -> dict:
         t.append(time.perf_counter())
         rgb = composite(g.rgb, unplace(samples.canvases[0], g.placement, g.rgb), g.mask)
         t.append(time.perf_counter())
-        live._jpeg(rgb)
+        previews._jpeg(rgb)
         t.append(time.perf_counter())
         for values, a, b in zip(stage_times.values(), t[:-1], t[1:], strict=True):
             values.append((b - a) * 1000)
@@ -476,7 +476,7 @@ def run_precision(rounds: int) -> dict:
         "rows": rows,
         "stages": {k: statistics.median(v) for k, v in stage_times.items()},
         "native_bf16": has_bf16_cpu(),
-        "preview_dtype": str(live.preview_dtype(pipe)).replace("torch.", ""),
+        "preview_dtype": str(previews.preview_dtype(pipe)).replace("torch.", ""),
         "rounds": rounds,
         "load_start": load_start,
         "load_end": load_average(),

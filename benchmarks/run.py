@@ -104,11 +104,11 @@ def bench_batch(pipe, batch: int, args, device: torch.device, peak: float | None
     def denoise_fn(settings, steps_limit: int | None = None):
         prepared = [pipe.prepare(guide, None, "pad")] * batch
         x0 = torch.stack([g.x0 for g in prepared]).to(device)
-        field = pipe.strengths(prepared)  # the per-pixel strength (None: the whole canvas at t0)
+        smap = pipe.strengths(prepared)
 
         def run():
             noise = NoiseSource.from_seeds(range(batch), device)
-            g = Guide(x0, noise.randn_like(x0), strength=field)
+            g = Guide(x0, noise.randn_like(x0), strength=smap)
             if steps_limit is None:
                 return pipe.denoise(g, settings, noise)
             ts = vp_timesteps(pipe.num_train_timesteps, settings.num_inference_steps, strength)[:steps_limit]

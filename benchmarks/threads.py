@@ -199,6 +199,10 @@ def render(res: dict) -> str:
         f"| {name} | {v['idle']:.2f} | {v['busy']:.2f} | {q[f'{name}_busy_vs_idle']:.2f}x |" for name, v in m.items()
     )
     la = res["load_average"]
+    auto_idle = _met(q["sdedit_idle_vs_default_idle"], t["auto_idle_vs_default"])
+    lib_busy = _met(q["sdedit_busy_vs_idle"], t["busy_vs_idle"])
+    app_busy = _met(q["app_busy_vs_idle"], t["busy_vs_idle"])
+    app_idle = _met(q["app_idle_vs_default_idle"], t["app_vs_library"])
     return f"""## CPU threads: the free cores, per edit
 
 Measured {res["measured"]} by `python -m benchmarks.threads` on {res["machine"]["cpus"]} CPU cores (1-minute load
@@ -211,9 +215,9 @@ all its outputs (results and animation).
 |---|---|---|---|
 {rows}
 
-- The library (`sdedit`, threads "auto") idle, against torch's default idle: {_met(q["sdedit_idle_vs_default_idle"], t["auto_idle_vs_default"])}
-- Beside one busy process, against its own idle time: the library {_met(q["sdedit_busy_vs_idle"], t["busy_vs_idle"])}, the app {_met(q["app_busy_vs_idle"], t["busy_vs_idle"])}
-- The app's `/edit` idle, against the plain library call under torch's defaults: {_met(q["app_idle_vs_default_idle"], t["app_vs_library"])}
+- The library (`sdedit`, threads "auto") idle, against torch's default idle: {auto_idle}
+- Beside one busy process, against its own idle time: the library {lib_busy}, the app {app_busy}
+- The app's `/edit` idle, against the plain library call under torch's defaults: {app_idle}
 
 **The rule** (`sdedit/threads.py`): torch keeps OpenMP's own spin-waiting, which is what makes two threads fast
 when both cores are free, and each edit sets the threads of the thread that runs the network to the usable cores

@@ -21,7 +21,7 @@ EDIT_PATH = [
     ("browser", "paint strokes on the Paint tab, press Generate"),
     ("sdedit/studio/tabs/paint.py", "the tab builds its own guide from its editor (guides.paint_guide)"),
     ("sdedit/studio/jobs.py: prepare_edit", "pipe.check_inputs, then pipe.prepare: the guide, once, in model space"),
-    ("sdedit/studio/batching.py", "MicroBatcher: requests with matching settings share one forward"),
+    ("sdedit/studio/queue.py", "the serving queue: requests with matching settings share one forward"),
     ("sdedit/studio/jobs.py: run_jobs", "pipe.run over every request's prepared guides, one seed per sample"),
     ("sdedit/pipeline.py: run", "K repeats; each: Guide(x0, e, strength) -> denoise"),
     ("sdedit/registry.py", "the sampler's row builds its loop and schedule"),
@@ -32,7 +32,7 @@ EDIT_PATH = [
 ]
 
 WINGS = [
-    ("Studio wing  ·  sdedit/studio/", "the Gradio app: one module per job, one per tab", "studio", "#fde7d3"),
+    ("Studio wing  ·  sdedit/studio/", "the Gradio app: imports the engine only", "studio", "#fde7d3"),
     ("Engine  ·  sdedit/", "SDEdit itself: imports no wing", "engine", "#dbe8f6"),
     ("Lab wing  ·  sdedit/lab/", "training and measurement: imports the engine only", "lab", "#e2f1dc"),
 ]
@@ -73,8 +73,8 @@ def draw(out: Path = OUT) -> Path:
     ax.text(
         0.3,
         height - 0.9,
-        "Doors: app.py (the Space's app file) → studio · python -m sdedit (sdedit/cli.py) → every wing · "
-        "the Python API (SDEditPipeline) → engine",
+        "Doors: app.py (the Space's app file) → studio · python -m sdedit (sdedit/cli.py) → every wing "
+        "(examples: sdedit/choose_examples.py, studio + lab) · the Python API (SDEditPipeline) → engine",
         fontsize=11.5,
         va="center",
         color="#333",

@@ -36,6 +36,8 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cache
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +51,17 @@ from .pipeline import SDEditPipeline
 Tensor = torch.Tensor
 ModelFn = Callable[[Tensor, Tensor], Tensor]
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+@cache
+def has_bf16_cpu() -> bool:
+    """AMX or AVX512-BF16: the CPUs on which bf16 is faster than fp32, not slower (emulated bf16 is slower).
+    Read once: every live preview asks, and a CPU's flags do not change while the process runs."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,10 @@
 """Command line: `python -m sdedit {edit,sweep,info,models,train,train-upscaler,eval,examples,batch} --help`.
 
-python -m sdedit edit --guide strokes.png --strength 0.5 --num 4 --out out/
+python -m sdedit edit --guide strokes.png --strength 0.5 --out result.png   # one result: this file
+python -m sdedit edit --guide strokes.png --num 4 --out 'result-{i}.png'     # one file per result ({i} or {seed})
+python -m sdedit edit --guide strokes.png --num 4 --out out/                 # a folder (names and a metadata JSON)
 python -m sdedit edit --model google/ddpm-church-256 --guide photo.png --mask mask.png --sampler reference
+python -m sdedit edit --model sd-turbo --guide sketch.png --prompt "a lighthouse at dusk, oil painting"
 python -m sdedit sweep --guide strokes.png --strengths 0.2,0.4,0.6,0.8 --out sweep/
 python -m sdedit info out/strokes-t0.5-dpmpp-seed0.png        # the settings a result carries
 """
@@ -13,9 +16,19 @@ import json
 import sys
 from pathlib import Path
 
-from . import registry, threads
+from . import outpaths, registry, threads
 from .errors import SDEditError
 from .recall import describe, read_inputs, read_settings, save_png, settings_of
+
+EDIT_EXAMPLES = """where --out writes:
+  python -m sdedit edit --guide heart.png --out result.png                # one result: the file result.png
+  python -m sdedit edit --guide heart.png --num 4 --out 'result-{i}.png'  # result-0.png ... result-3.png ({seed} too)
+  python -m sdedit edit --guide heart.png --num 4 --out results/          # a folder: named by the CLI, + metadata JSON
+"""
+SWEEP_EXAMPLES = """where --out writes:
+  python -m sdedit sweep --guide heart.png --out sweep.png   # the grid only, as sweep.png
+  python -m sdedit sweep --guide heart.png --out sweep/      # a folder: grid, L2 plot, every image, rows as JSON
+"""
 
 
 def _edit_args(p: argparse.ArgumentParser, sweep: bool = False) -> None:
@@ -29,14 +42,39 @@ def _edit_args(p: argparse.ArgumentParser, sweep: bool = False) -> None:
             default=None,
             help="greyscale image the guide's size: each pixel's own t0 as a fraction of --strength (black = kept)",
         )
+    p.add_argument(
+        "--fill-outlines",
+        action="store_true",
+        help="fill each closed outline with its stroke colour first (a thin outline fades in the noise)",
+    )
     p.add_argument("--steps", type=int, default=None, help="steps of a full schedule; an edit runs round(t0 x steps)")
     p.add_argument("--sampler", default=None, help=registry.describe())
     p.add_argument("--repeats", type=int, default=None, help="K: re-run SDEdit on its own output K times")
     p.add_argument("--num", type=int, default=1, help="samples per guide, batched into one forward pass")
     p.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample i uses seed + i")
     p.add_argument("--snr", type=float, default=None, help="VE only: Langevin corrector signal-to-noise (0 = off)")
+    p.add_argument("--prompt", default=None, help="text models (Stable Diffusion) only: what the result should show")
+    p.add_argument(
+        "--negative-prompt", default=None, help="text models only: what it should not show (needs guidance above 1)"
+    )
+    p.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=None,
+        help="text models only: classifier-free guidance, 1 = none (default: the model's; turbo models take none)",
+    )
     p.add_argument("--fit", choices=("pad", "crop", "stretch"), default=None, help="how a non-square guide is fitted")
-    p.add_argument("--out", default="outputs", help="output folder")
+    if sweep:
+        p.add_argument(
+            "--out", default="outputs", help="folder for the grid, plot, images and rows; or x.png: the grid only"
+        )
+    else:
+        p.add_argument(
+            "--out",
+            default="outputs",
+            help="x.png: the file of one result; x-{i}.png or x-{seed}.png: one file per result; else a folder "
+            "(files named by guide, t0, sampler and seed, with a metadata JSON). PNGs carry their settings",
+        )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--dtype", default=None, help="auto, float32, bfloat16, float16")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -59,16 +97,39 @@ def _settings(args) -> dict:
         num_images=args.num,
         snr=args.snr,
         fit=args.fit,
+        prompt=args.prompt,
+        negative_prompt=args.negative_prompt,
+        guidance_scale=args.guidance_scale,
         progress=not args.no_progress,
         upscale=False if args.no_upscale else None,  # None: the model's default (on when it has an upscaler)
+        fill_outlines=args.fill_outlines,
     )
 
 
+def _save(img, path: Path, settings: dict) -> None:
+    """A result as `path`: a PNG carries its settings (`sdedit info`); JPEG and WebP are plain images."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".png":
+        save_png(img, path, settings)
+    else:
+        img.convert("RGB").save(path, quality=95)
+
+
 def cmd_edit(args) -> int:
+    target = outpaths.target(args.out, args.num)  # a file for several images is refused before the model loads
     pipe = _pipe(args)
     kw = dict(strength_map=args.strength_map)
     out = pipe(args.guide, args.mask, strength=args.strength, seed=args.seed, **kw, **_settings(args))
-    folder = Path(args.out)
+    m = out.metadata
+    done = f"({m['model']}, {m['sampler']}, t0={m['strength']:g}, {m['steps']} steps x {m['repeats']} repeats, "
+    done += f"{m['timings']['total_s']:.2f} s)"
+    if target.folder is None:
+        files = target.files(m["seeds"])
+        for i, (img, path) in enumerate(zip(out.images, files, strict=True)):
+            _save(img, path, settings_of(m, i))
+        print(f"{len(files)} image(s) -> {', '.join(map(str, files))}  {done}")
+        return 0
+    folder = target.folder
     folder.mkdir(parents=True, exist_ok=True)
     stem = Path(args.guide).stem
     paths = []
@@ -78,11 +139,7 @@ def cmd_edit(args) -> int:
         paths.append(str(path))
     meta_path = folder / f"{stem}-metadata.json"
     meta_path.write_text(json.dumps({**out.metadata, "outputs": paths}, indent=2) + "\n")
-    m = out.metadata
-    print(
-        f"{len(paths)} image(s) -> {folder}/  ({m['model']}, {m['sampler']}, t0={m['strength']:g}, "
-        f"{m['steps']} steps x {m['repeats']} repeats, {m['timings']['total_s']:.2f} s)"
-    )
+    print(f"{len(paths)} image(s) -> {folder}/  {done}")
     return 0
 
 
@@ -114,11 +171,21 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 
 def cmd_sweep(args) -> int:
-    from .lab.sweep import parse_strengths, run_sweep
+    from .sweep import parse_strengths, run_sweep
 
+    target = outpaths.target(args.out, 1, patterns=False)
     pipe = _pipe(args)
     result = run_sweep(pipe, args.guide, args.mask, parse_strengths(args.strengths), seed=args.seed, **_settings(args))
-    folder = Path(args.out)
+    rows = result.rows()
+    for row in rows:
+        print(f"t0={row['strength']:<5g} L2 to guide = {row['l2_to_guide']:.3f}")
+    if target.folder is None:  # one file: the grid
+        (path,) = target.files([args.seed])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        result.grid().convert("RGB").save(path)
+        print(f"grid -> {path}")
+        return 0
+    folder = target.folder
     folder.mkdir(parents=True, exist_ok=True)
     stem = Path(args.guide).stem
     result.grid().save(folder / f"{stem}-sweep.png")
@@ -126,11 +193,7 @@ def cmd_sweep(args) -> int:
     for s, imgs in zip(result.strengths, result.images, strict=True):
         for i, img in enumerate(imgs):
             img.save(folder / f"{stem}-t{s:g}-{i}.png")
-    (folder / f"{stem}-sweep.json").write_text(
-        json.dumps({"rows": result.rows(), "runs": result.metadata}, indent=2) + "\n"
-    )
-    for row in result.rows():
-        print(f"t0={row['strength']:<5g} L2 to guide = {row['l2_to_guide']:.3f}")
+    (folder / f"{stem}-sweep.json").write_text(json.dumps({"rows": rows, "runs": result.metadata}, indent=2) + "\n")
     print(f"grid -> {folder / (stem + '-sweep.png')}")
     return 0
 
@@ -141,7 +204,8 @@ def cmd_models(args) -> int:
     for cfg in model_configs().values():
         where = "embedded" if cfg.local_path.is_dir() else f"Hub: {cfg.source}"
         star = "*" if cfg.default else " "
-        print(f"{star} {cfg.name:<22} {cfg.sde.upper()}  {cfg.resolution:>4}px  {where:<34} {cfg.license}")
+        kind = ("text" if cfg.takes_text else "    ") + (" GPU" if cfg.needs_gpu else "    ")
+        print(f"{star} {cfg.name:<22} {cfg.sde.upper()}  {cfg.resolution:>4}px  {kind}  {where:<40} {cfg.license}")
     return 0
 
 
@@ -189,6 +253,12 @@ def cmd_eval(args) -> int:
     return main_eval(args)
 
 
+def cmd_freehand(args) -> int:
+    from .lab.freehand import main
+
+    return main(args)
+
+
 def cmd_batch(args) -> int:
     from .batch import main_batch
 
@@ -196,9 +266,9 @@ def cmd_batch(args) -> int:
 
 
 def cmd_examples(args) -> int:
-    from .studio.first_click import main_examples
+    from .choose_examples import main
 
-    return main_examples(args)
+    return main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,10 +279,21 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n", 1)[1],
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("edit", help="perturb a guide to t0 and denoise it back: stroke synthesis, editing, compositing")
+    raw = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser(
+        "edit",
+        help="perturb a guide to t0 and denoise it back: stroke synthesis, editing, compositing",
+        epilog=EDIT_EXAMPLES,
+        formatter_class=raw,
+    )
     _edit_args(p)
     p.set_defaults(func=cmd_edit)
-    p = sub.add_parser("sweep", help="a grid of outputs over t0, with the faithfulness (L2) curve")
+    p = sub.add_parser(
+        "sweep",
+        help="a grid of outputs over t0, with the faithfulness (L2) curve",
+        epilog=SWEEP_EXAMPLES,
+        formatter_class=raw,
+    )
     _edit_args(p, sweep=True)
     p.add_argument("--strengths", default=None, help="comma-separated t0 values (default 0.1,0.2,...,1.0)")
     p.set_defaults(func=cmd_sweep)
@@ -243,6 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_args(p)
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("freehand", help="the freehand benchmark: scripted drawings, with and without guide help")
+    from .lab.freehand import add_args as add_freehand_args
+
+    add_freehand_args(p)
+    p.set_defaults(func=cmd_freehand)
     p = sub.add_parser("features", help="train the small feature network that KID uses (models/emoji-features)")
     p.add_argument("--out", default="models/emoji-features", help="output folder")
     p.add_argument("--data", default="fluent-emoji-3d", help="image set key or folder (sub-folder = category)")

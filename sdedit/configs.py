@@ -37,6 +37,13 @@ def data_root(home: str | None = None, checkout: Path | None = None, prefix: str
 
 REPO_ROOT = data_root()
 SDES = ("vp", "ve")
+# "pixel": a diffusers UNet2DModel on the image itself; "sd": a Stable Diffusion checkpoint (a text-conditioned
+# UNet2DConditionModel on the latents of an AutoencoderKL, a CLIP text encoder), entering through `latent`;
+# "sdxl": SDXL's (two text encoders, the canvas size as a condition).
+FAMILIES = ("pixel", "sd", "sdxl")
+# How a latent model was distilled: "turbo" (adversarial diffusion distillation: few steps, no classifier-free
+# guidance), "lcm" (latent consistency: few steps, the guidance scale is an input of the UNet).
+DISTILLATIONS = (None, "turbo", "lcm")
 
 
 def repo_relative(path: str | Path) -> str:
@@ -57,6 +64,7 @@ class Sampling:
     num_inference_steps: int = 20
     repeats: int = 1
     snr: float = 0.0
+    guidance_scale: float = 1.0  # classifier-free guidance (text models only); 1 = none
 
     @property
     def steps(self) -> int:
@@ -82,15 +90,46 @@ class ModelConfig:
     palette: tuple[str, ...] = ()
     examples: tuple[str, ...] = ()
     upscaler: str | None = None  # a folder (relative to the repository) with a learned upscaler (sdedit.upscale)
+    family: str = "pixel"  # FAMILIES
+    distilled: str | None = None  # DISTILLATIONS
+    preview_decoder: str | None = None  # a tiny autoencoder (TAESD: Hub id or folder) for fast previews of latents
+    needs_gpu: bool = False  # too slow for interactive use on a CPU (measured; the config says where)
+    live_on_cpu: bool = True  # whether live previews are worth running on a CPU
+    # the t0 range in which the model follows drawings, measured (lab/freehand.py); the Strength slider says it
+    follows: tuple[float, float] | None = None
+    brush_size: int | None = None  # the Paint canvas's default brush (px at 256), measured (lab/freehand.py)
     config_path: str = ""
 
     def __post_init__(self):
         if self.sde not in SDES:
             raise ValueError(f"{self.name}: sde must be one of {SDES}, not {self.sde!r}")
+        if self.family not in FAMILIES:
+            raise ValueError(f"{self.name}: family must be one of {FAMILIES}, not {self.family!r}")
+        if self.distilled not in DISTILLATIONS:
+            raise ValueError(f"{self.name}: distilled must be one of {DISTILLATIONS}, not {self.distilled!r}")
+        if self.follows is not None:
+            lo, hi = self.follows
+            if not 0.0 < lo <= hi <= 1.0:
+                raise ValueError(f"{self.name}: follows must be [lo, hi] with 0 < lo <= hi <= 1, not {self.follows}")
+        if self.brush_size is not None and not 1 <= self.brush_size <= 60:
+            raise ValueError(f"{self.name}: brush_size must be from 1 to 60 px, not {self.brush_size}")
 
     @property
     def samplers(self) -> tuple[str, ...]:
-        return registry.names(self.sde)
+        return registry.names(self.sde, distilled=self.distilled is not None)
+
+    @property
+    def takes_text(self) -> bool:
+        """Whether the model is conditioned on a text prompt (every latent family today)."""
+        return self.family != "pixel"
+
+    @property
+    def guidance(self) -> str:
+        """How `guidance_scale` acts: "cfg" (classifier-free guidance, one batched call of the conditional and
+        unconditional prompt), "embedded" (an input of an LCM's UNet), "none" (turbo models, pixel models)."""
+        if not self.takes_text or self.distilled == "turbo":
+            return "none"
+        return "embedded" if self.distilled == "lcm" else "cfg"
 
     @property
     def data_range(self) -> tuple[float, float]:
@@ -117,6 +156,33 @@ class ModelConfig:
     @property
     def label(self) -> str:
         return self.title or self.name
+
+
+@dataclass(frozen=True)
+class ModelTraits:
+    """What a page or a client needs to know about a model before loading it (`traits`)."""
+
+    takes_text: bool  # show a prompt box
+    guidance: str  # ModelConfig.guidance: "cfg" shows a negative prompt and a guidance scale
+    guidance_scale: float  # its default
+    canvas: int  # the model's canvas size in pixels (512 for SD 1.x and 2.x)
+    needs_gpu: bool  # too slow for interactive use on a CPU
+    live: bool  # whether live previews are on for this model on the device asked about
+    preview_decoder: str | None  # the tiny autoencoder that decodes its previews, if any
+
+
+def traits(cfg: ModelConfig, device: str = "cpu") -> ModelTraits:
+    """A model's traits on a device type ("cpu", "cuda"): from its config, without loading it."""
+    on_cpu = str(device).split(":")[0] == "cpu"
+    return ModelTraits(
+        takes_text=cfg.takes_text,
+        guidance=cfg.guidance,
+        guidance_scale=cfg.defaults.guidance_scale,
+        canvas=cfg.resolution,
+        needs_gpu=cfg.needs_gpu,
+        live=cfg.live_on_cpu or not on_cpu,
+        preview_decoder=cfg.preview_decoder,
+    )
 
 
 def is_hub_id(text: str) -> bool:
@@ -147,8 +213,10 @@ def parse_config(raw: dict, path: Path | None = None) -> ModelConfig:
     defaults = _sampling(raw.pop("defaults", None), Sampling())
     paper = _sampling(raw.pop("paper", None), Sampling(0.5, "reference", 1000, 1))
     bg = raw.pop("background", (255, 255, 255))
+    follows = raw.pop("follows", None)
     cfg = ModelConfig(
         **raw,
+        follows=tuple(float(v) for v in follows) if follows is not None else None,
         defaults=defaults,
         paper=paper,
         background=tuple(bg) if bg is not None else None,

@@ -25,6 +25,7 @@ def random_seed() -> int:
 def check_seed(seed) -> int:
     if isinstance(seed, bool):
         raise InputError(f"seed must be a whole number from 0 to {MAX_SEED}, not {seed!r}")
+    given = seed
     if not isinstance(seed, int):
         try:
             as_float = float(seed)
@@ -34,7 +35,8 @@ def check_seed(seed) -> int:
             raise InputError(f"seed must be a whole number from 0 to {MAX_SEED}, not {seed!r}")
         seed = int(as_float)
     if not 0 <= seed <= MAX_SEED:
-        raise InputError(f"seed must be from 0 to {MAX_SEED}, not {seed}")
+        shown = str(given)  # as it was given: 1e+308, not its 309 digits
+        raise InputError(f"seed must be from 0 to {MAX_SEED}, not {shown if len(shown) <= 40 else shown[:37] + '...'}")
     return seed
 
 

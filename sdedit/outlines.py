@@ -152,8 +152,14 @@ def fill_outlines(
 ) -> Filled:
     """Fill each closed outline of a drawing with its stroke colour (the module docstring has the rule).
 
-    image: (H, W, 3) uint8, the flattened drawing. painted: (H, W) bool, the drawn pixels when known (a paint
-    layer's alpha, a mask); None = where `image` differs from `background`.
+    Args:
+        image (`np.ndarray`): (H, W, 3) uint8, the flattened drawing.
+        painted (`np.ndarray`, *optional*): (H, W) bool, the drawn pixels when known (a paint layer's alpha, a
+            mask); None = where `image` differs from `background`.
+        background (`tuple[int, int, int]`, *optional*): the plain colour the drawing is on (white when None).
+
+    Returns:
+        `Filled`: the filled image, the pixels that changed colour, and how many regions were filled.
     """
     rgb = np.ascontiguousarray(np.asarray(image, dtype=np.uint8)[..., :3])
     h, w = rgb.shape[:2]
@@ -217,3 +223,20 @@ def guide_hint(image: np.ndarray, painted: np.ndarray | None = None, background=
     rgb = np.asarray(image, dtype=np.uint8)[..., :3]
     drawn = painted_pixels(rgb, background) if painted is None else np.asarray(painted, dtype=bool)
     return HINT if thin_lines(drawn) else None
+
+
+def fill_guide(
+    rgb: np.ndarray, mask: np.ndarray | None = None, background: tuple[int, int, int] | None = (255, 255, 255)
+) -> tuple[np.ndarray, np.ndarray | None, Filled]:
+    """The guide help of an edit (`SDEditPipeline(..., fill_outlines=True)`): (guide, mask, what was filled).
+
+    No mask: the drawn pixels are those that differ from the model's `background`. With a mask (H, W) in
+    [0, 1]: the drawn pixels are those above 0.5, the colours come from the guide, and the mask grows by the
+    filled pixels (they may change, as the strokes that enclose them). Filling a filled guide changes nothing.
+    """
+    if mask is None:
+        filled = fill_outlines(rgb, None, background)
+        return filled.image, None, filled
+    filled = fill_outlines(rgb, np.asarray(mask) > 0.5)
+    grown = np.maximum(mask, filled.filled.astype(np.asarray(mask).dtype)) if filled.holes else mask
+    return filled.image, grown, filled

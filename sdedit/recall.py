@@ -2,9 +2,11 @@
 
 Like A1111's "PNG info" and ComfyUI's workflow chunk, each PNG holds one `sdedit` text chunk with a JSON
 object of what made it (model, sampler, steps, t0, repeats, its own seed, which of how many samples it was,
-the app's mask dilation and feather, whether a mask or a strength map was used) plus a human-readable
-`parameters` line. `python -m sdedit info FILE.png` prints them; the app restores them when such a PNG is
-dropped on it. The same seed with the same guide and settings gives the same image again.
+the app's mask dilation and feather, whether a mask or a strength map was used, whether closed outlines were
+filled; for a text model its prompt, negative prompt and guidance scale) plus a human-readable `parameters`
+line. `call_kwargs` turns the settings back into a pipeline call. `python -m sdedit info FILE.png` prints them;
+the app restores them when such a PNG is dropped on it. The same seed with the same guide and settings gives the
+same image again.
 
 The app's PNGs also carry what the model got, so that a dropped PNG can be redone without its guide at
 hand: the guide, the mask and the strength map, each as PNG bytes in a private ancillary chunk of its own
@@ -41,6 +43,22 @@ KEYS = (
     "upscaler",
     "mask_dilation",  # the app's mask refinement (its metadata has them; the engine's does not)
     "mask_feather",
+    "prompt",  # text models only (a pixel model's metadata has none of these three)
+    "negative_prompt",
+    "guidance_scale",
+)
+# the settings that are arguments of SDEditPipeline.__call__ under the same name
+CALL_KEYS = (
+    "strength",
+    "sampler",
+    "num_inference_steps",
+    "repeats",
+    "snr",
+    "fit",
+    "fill_outlines",
+    "prompt",
+    "negative_prompt",
+    "guidance_scale",
 )
 # What the model got, each as PNG bytes in a private ancillary chunk (lower-case first and second letters:
 # ancillary and private; upper-case third: the reserved bit; lower-case fourth: safe to copy).
@@ -59,6 +77,7 @@ def settings_of(metadata: dict, index: int = 0) -> dict:
     out["sample"] = index % n  # call's first seed, so the whole set can be redone
     out["masked"] = bool((metadata.get("masked") or [False])[guide])
     out["strength_map"] = bool((metadata.get("strength_map") or [False])[guide])
+    out["fill_outlines"] = bool((metadata.get("fill_outlines") or [False])[guide])
     return out
 
 
@@ -74,7 +93,25 @@ def describe(settings: dict) -> str:
     ]
     if settings.get("masked"):
         parts.append("mask" if not settings.get("strength_map") else "strength map")
+    if settings.get("fill_outlines"):
+        parts.append("outlines filled")
+    if settings.get("guidance_scale") is not None:
+        parts.append(f"guidance {settings['guidance_scale']:g}")
+    if settings.get("negative_prompt"):
+        parts.append(f"negative prompt {json.dumps(settings['negative_prompt'], ensure_ascii=False)}")
+    if settings.get("prompt"):
+        parts.append(f"prompt {json.dumps(settings['prompt'], ensure_ascii=False)}")
     return ", ".join(parts)
+
+
+def call_kwargs(settings: dict) -> dict:
+    """The arguments of an `SDEditPipeline` call that redoes the result these settings describe (with its guide,
+    mask and strength map): the recorded settings under their call names, and the seed. The model is
+    `settings["model"]`; a VE-only `snr` of None and a pixel model's missing prompt are left out."""
+    kwargs = {k: settings[k] for k in CALL_KEYS if settings.get(k) is not None}
+    if settings.get("seed") is not None:
+        kwargs["seed"] = settings["seed"]
+    return kwargs
 
 
 def png_info(settings: dict, inputs: dict[str, bytes] | None = None) -> PngInfo:

@@ -43,6 +43,8 @@ class SamplerSpec:
     default_steps: int | None = 20  # full-schedule length when none is given; None: the model's T
     corrector: frozenset[str] = frozenset()  # SDEs on which `snr` adds Langevin corrector steps
     limits_x0: bool = True  # follows the model's clipping / thresholding (the official reference loop does not)
+    for_distilled: bool = False  # offered only to distilled models (a config's `distilled`)
+    max_steps: int | None = None  # the longest full schedule it can make (None: the model's T)
 
     @property
     def sdes(self) -> tuple[str, ...]:
@@ -72,7 +74,9 @@ def _diffusers(class_name: str, overrides: dict, sigma_space: bool = False) -> B
             import diffusers
 
             cls = getattr(diffusers, class_name)
-            template = cls.from_config(pipe.scheduler.config, timestep_spacing="trailing", **overrides)
+            # the pipeline's model always predicts eps (SDEditPipeline.model_fn converts a v-prediction model)
+            config = {"timestep_spacing": "trailing", "prediction_type": "epsilon", **overrides}
+            template = cls.from_config(pipe.scheduler.config, **config)
             template.set_timesteps(s.num_inference_steps)  # on the host: the samplers read levels there, no syncs
             per_model[s.num_inference_steps] = template
         return sample_scheduler, SchedulerSchedule(copy.deepcopy(template), s.steps, sigma_space)
@@ -120,6 +124,14 @@ SAMPLERS: dict[str, SamplerSpec] = {
         ),
         SamplerSpec("euler_a", "Euler ancestral", {"vp": _diffusers("EulerAncestralDiscreteScheduler", {}, True)}),
         SamplerSpec(
+            "lcm",
+            "LCM (consistency steps)",
+            {"vp": _diffusers("LCMScheduler", {"clip_sample": False, "thresholding": False})},
+            default_steps=4,
+            for_distilled=True,
+            max_steps=50,  # LCMScheduler's original_inference_steps: its grid is a subset of that one
+        ),
+        SamplerSpec(
             "reference",
             "Reference (paper's SDE loop)",
             {"vp": _ddpm, "ve": _ve_euler_maruyama},
@@ -135,9 +147,12 @@ def get(name: str) -> SamplerSpec:
     return SAMPLERS[name]
 
 
-def names(sde: str) -> tuple[str, ...]:
-    """The samplers that run on `sde`, in the order the app lists them."""
-    return tuple(name for name, spec in SAMPLERS.items() if sde in spec.builders)
+def names(sde: str, distilled: bool = False) -> tuple[str, ...]:
+    """The samplers that run on `sde`, in the order the app lists them (`distilled`: with the rows made for
+    distilled models, such as LCM's consistency steps)."""
+    return tuple(
+        name for name, spec in SAMPLERS.items() if sde in spec.builders and (distilled or not spec.for_distilled)
+    )
 
 
 def label(name: str) -> str:
@@ -147,12 +162,14 @@ def label(name: str) -> str:
 
 def describe() -> str:
     """The samplers per SDE, in one line (command-line help)."""
-    return "; ".join(f"{sde.upper()}: {', '.join(names(sde))}" for sde in ("vp", "ve"))
+    extra = [n for n in names("vp", distilled=True) if n not in names("vp")]
+    per_sde = "; ".join(f"{sde.upper()}: {', '.join(names(sde))}" for sde in ("vp", "ve"))
+    return f"{per_sde}; distilled models also: {', '.join(extra)}"
 
 
-def sampler_choices(sde: str) -> list[tuple[str, str]]:
+def sampler_choices(sde: str, distilled: bool = False) -> list[tuple[str, str]]:
     """(label, name) pairs for a dropdown."""
-    return [(SAMPLERS[n].label, n) for n in names(sde)]
+    return [(SAMPLERS[n].label, n) for n in names(sde, distilled)]
 
 
 def evaluations(sampler: str, steps: int, snr: float | None = 0.0, corrector_steps: int = 1, sde: str = "vp") -> int:

@@ -135,11 +135,15 @@ def canvas_pixels(page, editor: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(np.int16)
 
 
+def fetch_bytes(page, selector: str) -> bytes:
+    """The file an <img> shows, fetched inside the page (so it is exactly what the browser got), as bytes."""
+    src = page.locator(selector).first.get_attribute("src")
+    return base64.b64decode(page.evaluate(_FETCH, src).split(",", 1)[1])
+
+
 def fetch_image(page, selector: str) -> Image.Image:
     """The image an <img> shows, fetched inside the page (so it is exactly what the browser got)."""
-    src = page.locator(selector).first.get_attribute("src")
-    data = page.evaluate(_FETCH, src)
-    return Image.open(io.BytesIO(base64.b64decode(data.split(",", 1)[1])))
+    return Image.open(io.BytesIO(fetch_bytes(page, selector)))
 
 
 def generate(page, timeout_s: float = 120) -> Image.Image:

@@ -158,6 +158,38 @@ def test_run_edit_records_an_animation_from_the_noised_guide(tmp_path):
     assert gif.format == "GIF" and gif.n_frames == 1 + 4 + 1  # guide|noised, 4 steps, result
 
 
+def test_the_animation_frames_are_the_results_size_smooth_and_end_on_the_result():
+    """The frames are drawn at the size the page shows them (`progress.ANIMATION_SIZE`: two 256 px panels, the
+    results' size), resized smoothly rather than enlarged into blocks, and the last frame is the result."""
+    r = jobs.run_edit(EX / "strokes-heart.png", None, jobs.EditSettings(seed=3, **FAST))
+    gif = Image.open(r.animation)
+    assert gif.size == progress.ANIMATION_SIZE == (2 * 256 + progress.GAP, 256 + progress.FOOTER)
+    side = progress.PANEL
+    gif.seek(1)  # the first step: the noisy sample x_t, left panel
+    noisy = np.asarray(gif.convert("RGB"))[:side, :side].astype(int)
+    # nearest-neighbour blocks of a 64 px frame repeat each column 4 times (3 of 4 neighbours equal); a smooth
+    # resize of noise makes neighbours differ
+    same = (np.abs(np.diff(noisy, axis=1)).max(-1) == 0).mean()
+    assert same < 0.6, f"{same:.0%} of neighbouring columns are equal: blocks, not a smooth image"
+    gif.seek(gif.n_frames - 1)
+    last = np.asarray(gif.convert("RGB"))[:side, side + progress.GAP :].astype(int)
+    result = np.asarray(r.images[0].convert("RGB")).astype(int)  # the 256 px result of a 256 px guide
+    assert np.abs(last - result).mean() < 3, "the last frame is the result (up to the GIF's palette)"
+
+
+def test_the_animation_resizes_like_the_results():
+    """A frame smaller or larger than a panel is resized with Lanczos to the panel's size; one at its size is
+    kept as it is."""
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    assert progress.fit_panel(small).shape == (256, 256, 3)
+    expected = np.asarray(Image.fromarray(small).resize((256, 256), Image.LANCZOS))
+    assert np.array_equal(progress.fit_panel(small), expected)
+    exact = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    assert progress.fit_panel(exact) is exact
+    assert progress.fit_panel(np.zeros((512, 512, 3), np.uint8)).shape == (256, 256, 3)
+
+
 def test_the_result_comes_back_before_any_animation_work_and_the_gif_is_rendered_once():
     """On the result's path the animation only copies tensors (two per kept step); decoding and
     encoding frames happen when the GIF is first asked for, once. Counts of work, not time."""
@@ -175,6 +207,57 @@ def test_the_result_comes_back_before_any_animation_work_and_the_gif_is_rendered
     before = Counter(progress.WORK)
     r = jobs.run_edit(EX / "strokes-heart.png", None, jobs.EditSettings(seed=5, **FAST), animate=False)
     assert r.animation is None and Counter(progress.WORK) == before
+
+
+def test_ranked_samples_come_best_first_with_reasons_and_the_pngs_keep_their_own_seeds():
+    """rank=True: the gallery order and captions follow sdedit.ranking; each PNG still carries its own seed."""
+    from sdedit import ranking
+
+    judge = ranking.default_judge()
+    calls = judge.realism.extractor.calls, judge.identity.calls
+    r = jobs.run_edit(EX / "strokes-heart.png", None, jobs.EditSettings(num_samples=3, seed=3, rank=True, **FAST))
+    assert (judge.realism.extractor.calls - calls[0], judge.identity.calls - calls[1]) == (1, 1)
+    assert sorted(r.order) == [0, 1, 2] and r.seeds == [3, 4, 5]
+    assert [c[:4] for c in r.captions] == ["1st:", "2nd:", "3rd:"]
+    assert [row["seed"] for row in r.metadata["ranking"]] == [r.seeds[i] for i in r.order]
+    assert "1st:" in r.summary
+    from sdedit.studio.results import edit_outputs
+
+    gallery, *_ = edit_outputs(r, animation=False)
+    assert [cap for _, cap in gallery] == [f"{w} · seed {r.seeds[i]}" for i, w in zip(r.order, r.captions, strict=True)]
+    from sdedit.recall import read_settings
+
+    assert [read_settings(path)["seed"] for path, _ in gallery] == [r.seeds[i] for i in r.order]
+    # one sample, or rank off: nothing ranked, no judge called
+    calls = judge.realism.extractor.calls
+    r = jobs.run_edit(EX / "strokes-heart.png", None, jobs.EditSettings(num_samples=1, seed=3, rank=True, **FAST))
+    assert r.order is None and judge.realism.extractor.calls == calls
+
+
+def test_auto_strength_picks_a_t0_in_the_models_follows_range():
+    cfg = default_config()
+    r = jobs.run_edit(
+        EX / "strokes-heart.png", None, jobs.EditSettings(num_samples=2, seed=1, auto_strength=True, **FAST)
+    )
+    auto = r.metadata["auto_strength"]
+    lo, hi = cfg.follows
+    assert lo <= auto["strength"] <= hi and r.metadata["strength"] == auto["strength"]
+    assert [t["strength"] for t in auto["tried"]] == ranking_candidates(cfg)
+    assert "Auto t0: t0 " in r.summary and len(r.images) == 2 and r.animation is None
+
+
+def ranking_candidates(cfg):
+    from sdedit.ranking import candidates
+
+    return candidates(cfg.follows)
+
+
+def test_the_strength_slider_says_where_each_model_follows_drawings():
+    cfg = default_config()
+    lo, hi = cfg.follows
+    assert f"follows drawings from {lo:g} to {hi:g}" in models.strength_info(cfg)
+    hub = models.config_for("ddpm-church-256")
+    assert hub.follows is None and models.strength_info(hub) == models.STRENGTH_WORDS
 
 
 def test_a_waiting_request_is_told_where_it_stands():
@@ -212,7 +295,7 @@ def client():
         yield Client(url, verbose=False)
 
 
-def call_edit(client, guide, mask=None, num_samples=1, seed=0, feather=0, **overrides):
+def call_edit(client, guide, mask=None, num_samples=1, seed=0, feather=0, extra=(), **overrides):
     from gradio_client import handle_file
 
     s = {**FAST, **overrides}
@@ -229,6 +312,7 @@ def call_edit(client, guide, mask=None, num_samples=1, seed=0, feather=0, **over
         0.0,
         0,
         feather,
+        *extra,
         api_name="/edit",
     )
 
@@ -239,6 +323,18 @@ def test_api_lists_the_named_endpoints(client):
     assert {"/edit", "/sweep", "/composite", "/painting"} <= names
     params = [p["parameter_name"] for p in api["named_endpoints"]["/edit"]["parameters"]]
     assert params[:3] == ["guide", "mask", "model"] and "seed" in params
+    assert params[-2:] == ["auto_strength", "rank"]  # optional, appended: old positional calls keep working
+
+
+def test_edit_ranks_and_picks_t0_when_asked(client):
+    """The appended inputs: strength_map None, fill_outlines False, auto_strength True, rank True."""
+    gallery, _, summary, meta, *_ = call_edit(
+        client, EX / "strokes-heart.png", num_samples=2, seed=4, extra=(None, False, True, True)
+    )
+    meta = meta if isinstance(meta, dict) else json.loads(meta)
+    assert [item["caption"][:4] for item in gallery] == ["1st:", "2nd:"]
+    assert meta["auto_strength"]["strength"] == meta["strength"] and len(meta["ranking"]) == 2
+    assert "Auto t0" in summary
 
 
 def test_edit_returns_lossless_pngs_an_animation_and_metadata(client):

@@ -1,6 +1,6 @@
 """The house's shape, read from the code with `ast` so it cannot drift: the engine (the modules at the top of
-sdedit/) imports nothing from the studio or the lab wing, the lab never imports the studio, and no module
-imports itself back through others. docs/architecture.md draws the same picture."""
+sdedit/) imports nothing from the studio or the lab wing, the lab and the studio never import each other, and no
+module imports itself back through others. docs/architecture.md draws the same picture."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "sdedit"
-DOORS = {"sdedit.cli", "sdedit.__main__"}  # the command line reaches every wing (lazily, per sub-command)
+# the command line reaches every wing (lazily, per sub-command); choosing the examples joins the studio and the lab
+DOORS = {"sdedit.cli", "sdedit.__main__", "sdedit.choose_examples"}
 
 
 def module_name(path: Path) -> str:
@@ -45,7 +46,7 @@ def imports_of(name: str) -> set[str]:
 
 
 def _owner(target: str) -> str | None:
-    """The module a dotted import lands in (`sdedit.lab.sweep.run_sweep` -> `sdedit.lab.sweep`)."""
+    """The module a dotted import lands in (`sdedit.sweep.run_sweep` -> `sdedit.sweep`)."""
     while target and target not in MODULES:
         target = target.rpartition(".")[0]
     return target or None
@@ -73,6 +74,13 @@ def test_the_engine_imports_no_wing(name):
 @pytest.mark.parametrize("name", sorted(n for n in MODULES if wing(n) == "lab"))
 def test_the_lab_never_imports_the_studio(name):
     assert not [t for t in GRAPH[name] if wing(t) == "studio"]
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if wing(n) == "studio"))
+def test_the_studio_never_imports_the_lab(name):
+    """The app serves what the engine serves (the t0 sweep, the CPU's bf16): training and measuring stay out."""
+    bad = sorted(t for t in GRAPH[name] if wing(t) == "lab")
+    assert not bad, f"{name} imports {bad}: the studio may use the engine only"
 
 
 def test_no_import_cycles():

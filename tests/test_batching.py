@@ -1,4 +1,4 @@
-"""The micro-batcher (sdedit.studio.batching) and the studio's batched edits.
+"""The serving queue as the edits' micro-batcher (sdedit.studio.queue) and the studio's batched edits.
 
 Generic behaviour with a fake runner first (grouping, limits, errors, cancellation, progress, busy), then the
 real embedded model: requests run as one forward give the images each would get alone, up to float rounding.
@@ -16,7 +16,7 @@ from PIL import Image
 
 from sdedit.errors import BusyError, InputError
 from sdedit.studio import examples, jobs, limits
-from sdedit.studio.batching import Batch, Cancelled, MicroBatcher
+from sdedit.studio.queue import Batch, Cancelled, ServingQueue
 
 EX = examples.EXAMPLES_DIR
 
@@ -48,7 +48,7 @@ class Recorder:
 
 def test_tickets_with_the_same_key_share_a_batch_within_the_limits():
     run = Recorder(hold=True)
-    b = MicroBatcher(run, max_items=4, max_cost=10, window_s=0)
+    b = ServingQueue(run, max_items=4, max_cost=10, window_s=0)
     first = b.submit("k", "first")  # runs alone: the worker was idle
     assert run.started.wait(5)
     tickets = [b.submit("k", f"a{i}", size=1, cost=2) for i in range(3)]
@@ -65,7 +65,7 @@ def test_tickets_with_the_same_key_share_a_batch_within_the_limits():
 
 def test_an_error_reaches_only_its_own_request():
     run = Recorder(hold=True)
-    b = MicroBatcher(run, max_items=8, window_s=0)
+    b = ServingQueue(run, max_items=8, window_s=0)
     blocker = b.submit("k", "blocker")
     assert run.started.wait(5)
     good, bad, good2 = (b.submit("k", p) for p in ("g1", "bad", "g2"))
@@ -80,7 +80,7 @@ def test_an_error_reaches_only_its_own_request():
 
 def test_cancelled_tickets_never_run_and_a_batch_of_cancelled_tickets_stops():
     run = Recorder(hold=True)
-    b = MicroBatcher(run, window_s=0)
+    b = ServingQueue(run, window_s=0)
     running = b.submit("k", "running")
     assert run.started.wait(5)
     waiting = b.submit("k2", "waiting")
@@ -96,17 +96,17 @@ def test_cancelled_tickets_never_run_and_a_batch_of_cancelled_tickets_stops():
 
 
 def test_progress_is_forwarded_in_the_waiters_own_thread():
-    b = MicroBatcher(Recorder(), window_s=0)
+    b = ServingQueue(Recorder(), window_s=0)
     seen = []
     me = threading.get_ident()
-    b.submit("k", "p").wait(lambda done, total, desc: seen.append((done, total, threading.get_ident())))
+    b.submit("k", "p").wait(on_progress=lambda done, total, desc: seen.append((done, total, threading.get_ident())))
     assert seen and seen[-1][:2] == (3, 20) and all(tid == me for *_, tid in seen)
     b.close()
 
 
 def test_a_full_backlog_is_refused_with_busy():
     run = Recorder(hold=True)
-    b = MicroBatcher(run, max_pending=2, window_s=0)
+    b = ServingQueue(run, max_pending=2, window_s=0)
     b.submit("k", "running")
     assert run.started.wait(5)
     b.submit("k2", "w1")
@@ -119,7 +119,7 @@ def test_a_full_backlog_is_refused_with_busy():
 
 def test_a_lone_request_does_not_wait_for_company_but_a_returning_group_is_batched():
     run = Recorder()
-    b = MicroBatcher(run, window_s=1.0)
+    b = ServingQueue(run, window_s=1.0)
     t0 = time.monotonic()
     b.submit("k", "alone").wait(timeout=10)
     assert time.monotonic() - t0 < 0.5  # no linger: the previous batch (none) held one request
@@ -148,7 +148,7 @@ def test_the_studio_never_lingers_beside_an_idle_model_and_batches_what_arrives_
     a lone request after a group starts at once (counted: the idle worker never waited for company)."""
     assert limits.BATCH_WINDOW_S == 0 and jobs.edit_service().window_s == 0
     run = Recorder(hold=True)
-    b = MicroBatcher(run, window_s=limits.BATCH_WINDOW_S)
+    b = ServingQueue(run, window_s=limits.BATCH_WINDOW_S)
     hold = b.submit("k", "hold")
     assert run.started.wait(5)
     group = [b.submit("k", f"g{i}") for i in range(3)]  # they arrive while the model is busy
@@ -164,7 +164,7 @@ def test_the_studio_never_lingers_beside_an_idle_model_and_batches_what_arrives_
 
 def test_a_waiting_ticket_knows_where_it_stands():
     run = Recorder(hold=True)
-    b = MicroBatcher(run, max_items=1)
+    b = ServingQueue(run, max_items=1)
     first = b.submit("k", "first", cost=10)
     assert run.started.wait(5)
     waiting = [b.submit("k", f"w{i}", cost=10) for i in range(3)]
@@ -198,7 +198,7 @@ def test_a_waiting_ticket_knows_where_it_stands():
 
 def test_cancelling_the_awaiting_coroutine_cancels_the_ticket():
     run = Recorder(hold=True)
-    b = MicroBatcher(run, window_s=0)
+    b = ServingQueue(run, window_s=0)
 
     async def main():
         ticket = b.submit("k", "async")

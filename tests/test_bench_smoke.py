@@ -114,3 +114,44 @@ def test_the_preview_rule_wants_more_real_than_the_strokes_then_the_budget_then_
     assert choose(slow)["label"] == "dpmpp, 2 evaluations"  # none fits: the cheapest of the more-real ones
     with pytest.raises(ValueError, match="no preview candidate"):
         choose([strokes, one])  # nothing more real than the strokes: no silent fallback
+
+
+def test_animation_benchmark_draws_each_way_at_its_size(tmp_path):
+    """benchmarks/animation.py on three made-up 64 px frames: the old blocks at 390x214, the shipped frames at the
+    page's size, every way timed and its GIF written (correctness of the harness, not its times)."""
+    import numpy as np
+
+    from benchmarks import animation
+    from sdedit.configs import default_config
+    from sdedit.studio import progress
+    from sdedit.upscale import upscaler_for
+
+    rng = np.random.default_rng(0)
+    frames = [("a", "b", *rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)) for _ in range(3)]
+    result = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    rows = animation.measure(frames, result, upscaler_for(default_config()), 1, tmp_path)
+    assert set(rows) == {"blocks (before)", "Lanczos + upscaled result (shipped)", "upscaler on every guess"}
+    assert rows["blocks (before)"]["frame_size"] == [390, 214]
+    assert rows["Lanczos + upscaled result (shipped)"]["frame_size"] == list(progress.ANIMATION_SIZE)
+    assert all(r["frames"] == 4 and r["ms_per_animation"] > 0 and r["gif_kb"] > 0 for r in rows.values())
+    text = animation.render({"rounds": 1, "threads": 1, "load_avg_before": [1.0], "load_avg_after": [1.0],
+                             "edits": {"made up": rows}})  # fmt: skip
+    assert "| made up | blocks (before) | 4 | 390×214 |" in text
+
+
+def test_model_load_benchmark_renders_its_ratios():
+    from benchmarks import model_load
+
+    way = {"import_s": 2.0, "load_s": 0.5, "load_peak_mb": 100.0, "weights_mb": 26.0, "advice_printed": 0}
+    result = {
+        "rounds": 1,
+        "load_avg_before": [1.0],
+        "load_avg_after": [1.0],
+        "machine": {"cpu_count": 2},
+        "models": {"m": {w: dict(way) for w in model_load.WAYS}},
+    }
+    result["models"]["m"]["accelerate"].update(load_s=3.0, load_peak_mb=50.0)
+    result["models"]["m"]["default, no accelerate"]["advice_printed"] = 1
+    text = model_load.render(result)
+    assert "| m (26 MB of weights) | default, no accelerate | 2.00 | 0.50 | 100 | 1 |" in text
+    assert "takes 2.00x the time" in text and "adds 0.50x the memory" in text

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from sdedit.cli import main
+from sdedit.recall import read_settings
 
 
 @pytest.fixture
@@ -179,3 +180,87 @@ def test_the_features_command_takes_a_colour_jitter():
     args = build_parser().parse_args(["features", "--jitter", "1", "--out", "x"])
     assert args.jitter == 1.0 and args.out == "x"  # the recipe of models/emoji-features-jitter
     assert build_parser().parse_args(["features"]).jitter == 0.0  # the shipped recipe
+
+
+def _edit(model_dir, guide, out, *more) -> int:
+    argv = ["edit", "--model", str(model_dir), "--guide", str(guide), "--steps", "4", "--out", str(out)]
+    return main([*argv, "--no-progress", *more])
+
+
+def test_out_with_an_image_extension_is_the_file_of_the_one_result(tiny_model_dir, guide, tmp_path, capsys):
+    out = tmp_path / "x.png"
+    assert _edit(tiny_model_dir, guide, out, "--seed", "3") == 0
+    assert out.is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["strokes.png", "x.png"]
+    assert Image.open(out).size == (32, 24)
+    assert read_settings(out)["seed"] == 3  # the file carries its settings, as the folder's files do
+    assert str(out) in capsys.readouterr().out
+    jpg = tmp_path / "sub" / "y.JPG"  # any image extension, any case; missing folders are made
+    assert _edit(tiny_model_dir, guide, jpg) == 0 and Image.open(jpg).format == "JPEG"
+
+
+def test_out_pattern_names_one_file_per_result(tiny_model_dir, guide, tmp_path):
+    assert _edit(tiny_model_dir, guide, tmp_path / "r-{i}.png", "--num", "3", "--seed", "5") == 0
+    assert _edit(tiny_model_dir, guide, tmp_path / "s{seed}.png", "--num", "2", "--seed", "5") == 0
+    names = sorted(p.name for p in tmp_path.glob("*.png") if p.name != "strokes.png")
+    assert names == ["r-0.png", "r-1.png", "r-2.png", "s5.png", "s6.png"]
+    assert [read_settings(tmp_path / f"r-{i}.png")["seed"] for i in range(3)] == [5, 6, 7]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "r-1.png")), np.asarray(Image.open(tmp_path / "s6.png")))
+
+
+def test_one_file_for_several_results_is_refused_before_the_model_loads(guide, tmp_path, capsys, monkeypatch):
+    import sdedit.cli as cli
+
+    def no_model(args):
+        raise AssertionError("the model was loaded for a request that was refused")
+
+    monkeypatch.setattr(cli, "_pipe", no_model)
+    assert main(["edit", "--guide", str(guide), "--num", "4", "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out") and "x.png" in err and "4 images" in err
+    assert "x-{i}.png" in err and "x-{seed}.png" in err and "folder" in err
+    assert main(["edit", "--guide", str(guide), "--out", str(tmp_path / "x-{n}.png")]) == 2
+    assert "{n}" in capsys.readouterr().err
+    assert main(["edit", "--guide", str(guide), "--out", str(tmp_path / "x-{i}")]) == 2
+    assert "is a pattern: it must end in .png" in capsys.readouterr().err
+    assert main(["sweep", "--guide", str(guide), "--out", str(tmp_path / "g-{i}.png")]) == 2
+    assert "not a pattern" in capsys.readouterr().err
+    assert not list(tmp_path.glob("x*"))
+
+
+def test_folders_stay_folders(tiny_model_dir, guide, tmp_path):
+    """A path without an image extension is a folder; so is an existing folder whose name ends in .png."""
+    odd = tmp_path / "kept.png"
+    odd.mkdir()
+    assert _edit(tiny_model_dir, guide, odd, "--num", "2") == 0
+    assert len(list(odd.glob("strokes-*.png"))) == 2 and (odd / "strokes-metadata.json").is_file()
+
+
+def test_sweep_out_with_an_image_extension_is_the_grid(tiny_model_dir, guide, tmp_path):
+    out = tmp_path / "grid.png"
+    argv = ["sweep", "--model", str(tiny_model_dir), "--guide", str(guide), "--strengths", "0.3,0.6", "--steps", "4"]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    assert out.is_file() and Image.open(out).size[0] == 3 * 128  # the guide and one column per t0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png", "strokes.png"]
+
+
+def test_help_shows_each_kind_of_out():
+    from sdedit.cli import build_parser
+
+    sub = build_parser()._subparsers._group_actions[0].choices
+    text = sub["edit"].format_help()
+    for example in ("--out result.png", "--out 'result-{i}.png'", "--out results/"):
+        assert example in text
+    assert "--out sweep.png" in sub["sweep"].format_help() and "--out sweep/" in sub["sweep"].format_help()
+
+
+def test_a_cli_run_prints_no_package_advice_and_writes_the_file_it_is_told(tmp_path):
+    """The real command in a fresh process, on the embedded model: stderr holds no advice to install packages
+    (diffusers' `accelerate` note came on every load), and `--out x.png` is the file."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    out = tmp_path / "x.png"
+    cmd = [sys.executable, "-m", "sdedit", "edit", "--guide", "examples/paint-heart.png", "--out", str(out)]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([*cmd, "--no-progress"], capture_output=True, text=True, env=env, cwd=root, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "pip install" not in result.stderr and "accelerate" not in result.stderr, result.stderr
+    assert out.is_file() and Image.open(out).size == (256, 256)

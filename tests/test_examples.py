@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sdedit import choose_examples
 from sdedit.configs import default_config
 from sdedit.lab.examples import Candidate, RealismScorer, choose
 from sdedit.lab.features import load_selfcheck
@@ -43,7 +44,7 @@ def page():
 
 @pytest.fixture(scope="module")
 def scorer(page):
-    return first_click.realism_scorer(page)
+    return choose_examples.realism_scorer(page)
 
 
 def test_every_example_on_the_page_carries_a_seed_and_a_t0(page):

@@ -21,9 +21,9 @@ from PIL import Image, ImageDraw
 from sdedit.configs import default_config
 from sdedit.errors import InputError
 from sdedit.samplers import steps_for
-from sdedit.studio import canvas, live, models, results
-from sdedit.studio.jobs import ModelSlots
-from sdedit.studio.live import ModelGate, PreviewRequest, PreviewResult, PreviewService, PreviewSettings
+from sdedit.studio import canvas, live, models, previews, results
+from sdedit.studio.live import PreviewRequest, PreviewResult, PreviewService, PreviewSettings
+from sdedit.studio.slots import ModelSlots
 
 
 def _fake_compute(log: list, seconds: float = 0.05):
@@ -135,14 +135,13 @@ def test_previews_with_matching_settings_may_share_a_forward():
 
 def test_an_edit_waits_at_most_for_the_preview_that_is_running():
     """Previews run back to back (eight painters); an edit that arrives at any moment waits at most one preview."""
-    slot = ModelSlots(1)
-    gate = ModelGate(slot, poll_s=0.002)
+    slot = ModelSlots(1, poll_s=0.002)
     preview_s = 0.06
     stop = threading.Event()
 
     def painter():
         while not stop.is_set():
-            with gate.turn():
+            with slot.turn():
                 time.sleep(preview_s)
 
     threads = [threading.Thread(target=painter, daemon=True) for _ in range(2)]
@@ -162,19 +161,18 @@ def test_an_edit_waits_at_most_for_the_preview_that_is_running():
         for t in threads:
             t.join(2)
     assert max(waits) < preview_s + 0.04, f"an edit waited {max(waits):.3f} s behind previews of {preview_s} s"
-    assert gate.edit_delays_ms and max(gate.edit_delays_ms) < (preview_s + 0.04) * 1000
+    assert slot.edit_delays_ms and max(slot.edit_delays_ms) < (preview_s + 0.04) * 1000
 
 
 def test_a_preview_never_takes_the_slot_while_an_edit_waits_for_it():
     """An edit blocked on the slot behind a running preview gets it next, even with a preview polling every
     millisecond; the slot's public `waiting` count is what previews yield to (no semaphore internals)."""
-    slot = ModelSlots(1)
-    gate = ModelGate(slot, poll_s=0.001)
+    slot = ModelSlots(1, poll_s=0.001)
     order: list[str] = []
     running = threading.Event()
 
     def first_preview():
-        with gate.turn():
+        with slot.turn():
             order.append("preview 1")
             running.set()
             time.sleep(0.15)
@@ -185,7 +183,7 @@ def test_a_preview_never_takes_the_slot_while_an_edit_waits_for_it():
             time.sleep(0.05)
 
     def second_preview():
-        with gate.turn():
+        with slot.turn():
             order.append("preview 2")
 
     threads = [threading.Thread(target=first_preview, daemon=True)]
@@ -203,18 +201,17 @@ def test_a_preview_never_takes_the_slot_while_an_edit_waits_for_it():
         t.join(3)
     assert order == ["preview 1", "edit", "preview 2"], order
     assert slot.waiting == 0 and not slot.busy
-    assert gate.yielded == 1 and len(gate.edit_delays_ms) == 1, "preview 1 is the one that delayed the edit"
+    assert slot.yielded == 1 and len(slot.edit_delays_ms) == 1, "preview 1 is the one that delayed the edit"
 
 
 def test_previews_wait_while_an_edit_is_queued():
-    slot = ModelSlots(1)
     queued = threading.Event()
-    gate = ModelGate(slot, edits_waiting=queued.is_set, poll_s=0.002)
+    slot = ModelSlots(1, queued=queued.is_set, poll_s=0.002)
     queued.set()
     started = []
 
     def preview():
-        with gate.turn():
+        with slot.turn():
             started.append(time.perf_counter())
 
     t = threading.Thread(target=preview, daemon=True)
@@ -240,7 +237,7 @@ def test_the_model_slots_count_blocked_threads_and_behave_as_a_semaphore():
     from sdedit.studio import jobs
 
     assert isinstance(jobs.MODEL_SLOTS, ModelSlots)
-    assert live.default_gate().slot is jobs.MODEL_SLOTS
+    assert jobs.MODEL_SLOTS.queued is jobs.edits_waiting, "previews wait while edits are queued for the slots"
 
 
 # ----- the real preview on the embedded model ---------------------------------------------------------------
@@ -249,10 +246,10 @@ def test_the_model_slots_count_blocked_threads_and_behave_as_a_semaphore():
 def test_preview_steps_run_exactly_the_evaluations_and_start_near_t0():
     for t0 in (0.2, 0.3, 0.5, 0.6, 0.8, 1.0):
         for e in (1, 2, 3, 4):
-            n = live.preview_steps(t0, e)
+            n = previews.preview_steps(t0, e)
             assert steps_for(n, t0) == e
             assert abs(e / n - t0) <= 0.2, (t0, e, n)
-    assert live.preview_steps(0.5, 2) == 4
+    assert previews.preview_steps(0.5, 2) == 4
 
 
 def _stroke_canvas(extra: bool = False) -> bytes:
@@ -279,12 +276,16 @@ def pipe():
 
 def test_the_same_canvas_gives_the_same_preview_and_a_small_stroke_changes_it_mostly_there(pipe):
     settings = PreviewSettings(pipe.config.name, 0.5, -1)
-    a = live.compute_previews([PreviewRequest("visitor-one", 1, _stroke_canvas(), None, settings)], pipe=pipe)[0]
-    again = live.compute_previews([PreviewRequest("visitor-one", 2, _stroke_canvas(), None, settings)], pipe=pipe)[0]
+
+    def one(visitor: str, seq: int, extra: bool = False) -> PreviewResult:
+        request = PreviewRequest(visitor, seq, _stroke_canvas(extra), None, settings)
+        return previews.compute_previews([request], pipe=pipe)[0]
+
+    a, again = one("visitor-one", 1), one("visitor-one", 2)
     assert a.jpeg == again.jpeg, "same canvas, same visitor and seed: the same preview"
-    other = live.compute_previews([PreviewRequest("visitor-two", 1, _stroke_canvas(), None, settings)], pipe=pipe)[0]
+    other = one("visitor-two", 1)
     assert other.jpeg != a.jpeg, "with a random seed each visitor has noise of its own"
-    b = live.compute_previews([PreviewRequest("visitor-one", 3, _stroke_canvas(True), None, settings)], pipe=pipe)[0]
+    b = one("visitor-one", 3, True)
     diff = np.abs(_pixels(a) - _pixels(b)).sum(-1)
     near = np.zeros(diff.shape, bool)
     near[55:145, 55:145] = True  # the stroke and a margin of 30 px around it (measured: 44 inside, 5 outside)
@@ -292,31 +293,31 @@ def test_the_same_canvas_gives_the_same_preview_and_a_small_stroke_changes_it_mo
 
 
 def test_previews_run_on_a_fast_copy_and_generate_keeps_its_weights(pipe):
-    fast = live.preview_pipeline(pipe)
-    assert fast is not pipe and fast.unet is not pipe.unet and live.preview_pipeline(pipe) is fast
-    assert live.preview_pipeline(fast) is fast, "a preview pipeline maps to itself"
+    fast = previews.preview_pipeline(pipe)
+    assert fast is not pipe and fast.unet is not pipe.unet and previews.preview_pipeline(pipe) is fast
+    assert previews.preview_pipeline(fast) is fast, "a preview pipeline maps to itself"
     conv = next(p for p in fast.unet.parameters() if p.ndim == 4)
     assert conv.is_contiguous(memory_format=torch.channels_last)
-    assert fast.dtype == live.preview_dtype(pipe) and fast.x0_limit == pipe.x0_limit
+    assert fast.dtype == previews.preview_dtype(pipe) and fast.x0_limit == pipe.x0_limit
     generate_conv = next(p for p in pipe.unet.parameters() if p.ndim == 4)
     assert generate_conv.is_contiguous() and pipe.dtype == torch.float32, "Generate's weights untouched"
     request = PreviewRequest("visitor-one", 1, _stroke_canvas(), None, PreviewSettings(pipe.config.name, 0.5, 7))
-    (a,) = live.compute_previews([request], pipe=pipe)
-    (b,) = live.compute_previews([request], pipe=live.preview_pipeline(pipe, torch.float32))
+    (a,) = previews.compute_previews([request], pipe=pipe)
+    (b,) = previews.compute_previews([request], pipe=previews.preview_pipeline(pipe, torch.float32))
     assert np.abs(_pixels(a) - _pixels(b)).mean() < 0.5, "channels-last alone: the same preview, up to rounding"
 
 
 def test_bf16_is_used_only_where_the_cpu_has_it_natively(pipe, monkeypatch):
-    from sdedit.lab import hardware
+    from sdedit import accel
 
-    monkeypatch.setattr(hardware, "has_bf16_cpu", lambda: False)
-    assert live.preview_dtype(pipe) == torch.float32 and live.preview_pipeline(pipe).dtype == torch.float32
-    monkeypatch.setattr(hardware, "has_bf16_cpu", lambda: True)
-    assert live.preview_dtype(pipe) == torch.bfloat16 and live.preview_pipeline(pipe).dtype == torch.bfloat16
+    monkeypatch.setattr(accel, "has_bf16_cpu", lambda: False)
+    assert previews.preview_dtype(pipe) == torch.float32 and previews.preview_pipeline(pipe).dtype == torch.float32
+    monkeypatch.setattr(accel, "has_bf16_cpu", lambda: True)
+    assert previews.preview_dtype(pipe) == torch.bfloat16 and previews.preview_pipeline(pipe).dtype == torch.bfloat16
     half = types.SimpleNamespace(dtype=torch.float16)
-    assert live.preview_dtype(half) == torch.float16, "a model that is not float32 keeps its own dtype"
+    assert previews.preview_dtype(half) == torch.float16, "a model that is not float32 keeps its own dtype"
     gpu = types.SimpleNamespace(device=torch.device("cuda"))
-    assert live.preview_pipeline(gpu) is gpu, "on a GPU previews run on the model as it is"
+    assert previews.preview_pipeline(gpu) is gpu, "on a GPU previews run on the model as it is"
 
 
 def test_the_bf16_network_gives_nearly_the_fp32_preview_and_the_sampler_stays_fp32(pipe):
@@ -325,8 +326,8 @@ def test_the_bf16_network_gives_nearly_the_fp32_preview_and_the_sampler_stays_fp
     99th percentile at most 7; two seeds of the same canvas differ by 8-14 at t0 = 0.5 and 25-33 at 0.8 (fp32).
     The bound leaves room for other CPUs' bf16 kernels; a preview past it would stop promising Generate's picture
     (a fifth of a reseed at most)."""
-    b16 = live.preview_pipeline(pipe, torch.bfloat16)
-    f32 = live.preview_pipeline(pipe, torch.float32)
+    b16 = previews.preview_pipeline(pipe, torch.bfloat16)
+    f32 = previews.preview_pipeline(pipe, torch.float32)
     assert b16.dtype == torch.bfloat16 and f32.dtype == torch.float32
     seen = []
     real = b16.unet.forward
@@ -349,10 +350,10 @@ def test_the_bf16_network_gives_nearly_the_fp32_preview_and_the_sampler_stays_fp
         Image.open(f"examples/{name}").convert("RGB").resize((256, 256)).save(buf, "PNG")
         for strength, seed in ((0.5, 0), (0.8, 1)):
             request = PreviewRequest("visitor-one", 1, buf.getvalue(), None, PreviewSettings(None, strength, seed))
-            a = _pixels(live.compute_previews([request], pipe=f32)[0])
-            b = _pixels(live.compute_previews([request], pipe=b16)[0])
+            a = _pixels(previews.compute_previews([request], pipe=f32)[0])
+            b = _pixels(previews.compute_previews([request], pipe=b16)[0])
             other = PreviewRequest("visitor-one", 1, buf.getvalue(), None, PreviewSettings(None, strength, seed + 9))
-            c = _pixels(live.compute_previews([other], pipe=f32)[0])
+            c = _pixels(previews.compute_previews([other], pipe=f32)[0])
             d = np.abs(a - b)
             assert d.mean() < 2.5 and np.percentile(d, 99) <= 10, (name, strength, d.mean(), np.percentile(d, 99))
             assert d.mean() < np.abs(a - c).mean() / 5, "far closer than another seed's preview"
@@ -365,12 +366,12 @@ def test_a_masked_preview_keeps_the_photo_outside_the_strokes(pipe):
     buf = io.BytesIO()
     photo.save(buf, "PNG")
     settings = PreviewSettings(pipe.config.name, 0.6, 3, 0, 0)
-    (res,) = live.compute_previews([PreviewRequest("visitor-one", 1, buf.getvalue(), mask, settings)], pipe=pipe)
+    (res,) = previews.compute_previews([PreviewRequest("visitor-one", 1, buf.getvalue(), mask, settings)], pipe=pipe)
     out, ref = _pixels(res), np.asarray(photo).astype(np.int16)
     m = np.asarray(mask) > 0
     assert np.abs(out - ref)[~m].mean() < 3, "outside the mask the preview is the photo (up to JPEG)"
     assert np.abs(out - ref)[m].mean() > 5
-    empty = live.compute_previews(
+    empty = previews.compute_previews(
         [PreviewRequest("visitor-one", 2, buf.getvalue(), Image.new("L", photo.size, 0), settings)], pipe=pipe
     )[0]
     assert empty.error and "paint" in empty.error and empty.jpeg is None
@@ -390,7 +391,7 @@ def test_a_preview_honours_the_strength_layer_pixels_at_zero_are_kept(pipe):
     painted.save(buf, "PNG")
     settings = PreviewSettings(pipe.config.name, 0.8, 3, 0, 0)
     request = PreviewRequest("visitor-one", 1, buf.getvalue(), mask, settings, strength_map=smap)
-    (res,) = live.compute_previews([request], pipe=pipe)
+    (res,) = previews.compute_previews([request], pipe=pipe)
     out, guide = _pixels(res), np.asarray(painted).astype(np.int16)
     kept = (np.asarray(smap) == 0) & (np.asarray(mask) > 0)
     kept_inner = np.zeros_like(kept)
@@ -398,7 +399,7 @@ def test_a_preview_honours_the_strength_layer_pixels_at_zero_are_kept(pipe):
     assert np.abs(out - guide)[kept_inner].mean() < 2, "strength 0: the stroke is kept (up to JPEG)"
     free = (np.asarray(smap) > 0) & (np.asarray(mask) > 0)
     assert np.abs(out - guide)[free].mean() > 8, "strength 1: the stroke changes"
-    (plain,) = live.compute_previews([replace(request, strength_map=None)], pipe=pipe)
+    (plain,) = previews.compute_previews([replace(request, strength_map=None)], pipe=pipe)
     assert np.abs(_pixels(plain) - guide)[kept_inner].mean() > 8, "without the map that half changes too"
     from sdedit.studio.jobs import EditSettings, run_edit
 
@@ -431,8 +432,95 @@ def test_the_sweep_honours_the_strength_map():
 def test_a_blank_canvas_answers_with_words(pipe):
     buf = io.BytesIO()
     Image.new("RGB", (256, 256), "white").save(buf, "PNG")
-    (res,) = live.compute_previews([PreviewRequest("visitor-one", 1, buf.getvalue())], pipe=pipe)
+    (res,) = previews.compute_previews([PreviewRequest("visitor-one", 1, buf.getvalue())], pipe=pipe)
     assert res.error and "paint" in res.error
+
+
+# ----- the service on the real model: forwards counted -------------------------------------------------------
+
+
+def _counting_forwards(pipe, monkeypatch) -> tuple[object, list[int]]:
+    """The preview pipeline of `pipe`, its network's forwards recorded as their batch sizes."""
+    fast = previews.preview_pipeline(pipe)
+    sizes: list[int] = []
+    real = fast.unet.forward
+
+    def counted(x, t, *args, **kwargs):
+        sizes.append(x.shape[0])
+        return real(x, t, *args, **kwargs)
+
+    monkeypatch.setattr(fast.unet, "forward", counted)
+    return fast, sizes
+
+
+def _hold_then_release(slot: ModelSlots, service: PreviewService, first: PreviewRequest, later: list[PreviewRequest]):
+    """Submit `first` and let it reach the model's turn, which an edit holds; submit `later`; release the model.
+    Returns the tickets: `first`'s, then `later`'s."""
+    slot.acquire()  # an edit holds the model: the preview worker takes `first` and waits for its turn
+    try:
+        head = service.submit(first)
+        deadline = time.monotonic() + 5
+        while head.started is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert head.started is not None, "the first canvas never reached the worker"
+        tickets = [head, *(service.submit(r) for r in later)]
+    finally:
+        slot.release()
+    return tickets
+
+
+def test_previews_with_matching_settings_share_one_forward_up_to_the_batch_size(pipe, monkeypatch):
+    """docs/app.md: on a GPU the previews of up to 8 visitors with the same model and t0 share one forward. The
+    eight canvases that wait behind a running one run as one batch of 8 (each network evaluation once, for all),
+    a ninth with another t0 runs on its own, and every preview is the one its canvas gets alone."""
+    monkeypatch.setattr(previews, "MAX_PREVIEW_BATCH", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert previews.preview_batch() == 8, "8 on a GPU"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert previews.preview_batch() == 1, "1 on a CPU, where a batch of 2 takes twice as long"
+    fast, sizes = _counting_forwards(pipe, monkeypatch)
+    slot = ModelSlots(1, poll_s=0.001)
+    service = PreviewService(lambda reqs: previews.compute_previews(reqs, slot, pipe=fast), max_batch=8)
+    canvases = [_stroke_canvas(i % 2 == 1) for i in range(2)]
+
+    def request(i: int, strength: float = 0.5) -> PreviewRequest:
+        return PreviewRequest(f"visitor-{i:02d}", 1, canvases[i % 2], None, PreviewSettings(None, strength, i))
+
+    later = [request(i) for i in range(1, 9)] + [request(9, strength=0.8)]
+    try:
+        tickets = _hold_then_release(slot, service, request(0), later)
+        results = [t.wait(60) for t in tickets]
+    finally:
+        service.close()
+    evals = previews.PREVIEW_EVALUATIONS
+    assert sizes == [1] * evals + [8] * evals + [1] * evals, f"forwards by batch size: {sizes}"
+    assert [r.batch for r in results] == [1] + [8] * 8 + [1]
+    assert service.stats["batches"] == 3 and service.stats["computed"] == 10
+    for r, req in zip(results, [request(0), *later], strict=True):
+        (alone,) = previews.compute_previews([req], pipe=fast)
+        assert np.abs(_pixels(r) - _pixels(alone)).mean() < 0.5, "batched: the preview it gets alone"
+
+
+def test_newest_only_drops_a_visitors_stale_canvases_and_never_computes_them(pipe, monkeypatch):
+    """Visitor a sends canvases 2, 3, 4 while its canvas 1 waits for the model; visitor b sends one. 2 and 3 are
+    answered `stale` at once and never reach the network; then 4 and b's canvas share the next forward."""
+    fast, sizes = _counting_forwards(pipe, monkeypatch)
+    slot = ModelSlots(1, poll_s=0.001)
+    service = PreviewService(lambda reqs: previews.compute_previews(reqs, slot, pipe=fast), max_batch=8)
+    settings = PreviewSettings(None, 0.5, 3)
+    a = [PreviewRequest("visitor-a", seq, _stroke_canvas(seq % 2 == 0), None, settings) for seq in (1, 2, 3, 4)]
+    b = PreviewRequest("visitor-b", 1, _stroke_canvas(), None, settings)
+    try:
+        tickets = _hold_then_release(slot, service, a[0], [*a[1:], b])
+        results = [t.wait(60) for t in tickets]
+    finally:
+        service.close()
+    stale = [r.seq for r in results if r.stale]
+    assert stale == [2, 3] and all(r.jpeg is None for r in results if r.stale)
+    assert all(r.jpeg and not r.error for r in results if not r.stale)
+    evals = previews.PREVIEW_EVALUATIONS
+    assert sizes == [1] * evals + [2] * evals, f"a's first canvas, then a's newest with b's: {sizes}"
+    assert service.stats["dropped"] == 2 and service.stats["computed"] == 3
 
 
 # ----- the page's calls -------------------------------------------------------------------------------------
@@ -460,9 +548,17 @@ def test_preview_calls_are_checked_before_anything_runs():
             live.parse_request(bad)
     out = asyncio.run(live.preview({**good, "guide": "/etc/passwd"}))
     assert out["seq"] == 3 and "data URL" in out["error"] and "image" not in out
-    s = live.parse_settings({"strength": 7, "seed": "12", "mask_feather": -3, "model": None})
-    assert (s.strength, s.seed, s.mask_feather, s.model) == (1.0, 12, 0, None)
-    assert live.parse_settings("junk") == PreviewSettings()
+    s = live.parse_settings({"strength": "0.7", "seed": "12", "mask_feather": 3, "model": None})
+    assert (s.strength, s.seed, s.mask_feather, s.model) == (0.7, 12, 3.0, None), "numbers spelt as text are read"
+    assert live.parse_settings("junk") == PreviewSettings() == live.parse_settings({"seed": None, "strength": ""})
+    for bad, words in [
+        ({"strength": 7}, r"strength \(t0\) must be a number in \(0, 1\], not 7"),
+        ({"seed": 1.5}, "seed must be a whole number from -1 to"),
+        ({"mask_feather": -3}, "mask feather must be a number from 0 to 64, not -3"),
+        ({"model": 5}, "model must be a model's name"),
+    ]:
+        with pytest.raises(InputError, match=words):
+            live.parse_settings(bad)
 
 
 def test_the_canvas_value_round_trips_and_never_names_a_file():
@@ -478,7 +574,7 @@ def test_the_canvas_value_round_trips_and_never_names_a_file():
     for bad in ['{"background": "/etc/passwd"}', '{"background": "file:///etc/passwd"}', "{not json", "[1]"]:
         with pytest.raises(InputError):
             canvas.read_canvas(bad)
-    assert canvas.read_canvas("") == {"background": None, "layers": []}
+    assert canvas.read_canvas("") == {"background": None, "layers": [], "fill": None, "auto_fill": False}
     json.loads(value)
 
 
@@ -505,8 +601,10 @@ def test_the_tabs_read_their_guides_from_the_canvas():
     assert (np.asarray(guide) == np.asarray(photo)).all(), "the mask layer marks, it does not paint"
     assert (np.asarray(mask) > 0).sum() == 100
     sweep = next(fn for fn in page.demo.fns.values() if fn.api_name == "sweep")
-    assert sweep.inputs[-1] is page.results.strength_map, "the sweep gets the strength map the page shows"
-    assert list(inspect.signature(results.sweep).parameters)[-2] == "strength_map", "last, with a default"
+    params = list(inspect.signature(results.sweep).parameters)
+    at = params.index("strength_map")
+    assert sweep.inputs[at] is page.results.strength_map, "the sweep gets the strength map the page shows"
+    assert at == 11 and params[at + 1] == "fill_outlines", "appended after the old inputs, with defaults"
 
 
 # ----- Live on or off by default ------------------------------------------------------------------------------
@@ -542,3 +640,27 @@ def test_the_embedded_model_is_live_on_this_cpu():
     p = live.live_policy(None)
     assert p.ms_per_evaluation and p.ms_per_evaluation > 0
     assert p.allowed, f"a preview takes {p.preview_ms:.0f} ms here: {p.reason}"
+
+
+@pytest.mark.parametrize("others, n", [(0.0, 2), (1.0, 1)])
+def test_previews_follow_the_free_cores_as_edits_do(pipe, monkeypatch, others, n):
+    """A preview runs its network with the threads of the cores free now (sdedit.threads), as Generate does."""
+    from sdedit import threads
+
+    class Load:
+        def others(self):
+            return others
+
+    monkeypatch.setattr(threads, "_MONITOR", Load())
+    monkeypatch.setattr(threads, "_CORES", (time.monotonic() + 1e6, 2, None))
+    monkeypatch.setattr(threads, "_CACHE_S", 0.0)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "SDEDIT_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    fast = previews.preview_pipeline(pipe)
+    seen, forward = [], fast.unet.forward
+    monkeypatch.setattr(fast.unet, "forward", lambda *a, **k: seen.append(torch.get_num_threads()) or forward(*a, **k))
+    request = PreviewRequest(
+        "visitor-threads", 1, _stroke_canvas(False), None, PreviewSettings(pipe.config.name, 0.5, 3)
+    )
+    assert previews.compute_previews([request], pipe=fast)[0].jpeg
+    assert seen and set(seen) == {n}

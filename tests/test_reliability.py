@@ -349,8 +349,8 @@ def test_raw_http_nan_paths_and_sizes(app_url, client, tmp_path):
     import httpx
 
     guide = _upload(app_url, EX / "strokes-heart.png")
-    # raw HTTP sends every input: the last, strength_map, is optional (None)
-    args = [guide, None, "fluent-emoji-64", 0.5, "dpmpp", 4, 1, 1, 0, 0.0, 0, 0, None]
+    # raw HTTP sends every input: the optional ones last (strength_map None; fill_outlines, auto_strength, rank false)
+    args = [guide, None, "fluent-emoji-64", 0.5, "dpmpp", 4, 1, 1, 0, 0.0, 0, 0, None, False, False, False]
     kind, out = raw_call(app_url, "edit", args)
     assert kind == "complete" and len(out[0]) == 1
     body = json.dumps({"data": args})
@@ -358,14 +358,14 @@ def test_raw_http_nan_paths_and_sizes(app_url, client, tmp_path):
     assert raw_call(app_url, "edit", body=nan_strength) == (
         "error",
         {
-            "error": "Strength must be a finite number, not nan",
+            "error": "strength: nan is not allowed: expected a number from 0.05 to 1",
             "duration": 10,
             "visible": True,
             "title": "Please check",
         },
     )
     for literal in ("NaN", "Infinity", "-Infinity"):
-        bad_seed = body.replace(", 0, 0.0, 0, 0, null]", f", {literal}, 0.0, 0, 0, null]")
+        bad_seed = body.replace(", 0, 0.0, 0, 0, null,", f", {literal}, 0.0, 0, 0, null,")
         kind, out = raw_call(app_url, "edit", body=bad_seed)
         assert kind == "error" and re.match(r"seed: -?(nan|inf) is not allowed: expected a whole number", out["error"])
     # files the server has but the client did not upload: refused by Gradio, never read
@@ -397,9 +397,26 @@ def test_raw_http_nan_paths_and_sizes(app_url, client, tmp_path):
     serves_next(client)
 
 
+def test_raw_http_clients_of_earlier_versions_still_work(app_url):
+    """A client that sends /edit's and /sweep's inputs as they were before optional ones were appended (no
+    strength map, no fill_outlines) gets the same answer as one that sends them; a missing required one is refused."""
+    guide = _upload(app_url, EX / "strokes-heart.png")
+    edit = [guide, None, "fluent-emoji-64", 0.5, "dpmpp", 4, 1, 1, 0, 0.0, 0, 0]  # the first 12 inputs, seed 0
+    results = {}
+    for extra in ([], [None], [None, False]):
+        kind, out = raw_call(app_url, "edit", [*edit, *extra])
+        assert kind == "complete", out
+        results[len(extra)] = out[0][0]["caption"], tuple(out[3]["seeds"])
+    assert len(set(results.values())) == 1
+    kind, out = raw_call(app_url, "edit", edit[:-1])  # mask_feather is not optional
+    assert kind != "complete"
+    sweep = [guide, None, "fluent-emoji-64", "0.3", "dpmpp", 4, 1, 0, 0.0, 0, 0]
+    assert raw_call(app_url, "sweep", sweep)[0] == "complete"
+
+
 def test_sweep_composite_and_painting_refuse_bad_input_clearly(app_url, client):
     guide = _upload(app_url, EX / "strokes-heart.png")
-    sweep = [guide, None, "fluent-emoji-64", "0.2, 0.6", "dpmpp", 4, 1, 0, 0.0, 0, 0, None]  # no strength_map
+    sweep = [guide, None, "fluent-emoji-64", "0.2, 0.6", "dpmpp", 4, 1, 0, 0.0, 0, 0, None, False]  # no map, no fill
     for strengths, message in [
         ("0.5," * 100, "at most 200"),
         ("a, b", "numbers separated by commas"),
@@ -417,6 +434,88 @@ def test_sweep_composite_and_painting_refuse_bad_input_clearly(app_url, client):
     assert kind == "error" and "at most 16 MP" in out["error"], out
     kind, out = raw_call(app_url, "sweep", sweep)
     assert kind == "complete"
+
+
+# Every number the studio reads from a request, with values no control sends: each gets words that name it,
+# never an HTTP error or an apology. Positions are the endpoints' positional inputs (docs/app.md).
+EDIT_NUMBERS = {"strength": 3, "steps": 5, "repeats": 6, "num_samples": 7, "seed": 8, "snr": 9}
+EDIT_NUMBERS |= {"mask_dilation": 10, "mask_feather": 11}
+SWEEP_NUMBERS = {"steps": 5, "repeats": 6, "seed": 7, "snr": 8, "mask_dilation": 9, "mask_feather": 10}
+NOT_NUMBERS = [10**40, -(10**40), -5, 1.5, "abc", True, [1]]  # 1.5: every field here is whole or at most 1
+NOT_JSON_NUMBERS = ["NaN", "Infinity", "-Infinity", "1" + "0" * 400]  # raw JSON only (gradio_client refuses them)
+
+
+def _words_for(name: str, message: str) -> None:
+    said = name.replace("_", " ") if name.startswith("mask") else name
+    assert re.search(rf"{name}|{said}", message, re.IGNORECASE), message
+    assert "Traceback" not in message and "went wrong" not in message, message
+
+
+@pytest.mark.parametrize("name", list(EDIT_NUMBERS))
+def test_every_number_of_edit_gets_words_for_values_no_control_sends(app_url, client, name):
+    for value in NOT_NUMBERS:
+        err = expect_app_error(lambda value=value: call_edit(client, EX / "strokes-heart.png", **{name: value}), ".")
+        _words_for(name, err.message)
+    edit = [None, None, "fluent-emoji-64", 0.5, "dpmpp", 4, 1, 1, 0, 0.0, 0, 0, None, False]
+    sweep = [None, None, "fluent-emoji-64", "0.2, 0.6", "dpmpp", 4, 1, 0, 0.0, 0, 0, None, False]
+    for api, args, where in (("edit", edit, EDIT_NUMBERS), ("sweep", sweep, SWEEP_NUMBERS)):
+        if name not in where:
+            continue
+        for literal in [*NOT_JSON_NUMBERS, *(json.dumps(v) for v in NOT_NUMBERS)]:
+            guide = _upload(app_url, EX / "strokes-heart.png")  # uploaded files are shared (by content) in /tmp
+            call = [guide, *args[1 : where[name]], "X", *args[where[name] + 1 :]]
+            body = json.dumps({"data": call})
+            kind, out = raw_call(app_url, api, body=body.replace('"X"', literal))
+            assert kind == "error", (api, name, literal, out)
+            _words_for(name, out["error"])
+    serves_next(client)
+
+
+def _server_function(url: str, fn: str, data: str) -> tuple[int, object]:
+    """Call one of the canvas's server functions as the page does (POST /gradio_api/component_server), with the
+    call's JSON written out (so that it may hold NaN or a 400-digit number)."""
+    import httpx
+
+    config = httpx.get(f"{url}/config").json()
+    canvas = next(c for c in config["components"] if "preview" in (c.get("props", {}).get("server_fns") or []))
+    body = f'{{"session_hash": "reliability", "component_id": {canvas["id"]}, "fn_name": "{fn}", "data": {data}}}'
+    r = httpx.post(f"{url}/gradio_api/component_server", content=body, headers={"content-type": "application/json"})
+    return r.status_code, r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
+
+
+def test_the_live_preview_and_policy_answer_every_bad_number_in_words(app_url):
+    """The canvas's calls (docs/app.md, "Live preview"): a seq of 10^40 once got an HTTP 500 (the answer echoed a
+    number JSON could not carry). Every number of a preview call, and the policy's model, now gets words."""
+    import base64
+
+    import httpx
+
+    canvas = "data:image/png;base64," + base64.b64encode((EX / "strokes-heart.png").read_bytes()).decode()
+    good = {"visitor": "visitor-reliability", "seq": 1, "guide": canvas}
+    good["settings"] = {"model": "fluent-emoji-64", "strength": 0.5, "seed": 0, "mask_dilation": 0, "mask_feather": 0}
+    status, out = _server_function(app_url, "preview", json.dumps(good))
+    assert status == 200 and out["seq"] == 1 and out["image"].startswith("data:image/jpeg"), out
+    fields = {"seq": "seq", "seed": "seed", "strength": "strength", "mask_dilation": "mask dilation"}
+    fields["mask_feather"] = "mask feather"
+    for field, words in fields.items():
+        for literal in [*NOT_JSON_NUMBERS, *(json.dumps(v) for v in NOT_NUMBERS)]:
+            if literal == "1.5" and field.startswith("mask"):
+                continue  # a fraction of a pixel is a valid dilation or feather
+            call = json.loads(json.dumps(good))
+            (call if field == "seq" else call["settings"])[field] = "X"
+            status, out = _server_function(app_url, "preview", json.dumps(call).replace('"X"', literal))
+            assert status == 200, (field, literal, out)
+            assert words in out.get("error", "") and "image" not in out, (field, literal, out)
+            assert out["seq"] == (0 if field == "seq" else 1), "the answer carries a seq the page can read"
+    for data in ("null", "5", '"text"', "[1]"):
+        status, out = _server_function(app_url, "preview", data)
+        assert status == 200 and out["error"] == "a preview call takes one object", out
+    for literal in ["1" + "0" * 40, "-5", "NaN", "true", "[1]", "{}", '"no-such-model"']:
+        status, out = _server_function(app_url, "policy", f'{{"model": {literal}}}')
+        assert status == 200 and out["allowed"] is False and out["reason"].startswith("Live is off: "), (literal, out)
+    status, out = _server_function(app_url, "policy", '{"model": "fluent-emoji-64"}')
+    assert status == 200 and "allowed" in out
+    assert httpx.get(f"{app_url}/config").status_code == 200, "and the server keeps serving"
 
 
 # ----- faults -------------------------------------------------------------------------------------------------
@@ -506,10 +605,10 @@ def test_out_of_memory_gives_a_clear_message_frees_memory_and_later_requests_wor
 
 
 def test_out_of_memory_in_a_batch_is_retried_one_request_at_a_time(monkeypatch):
-    from sdedit.studio.batching import MicroBatcher
+    from sdedit.studio.queue import ServingQueue
 
     calls = _inject(monkeypatch, torch.OutOfMemoryError("CUDA out of memory"), when=lambda x: x.shape[0] > 1)
-    service = MicroBatcher(jobs._run_tickets, max_items=8, window_s=0, slot=jobs.MODEL_SLOTS)
+    service = ServingQueue(jobs._run_tickets, max_items=8, window_s=0, slot=jobs.MODEL_SLOTS)
     settings = [jobs.EditSettings(seed=s, **QUICK) for s in (1, 2)] + [jobs.EditSettings(**dict(QUICK, strength=0.9))]
     *queued, blocker = (jobs.prepare_edit(EX / "strokes-heart.png", None, s, animate=False) for s in settings)
     with jobs.MODEL_SLOTS:  # the worker takes the blocker and waits for the model; the two others queue up

@@ -51,6 +51,36 @@ def test_batches_of_several_guides(vp_pipe, photo):
     assert np.abs(out.images[2].astype(int) - alone.astype(int)).max() <= 1
 
 
+def test_requests_sharing_a_batch_get_their_own_images_and_metadata(vp_pipe, photo):
+    """`postprocess(requests=...)`: a server that runs two requests in one `run` gets each one's images, canvases,
+    seeds, guides and timings back, equal to what each gets alone (up to batched float rounding)."""
+    other = np.full((20, 30, 3), 200, np.uint8)
+    mask = np.zeros((20, 30), np.float32)
+    mask[5:15, 5:20] = 1
+    s = vp_pipe.check_inputs(num_inference_steps=10, output_type="uint8")
+    a, b = vp_pipe.prepare(photo, None, s.fit), vp_pipe.prepare(other, mask, s.fit)
+    samples = vp_pipe.run([a, a, b], s, seeds=[1, 2, 9])
+    out = vp_pipe.postprocess(samples, [a, a, b], s, requests=[2, 1], prepare_s=[0.25, 0.5])
+    first, second = out.requests
+    assert np.array_equal(first.images, out.images[:2]) and np.array_equal(second.images, out.images[2:])
+    assert np.array_equal(second.canvases, samples.canvases[2:])
+    assert (first.metadata["seeds"], second.metadata["seeds"]) == ([1, 2], [9])
+    assert (first.metadata["num_images"], second.metadata["num_images"]) == (2, 1)
+    assert second.metadata["input_sizes"] == [[30, 20]] and second.metadata["masked"] == [True]
+    assert first.metadata["masked"] == [False] and first.metadata["batch"] == 3
+    assert first.metadata["batched_requests"] == 2 and "batched_requests" not in out.metadata
+    t1, t2 = first.metadata["timings"], second.metadata["timings"]
+    assert (t1["prepare_s"], t2["prepare_s"]) == (0.25, 0.5) and t1["sample_s"] == t2["sample_s"]
+    assert t2["total_s"] == pytest.approx(0.5 + t2["sample_s"] + t2["postprocess_s"], abs=2e-4)
+    assert t2["per_image_s"] == pytest.approx(t2["total_s"] / 3, abs=2e-4)
+    assert out.metadata["timings"]["prepare_s"] == 0.75, "the batch's: every request's preparing"
+    alone = vp_pipe(other, mask, num_inference_steps=10, seed=9, output_type="uint8", progress=False)
+    assert np.abs(second.images[0].astype(int) - alone.images[0].astype(int)).max() <= 1
+    assert alone.requests[0].metadata == {**alone.metadata, "batched_requests": 1}, "a call is one request"
+    with pytest.raises(ValueError, match="add up"):
+        vp_pipe.postprocess(samples, [a, a, b], s, requests=[1, 1])
+
+
 def test_generators_and_seeds_agree(vp_pipe, photo):
     kw = dict(num_inference_steps=10, output_type="model", progress=False)
     gens = [torch.Generator().manual_seed(s) for s in (4, 5)]

@@ -771,7 +771,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from ..errors import SDEditError
-    from .sweep import parse_strengths
+    from ..sweep import parse_strengths
 
     args = build_parser().parse_args(argv)
     if args.threads:

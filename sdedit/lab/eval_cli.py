@@ -74,7 +74,7 @@ def settings_from_args(args) -> EvalSettings:
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
     if args.strengths:
-        from .sweep import parse_strengths
+        from ..sweep import parse_strengths
 
         overrides["strengths"] = tuple(parse_strengths(args.strengths))
     if args.samplers:

@@ -13,8 +13,8 @@ import json
 import shutil
 from pathlib import Path
 
+from ..sweep import DEFAULT_STRENGTHS
 from .evaluate import CSV_FIELDS, DEFAULT_SAMPLERS, EvalRecord, EvalResult, EvalSettings
-from .sweep import DEFAULT_STRENGTHS
 
 WHY_FEATURES = """\
 KID needs an image embedding. The standard one, Inception-v3 (ImageNet, 299 px photos), needs a download

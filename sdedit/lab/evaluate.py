@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .sweep import DEFAULT_STRENGTHS
+from ..sweep import DEFAULT_STRENGTHS
 
 DEFAULT_SAMPLERS = (
     "reference:1000",

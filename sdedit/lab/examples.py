@@ -31,55 +31,19 @@ lower seed); when none is, the most realistic within both.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from PIL import Image
 
-from .features import FeatureExtractor, load_feature_net, load_selfcheck, to_resolution
+from ..judges import RealismScorer, load_feature_net, load_selfcheck, to_resolution
 from .metrics import l2_distance
 
 __all__ = ["Candidate", "Choice", "RealismScorer", "choose", "faithfulness", "measure", "render_markdown"]
 
 SEEDS = tuple(range(8))
 STRENGTHS = (0.2, 0.3, 0.4, 0.5, 0.6)
-
-
-class RealismScorer:
-    """The kNN realism distance D3(x) (module docstring) to real reference images; lower = more realistic.
-
-    `exclude`: images an example was made from; reference images within `same_below` mean absolute difference
-    (pixels 0-255, at the features' resolution) of one of them are left out of the reference.
-    """
-
-    def __init__(
-        self,
-        extractor: FeatureExtractor | None = None,
-        reference: np.ndarray | None = None,
-        k: int = 3,
-        exclude: Iterable = (),
-        same_below: float = 4.0,
-    ):
-        self.extractor = extractor or load_feature_net()
-        res = self.extractor.config.resolution
-        ref = load_selfcheck(self.extractor.path)[0] if reference is None else np.asarray(reference, np.uint8)
-        ref = np.stack([to_resolution(im, res) for im in ref])
-        drop = np.zeros(len(ref), bool)
-        for im in exclude:
-            diff = np.abs(ref.astype(np.int16) - to_resolution(im, res).astype(np.int16)).mean(axis=(1, 2, 3))
-            drop |= diff < same_below
-        self.excluded = int(drop.sum())
-        ref = ref[~drop]
-        if len(ref) < k:
-            raise ValueError(f"the realism reference needs at least k = {k} images, got {len(ref)}")
-        self.features, self.k, self.reference_size = self.extractor.features(ref), k, len(ref)
-
-    def distance(self, images) -> np.ndarray:
-        """D3(x) for each image (uint8 arrays or PIL images, any size): lower = more realistic."""
-        feats = self.extractor.features(list(images))
-        dist = np.linalg.norm(feats[:, None] - self.features[None], axis=-1)
-        return np.sort(dist, axis=1)[:, : self.k].mean(axis=1)
 
 
 def faithfulness(result, guide, resolution: int = 64) -> float:

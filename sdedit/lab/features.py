@@ -28,8 +28,7 @@ import math
 import platform
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,112 +37,26 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from ..configs import REPO_ROOT, repo_relative
-from .hardware import has_bf16_cpu
+from ..accel import has_bf16_cpu
+from ..configs import repo_relative
+from ..judges import (  # noqa: F401 (the realism net's inference lives in the engine; the lab's names stay)
+    CONFIG,
+    FEATURES_DIR,
+    SELFCHECK,
+    WEIGHTS,
+    EmojiFeatureNet,
+    FeatureExtractor,
+    FeatureNetConfig,
+    load_feature_net,
+    load_net,
+    load_selfcheck,
+    to_input,
+    to_resolution,
+)
+from ..judges import _load_features as _load
 
-DEFAULT_DIR = REPO_ROOT / "models" / "emoji-features"
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
+DEFAULT_DIR = FEATURES_DIR
 LEGACY_JITTER = 1.0  # a config without settings.jitter predates the setting, when every net was jittered
-SELFCHECK = "selfcheck.png"
-
-
-@dataclass
-class FeatureNetConfig:
-    """The architecture and what the network was trained on; saved as config.json beside the weights."""
-
-    classes: list[str]
-    widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
-    resolution: int = 64
-    dropout: float = 0.2
-    info: dict = field(default_factory=dict)  # training data, settings, accuracy (not needed to load)
-
-    @property
-    def feature_dim(self) -> int:
-        return self.widths[-1]
-
-
-def _conv(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
-class EmojiFeatureNet(nn.Module):
-    """conv@64 -> pool -> 2 conv@32 -> pool -> 2 conv@16 -> pool -> conv@8 -> global mean -> linear.
-
-    About 0.58 M parameters with the default widths; the global mean of the last conv block is the feature.
-    """
-
-    def __init__(self, cfg: FeatureNetConfig):
-        super().__init__()
-        w0, w1, w2, w3 = cfg.widths
-        self.body = nn.Sequential(
-            _conv(3, w0),
-            nn.MaxPool2d(2),
-            _conv(w0, w1),
-            _conv(w1, w1),
-            nn.MaxPool2d(2),
-            _conv(w1, w2),
-            _conv(w2, w2),
-            nn.MaxPool2d(2),
-            _conv(w2, w3),
-        )
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(w3, len(cfg.classes))
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, R, R) in [-1, 1] -> (N, feature_dim), the penultimate layer."""
-        return self.body(x).mean(dim=(2, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.features(x)))
-
-
-def to_resolution(image, resolution: int) -> np.ndarray:
-    """One PIL image or uint8 array -> uint8 (R, R, 3), resized with Lanczos as the data pipeline makes its
-    64 px images."""
-    pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
-    pil = pil.convert("RGB")
-    if pil.size != (resolution, resolution):
-        pil = pil.resize((resolution, resolution), Image.LANCZOS)
-    return np.asarray(pil, dtype=np.uint8)
-
-
-def to_input(images, resolution: int) -> torch.Tensor:
-    """uint8 (N, H, W, 3) array or a list of PIL images/arrays -> float (N, 3, R, R) in [-1, 1] (`to_resolution`)."""
-    if isinstance(images, np.ndarray) and images.ndim == 3:
-        images = images[None]
-    arrays = [to_resolution(im, resolution) for im in images]
-    if not arrays:
-        return torch.zeros(0, 3, resolution, resolution)
-    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
-    return x.div(127.5).sub(1.0)
-
-
-class FeatureExtractor:
-    """A loaded, frozen EmojiFeatureNet in eval mode: `features(images)` and `predict(images)`."""
-
-    def __init__(self, net: EmojiFeatureNet, config: FeatureNetConfig, path: Path | None = None):
-        self.net = net.eval()
-        self.config = config
-        self.path = path
-
-    @property
-    def feature_dim(self) -> int:
-        return self.config.feature_dim
-
-    @torch.inference_mode()
-    def features(self, images, batch_size: int = 128) -> np.ndarray:
-        """(N, feature_dim) float64: deterministic (eval mode, float32, fixed batch split)."""
-        x = to_input(images, self.config.resolution)
-        out = [self.net.features(x[i : i + batch_size]).double() for i in range(0, len(x), batch_size)]
-        return torch.cat(out).numpy() if out else np.zeros((0, self.feature_dim))
-
-    @torch.inference_mode()
-    def predict(self, images, batch_size: int = 128) -> np.ndarray:
-        """Class index per image (into config.classes)."""
-        x = to_input(images, self.config.resolution)
-        out = [self.net(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)]
-        return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
 
 
 def save_net(net: nn.Module, cfg, out: str | Path) -> Path:
@@ -162,50 +75,9 @@ def save_net(net: nn.Module, cfg, out: str | Path) -> Path:
     return out
 
 
-def load_net(folder: Path, config_cls, net_cls, retrain: str):
-    """(network, config) from a folder that `save_net` wrote: float32, frozen, offline. `retrain`: the command
-    that makes one, for the error a missing folder gives."""
-    from safetensors.torch import load_file
-
-    if not (folder / WEIGHTS).is_file() or not (folder / CONFIG).is_file():
-        raise FileNotFoundError(f"{folder} has no {WEIGHTS} + {CONFIG}; train one with `{retrain} --out {folder}`")
-    cfg = config_cls(**json.loads((folder / CONFIG).read_text()))
-    net = net_cls(cfg)
-    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(folder / WEIGHTS).items()})
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net, cfg
-
-
 def save_feature_net(net: EmojiFeatureNet, cfg: FeatureNetConfig, out: str | Path) -> Path:
     """fp16 safetensors (about 1.2 MB) and config.json."""
     return save_net(net, cfg, out)
-
-
-def load_feature_net(path: str | Path | None = None) -> FeatureExtractor:
-    """The shipped network (models/emoji-features) or another folder; offline, cached per path."""
-    return _load(str(Path(path).resolve()) if path else str(DEFAULT_DIR))
-
-
-@lru_cache(maxsize=4)
-def _load(path: str) -> FeatureExtractor:
-    folder = Path(path)
-    net, cfg = load_net(folder, FeatureNetConfig, EmojiFeatureNet, "python -m sdedit features")
-    return FeatureExtractor(net, cfg, folder)
-
-
-def load_selfcheck(path: str | Path | None = None) -> tuple[np.ndarray, list[str]]:
-    """The shipped held-out test images (uint8 (N, 64, 64, 3)) and their groups, for offline self-tests.
-
-    A few real held-out emoji travel with the network (MIT, like the data) so that tests of the metric on
-    real images need neither npm nor the data cache.
-    """
-    folder = Path(path) if path else DEFAULT_DIR
-    raw = json.loads((folder / CONFIG).read_text())["info"]["selfcheck"]
-    sheet = np.asarray(Image.open(folder / SELFCHECK).convert("RGB"))
-    r, cols, n = raw["resolution"], raw["cols"], raw["count"]
-    images = [sheet[(i // cols) * r : (i // cols + 1) * r, (i % cols) * r : (i % cols + 1) * r] for i in range(n)]
-    return np.stack(images), list(raw["categories"])
 
 
 # ----- training ---------------------------------------------------------------------------------------

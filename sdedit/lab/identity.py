@@ -27,8 +27,7 @@ import math
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,63 +35,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..configs import REPO_ROOT
+from ..judges import (
+    CONFIG,
+    IDENTITY_DIR,
+    IdentityEmbedder,
+    IdentityNet,
+    IdentityNetConfig,
+    load_identity_net,
+)
+from ..judges import _load_identity as _load
 
-DEFAULT_DIR = REPO_ROOT / "models" / "emoji-identity"
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
-
-
-@dataclass
-class IdentityNetConfig:
-    """The architecture, and what the network was trained on (config.json beside the weights)."""
-
-    widths: list[int] = field(default_factory=lambda: [32, 64, 128, 192])
-    embed_dim: int = 128
-    resolution: int = 64
-    info: dict = field(default_factory=dict)
-
-
-def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
-    )
-
-
-class IdentityNet(nn.Module):
-    """Strided convs 64 -> 32 -> 16 -> 8 -> 4 px (two convs at 16 and 8), global mean, linear, unit length."""
-
-    def __init__(self, cfg: IdentityNetConfig):
-        super().__init__()
-        w0, w1, w2, w3 = cfg.widths
-        self.body = nn.Sequential(
-            _block(3, w0, 2),
-            _block(w0, w1, 2),
-            _block(w1, w1, 1),
-            _block(w1, w2, 2),
-            _block(w2, w2, 1),
-            _block(w2, w3, 2),
-        )
-        self.embed = nn.Linear(w3, cfg.embed_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, R, R) in [-1, 1] -> (N, embed_dim), L2-normalised."""
-        return F.normalize(self.embed(self.body(x).mean(dim=(2, 3))), dim=1)
-
-
-class IdentityEmbedder:
-    """A loaded, frozen IdentityNet: `embed(images)` for uint8 (N, H, W, 3) images of any size."""
-
-    def __init__(self, net: IdentityNet, config: IdentityNetConfig, path: Path | None = None):
-        self.net, self.config, self.path = net.eval(), config, path
-
-    @torch.inference_mode()
-    def embed(self, images, batch_size: int = 128) -> np.ndarray:
-        from .features import to_input
-
-        x = to_input(images, self.config.resolution)
-        out = [self.net(x[i : i + batch_size]).double() for i in range(0, len(x), batch_size)]
-        return torch.cat(out).numpy() if out else np.zeros((0, self.config.embed_dim))
+DEFAULT_DIR = IDENTITY_DIR
 
 
 def save_identity_net(net: IdentityNet, cfg: IdentityNetConfig, out: str | Path) -> Path:
@@ -100,20 +53,6 @@ def save_identity_net(net: IdentityNet, cfg: IdentityNetConfig, out: str | Path)
     from .features import save_net
 
     return save_net(net, cfg, out)
-
-
-def load_identity_net(path: str | Path | None = None) -> IdentityEmbedder:
-    """The shipped network (models/emoji-identity) or another folder; offline, cached per path."""
-    return _load(str(Path(path).resolve()) if path else str(DEFAULT_DIR))
-
-
-@lru_cache(maxsize=4)
-def _load(path: str) -> IdentityEmbedder:
-    from .features import load_net
-
-    folder = Path(path)
-    net, cfg = load_net(folder, IdentityNetConfig, IdentityNet, "python -m sdedit.lab.identity")
-    return IdentityEmbedder(net, cfg, folder)
 
 
 # ----- the measure ------------------------------------------------------------------------------------------
@@ -174,11 +113,6 @@ class IdentityGallery:
         self.require(true_ids)
         correct = [p == t for p, t in zip(self.nearest(images), true_ids, strict=True)]
         return IdentityScore(np.array(correct, dtype=bool), len(self.names))
-
-
-def nearest_identity(embedder: IdentityEmbedder, images, gallery_images, gallery_ids) -> list[str]:
-    """For each image, the identity of the gallery whose centroid is nearest (cosine) in the embedding."""
-    return IdentityGallery(embedder, gallery_images, gallery_ids).nearest(images)
 
 
 def identity_accuracy(embedder: IdentityEmbedder, images, true_ids, gallery_images, gallery_ids) -> IdentityScore:

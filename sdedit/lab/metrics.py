@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
+from ..sweep import l2_distance  # the engine's: the app's t0 sweep draws the same faithfulness
+
 __all__ = [
     "KIDResult",
     "add_noise",
@@ -108,11 +110,6 @@ def kid(
         ]
     )
     return KIDResult(float(values.mean()), float(values.std()), int(subsets), size, n, m)
-
-
-def l2_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """The paper's faithfulness: ||a - b||_2 over the whole image with pixels in [0, 1]."""
-    return float(np.linalg.norm(a.astype(np.float64) / 255.0 - b.astype(np.float64) / 255.0))
 
 
 def l2_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:

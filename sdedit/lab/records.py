@@ -104,6 +104,12 @@ SECTIONS: tuple[Section, ...] = (
         "benchmarks.app_load:comparison_section",
     ),
     section("live-load", "docs/reliability.md", _BENCH + "live-load.json", "benchmarks.live_load:markdown"),
+    section("model-load", "docs/performance.md", _BENCH + "model-load.json", "benchmarks.model_load:render"),
+    section("animation", "docs/performance.md", _BENCH + "animation.json", "benchmarks.animation:render"),
+    section("pick-cost", "docs/performance.md", _BENCH + "pick-cost.json", "benchmarks.pick_cost:render"),
+    section("latent-cpu", "docs/performance.md", _BENCH + "latent-cpu.json", "benchmarks.latent:summary"),
+    section("latent-import", "docs/performance.md", _BENCH + "latent-import.json", "benchmarks.latent_import:table"),
+    section("freehand", "docs/quality.md", "eval/freehand.json", "sdedit.lab.freehand:render"),
     section(
         "readme-performance",
         "README.md",

@@ -22,8 +22,11 @@ import yaml
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .data import DEFAULT_SPLIT, ImageSet, check_split, load_image_set, to_tensor_range
-from .hardware import cpu_name, has_bf16_cpu
+from ..accel import has_bf16_cpu
+from .data import DEFAULT_SPLIT, ImageSet, check_split, identity_of, load_image_set, to_tensor_range
+from .hardware import cpu_name
+
+BALANCES = (None, "identity")
 
 
 @dataclass
@@ -47,6 +50,10 @@ class TrainConfig:
     max_minutes: float | None = None
     grad_clip: float = 1.0
     ema_decay: float = 0.999
+    # how images are drawn into batches: None = uniformly; "identity" = every emoji identity equally often, its
+    # skin-tone and gender variants sharing one identity's share (`sdedit.lab.data.identity_of`), so that the
+    # people emoji (five tones and up to three genders each) no longer make up most of what the model learns
+    balance: str | None = None
     snr_gamma: float | None = None  # Min-SNR-gamma loss weighting (Hang et al. 2023); None = plain MSE
     hflip: bool = True
     mixed_precision: str = "auto"
@@ -106,6 +113,20 @@ def build_scheduler(cfg: TrainConfig):
 
     defaults = dict(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
     return DDPMScheduler(**{**defaults, **cfg.scheduler, "variance_type": "fixed_small"})
+
+
+def sample_weights(names, balance: str | None) -> np.ndarray | None:
+    """Each image's chance of being drawn into a batch (they sum to 1), or None to draw uniformly."""
+    if balance not in BALANCES:
+        raise ValueError(f"balance must be one of {BALANCES}, not {balance!r}")
+    if balance is None:
+        return None
+    ids = [identity_of(str(n)) for n in names]
+    counts: dict[str, int] = {}
+    for i in ids:
+        counts[i] = counts.get(i, 0) + 1
+    w = np.array([1.0 / counts[i] for i in ids])
+    return w / w.sum()
 
 
 @torch.no_grad()
@@ -218,6 +239,8 @@ class Trainer:
         # (N, 3, H, W) uint8 on the training device (a quarter of float32's memory), with the RNG there too:
         # batches, timesteps and noise are drawn where they are used, so a GPU step never waits on the host
         self.data = torch.from_numpy(np.ascontiguousarray(self.train_set.images)).permute(0, 3, 1, 2).to(self.device)
+        weights = sample_weights(self.train_set.names, cfg.balance)
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float32, device=self.device)
         self.unet = build_unet(cfg).to(self.device)
         self.ema = copy.deepcopy(self.unet).eval().requires_grad_(False)
         self.scheduler = build_scheduler(cfg)
@@ -279,7 +302,10 @@ class Trainer:
 
     # ----- one step ----------------------------------------------------------------------------------
     def batch(self) -> torch.Tensor:
-        idx = torch.randint(0, len(self.data), (self.cfg.batch_size,), generator=self.gen, device=self.device)
+        if self.weights is None:
+            idx = torch.randint(0, len(self.data), (self.cfg.batch_size,), generator=self.gen, device=self.device)
+        else:  # balanced: with replacement, by `sample_weights`
+            idx = torch.multinomial(self.weights, self.cfg.batch_size, replacement=True, generator=self.gen)
         x = to_tensor_range(self.data[idx])  # [-1, 1], the VP models' range
         if self.cfg.hflip:
             flip = torch.rand(len(idx), generator=self.gen, device=self.device) < 0.5

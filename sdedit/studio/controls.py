@@ -21,6 +21,7 @@ from .models import (
     model_choices,
     model_note,
     sampler_choices,
+    strength_info,
     work_hint,
 )
 from .ui import user_message
@@ -162,7 +163,7 @@ class Controls:
                 self.loaded_model: name,
                 self.note: warning + model_note(cfg),
                 self.card: model_card(cfg),
-                strength: d.strength,
+                strength: gr.Slider(value=d.strength, info=strength_info(cfg)),
                 self.sampler: gr.Dropdown(choices=sampler_choices(cfg), value=d.sampler),
                 self.steps: d.num_inference_steps,
                 self.repeats: d.repeats,

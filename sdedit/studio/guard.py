@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from ..errors import InputError
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -160,6 +162,51 @@ def _fmt(x: float) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
+def _shown(value: Any, width: int = 60) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= width else shown[: width - 3] + "..."
+
+
+def _as_number(value: Any) -> int | float | None:
+    """A number, or a string that spells one (JSON clients send both); None for anything else (bools included)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str) and len(value) <= 100:
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+    return None
+
+
+def slips_past_a_range_check(value: Any, integer: bool = False) -> bool:
+    """A form's number that a range check lets through or rounds away: a bool, NaN (it compares false with both
+    ends of any range), an infinity, or a fraction where a whole number is asked."""
+    if isinstance(value, bool):
+        return True
+    if not isinstance(value, float):
+        return False
+    return not math.isfinite(value) or (integer and not value.is_integer())
+
+
+def checked_number(value: Any, name: str, lo: float, hi: float, whole: bool = False, lo_open: bool = False):
+    """`value` (a number, or a string that spells one) as an int (`whole`) or a float in [lo, hi] ((lo, hi] with
+    `lo_open`), else an InputError that names it, the range and the value. A huge integer is compared as it is
+    (never an OverflowError); NaN, infinities and bools are refused."""
+    what = "a whole number" if whole else "a number"
+    span = f"in ({_fmt(lo)}, {_fmt(hi)}]" if lo_open else f"from {_fmt(lo)} to {_fmt(hi)}"
+    number = _as_number(value)
+    ok = number is not None and (isinstance(number, int) or math.isfinite(number))
+    ok = ok and (not whole or isinstance(number, int) or number.is_integer())
+    ok = ok and (lo < number if lo_open else lo <= number) and number <= hi
+    if not ok:
+        raise InputError(f"{name} must be {what} {span}, not {_shown(value, 40)}")
+    return int(number) if whole else float(number)
+
+
 def explain_rejected_value(
     kind: str,
     value: Any,
@@ -173,9 +220,7 @@ def explain_rejected_value(
 
     kind: "image", "number", "text", or anything else (a generic sentence).
     """
-    shown = repr(value)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
+    shown = _shown(value)
     if kind == "image":
         name = type(exc).__name__
         if "DecompressionBomb" in name:

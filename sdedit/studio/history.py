@@ -94,9 +94,10 @@ def _decode_inputs(urls) -> dict[str, Image.Image]:
         return {}
 
 
-def add_results(history: list | None, gallery, guide, thumbs: bool = True) -> list[dict]:
+def add_results(history: list | None, gallery, guide, thumbs: bool = True, tab: str = "") -> list[dict]:
     """The history with this edit's results in front (newest first), each with the guide it came from, its
-    settings and (`thumbs`) the thumbnails the browser keeps across reloads."""
+    settings, the label of the tab that made it (`tab`, first in its caption) and (`thumbs`) the thumbnails
+    the browser keeps across reloads."""
     new = []
     guide = guide if isinstance(guide, str) else None
     guide_thumb = thumbnail(guide) if thumbs and guide else None
@@ -106,7 +107,8 @@ def add_results(history: list | None, gallery, guide, thumbs: bool = True) -> li
     inputs = _small_inputs(items[0][0]) if thumbs and items else None
     for path, item in items:
         caption = item[1] if isinstance(item, (tuple, list)) and len(item) > 1 else ""
-        entry = {"image": path, "guide": guide, "caption": caption, "settings": _settings_of_file(path)}
+        caption = " · ".join(c for c in (tab, caption) if c)
+        entry = {"image": path, "guide": guide, "caption": caption, "tab": tab, "settings": _settings_of_file(path)}
         if thumbs:
             entry.update(thumb=thumbnail(path), guide_thumb=guide_thumb, inputs=inputs)
         new.append(entry)
@@ -214,6 +216,12 @@ def sweep_strengths(table) -> list[float]:
     return out
 
 
+EMPTY = (
+    "**History** · your results line up here, newest first: click one to see it against its guide and get its "
+    "settings back."
+)
+
+
 class History:
     """The history strip and the before/after slider, under the results."""
 
@@ -230,6 +238,8 @@ class History:
             interactive=False,
             elem_id="before-after",
         )
+        # before the first result the strip is a line of words, not an empty box
+        self.empty = gr.Markdown(EMPTY, elem_id="history-empty", elem_classes="hint")
         self.gallery = gr.Gallery(
             label="History (this session): click one to see it and get its settings back",
             format="png",
@@ -239,25 +249,34 @@ class History:
             height=110,
             allow_preview=False,
             interactive=False,
+            visible=False,
             elem_id="history",
         )
+
+    def shown(self, history: list[dict]) -> tuple:
+        """The strip and its empty state: the thumbnails once there is one, the words before."""
+        items = strip(history)
+        return gr.Gallery(value=items, visible=bool(items)), gr.Markdown(visible=not items)
 
     def connect(self, page) -> None:
         """Fill the strip after each edit; clicking a thumbnail (history or results) shows it; the sweep's
         grid sets t0. Called after the controls are connected (it reuses their restore)."""
         r, c = page.results, page.controls
 
-        def remember(history, gallery, guide):
-            history = add_results(history, gallery, guide)
-            first = history[0] if history else None
-            return history, strip(history), before_after(guide, first and first["image"]), saved(history)
+        labels = {tab.id: tab.label for tab in page.tabs}
+
+        def remember(history, gallery, guide, made_by=""):
+            """The strip after an edit (its entries name the tab that made them); the before/after slider is
+            the results column's (`tab_results`)."""
+            history = add_results(history, gallery, guide, tab=labels.get(made_by, ""))
+            return history, *self.shown(history), saved(history)
 
         self.remember = remember
         for event in page.edit_events:
             event.success(
                 remember,
-                [self.state, r.gallery, r.guide],
-                [self.state, self.gallery, self.slider, self.saved],
+                [self.state, r.gallery, r.guide, page.tab_results.made_by],
+                [self.state, self.gallery, self.empty, self.saved],
                 queue=False,
                 api_visibility="private",
                 show_progress="hidden",
@@ -268,11 +287,15 @@ class History:
             if history:
                 return gr.skip()
             history = from_saved(kept)
-            return (history, strip(history)) if history else gr.skip()
+            return (history, *self.shown(history)) if history else gr.skip()
 
         self.reload = reload
         page.demo.load(
-            reload, [self.state, self.saved], [self.state, self.gallery], queue=False, api_visibility="private"
+            reload,
+            [self.state, self.saved],
+            [self.state, self.gallery, self.empty],
+            queue=False,
+            api_visibility="private",
         )
 
         def show_result(guide, gallery, evt: gr.SelectData):
@@ -283,9 +306,10 @@ class History:
 
         r.gallery.select(show_result, [r.guide, r.gallery], self.slider, queue=False, api_visibility="private")
 
-        def pick(history, current, evt: gr.SelectData):
+        def pick(history, current, evt: gr.SelectData, front=None, store=None, made_by=""):
             """A thumbnail clicked: the result from its PNG (settings, seed, guide back on its canvas), or for an
-            entry a reload brought back, its settings and seed."""
+            entry a reload brought back, its settings and seed. The slider shows it, whichever tab its guide
+            goes back on."""
             if not history:
                 return gr.skip()
             h = history[min(evt.index, len(history) - 1)]
@@ -299,14 +323,17 @@ class History:
                     gr.Warning(str(exc), title="This result cannot be restored")
                     return gr.skip()
                 shown = before_after(_decode_thumb(h.get("guide_thumb")), _decode_thumb(h.get("thumb")))
-            updates = page.restore_result(settings, inputs, current, reloaded=not inputs)
+            updates = page.restore_result(
+                settings, inputs, current, reloaded=not inputs, front=front, store=store, made_by=made_by
+            )
             return {**updates, self.slider: shown}
 
         self.pick = pick
+        fronts = [page.selected_tab, page.tab_results.store, page.tab_results.made_by]
         self.gallery.select(
             pick,
-            [self.state, c.loaded_model],
-            [*page.restore_outputs, self.slider],
+            [self.state, c.loaded_model, *fronts],
+            list(dict.fromkeys([*page.restore_outputs, self.slider])),
             queue=False,
             api_visibility="private",
         )

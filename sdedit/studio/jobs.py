@@ -1,10 +1,10 @@
 """Running edits: one request checked in its own thread, then run with others in one forward, and sweeps.
 
 `prepare_edit` loads the model and checks everything about a request before it may wait for the model, so a
-batch only ever holds requests that can run. The batcher (`edit_service`, sdedit.studio.batching) merges
+batch only ever holds requests that can run. The batcher (`edit_service`, a `queue.ServingQueue`) merges
 requests with matching settings; `run_jobs` runs them as one forward, each sample with its own seed, so the
 images agree with an unbatched run. `run_edit` is the entry point for the page and the tests; on ZeroGPU it
-runs unbatched in the calling thread. `run_t0_sweep` is the same guide and seed at several t0.
+runs unbatched in the calling thread. `run_t0_sweep` is the engine's sweep (`sdedit.sweep`) on the model's slot.
 
 The result comes first: during the forward the animation only keeps tensor copies of a few steps, and its
 GIF is rendered when `EditResult.animation` is first read (the page reads it after it has sent the result).
@@ -15,24 +15,27 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from .. import loading
+from .. import loading, ranking
 from ..errors import InputError, OutOfMemoryError
-from ..lab.sweep import parse_strengths, run_sweep
 from ..noise import check_seed, random_seed, seeds_for
+from ..outlines import guide_hint
 from ..pipeline import PreparedGuide, SDEditPipeline, Settings
 from ..recall import settings_of
 from ..samplers import StepInfo
+from ..sweep import parse_strengths, run_sweep
+from ..upscale import upscaler_for
 from . import limits
-from .batching import Batch, Cancelled, MicroBatcher
 from .guard import free_memory, is_out_of_memory, trim_malloc
 from .guides import WHITE, prepare_mask, to_pil
 from .models import config_for, get_pipeline
 from .progress import Animation, ProgressFn, ReverseRecorder, StepProgress, queue_words, write_pngs
+from .queue import Batch, Cancelled, ServingQueue
+from .slots import ModelSlots
 
 
 def pick_seed(seed) -> int:
@@ -42,7 +45,7 @@ def pick_seed(seed) -> int:
     try:
         if float(seed) == -1:
             return random_seed()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # check_seed words them (a huge int overflows a float)
         pass
     return check_seed(seed)
 
@@ -62,6 +65,9 @@ class EditSettings:
     mask_dilation: float = 0
     mask_feather: float = 0
     strength_map: object = None  # an image the guide's size: white = the full t0, black = kept exactly
+    fill_outlines: bool = False  # fill closed outlines with their stroke colour first (`outlines.fill_guide`)
+    auto_strength: bool = False  # pick t0 per guide within the model's follows range (sdedit.ranking.run_auto)
+    rank: bool = False  # several samples: best first by realism, faithfulness and identity (sdedit.ranking.rank)
 
     def pipe_kwargs(self) -> dict:
         return dict(
@@ -75,13 +81,16 @@ class EditSettings:
 
 @dataclass
 class EditResult:
-    """One request's results. The animation is pending until `animation` is first read (then rendered, once)."""
+    """One request's results, in seed order. The animation is pending until `animation` is first read (then
+    rendered, once). `order`: the samples best first when they were ranked, with `captions` saying why."""
 
     images: list[Image.Image]
     seeds: list[int]
     metadata: dict
     pending_animation: Animation | None = None
     summary: str = ""
+    order: list[int] | None = None
+    captions: list[str] | None = None
     _pngs: list[Path] | None = field(default=None, repr=False)
 
     @property
@@ -119,6 +128,7 @@ class EditJob:
     report: ProgressFn | None = None
     prepare_s: float = 0.0
     queued_at: float = field(default_factory=time.perf_counter)
+    hint: str | None = None  # words for a guide that is mostly thin lines (`outlines.guide_hint`)
 
     @property
     def key(self) -> tuple:
@@ -147,11 +157,13 @@ class EditJob:
 
 @dataclass
 class JobOutput:
-    """What a batch hands back to one request: its images, metadata and its animation, still to be rendered."""
+    """What a batch hands back to one request: its images, metadata and its animation, still to be rendered, and
+    its samples at the model's resolution (what ranking scores)."""
 
     images: list[Image.Image]
     metadata: dict
     animation: Animation | None
+    canvases: object = None  # (n, R, R, 3) uint8
 
 
 def prepare_edit(guide, mask=None, settings: EditSettings | None = None, animate: bool = True) -> EditJob:
@@ -168,8 +180,17 @@ def prepare_edit(guide, mask=None, settings: EditSettings | None = None, animate
     seeds = seeds_for(pick_seed(s.seed), checked.num_images)
     t0 = time.perf_counter()
     smap = to_pil(s.strength_map, "strength_map") if s.strength_map is not None else None
-    prepared = pipe.prepare(guide, m, checked.fit, strength_map=smap)
-    return EditJob(pipe, guide, prepared, s, checked, seeds, animate, prepare_s=time.perf_counter() - t0)
+    prepared = pipe.prepare(guide, m, checked.fit, strength_map=smap, fill_outlines=s.fill_outlines)
+    job = EditJob(pipe, guide, prepared, s, checked, seeds, animate, prepare_s=time.perf_counter() - t0)
+    job.hint = prepared_hint(prepared, pipe.config.background)
+    return job
+
+
+def prepared_hint(prepared: PreparedGuide, background) -> str | None:
+    """`outlines.HINT` when the guide the model gets (its outlines filled when asked) is mostly thin lines:
+    its drawn pixels are the mask's, or without one those that differ from the model's background."""
+    painted = None if prepared.mask is None else prepared.mask > 0.5
+    return guide_hint(prepared.rgb, painted, background or WHITE)
 
 
 def run_jobs(jobs: list[EditJob], cancelled: Callable[[], bool] = lambda: False) -> list[JobOutput]:
@@ -212,42 +233,45 @@ def run_jobs(jobs: list[EditJob], cancelled: Callable[[], bool] = lambda: False)
 
     try:
         samples = pipe.run(guides, c, seeds, callback=on_step, on_start=on_start)
-        t0 = time.perf_counter()
-        out = pipe.postprocess(samples, guides, c)
-        postprocess_s = time.perf_counter() - t0
+        out = pipe.postprocess(
+            samples, guides, c, requests=[j.size for j in jobs], prepare_s=[j.prepare_s for j in jobs]
+        )
     except Exception as exc:
         if is_out_of_memory(exc):
             raise _out_of_memory(pipe, len(guides)) from None
         raise
-    for rec in recorders:
+    results = []
+    for job, rec, own in zip(jobs, recorders, out.requests, strict=True):
         if rec is not None:
             rec.to_host()
-    results = []
-    for i, (job, rec, o) in enumerate(zip(jobs, recorders, offsets, strict=True)):
-        meta = dict(out.metadata)
-        total_s = job.prepare_s + samples.seconds + postprocess_s
-        meta.update(
-            seeds=list(job.seeds),
-            num_images=job.size,
-            input_sizes=meta["input_sizes"][i : i + 1],  # postprocess lists each prepared guide once
-            masked=meta["masked"][i : i + 1],
-            strength_map=meta["strength_map"][i : i + 1],
-            batch=len(guides),
-            batched_requests=len(jobs),
-            mask_dilation=job.settings.mask_dilation,
-            mask_feather=job.settings.mask_feather,
-            timings={
-                "prepare_s": round(job.prepare_s, 4),
-                "sample_s": round(samples.seconds, 4),
-                "postprocess_s": round(postprocess_s, 4),
-                "total_s": round(total_s, 4),
-                "per_image_s": round(total_s / len(guides), 4),
-                "queued_s": round(time.perf_counter() - job.queued_at, 4),
-            },
-        )
-        anim = Animation(rec, out.canvases[o]) if rec is not None else None
-        results.append(JobOutput(list(out.images[o : o + job.size]), meta, anim))
+        queued_s = round(time.perf_counter() - job.queued_at, 4)
+        meta = {**own.metadata, "mask_dilation": job.settings.mask_dilation, "mask_feather": job.settings.mask_feather}
+        meta["timings"] = {**meta["timings"], "queued_s": queued_s}
+        anim = Animation(rec, own.canvases[0], upscaler_for(pipe.config, pipe.device)) if rec is not None else None
+        results.append(JobOutput(list(own.images), meta, anim, own.canvases))
     return results
+
+
+def run_auto_job(job: EditJob) -> JobOutput:
+    """An edit at auto strength (`sdedit.ranking.run_auto`: a probe per t0 of the model's follows range, then the
+    other samples at the t0 chosen), on a model slot as a batch is. No animation: the probes are the work."""
+    with MODEL_SLOTS:
+        try:
+            choice, samples = ranking.run_auto(job.pipe, job.prepared, job.checked, job.seeds, ranking.default_judge())
+            job.checked = replace(job.checked, strength=choice.strength)
+            out = job.pipe.postprocess(samples, [job.prepared] * job.size, job.checked, prepare_s=job.prepare_s)
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise _out_of_memory(job.pipe, job.size) from None
+            raise
+    meta = {
+        **out.metadata,
+        "model_evaluations_total": ranking.evaluations_of_auto(job.pipe, job.checked, choice.tried, choice.strength),
+        "auto_strength": choice.as_dict(),
+        "mask_dilation": job.settings.mask_dilation,
+        "mask_feather": job.settings.mask_feather,
+    }
+    return JobOutput(list(out.images), meta, None, out.canvases)
 
 
 def _out_of_memory(pipe: SDEditPipeline, batch: int) -> OutOfMemoryError:
@@ -262,89 +286,38 @@ def _out_of_memory(pipe: SDEditPipeline, batch: int) -> OutOfMemoryError:
 
 
 def finish_edit(job: EditJob, out: JobOutput) -> EditResult:
-    """The summary of one request, and its reverse-process animation still pending: the GIF is rendered when
-    `EditResult.animation` is first read, so it never holds up the result."""
-    summary = summarize(out.metadata, job.guide.size)
-    return EditResult(out.images, list(out.metadata["seeds"]), out.metadata, out.animation, summary)
+    """The summary of one request (and its ranking, when asked for and there are several samples), and its
+    reverse-process animation still pending: the GIF is rendered when `EditResult.animation` is first read, so it
+    never holds up the result."""
+    meta, order, captions = out.metadata, None, None
+    if job.settings.rank and len(out.images) > 1 and out.canvases is not None:
+        ranked = ranking.rank(ranking.default_judge().score(job.prepared.canvas, list(out.canvases)))
+        order, captions = ranked.order, ranked.words
+        seeds = meta["seeds"]
+        meta = {**meta, "ranking": [{**row, "seed": seeds[row["sample"]]} for row in ranked.as_dict()]}
+    summary = summarize(meta, job.guide.size)
+    if captions:
+        seeds = meta["seeds"]
+        summary += "\n\n" + "\n".join(f"- {w} (seed {seeds[i]})" for i, w in zip(order, captions, strict=True))
+    if job.hint:
+        summary += f"\n\n**Tip:** {job.hint}"
+    if "auto_strength" in meta:
+        summary += f"\n\nAuto t0: {meta['auto_strength']['why']}."
+    return EditResult(out.images, list(meta["seeds"]), meta, out.animation, summary, order, captions)
 
 
-class ModelSlots:
-    """The model's slots: one forward at a time per slot, shared by the edit batcher, the sweep and live previews.
-
-    A bounded semaphore that also counts the threads blocked waiting for a slot, so that lower-priority work can
-    step aside: `acquire_unless_waited` (a live preview's turn) takes a free slot only while nobody waits for one.
-    A waiting thread counts until its `acquire` returns, so a slot released to it cannot be taken by a preview
-    in between (a plain semaphore lets any thread take a freed slot).
-    """
-
-    def __init__(self, slots: int):
-        self.slots = max(1, int(slots))
-        self._sem = threading.BoundedSemaphore(self.slots)
-        self._lock = threading.Lock()
-        self._waiting = 0
-        self._held = 0
-
-    def _take(self) -> bool:  # with self._lock held
-        if self._sem.acquire(blocking=False):
-            self._held += 1
-            return True
-        return False
-
-    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        """Take a slot, as `threading.Semaphore.acquire`; while a blocking call waits, previews yield to it."""
-        with self._lock:
-            if self._take():
-                return True
-            if not blocking:
-                return False
-            self._waiting += 1
-        ok = False
-        try:
-            ok = self._sem.acquire(True, timeout)
-        finally:
-            with self._lock:
-                self._waiting -= 1
-                self._held += ok
-        return ok
-
-    def acquire_unless_waited(self) -> bool:
-        """Take a free slot only if no thread waits for one (never blocks): a preview never jumps an edit."""
-        with self._lock:
-            return not self._waiting and self._take()
-
-    def release(self) -> None:
-        self._sem.release()  # a release too many raises here (bounded), before the count changes
-        with self._lock:
-            self._held -= 1
-
-    @property
-    def waiting(self) -> int:
-        """Threads blocked in `acquire` (edits' batches, a sweep, the live policy's measurement)."""
-        return self._waiting
-
-    @property
-    def busy(self) -> bool:
-        """Every slot is held."""
-        return self._held >= self.slots
-
-    def __enter__(self) -> ModelSlots:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
-# One model run at a time per slot: the batcher's workers, the sweep and the live previews share these.
-MODEL_SLOTS = ModelSlots(limits.CONCURRENCY)
-_SERVICE: MicroBatcher | None = None
+_SERVICE: ServingQueue | None = None
 _SERVICE_LOCK = threading.Lock()
 
 
 def edits_waiting() -> bool:
     """Whether edits are queued for the model (the batcher's pending requests): live previews wait while this
-    holds (sdedit.studio.live.ModelGate, which also counts the edits blocked on its slot, `ModelSlots.waiting`)."""
+    holds (`ModelSlots.turn`, which also counts the edits blocked on a slot)."""
     return _SERVICE is not None and _SERVICE.pending() > 0
+
+
+# One model run at a time per slot: the batcher's workers, the sweep and the live previews share these.
+MODEL_SLOTS = ModelSlots(limits.CONCURRENCY, queued=edits_waiting)
 
 
 def _run_tickets(batch: Batch) -> list[JobOutput]:
@@ -357,12 +330,12 @@ def _run_tickets(batch: Batch) -> list[JobOutput]:
         trim_malloc()  # a long-running server's RSS stays flat (fragmentation, see sdedit.guard)
 
 
-def edit_service() -> MicroBatcher:
+def edit_service() -> ServingQueue:
     """The process's batcher (created on first use): requests with matching settings share a forward."""
     global _SERVICE
     with _SERVICE_LOCK:
         if _SERVICE is None:
-            _SERVICE = MicroBatcher(
+            _SERVICE = ServingQueue(
                 _run_tickets,
                 max_items=limits.MAX_BATCH,
                 max_cost=limits.MAX_WORK,
@@ -388,13 +361,15 @@ def run_edit(
     and now, in this thread (ZeroGPU, where the GPU exists only inside the calling function).
     """
     job = prepare_edit(guide, mask, settings, animate)
+    if job.settings.auto_strength:
+        return finish_edit(job, run_auto_job(job))
     if not batch:
         job.report = progress
         with MODEL_SLOTS:
             out = run_jobs([job])[0]
     else:
         ticket = edit_service().submit(job.key, job, job.size, job.work)
-        out = ticket.wait(progress, on_queue=_queue_reporter(job, progress))
+        out = ticket.wait(on_progress=progress, on_queue=_queue_reporter(job, progress))
     return finish_edit(job, out)
 
 
@@ -413,8 +388,15 @@ async def run_edit_async(
     import anyio
 
     job = await anyio.to_thread.run_sync(prepare_edit, guide, mask, settings, animate)
-    ticket = edit_service().submit(job.key, job, job.size, job.work)
-    out = await ticket.wait_async(progress, on_queue=_queue_reporter(job, progress))
+    if job.settings.auto_strength:
+        if progress is not None:
+            progress(0, 1, "Trying t0 values for this guide")
+        out = await anyio.to_thread.run_sync(run_auto_job, job)
+    else:
+        ticket = edit_service().submit(job.key, job, job.size, job.work)
+        out = await ticket.wait_async(on_progress=progress, on_queue=_queue_reporter(job, progress))
+    if job.settings.rank and job.size > 1:  # two small networks: off the event loop
+        return await anyio.to_thread.run_sync(finish_edit, job, out)
     return finish_edit(job, out)  # a summary line: no thread needed (the animation is still pending)
 
 
@@ -489,7 +471,7 @@ def run_t0_sweep(
     num, repeats = checks[0].num_images, checks[0].repeats
     m = prepare_mask(to_pil(mask, "mask") if mask is not None else None, guide.size, s.mask_dilation, s.mask_feather)
     smap = to_pil(s.strength_map, "strength_map") if s.strength_map is not None else None
-    pipe.prepare(guide, m, checks[0].fit, strength_map=smap)  # a map of the wrong size fails before the wait
+    pipe.prepare(guide, m, checks[0].fit, strength_map=smap, fill_outlines=s.fill_outlines)  # fails before the wait
     seed = pick_seed(s.seed)
     bar = StepProgress(progress, sum(c.steps for c in checks) * repeats, "t0 sweep")
     if not MODEL_SLOTS.acquire(blocking=False):  # edits hold the model: say so rather than look frozen
@@ -499,7 +481,17 @@ def run_t0_sweep(
         bar.t0 = time.perf_counter()  # the time-left estimate counts from the first step, not the wait
     try:
         result = run_sweep(
-            pipe, guide, m, values, seed=seed, num_images=num, callback=bar, progress=False, strength_map=smap, **kwargs
+            pipe,
+            guide,
+            m,
+            values,
+            seed=seed,
+            num_images=num,
+            callback=bar,
+            progress=False,
+            strength_map=smap,
+            fill_outlines=s.fill_outlines,
+            **kwargs,
         )
     except Exception as exc:
         if is_out_of_memory(exc):

@@ -37,6 +37,9 @@ MAX_MEGAPIXELS = _env_number("SDEDIT_MAX_MEGAPIXELS", 16.0, 0.01, float)
 MAX_UPLOAD_MB = _env_number("SDEDIT_MAX_UPLOAD_MB", 25.0, 0.1, float)
 MAX_REQUEST_MB = _env_number("SDEDIT_MAX_REQUEST_MB", 4.0, 0.1, float)
 MAX_STRENGTHS_TEXT = 200  # characters of the sweep's t0 list
+# A photo is scaled to at most this a side on the page's canvas, so that the canvas's value (PNG data URLs of
+# the photo and its layers) stays under the request body limit.
+MAX_PHOTO_SIDE = 768
 # Model runs at once (one per replica), and samples from several requests merged into one forward.
 CONCURRENCY = _env_int("SDEDIT_CONCURRENCY", 1)
 MAX_BATCH = _env_int("SDEDIT_MAX_BATCH", 8)

@@ -23,8 +23,9 @@ from .guides import CANVAS_SIZE
 
 
 def model_choices() -> list[tuple[str, str]]:
-    """(label, name) for the model dropdown: the configured models, the embedded default first."""
-    return [(cfg.label, name) for name, cfg in model_configs().items()]
+    """(label, name) for the model dropdown: the configured models, the embedded default first. Latent (Stable
+    Diffusion) models are left out until the page has their prompt box and canvas size."""
+    return [(cfg.label, name) for name, cfg in model_configs().items() if not cfg.takes_text]
 
 
 def resolve_model(name: str | None) -> str:
@@ -126,6 +127,23 @@ def model_note(cfg: ModelConfig) -> str:
     elif cfg.resolution < CANVAS_SIZE:
         note += ": results are resized to your image's size for display and download, so they look soft"
     return note + "."
+
+
+STRENGTH_WORDS = (
+    "How much noise is added before the model repaints: low keeps your strokes, high looks more real but strays "
+    "from them."
+)
+
+
+def strength_info(cfg: ModelConfig) -> str:
+    """The Strength slider's help for a model: where it follows drawings, measured (`follows` in its config)."""
+    if not cfg.follows:
+        return STRENGTH_WORDS
+    lo, hi = cfg.follows
+    return (
+        f"{STRENGTH_WORDS} This model follows drawings from {lo:g} to {hi:g}: below, it keeps your strokes "
+        f"almost as drawn; above {hi:g}, it paints a picture of its own."
+    )
 
 
 def model_card(cfg: ModelConfig) -> str:

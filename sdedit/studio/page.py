@@ -20,10 +20,12 @@ from .controls import Controls
 from .guard import BodySizeLimit
 from .guides import to_pil
 from .history import History
+from .progress import png_file
 from .restore import inputs_from_png, settings_from_png
 from .results import Results, edit, edit_on_gpu, sweep
+from .tab_results import TabResults, empty_summary
 from .tabs import TABS, Tab
-from .ui import friendly, guard_inputs, user_message
+from .ui import accept_old_clients, friendly, guard_inputs, user_message
 
 CSS = """
 .gradio-container { max-width: 1360px !important; margin: auto; }
@@ -73,92 +75,133 @@ class Page:
         ttl = int(limits.OUTPUT_TTL_S)
         with gr.Blocks(title="SDEdit Studio", delete_cache=(min(600, ttl), ttl)) as self.demo:
             self.selected_tab = gr.State(self.tabs[0].id)
+            self.tab_results = TabResults()  # each tab's last result, shown when the tab comes to the front
+            self.tab_items: dict[str, gr.Tab] = {}
             gr.Markdown(TITLE, elem_id="title")
             with gr.Row(equal_height=False):
                 # ----- left: the guide, the model and its settings ----------------------------------------
                 with gr.Column(scale=6, min_width=320):
                     with gr.Tabs(selected=self.tabs[0].id, overflow_behavior="wrap") as self.tabs_block:
                         for tab in self.tabs:
-                            with gr.Tab(tab.label, id=tab.id) as tab_item:
+                            with gr.Tab(tab.label, id=tab.id) as self.tab_items[tab.id]:
                                 tab.layout(cfg)
-                            tab_item.select(
-                                lambda t=tab.id: t, None, self.selected_tab, queue=False, api_visibility="private"
-                            )
                     self.controls = Controls(cfg)
                 # ----- right: generate, and the results -------------------------------------------------
                 with gr.Column(scale=5, min_width=320, elem_id="results"):
-                    self.results = Results(cfg)
+                    self.results = Results(cfg, empty_summary(self.tabs[0].label))
                     self.history = History()
+            self.tab_results.bind(self)
             gr.Markdown(CREDITS, elem_id="credits")
             self.connect()
         guard_inputs(self.demo)
+        accept_old_clients(self.demo)
         self.demo.queue(default_concurrency_limit=limits.CONCURRENCY, max_size=limits.QUEUE_SIZE)
 
     # ----- what the model gets, and where a result goes back --------------------------------------------
 
     @property
     def guide_outputs(self) -> list:
-        return [self.results.guide, self.results.mask, self.results.strength_map, self.selected_tab]
+        r = self.results
+        return [r.guide, r.mask, r.strength_map, r.fill_outlines, self.tab_results.made_by]
 
     def show_guide(self, tab: Tab, guide, mask) -> dict:
-        """Updates that show `tab`'s guide and mask as what the model gets (the next edit reads them)."""
+        """Updates that show `tab`'s guide and mask as what the model gets (the next edit reads them, and its
+        result is filed under `tab`).
+
+        They go out as PNG files of their own: Gradio writes an image output to a file named by its content and
+        rewrites that file each time; a tab's own preview of the same image (a composite, a painting), updated
+        by another event at the same moment, would rewrite it while the edit reads it.
+        """
         return {
-            self.results.guide: guide,
-            self.results.mask: mask,
+            self.results.guide: png_file(guide, "guide"),
+            self.results.mask: png_file(mask, "mask"),
             self.results.strength_map: None,
-            self.selected_tab: tab.id,
+            self.results.fill_outlines: False,
+            self.tab_results.made_by: tab.id,  # not `selected_tab`: the visitor may have moved on meanwhile
         }
 
     def guide_in_front(self, values: dict) -> dict:
         """The guide, mask and strength map of the tab in front, from its own components (mask None = change
-        everything; strength map None = the same t0 everywhere)."""
-        guide, mask, strength_map = self.by_id[values[self.selected_tab]].guide_and_strength(values)
-        return {self.results.guide: guide, self.results.mask: mask, self.results.strength_map: strength_map}
+        everything; strength map None = the same t0 everywhere), and whether its canvas fills closed outlines
+        (its guide carries that fill already); the result will be filed under that tab."""
+        tab_id = values[self.selected_tab]
+        tab = self.by_id[tab_id]
+        guide, mask, strength_map = tab.guide_and_strength(values)
+        r = self.results
+        return {
+            r.guide: guide,
+            r.mask: mask,
+            r.strength_map: strength_map,
+            r.fill_outlines: tab.fill_outlines(values),
+            self.tab_results.made_by: tab_id,
+        }
+
+    # ----- bringing a tab to the front, with its own results -------------------------------------------------
+
+    @property
+    def front_outputs(self) -> list:
+        return [self.selected_tab, self.tabs_block, *self.tab_results.outputs]
+
+    def front(self, tab_id: str, current: str | None, store: dict | None, made_by: str = "") -> dict:
+        """Updates that bring tab `tab_id` to the front; when it was not, the results column shows its last
+        result (`TabResults.panel`)."""
+        updates = {self.selected_tab: tab_id, self.tabs_block: gr.Tabs(selected=tab_id)}
+        if tab_id != current:
+            updates.update(self.tab_results.panel(store, tab_id, running=bool(made_by)))
+        return updates
 
     @property
     def result_outputs(self) -> list:
         seen = [c for tab in self.tabs for c in tab.receive_outputs]
-        return [*dict.fromkeys(seen), self.selected_tab, self.tabs_block]
+        return [*dict.fromkeys(seen), *self.front_outputs]
 
-    def show_result(self, image, tab_id: str) -> dict:
-        """Put `image` where the guide of tab `tab_id` comes from (the first tab when that one cannot take it)."""
+    def show_result(self, image, tab_id: str, store=None, made_by: str = "", front: str | None = None) -> dict:
+        """Put `image` where the guide of tab `tab_id` comes from (the first tab when that one cannot take it),
+        and bring that tab to the front (`front`: the tab in front now, `tab_id` when not given)."""
         tab = self.by_id[tab_id]
         updates = tab.receive(image)
         if updates is None:
             tab = self.tabs[0]
             updates = tab.receive(image)
-        return {**updates, self.selected_tab: tab.id, self.tabs_block: gr.Tabs(selected=tab.id)}
+        return {**updates, **self.front(tab.id, front or tab_id, store, made_by)}
 
-    def use_as_guide(self, results, selected, tab_id) -> dict:
+    def use_as_guide(self, results, selected, tab_id, store=None, made_by="") -> dict:
         """Put the chosen result back where the guide came from, to keep iterating."""
         if not results:
             raise gr.Error("Generate something first: there is no result to use yet.")
         item = results[min(int(selected or 0), len(results) - 1)]
         image = to_pil(item[0] if isinstance(item, (tuple, list)) else item, "result").convert("RGB")
-        return self.show_result(image, tab_id)
+        return self.show_result(image, tab_id, store, made_by)
 
     # ----- restoring a result: its settings, seed and guide ------------------------------------------------
 
     @property
     def restore_outputs(self) -> list:
         seen = [c for tab in self.tabs for c in tab.restore_outputs]
-        return [*self.controls.restore_outputs, *dict.fromkeys(seen), self.selected_tab, self.tabs_block]
+        return [*self.controls.restore_outputs, *dict.fromkeys(seen), *self.front_outputs]
 
-    def restore_guide(self, inputs: dict) -> dict:
+    def restore_guide(
+        self, inputs: dict, fill_outlines: bool = False, front: str | None = None, store=None, made_by: str = ""
+    ) -> dict:
         """Put a result's guide (mask, strength map) back on the first tab that can hold it exactly, and bring
-        that tab to the front; {} when there is no guide or no tab can hold it."""
+        that tab to the front (with its results, when `front` was another); {} when there is no guide or no
+        tab can hold it. `fill_outlines`: whether the result's outlines were filled (its canvas's switch follows)."""
         if "guide" not in inputs:
             return {}
         for tab in self.tabs:
-            updates = tab.restore(inputs["guide"], inputs.get("mask"), inputs.get("strength_map"))
+            updates = tab.restore(inputs["guide"], inputs.get("mask"), inputs.get("strength_map"), fill_outlines)
             if updates is not None:
-                return {**updates, self.selected_tab: tab.id, self.tabs_block: gr.Tabs(selected=tab.id)}
+                return {**updates, **self.front(tab.id, front or tab.id, store, made_by)}
         return {}
 
-    def restore_result(self, settings: dict, inputs: dict, current: str, reloaded: bool = False) -> dict:
+    def restore_result(
+        self, settings: dict, inputs: dict, current: str, reloaded: bool = False, front=None, store=None, made_by=""
+    ) -> dict:
         """Updates that restore a result: its settings and seed into the controls (`restore.settings_from_dict`)
         and its guide back on a canvas; a notice says what came back."""
-        updates = {**self.controls.restore_settings(settings, current), **self.restore_guide(inputs)}
+        fill = bool(settings.get("fill_outlines"))
+        updates = self.controls.restore_settings(settings, current)
+        updates.update(self.restore_guide(inputs, fill, front, store, made_by))
         s = settings
         words = [f"t0 {s.get('strength')}", f"{s.get('sampler')}", f"{s.get('steps')} steps", f"seed {s.get('seed')}"]
         if s.get("samples", 1) > 1:
@@ -176,7 +219,7 @@ class Page:
         gr.Info("Restored: " + ", ".join(words) + ".")
         return updates
 
-    def restore_png(self, path, current) -> dict:
+    def restore_png(self, path, current, front=None, store=None, made_by="") -> dict:
         """A dropped result PNG restored (`restore_result`); a PNG without settings is refused in words."""
         if path is None:
             return gr.skip()
@@ -186,7 +229,8 @@ class Page:
             gr.Warning(user_message(exc), title="Nothing to restore from this image")
             return {self.controls.restore_png: None}
         # the drop zone is emptied, ready for the next PNG
-        return {**self.restore_result(settings, inputs, current), self.controls.restore_png: None}
+        restored = self.restore_result(settings, inputs, current, front=front, store=store, made_by=made_by)
+        return {**restored, self.controls.restore_png: None}
 
     # ----- events -----------------------------------------------------------------------------------------
 
@@ -211,7 +255,7 @@ class Page:
         r = self.results
         edited = event.success(
             edit_on_gpu if limits.ZERO_GPU else edit,
-            [r.guide, r.mask, *self.settings_inputs, r.strength_map],
+            [r.guide, r.mask, *self.settings_inputs, r.strength_map, r.fill_outlines, r.auto_strength, r.rank],
             r.edit_outputs,
             api_name=api_name,
             api_visibility="public" if api_name else "private",
@@ -227,12 +271,26 @@ class Page:
         self.edit_events = []
         guide_inputs = {self.selected_tab, *(comp for tab in self.tabs for comp in tab.guide_inputs)}
         guide_in_front = friendly(self.guide_in_front)
-        shown = [r.guide, r.mask, r.strength_map]
+        shown = [r.guide, r.mask, r.strength_map, r.fill_outlines, self.tab_results.made_by]
+        fronts = [self.tab_results.store, self.tab_results.made_by]
+        for tab in self.tabs:
+
+            def bring_to_front(store, made_by, current, tab_id=tab.id) -> dict:
+                return self.front(tab_id, current, store, made_by)
+
+            self.tab_items[tab.id].select(
+                bring_to_front,
+                [*fronts, self.selected_tab],
+                self.front_outputs,
+                queue=False,
+                api_visibility="private",
+                show_progress="hidden",
+            )
         self.then_edit(
             r.generate_btn.click(guide_in_front, guide_inputs, shown, api_visibility="private", show_progress="hidden"),
             "edit",
         )
-        r.sweep_btn.click(
+        self.sweep_event = r.sweep_btn.click(
             guide_in_front, guide_inputs, shown, api_visibility="private", show_progress="hidden"
         ).success(
             sweep,
@@ -249,20 +307,22 @@ class Page:
                 c.mask_dilation,
                 c.mask_feather,
                 r.strength_map,
+                r.fill_outlines,
             ],
             r.sweep_outputs,
             api_name="sweep",
         )
         r.use_as_guide_btn.click(
             self.use_as_guide,
-            [r.gallery, r.selected, self.selected_tab],
+            [r.gallery, r.selected, self.selected_tab, *fronts],
             self.result_outputs,
             api_visibility="private",
         )
         for tab in self.tabs:
             tab.connect(self)
         c.connect(self)
-        restore_inputs = [c.restore_png, c.loaded_model]
+        self.tab_results.connect(self)
+        restore_inputs = [c.restore_png, c.loaded_model, self.selected_tab, *fronts]
         c.restore_png.upload(
             self.restore_png,
             restore_inputs,

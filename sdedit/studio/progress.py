@@ -123,11 +123,14 @@ class Animation:
     """One request's reverse-process GIF: rendered when first asked for (after the result went back), once.
 
     `path()` renders it (thread-safe; later calls return the same file) and frees the recorded tensors.
+    `upscaler` (the model's learned one, `sdedit.upscale`, or None) makes the last frame the result canvas as
+    the results are made, at their size; the steps before it are resized as the results are (Lanczos).
     """
 
-    def __init__(self, recorder: ReverseRecorder, result: np.ndarray):
+    def __init__(self, recorder: ReverseRecorder, result: np.ndarray, upscaler=None):
         self._recorder: ReverseRecorder | None = recorder
         self._result = result
+        self._upscaler = upscaler
         self.num_frames = len(recorder.labels) + 1  # the kept steps and the result
         self._path: Path | None = None
         self._lock = threading.Lock()
@@ -139,7 +142,8 @@ class Animation:
     def path(self) -> Path:
         with self._lock:
             if self._path is None:
-                frames = [*self._recorder.frames(), ("result", "result", self._result, self._result)]
+                result = self._result if self._upscaler is None else self._upscaler.upscale(self._result)
+                frames = [*self._recorder.frames(), ("result", "result", result, result)]
                 self._path = render_animation(frames, output_dir() / f"reverse-{uuid.uuid4().hex[:12]}.gif")
                 self._recorder = None
             return self._path
@@ -160,50 +164,47 @@ def _font(size: int = 13):
 
 # The GIF's palette: up to 253 colours of the panels, then the background and the two labels' greys.
 _BG, _LEFT, _RIGHT = 253, 254, 255
+# The animation's panels, in px: the size the results are shown at (the embedded model's 64 px canvases reach
+# the page at 256 px, through its upscaler). The page shows the GIF at its own size (`ANIMATION_SIZE`).
+PANEL, GAP, FOOTER = 256, 6, 22
+ANIMATION_SIZE = (2 * PANEL + GAP, PANEL + FOOTER)
 
 
-def _panels(x: np.ndarray, x0: np.ndarray, panel: int, gap: int) -> tuple[Image.Image, int, int]:
-    """Both panels side by side as one palette image: (image, panel side, gap), both in final pixels.
+def fit_panel(image: np.ndarray, panel: int = PANEL) -> np.ndarray:
+    """A (R, R, 3) canvas at `panel` px, resized as the results are (Lanczos: smooth, not blocks)."""
+    if image.shape[0] == panel and image.shape[1] == panel:
+        return image
+    return np.asarray(Image.fromarray(image).resize((panel, panel), Image.LANCZOS))
 
-    A model smaller than `panel` is quantized at its own resolution and enlarged by a whole factor with
-    nearest-neighbour (its real pixels, and 1/k² of the palette work); a larger one is scaled down first.
-    """
-    res = x.shape[0]
-    if res > panel:
-        x, x0 = (np.asarray(Image.fromarray(a).resize((panel, panel), Image.LANCZOS)) for a in (x, x0))
-        k, g = 1, gap
-    else:
-        k = max(1, panel // res)
-        g = max(1, round(gap / k))
-    side = x.shape[0]
-    row = np.full((side, 2 * side + g, 3), 255, np.uint8)
-    row[:, :side], row[:, side + g :] = x, x0
+
+def _panels(x: np.ndarray, x0: np.ndarray, panel: int, gap: int) -> Image.Image:
+    """Both panels side by side, at `panel` px each, as one palette image (quantized once, at its final size)."""
+    row = np.full((panel, 2 * panel + gap, 3), 255, np.uint8)
+    row[:, :panel], row[:, panel + gap :] = fit_panel(x, panel), fit_panel(x0, panel)
     q = Image.fromarray(row).quantize(_BG, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
     palette = q.getpalette()[: 3 * _BG]
     q.putpalette(palette + [0] * (3 * _BG - len(palette)) + [*WHITE, 40, 40, 40, 110, 110, 110])
-    if k > 1:
-        q = q.resize((q.width * k, q.height * k), Image.NEAREST)
-    return q, side * k, g * k
+    return q
 
 
 def render_animation(
-    frames: list[tuple[str, str, np.ndarray, np.ndarray]], path: Path, panel: int = 192, hold_last_ms: int = 2000
+    frames: list[tuple[str, str, np.ndarray, np.ndarray]], path: Path, panel: int = PANEL, hold_last_ms: int = 2000
 ) -> Path:
     """A looping GIF: left the sample x_t, right the model's current guess of the clean image.
 
-    Frames are (left label, right label, left image, right image); the first and last are held longer. Each
-    frame is quantized once, at the model's resolution (`_panels`): about 2 ms a frame for the embedded model.
+    Frames are (left label, right label, left image, right image), each image resized to `panel` px as the
+    results are (`fit_panel`); the first and last are held longer. Each frame is quantized once, at its final
+    size (its cost: `benchmarks/animation.py`, docs/performance.md).
     """
-    header = 22
     images, durations = [], []
     for i, (left, right, x, x0) in enumerate(frames):
-        panels, side, gap = _panels(x, x0, panel, 6)
-        frame = Image.new("P", (panels.width, panels.height + header), _BG)
+        panels = _panels(x, x0, panel, GAP)
+        frame = Image.new("P", (panels.width, panels.height + FOOTER), _BG)
         frame.putpalette(panels.getpalette())
-        frame.paste(panels, (0, header))
-        draw = ImageDraw.Draw(frame)
-        draw.text((4, 4), left, fill=_LEFT, font=_font())
-        draw.text((side + gap + 4, 4), right, fill=_RIGHT, font=_font())
+        frame.paste(panels, (0, 0))
+        draw = ImageDraw.Draw(frame)  # the labels go under the panels: the page's own label covers the top left
+        draw.text((4, panel + 4), left, fill=_LEFT, font=_font())
+        draw.text((panel + GAP + 4, panel + 4), right, fill=_RIGHT, font=_font())
         images.append(frame)
         durations.append(1200 if i == 0 else hold_last_ms if i == len(frames) - 1 else 110)
     images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0, optimize=False)
@@ -229,6 +230,15 @@ def write_pngs(
             im.save(path, format="PNG")
         paths.append(path)
     return paths
+
+
+def png_file(image, what: str = "image") -> str | None:
+    """A PIL image as a PNG file of its own in the output folder (a path or None passes through)."""
+    if image is None or not isinstance(image, Image.Image):
+        return image
+    path = output_dir() / f"{what}-{uuid.uuid4().hex[:12]}.png"
+    image.save(path, format="PNG")
+    return str(path)
 
 
 _LAST_CLEANUP = [0.0]

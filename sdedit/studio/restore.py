@@ -30,12 +30,14 @@ FIELDS = (
     ("sample", "sample", int),
     ("mask_dilation", "mask_dilation", float),
     ("mask_feather", "mask_feather", float),
+    ("fill_outlines", "fill_outlines", bool),
 )
 
 
 def settings_from_dict(s: dict) -> dict:
     """The controls' values from a PNG's settings (or a history entry's): model, strength, sampler, steps,
-    repeats, snr, samples, seed (the call's first), mask dilation and feather, and `sample` (which of the
+    repeats, snr, samples, seed (the call's first), mask dilation and feather, whether closed outlines were
+    filled, and `sample` (which of the
     call's samples the image was) with `own_seed`. Keys it lacks are left out; a damaged one is an InputError."""
     if not isinstance(s, dict):
         raise InputError("these SDEdit Studio settings are damaged")

@@ -16,6 +16,7 @@ import gradio as gr
 from ..configs import ModelConfig
 from . import limits
 from .jobs import EditResult, EditSettings, run_edit, run_edit_async, run_t0_sweep
+from .models import strength_info
 from .restore import input_pngs
 from .ui import as_gr_error, friendly, gpu, progress_reporter
 
@@ -30,9 +31,22 @@ def edit_outputs(r: EditResult, animation: bool = True, inputs: tuple = ()):
     PNG restores its guide too); animation=False leaves the animation empty (and unrendered).
     """
     files = r.png_files(input_pngs(*inputs) if inputs else None)
-    gallery = [(str(path), f"seed {s}") for path, s in zip(files, r.seeds, strict=True)]
+    if r.order is not None:  # ranked: best first, each saying why (the files keep their seeds' settings)
+        gallery = [(str(files[i]), f"{w} · seed {r.seeds[i]}") for i, w in zip(r.order, r.captions, strict=True)]
+    else:
+        gallery = [(str(path), f"seed {s}") for path, s in zip(files, r.seeds, strict=True)]
     anim = r.animation if animation else None
     return gallery, None if anim is None else str(anim), r.summary, r.metadata, r.seeds[0]
+
+
+def edit_settings(*values) -> EditSettings:
+    """The endpoints' inputs in `EditSettings` order; an optional input an old client leaves out (None) keeps
+    its default."""
+    settings = EditSettings(*values)
+    for name in ("fill_outlines", "auto_strength", "rank"):
+        if getattr(settings, name) is None:
+            setattr(settings, name, False)
+    return settings
 
 
 async def edit(
@@ -49,20 +63,25 @@ async def edit(
     mask_dilation,
     mask_feather,
     strength_map=None,
+    fill_outlines=False,
+    auto_strength=False,
+    rank=False,
     progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
 ):
     """SDEdit: perturb the guide to t0 and denoise it. White in `mask` may change; None changes everything.
     `strength_map` (optional, the guide's size): each pixel's own t0 as a fraction of `strength` (white = the
-    full t0, black = kept exactly).
+    full t0, black = kept exactly). `fill_outlines` (optional): fill each closed outline of the guide with its
+    stroke colour first, as the page's canvas does (`outlines.fill_guide`). `auto_strength` (optional): pick t0
+    for this guide within the range where the model follows drawings (`strength` is then ignored). `rank`
+    (optional): with several samples, return them best first, each captioned with why (sdedit.ranking).
 
     Async so that a cancelled request stops its work (the batcher drops it) instead of running on unseen;
-    requests with matching settings share one forward pass (sdedit.studio.batching). A generator: the results
+    requests with matching settings share one forward pass (`jobs.edit_service`). A generator: the results
     go out first, then again with the animation, rendered in a worker thread after they went out. Errors
     reach the user as `ui.as_gr_error` words (`friendly` does not wrap generators).
     """
-    settings = EditSettings(
-        model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather, strength_map
-    )
+    values = (model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather)
+    settings = edit_settings(*values, strength_map, fill_outlines, auto_strength, rank)
     try:
         progress(0, desc="Waiting for the model")
         r = await run_edit_async(guide, mask, settings, progress_reporter(progress))
@@ -96,12 +115,14 @@ def edit_on_gpu(
     mask_dilation,
     mask_feather,
     strength_map=None,
+    fill_outlines=False,
+    auto_strength=False,
+    rank=False,
     progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
 ):
     """`edit` on ZeroGPU: the GPU exists only inside this call, so each request runs here, unbatched."""
-    settings = EditSettings(
-        model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather, strength_map
-    )
+    values = (model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather)
+    settings = edit_settings(*values, strength_map, fill_outlines, auto_strength, rank)
     progress(0, desc="Loading the model")
     r = run_edit(guide, mask, settings, progress_reporter(progress), batch=False)
     return edit_outputs(r, True, (guide, mask, strength_map))
@@ -122,12 +143,13 @@ def sweep(
     mask_dilation,
     mask_feather,
     strength_map=None,
+    fill_outlines=False,
     progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
 ):
     """The same guide and seed at several t0: a grid and a faithfulness-vs-t0 plot. `strength_map` as in `edit`
-    (each pixel's t0 as a fraction of each column's t0)."""
-    settings = EditSettings(
-        model, None, sampler, steps, repeats, 1, seed, snr, mask_dilation, mask_feather, strength_map
+    (each pixel's t0 as a fraction of each column's t0), `fill_outlines` too."""
+    settings = edit_settings(
+        model, None, sampler, steps, repeats, 1, seed, snr, mask_dilation, mask_feather, strength_map, fill_outlines
     )
     r = run_t0_sweep(guide, mask, strengths, settings, progress_reporter(progress))
     return r.grid, r.plot, [[row["strength"], row["l2_to_guide"]] for row in r.rows]
@@ -143,7 +165,7 @@ def _shown_image(label: str, elem_id: str) -> gr.Image:
 class Results:
     """The right-hand column."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, empty: str = "Results appear here."):
         self.last_seed = gr.State(-1)
         self.selected = gr.State(0)  # the result picked in the gallery, for "Use as new guide"
         self.generate_btn = gr.Button("Generate", variant="primary", size="lg", elem_id="generate")
@@ -153,10 +175,17 @@ class Results:
             cfg.defaults.strength,
             step=0.01,
             label="Strength t0:  faithful ◀ ▶ realistic",
-            info="How much noise is added before the model repaints: low keeps your strokes, high looks "
-            "more real but strays from them.",
+            info=strength_info(cfg),
             elem_id="strength",
         )
+        self.auto_strength = gr.Checkbox(
+            False,
+            label="Auto t0: try the range where the model follows drawings and keep the best",
+            info="Costs a few edits' time: one trial per t0.",
+            elem_id="auto-strength",
+        )
+        # on whenever there are several samples (the page ranks them best first); an API input, default off
+        self.rank = gr.Checkbox(False, visible=False, label="Rank the samples", elem_id="rank")
         with gr.Row(equal_height=True):
             self.num_samples = gr.Slider(
                 1, limits.MAX_SAMPLES, 1, step=1, label="Samples", min_width=120, elem_id="num-samples"
@@ -166,11 +195,21 @@ class Results:
                 random_btn = gr.Button("Random", size="sm", elem_id="random-seed")
                 reuse_btn = gr.Button("Reuse last", size="sm", elem_id="reuse-seed")
         random_btn.click(lambda: -1, None, self.seed, queue=False, api_visibility="private")
+        self.num_samples.change(
+            lambda n: (n or 1) > 1, self.num_samples, self.rank, queue=False, api_visibility="private"
+        )
+        self.auto_strength.change(  # auto picks t0 itself: the slider rests while it is on
+            lambda auto: gr.Slider(interactive=not auto),
+            self.auto_strength,
+            self.strength,
+            queue=False,
+            api_visibility="private",
+        )
         reuse_btn.click(lambda s: s, self.last_seed, self.seed, queue=False, api_visibility="private")
         self.gallery = gr.Gallery(
             label="Results (lossless PNG)",
             format="png",
-            type="pil",
+            type="filepath",  # handlers read the result files (history, Use as new guide), never decode them all
             columns=2,
             fit_columns=False,
             height=None,
@@ -185,22 +224,30 @@ class Results:
 
         self.gallery.select(selected_result, None, self.selected, queue=False, api_visibility="private")
         with gr.Row(equal_height=True):
-            self.summary = gr.Markdown("Results appear here.", label="Summary", elem_id="summary")
+            self.summary = gr.Markdown(empty, label="Summary", elem_id="summary")
             self.use_as_guide_btn = gr.Button(
                 "Use as new guide", size="sm", scale=0, min_width=150, elem_id="use-as-guide"
             )
         self.animation = gr.Image(
             type="filepath",
             label="Reverse process: the noised guide becomes the result",
-            height=240,
+            height=None,
             interactive=False,
             elem_id="animation",
         )
-        with gr.Accordion("What the model gets: guide and mask", open=False), gr.Row():
-            # the API's guide, mask and map: read by the studio within its limits
-            self.guide = _shown_image("Guide", "guide")
-            self.mask = _shown_image("Mask (white = may change)", "mask")
-            self.strength_map = _shown_image("Strength map (white = the full t0, black = kept)", "strength-map")
+        with gr.Accordion("What the model gets: guide and mask", open=False):
+            with gr.Row():
+                # the API's guide, mask and map: read by the studio within its limits
+                self.guide = _shown_image("Guide", "guide")
+                self.mask = _shown_image("Mask (white = may change)", "mask")
+                self.strength_map = _shown_image("Strength map (white = the full t0, black = kept)", "strength-map")
+            # the canvas's Fill outlines switch: its guide carries the fill already (filling again changes nothing)
+            self.fill_outlines = gr.Checkbox(
+                False,
+                label="Closed outlines filled with their stroke colour",
+                interactive=False,
+                elem_id="fill-outlines",
+            )
         with gr.Accordion("t0 sweep: faithful ↔ realistic, for this guide", open=False):
             with gr.Row(equal_height=True):
                 self.strengths = gr.Textbox("0.2, 0.4, 0.6, 0.8, 1.0", label="t0 values", elem_id="strengths")

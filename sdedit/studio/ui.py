@@ -16,7 +16,7 @@ import gradio as gr
 
 from ..errors import BusyError, ModelLoadError, ModelNotFoundError, OutOfMemoryError, SDEditError
 from . import limits
-from .guard import explain_rejected_value, free_memory, is_out_of_memory
+from .guard import explain_rejected_value, free_memory, is_out_of_memory, slips_past_a_range_check
 
 log = logging.getLogger("sdedit.app")
 
@@ -112,6 +112,33 @@ def examples_gallery(items, label: str, elem_id: str) -> gr.Gallery:
     )
 
 
+def accept_old_clients(demo: gr.Blocks) -> None:
+    """Let a client that sends a public endpoint's inputs as they were before optional ones were appended keep
+    working: the missing trailing inputs count as not given (None, so the handler's default applies).
+
+    gradio_client fills them from the API's description by itself; a raw HTTP call (POST /gradio_api/call/edit
+    with the old number of values) would otherwise be refused by Gradio for "not enough input values".
+    Only inputs whose handler parameter has a default may be left out.
+    """
+    optional: dict[int, int] = {}  # block_fn id -> how many leading inputs are required
+    for fn in demo.fns.values():
+        if fn.fn is None or fn.api_visibility != "public":
+            continue
+        params = list(inspect.signature(fn.fn).parameters.values())[: len(fn.inputs)]
+        required = sum(1 for p in params if p.default is inspect.Parameter.empty)
+        if required < len(fn.inputs):
+            optional[id(fn)] = required
+    validate = demo.validate_inputs
+
+    def validate_inputs(block_fn, inputs: list) -> None:
+        required = optional.get(id(block_fn))
+        if required is not None and required <= len(inputs) < len(block_fn.inputs):
+            inputs.extend([None] * (len(block_fn.inputs) - len(inputs)))  # read in place by preprocess_data
+        validate(block_fn, inputs)
+
+    demo.validate_inputs = validate_inputs
+
+
 def guard_inputs(demo: gr.Blocks) -> None:
     """Make Gradio's own reading of a request (decoding an image, a number's range, a choice) fail with the
     API parameter's name, what was wrong and what is allowed, instead of a bare "error" with no words.
@@ -141,8 +168,12 @@ def _guarded_preprocess(block: gr.components.Component, name: str):
         else "other"
     )
 
+    integer = getattr(block, "precision", None) == 0 or getattr(block, "step", None) == 1
+
     def preprocess(payload):
         try:
+            if kind == "number" and slips_past_a_range_check(payload, integer):
+                raise ValueError(payload)  # NaN and bools pass Gradio's range check, a fraction would be rounded
             return original(payload)
         except gr.Error as exc:
             raise gr.Error(f"{name}: {exc.message}", title="Please check", print_exception=False) from None
@@ -153,7 +184,7 @@ def _guarded_preprocess(block: gr.components.Component, name: str):
                 exc,
                 getattr(block, "minimum", None),
                 getattr(block, "maximum", None),
-                getattr(block, "precision", None) == 0 or getattr(block, "step", None) == 1,
+                integer,
                 limits.MAX_MEGAPIXELS,
             )
             raise gr.Error(f"{name}: {problem}", title="Please check", print_exception=False) from None

@@ -43,6 +43,10 @@ class Tab:
         black = kept exactly); None = the same t0 everywhere."""
         return (*self.guide(values), None)
 
+    def fill_outlines(self, values: dict) -> bool:
+        """Whether the tab's canvas fills closed outlines (its guide then carries the fill already)."""
+        return False
+
     @property
     def receive_outputs(self) -> list[gr.components.Component]:
         """The components `receive` may update."""
@@ -57,9 +61,16 @@ class Tab:
         """The components `restore` may update."""
         return []
 
-    def restore(self, guide: Image.Image, mask: Image.Image | None, strength_map: Image.Image | None) -> dict | None:
+    def restore(
+        self,
+        guide: Image.Image,
+        mask: Image.Image | None,
+        strength_map: Image.Image | None,
+        fill_outlines: bool = False,
+    ) -> dict | None:
         """Updates that put a result's guide (and mask, strength map) back as this tab's input, exactly as the
-        model got it, so that Generate redoes the result; None when this tab cannot hold it."""
+        model got it, so that Generate redoes the result (`fill_outlines`: whether its outlines were filled);
+        None when this tab cannot hold it."""
         return None
 
     def connect(self, page: Page) -> None:
@@ -84,6 +95,15 @@ class Tab:
         """(guide, mask) that the first Generate after an example's click edits, from the click's `updates`
         (`load_example`): what the click shows as the model's guide, else `guide` of the tab's components once
         the click's updates are in."""
-        if page.results.guide in updates:
-            return updates[page.results.guide], updates[page.results.mask]
+        if page.results.guide in updates:  # PNG files of their own (`Page.show_guide`)
+            return _opened(updates[page.results.guide]), _opened(updates[page.results.mask])
         return self.guide({c: updates.get(c, c.value) for c in self.guide_inputs})
+
+
+def _opened(image):
+    """A PNG file's image, read now; an image or None as it is."""
+    if not isinstance(image, str):
+        return image
+    with Image.open(image) as im:
+        im.load()
+        return im

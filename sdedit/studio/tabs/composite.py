@@ -43,7 +43,7 @@ class CompositeTab(Tab):
                 height=190,
                 elem_id="comp-patch",
             )
-            preview = gr.Image(
+            self.preview = gr.Image(
                 composite(base, patch, first.x, first.y, first.scale, True)[0],
                 label="Preview",
                 format="png",
@@ -57,8 +57,10 @@ class CompositeTab(Tab):
             self.scale = gr.Slider(0.05, 1.0, first.scale, step=0.01, label="Size", min_width=120)
         self.cutout = gr.Checkbox(True, label="Cut out the patch (use its transparency, or drop its plain background)")
         gr.Markdown("Only the pasted patch changes: the model blends it into the base.", elem_classes="hint")
-        mask = gr.Image(visible=False, format="png", image_mode="L", label="Mask")
-        self.gallery = examples_gallery(gallery_items(COMPOSITE_EXAMPLES), "click one to load it", "composite-examples")
+        self.mask = gr.Image(visible=False, format="png", image_mode="L", label="Mask")
+        self.gallery = examples_gallery(
+            gallery_items(COMPOSITE_EXAMPLES), "one click pastes one and generates", "composite-examples"
+        )
 
         gr.on(
             [
@@ -71,7 +73,7 @@ class CompositeTab(Tab):
             ],
             composite,
             self.guide_inputs,
-            [preview, mask],
+            [self.preview, self.mask],
             api_name="composite",
             show_progress="hidden",
         )
@@ -84,20 +86,27 @@ class CompositeTab(Tab):
         return composite_guide(*(values[c] for c in self.guide_inputs))
 
     def load_example(self, page, index: int) -> dict:
-        """The base, the patch and where it goes (cut out), and the example's seed and t0."""
+        """The base, the patch and where it goes (cut out), the composite as the guide to edit right away (the
+        pasted patch its mask), and the example's seed and t0."""
         ex = self.examples[index]
+        base, patch = load_example_image(ex.image), load_example_image(ex.patch, "RGBA")
+        guide, mask = composite(base, patch, ex.x, ex.y, ex.scale, True)
         return {
-            self.base: load_example_image(ex.image),
-            self.patch: load_example_image(ex.patch, "RGBA"),
+            self.base: base,
+            self.patch: patch,
             self.x: ex.x,
             self.y: ex.y,
             self.scale: ex.scale,
             self.cutout: True,
+            self.preview: guide,
+            self.mask: mask,
+            **page.show_guide(self, guide, mask),
             **settings_updates(ex, page),
         }
 
     def connect(self, page) -> None:
-        self.connect_examples(page, [self.base, self.patch, self.x, self.y, self.scale, self.cutout])
+        inputs = [self.base, self.patch, self.x, self.y, self.scale, self.cutout, self.preview, self.mask]
+        page.then_edit(self.connect_examples(page, [*inputs, *page.guide_outputs]))
 
     @property
     def receive_outputs(self):

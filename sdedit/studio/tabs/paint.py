@@ -1,10 +1,11 @@
 """The Paint tab: flat colour strokes on a blank canvas, with the Live preview beside it; the whole canvas is
-the guide (no mask)."""
+the guide (no mask). Its canvas fills closed outlines with their stroke colour by default (the model follows
+areas of colour, not thin lines); examples and results put on it turn that off, so that they stay as they are."""
 
 from __future__ import annotations
 
 from ...configs import REPO_ROOT, ModelConfig, default_config
-from ..canvas import canvas_update, canvas_value, follow_settings, live_canvas, read_canvas
+from ..canvas import auto_fill, canvas_update, follow_settings, live_canvas, with_fill
 from ..examples import Example, gallery_items, load_example_image, paint_example, settings_updates
 from ..guides import blank_canvas, paint_guide, to_canvas
 from ..ui import examples_gallery
@@ -24,7 +25,7 @@ class PaintTab(Tab):
     def layout(self, cfg: ModelConfig) -> None:
         self.examples = paint_examples(cfg)
         self.canvas = live_canvas(
-            canvas_value(blank_canvas()),
+            {"background": blank_canvas()},
             mode="paint",
             cfg=cfg,
             label="Canvas: paint flat colour strokes",
@@ -39,30 +40,39 @@ class PaintTab(Tab):
         return [self.canvas]
 
     def guide(self, values):
-        return paint_guide(read_canvas(values[self.canvas], layers=1)), None
+        read = self.canvas.read(values[self.canvas])
+        paint = read["layers"][0] if read["layers"] else None
+        layers = [x for x in (with_fill(paint, read["fill"]),) if x is not None]
+        return paint_guide({"background": read["background"], "layers": layers}), None
+
+    def fill_outlines(self, values) -> bool:
+        return auto_fill(values[self.canvas])
 
     @property
     def receive_outputs(self):
         return [self.canvas]
 
     def receive(self, image):
-        return {self.canvas: canvas_value(to_canvas(image))}
+        return {self.canvas: {"background": to_canvas(image), "auto_fill": False}}
 
     @property
     def restore_outputs(self):
         return [self.canvas]
 
-    def restore(self, guide, mask, strength_map):
-        """A result without a mask: its guide as the canvas, at its own size (not refitted), so it is exact."""
+    def restore(self, guide, mask, strength_map, fill_outlines=False):
+        """A result without a mask: its guide as the canvas, at its own size (not refitted), so it is exact; the
+        Fill outlines switch as the result had it."""
         if mask is not None or strength_map is not None:
             return None
-        return {self.canvas: canvas_update(self.canvas, value=canvas_value(guide.convert("RGB")))}
+        value = {"background": guide.convert("RGB"), "auto_fill": bool(fill_outlines)}
+        return {self.canvas: canvas_update(self.canvas, value=value)}
 
     def load_example(self, page, index: int) -> dict:
         """The example on the canvas, and as the guide to edit right away (no mask: all of it may change)."""
         ex = self.examples[index]
         canvas = to_canvas(load_example_image(ex.image))
-        return {self.canvas: canvas_value(canvas), **page.show_guide(self, canvas, None), **settings_updates(ex, page)}
+        value = {"background": canvas, "auto_fill": False}  # an example is a finished painting: kept as it is
+        return {self.canvas: value, **page.show_guide(self, canvas, None), **settings_updates(ex, page)}
 
     def connect(self, page) -> None:
         page.then_edit(self.connect_examples(page, [self.canvas, *page.guide_outputs]))

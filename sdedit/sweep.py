@@ -2,7 +2,8 @@
 
 This is the paper's Figure 2 for a single guide: small t0 stays close to the guide, large t0 drifts
 toward the model's idea of a realistic image. Faithfulness is the paper's L2 distance to the guide
-(pixels in [0, 1], summed over the whole image, then averaged over samples).
+(`l2_distance`: pixels in [0, 1], over the whole image, then averaged over samples). The app's sweep and
+`python -m sdedit sweep` both run `run_sweep`.
 """
 
 from __future__ import annotations
@@ -14,13 +15,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..errors import InputError
-from .metrics import l2_distance
+from .errors import InputError
 
 if TYPE_CHECKING:  # the pipeline (torch, diffusers) loads with the first sweep, not with DEFAULT_STRENGTHS
-    from ..pipeline import SDEditPipeline
+    from .pipeline import SDEditPipeline
 
 DEFAULT_STRENGTHS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def l2_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """The paper's faithfulness: ||a - b||_2 over the whole image with pixels in [0, 1]."""
+    return float(np.linalg.norm(a.astype(np.float64) / 255.0 - b.astype(np.float64) / 255.0))
 
 
 @dataclass
@@ -96,14 +101,29 @@ def run_sweep(
     max_points: int = 12,
     **kwargs,
 ) -> SweepResult:
-    """Edit `image` once per strength with the same seeds, so columns differ only by t0."""
+    """Edit `image` once per strength with the same seeds, so columns differ only by t0.
+
+    Args:
+        pipe (`SDEditPipeline`): the model.
+        image, mask_image: the guide and its mask, as `SDEditPipeline.__call__` takes them.
+        strengths (`Sequence[float]`): the t0 values, 1 to `max_points` of them.
+        seed (`int`, *optional*): the first sample's seed (the same in every column); None = a random one.
+        num_images (`int`): samples per t0.
+        max_points (`int`): the most t0 values a sweep takes.
+        **kwargs: the rest of `SDEditPipeline.__call__` (sampler, num_inference_steps, fill_outlines, prompt...).
+
+    Returns:
+        `SweepResult`: the columns, each column's faithfulness (L2 to the guide) and metadata; `grid()` and
+        `plot()` draw them.
+    """
     strengths = [float(s) for s in strengths]
     if not 1 <= len(strengths) <= max_points:
         raise InputError(f"a sweep takes 1 to {max_points} strengths, not {len(strengths)}")
-    from ..noise import seeds_for
+    from .noise import seeds_for
 
     seeds = seeds_for(seed, num_images)
-    guide_rgb = pipe.prepare(image, None, kwargs.get("fit") or pipe.config.fit).rgb
+    fit, fill = kwargs.get("fit") or pipe.config.fit, bool(kwargs.get("fill_outlines"))
+    guide_rgb = pipe.prepare(image, mask_image if fill else None, fit, fill_outlines=fill).rgb  # what the model got
     columns, l2, metas = [], [], []
     for s in strengths:
         out = pipe(image, mask_image, strength=s, num_images=num_images, seed=seeds, output_type="pil", **kwargs)

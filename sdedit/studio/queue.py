@@ -1,25 +1,31 @@
-"""A micro-batcher: concurrent requests with the same settings share one forward pass.
+"""The studio's serving queue: requests wait in line, those with matching settings share one run, workers run them.
 
-The studio's requests arrive on many threads (or coroutines) at once. Each becomes a `Ticket` with a key
-(the settings that must match to share a batch), a size (samples) and a cost (network evaluations). Worker
-threads take the oldest waiting ticket, add every waiting ticket with the same key while the batch stays
-within `max_items` and `max_cost`, and run them with one call of `run(tickets) -> results`.
+Both of the studio's services are this queue: the edit batcher (`jobs.edit_service`: Generate's requests, batched
+into one forward) and the live previews (`live.PreviewService`: newest canvas only, per visitor). Each request
+becomes a `Ticket` with a key (the settings that must match to share a run), a size (samples) and a cost
+(network evaluations). A worker thread takes the oldest waiting ticket, adds every waiting ticket with the same
+key while the batch stays within `max_items` and `max_cost`, and runs them with one call of
+`run(batch) -> one result per ticket`.
 
-Why a batcher of our own rather than Gradio's `batch=True`: requests may differ in their number of samples
-and only partly match, each keeps its own progress bar and animation, one request's error must not fail the
-others, and a cancelled request must stop its work. Here:
+Why a queue of our own rather than Gradio's `batch=True`: requests may differ in their number of samples and
+only partly match, each keeps its own progress bar and animation, one request's error must not fail the others,
+a cancelled request must stop its work, and a visitor's stale canvas must never be computed. Here:
 
-* a failed batch of several tickets is retried one ticket at a time, so an error reaches only its own request;
-* `Ticket.cancel()` drops a waiting ticket, and `run` can stop early when every ticket it holds is cancelled
-  (`Batch.all_cancelled`), which is what frees the slot when a user cancels;
-* progress is stored on the ticket and forwarded by the waiter in its own thread or coroutine, since a web
-  framework's progress hook is bound to the request's own context (Gradio's is a contextvar);
-* a request that finds a worker idle starts at once; requests that arrive while the model is busy wait, and
-  the next batch takes every waiting one with the same key. With `window_s` > 0 an idle worker may also linger
-  up to that long for company, but only after a batch of several requests (a group about to send its next
-  requests); the studio keeps it at 0, so nobody waits out a window beside an idle model;
-* a waiting ticket knows where it stands (`Ticket.position`: requests ahead, and an estimate of when it
-  starts from recent batch times); the waiter forwards changes to `on_queue`, as for progress.
+* **Errors stay with their request.** A failed batch of several tickets is retried one ticket at a time.
+* **Cancelling stops the work.** `Ticket.cancel()` (or cancelling the coroutine in `wait_async`) drops a waiting
+  ticket, and `run` can stop early once every ticket it holds is cancelled (`Batch.all_cancelled`).
+* **Progress in the waiter's context.** Progress is stored on the ticket and forwarded by the waiter in its own
+  thread or coroutine, since a web framework's progress hook is bound to the request (Gradio's is a contextvar).
+* **No waiting beside an idle model.** A request that finds a worker idle starts at once; requests that arrive
+  while the model is busy wait, and the next batch takes every waiting one with the same key. With `window_s`
+  > 0 an idle worker may also linger that long for company, but only after a batch of several requests (a group
+  about to send its next ones); the studio keeps it at 0.
+* **Where a request stands.** A waiting ticket knows the requests ahead of it and an estimate of when it starts
+  from recent batch times (`Ticket.position`); the waiter forwards changes to `on_queue`.
+* **Newest only per owner** (the `newest_only` policy, for live previews): each owner (a visitor) has at most one
+  ticket waiting. A newer one takes the older one's place in line, and the older one is answered at once with
+  `newest_only(ticket)` without being run; the one already running finishes. Owners therefore take turns in the
+  order they first had a ticket waiting, and a burst of canvases computes the running one and the last one.
 """
 
 from __future__ import annotations
@@ -37,10 +43,11 @@ from typing import Any
 from ..errors import BusyError
 
 Progress = tuple[int, int, str]
+SHUTTING_DOWN = "the server is shutting down; please try again in a moment"
 
 
 class Cancelled(Exception):
-    """Every request of a batch was cancelled: `run` stops early."""
+    """The request was cancelled (or every request of its batch was: `run` stops early)."""
 
 
 class Ticket:
@@ -48,13 +55,14 @@ class Ticket:
 
     _ids = itertools.count()
 
-    def __init__(self, key: Hashable, payload: Any, size: int = 1, cost: float = 0.0):
+    def __init__(self, key: Hashable, payload: Any, size: int = 1, cost: float = 0.0, owner: Hashable = None):
         self.id = next(self._ids)
         self.key, self.payload, self.size, self.cost = key, payload, max(1, int(size)), float(cost)
+        self.owner = owner
         self.submitted = time.monotonic()
         self.started: float | None = None
         self.cancelled = False
-        self.batch_tickets = 0  # how many requests shared its forward
+        self.batch_tickets = 0  # how many requests shared its run
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._result: Any = None
@@ -63,7 +71,7 @@ class Ticket:
         self._progress_seq = 0
         self._position: tuple[int, float | None] | None = None  # (requests ahead, seconds until it starts)
         self._position_seq = 0
-        self._on_report: Callable[[], None] | None = None  # the batcher's hook while it runs
+        self._on_report: Callable[[], None] | None = None  # the queue's hook while it runs
         self._watchers: list[Callable[[], None]] = []
 
     # ----- the worker's side ---------------------------------------------------------------------------
@@ -83,7 +91,7 @@ class Ticket:
             return self._progress
 
     def set_position(self, ahead: int, eta_s: float | None) -> None:
-        """Where the waiting ticket stands (the batcher updates it as requests come and go)."""
+        """Where the waiting ticket stands (the queue updates it as requests come and go)."""
         eta = None if eta_s is None else round(max(0.0, eta_s), 1)
         with self._lock:
             if self._position == (ahead, eta):
@@ -124,21 +132,21 @@ class Ticket:
 
     def wait(
         self,
-        on_progress: Callable[[int, int, str], None] | None = None,
         timeout: float | None = None,
+        *,
+        on_progress: Callable[[int, int, str], None] | None = None,
         on_queue: Callable[[int, float | None], None] | None = None,
     ) -> Any:
         """Block until done, calling `on_progress` (and `on_queue(ahead, eta_s)` while it waits) in this thread;
-        returns the result or raises its error."""
+        returns the result or raises its error. A timeout raises TimeoutError and leaves the ticket in line."""
         seen = (0, 0)
         deadline = None if timeout is None else time.monotonic() + timeout
         wake = threading.Event()
         self._watch(wake.set)
         try:
             while True:
-                wake.clear()
-                seen = self._forward(on_progress, on_queue, seen)
-                if self._done.is_set():
+                seen, done = self._catch_up(wake.clear, on_progress, on_queue, seen)
+                if done:
                     break
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
@@ -151,10 +159,13 @@ class Ticket:
 
     async def wait_async(
         self,
+        timeout: float | None = None,
+        *,
         on_progress: Callable[[int, int, str], None] | None = None,
         on_queue: Callable[[int, float | None], None] | None = None,
     ) -> Any:
-        """`wait` for coroutines: cancelling the awaiting task cancels the ticket."""
+        """`wait` for coroutines. The awaiting task giving up (cancelled, or past `timeout`: TimeoutError) cancels
+        the ticket: nobody will read its result."""
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
 
@@ -163,15 +174,22 @@ class Ticket:
                 loop.call_soon_threadsafe(wake.set)
 
         self._watch(notify)
+        deadline = None if timeout is None else loop.time() + timeout
         seen = (0, 0)
         try:
             while True:
-                wake.clear()
-                seen = self._forward(on_progress, on_queue, seen)
-                if self._done.is_set():
+                seen, done = self._catch_up(wake.clear, on_progress, on_queue, seen)
+                if done:
                     break
-                await wake.wait()
-        except asyncio.CancelledError:
+                if deadline is None:
+                    await wake.wait()
+                    continue
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TimeoutError("the request did not finish in time")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), left)
+        except (asyncio.CancelledError, TimeoutError):
             self.cancel()
             raise
         finally:
@@ -180,6 +198,11 @@ class Ticket:
         return self.result()
 
     # ----- helpers -------------------------------------------------------------------------------------
+    def _catch_up(self, rearm: Callable[[], None], on_progress, on_queue, seen: tuple[int, int]):
+        """Re-arm the waiter's wake-up, then pass on what changed: (what it has seen now, whether it is done)."""
+        rearm()
+        return self._forward(on_progress, on_queue, seen), self._done.is_set()
+
     def _forward(self, on_progress, on_queue, seen: tuple[int, int]) -> tuple[int, int]:
         """Pass on what changed since `seen` (progress and position sequence numbers): the position only
         while the ticket still waits, and never after its first progress."""
@@ -210,7 +233,7 @@ class Ticket:
 
 
 class Batch(list):
-    """The tickets of one forward pass (a list), and whether they are all cancelled."""
+    """The tickets of one run (a list), and whether they are all cancelled."""
 
     def all_cancelled(self) -> bool:
         return all(t.cancelled for t in self)
@@ -220,16 +243,18 @@ class Batch(list):
         return sum(t.size for t in self)
 
 
-class MicroBatcher:
-    """Groups tickets with equal keys into batches and runs them on `workers` threads.
+class ServingQueue:
+    """Tickets wait in line; equal keys are batched and run on `workers` threads.
 
     run: `run(batch) -> one result per ticket`, called on a worker thread; it may raise `Cancelled`.
     max_items / max_cost: bounds on a batch's total size and cost (a single larger ticket still runs alone).
     window_s: how long an idle worker may wait for a returning group of requests (0: never; see the module
         docstring).
-    max_pending: tickets that may wait before `submit` raises `BusyError`.
-    slot: held around each `run` (e.g. a semaphore shared with other model work), so that one process never
-        runs more forwards at once than it has slots.
+    max_pending: tickets that may wait before `submit` raises `BusyError` (under `newest_only`: owners).
+    slot: held around each `run` (e.g. `jobs.MODEL_SLOTS`), so that one process never runs more forwards at
+        once than it has slots.
+    newest_only: the "newest only per owner" policy: the answer (a result) that a ticket submitted with an
+        `owner` gets when a newer ticket of the same owner replaces it while it waits, or when the queue closes.
     """
 
     def __init__(
@@ -241,47 +266,56 @@ class MicroBatcher:
         workers: int = 1,
         max_pending: int = 256,
         slot: AbstractContextManager | None = None,
-        name: str = "sdedit-batcher",
+        newest_only: Callable[[Ticket], Any] | None = None,
+        name: str = "sdedit-queue",
     ):
         self.run = run
         self.max_items, self.max_cost, self.window_s = max(1, int(max_items)), float(max_cost), float(window_s)
         self.workers, self.max_pending, self.name = max(1, int(workers)), max(1, int(max_pending)), name
         self.slot = slot if slot is not None else nullcontext()
+        self.newest_only = newest_only
         self._pending: list[Ticket] = []
         self._cond = threading.Condition()
         self._threads: list[threading.Thread] = []
-        self._closed = False
+        self.closed = False
         self._last_batch_tickets = 1
         self._idle_since = time.monotonic()
         self._running: list[tuple[Batch, float]] = []  # batches on the workers, with their start times
         self._cost_s: float | None = None  # recent seconds per unit of cost (moving average), for the estimates
         self._positions_at = 0.0  # when the waiting tickets were last told where they stand
-        # cancelled: dropped before they ran; aborted: batches stopped because all their requests were cancelled;
-        # lingered: times an idle worker waited for company (window_s)
-        self.stats = {
-            "batches": 0,
-            "tickets": 0,
-            "largest": 0,
-            "retried": 0,
-            "cancelled": 0,
-            "aborted": 0,
-            "lingered": 0,
-        }
+        # dropped: replaced by their owner's newer ticket (newest_only); cancelled: dropped before they ran;
+        # aborted: batches stopped because all their requests were cancelled; lingered: times an idle worker
+        # waited for company (window_s)
+        self.stats = dict.fromkeys(
+            ("submitted", "batches", "tickets", "largest", "retried", "cancelled", "aborted", "lingered", "dropped"), 0
+        )
 
     # ----- public ----------------------------------------------------------------------------------------
-    def submit(self, key: Hashable, payload: Any, size: int = 1, cost: float = 0.0) -> Ticket:
-        ticket = Ticket(key, payload, size, cost)
+    def submit(self, key: Hashable, payload: Any, size: int = 1, cost: float = 0.0, owner: Hashable = None) -> Ticket:
+        """Put a request in line (behind its owner's waiting one's place, under `newest_only`)."""
+        ticket = Ticket(key, payload, size, cost, owner)
+        replaced = None
         with self._cond:
-            if self._closed:
-                raise BusyError("the server is shutting down; please try again in a moment")
-            if len(self._pending) >= self.max_pending:
-                raise BusyError(
-                    f"the server is busy: {len(self._pending)} requests are waiting. Please try again in a minute."
-                )
-            self._pending.append(ticket)
+            if self.closed:
+                raise BusyError(SHUTTING_DOWN)
+            if self.newest_only is not None and owner is not None:
+                for i, t in enumerate(self._pending):
+                    if t.owner == owner:
+                        replaced, self._pending[i] = t, ticket  # a replaced ticket keeps its owner's place
+                        self.stats["dropped"] += 1
+                        break
+            if replaced is None:
+                if len(self._pending) >= self.max_pending:
+                    raise BusyError(
+                        f"the server is busy: {len(self._pending)} requests are waiting. Please try again in a minute."
+                    )
+                self._pending.append(ticket)
+            self.stats["submitted"] += 1
             self._start_workers()
             self._update_positions()
             self._cond.notify_all()
+        if replaced is not None:
+            replaced.finish(result=self.newest_only(replaced))
         return ticket
 
     def pending(self) -> int:
@@ -289,13 +323,17 @@ class MicroBatcher:
             return len(self._pending)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the workers once the current batches finish; waiting tickets get BusyError."""
+        """Stop the workers once the current batches finish; waiting tickets get BusyError (an owner's ticket under
+        `newest_only`: its answer)."""
         with self._cond:
-            self._closed = True
+            self.closed = True
             left, self._pending = self._pending, []
             self._cond.notify_all()
         for t in left:
-            t.finish(error=BusyError("the server is shutting down; please try again in a moment"))
+            if self.newest_only is not None and t.owner is not None:
+                t.finish(result=self.newest_only(t))
+            else:
+                t.finish(error=BusyError(SHUTTING_DOWN))
         for thread in self._threads:
             thread.join(timeout)
 
@@ -332,7 +370,7 @@ class MicroBatcher:
                     self._pending.remove(t)
                     self.stats["cancelled"] += 1
                     t.finish(error=Cancelled("cancelled before it started"))
-                if self._closed:
+                if self.closed:
                     return None
                 if self._pending:
                     break
@@ -346,7 +384,7 @@ class MicroBatcher:
                 batch = self._collect(first)
                 now = time.monotonic()
                 full = batch.items >= self.max_items
-                if full or len(batch) >= target or now >= deadline or self._closed or first.cancelled:
+                if full or len(batch) >= target or now >= deadline or self.closed or first.cancelled:
                     break
                 self.stats["lingered"] += 1
                 self._cond.wait(deadline - now)
@@ -355,9 +393,8 @@ class MicroBatcher:
                 self._pending.remove(t)
                 t.started = now
                 t.batch_tickets = len(batch)
-            self._running.append((batch, now))
-            for t in batch:
                 t._on_report = self._progressed
+            self._running.append((batch, now))
             self._update_positions()
             return batch
 

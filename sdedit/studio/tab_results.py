@@ -1,0 +1,164 @@
+"""Results belong to the tab that made them: the results column shows the last result of the tab in front.
+
+The results column is one set of components under all the tabs (the `/edit` and `/sweep` endpoints write
+into it). A per-visitor `gr.State` keeps, per tab, what the column showed after that tab's last edit (its
+result files and captions, the animation, the summary and details, the before/after slider, the guide, mask
+and map the model got) and after its last sweep. Bringing a tab to the front, by a click on it or by the app
+(Use as new guide, Send to canvas, a restored result), shows that tab's panel, or an empty state that names
+the tab.
+
+`made_by` is the tab whose guide went to the model last, set when its guide is put in place (Generate, the
+sweep, an example's click) and cleared when the request ends. Its result is filed under that tab even when
+the visitor has gone to another one meanwhile; the column then goes back to the tab in front, and its
+summary says where the result is. (Until then, between the result's arrival and its filing, the column
+shows it: the endpoint writes into the shared components.) While a request runs, switching tabs leaves
+"What the model gets" alone: the running request's guide is what its result is filed with.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+EMPTY_SUMMARY = "No result on **{label}** yet: press **Generate**, or click an example."
+
+
+def empty_summary(label: str) -> str:
+    return EMPTY_SUMMARY.format(label=label)
+
+
+def _path(media) -> str | None:
+    """The file behind a gallery item or an image value (a path, a (path, caption) pair, a dict)."""
+    if isinstance(media, (tuple, list)) and media:
+        media = media[0]
+    if isinstance(media, dict):
+        media = media.get("path") or media.get("image")
+    if isinstance(media, str):
+        return media
+    return getattr(media, "filename", None) or None
+
+
+def _caption(item) -> str:
+    return str(item[1]) if isinstance(item, (tuple, list)) and len(item) > 1 and item[1] else ""
+
+
+def _existing(path: str | None) -> str | None:
+    """The path while its file is still there (Gradio's cache sweeps old files), else None."""
+    return path if path and Path(path).is_file() else None
+
+
+def file_edit(store: dict | None, tab: str, gallery, animation, summary, details, guide, mask, strength_map) -> dict:
+    """`store` with tab `tab`'s panel replaced by this edit's: its result files (with their captions), the
+    animation, summary and details, and the guide, mask and map it was made from (file paths)."""
+    items = [(p, _caption(item)) for item in gallery or [] if (p := _path(item))]
+    panel = {
+        "gallery": items,
+        "animation": _path(animation),
+        "summary": summary or "",
+        "details": details,
+        "guide": _path(guide),
+        "mask": _path(mask),
+        "strength_map": _path(strength_map),
+    }
+    kept = dict(store or {})
+    kept[tab] = {**kept.get(tab, {}), **panel}
+    return kept
+
+
+def file_sweep(store: dict | None, tab: str, grid, plot, table) -> dict:
+    """`store` with tab `tab`'s last sweep (grid, plot, table) replaced by this one."""
+    kept = dict(store or {})
+    kept[tab] = {**kept.get(tab, {}), "sweep": (grid, plot, table)}
+    return kept
+
+
+def before_after(guide: str | None, first: str | None) -> tuple | None:
+    """The slider's value: the guide left, the result right (None when either is missing)."""
+    return (guide, first) if guide and first else None
+
+
+class TabResults:
+    """The per-tab store and the tab whose request runs; `connect` fills the store and shows its panels."""
+
+    def __init__(self):
+        self.store = gr.State({})
+        self.made_by = gr.State("")
+
+    def bind(self, page) -> None:
+        """The components a panel fills (once the results column and the history exist)."""
+        r, h = page.results, page.history
+        self.page = page
+        self.inputs = [r.guide, r.mask, r.strength_map]
+        self.sweep = [r.sweep_grid, r.sweep_plot, r.sweep_table]
+        self.outputs = [r.gallery, r.animation, r.summary, r.details, r.selected, h.slider, *self.inputs, *self.sweep]
+        self.labels = {tab.id: tab.label for tab in page.tabs}
+
+    def connect(self, page) -> None:
+        """File each edit's and sweep's results under the tab that made them (after every edit event exists)."""
+        r, h = page.results, page.history
+
+        def filed(store, made_by, front, gallery, animation, summary, details, guide, mask, strength_map) -> dict:
+            """After an edit: file it under the tab that made it; show it, or go back to the tab in front."""
+            tab = made_by or front
+            store = file_edit(store, tab, gallery, animation, summary, details, guide, mask, strength_map)
+            out = {self.store: store, self.made_by: ""}
+            if tab == front:
+                first = store[tab]["gallery"][0][0] if store[tab]["gallery"] else None
+                return {**out, h.slider: before_after(store[tab]["guide"], first)}
+            panel = self.panel(store, front)
+            ready = f"Your result on **{self.labels.get(tab, tab)}** is ready: it is on that tab."
+            return {**out, **panel, r.summary: f"{panel[r.summary]}\n\n{ready}"}
+
+        self.filed = filed
+        for event in page.edit_events:
+            event.success(
+                filed,
+                [self.store, self.made_by, page.selected_tab, r.gallery, r.animation, r.summary, r.details,
+                 *self.inputs],
+                [self.store, self.made_by, *self.outputs],
+                queue=False,
+                api_visibility="private",
+                show_progress="hidden",
+            )  # fmt: skip
+            event.failure(lambda: "", None, self.made_by, queue=False, api_visibility="private")
+
+        def swept(store, made_by, front, grid, plot, table) -> dict:
+            tab = made_by or front
+            store = file_sweep(store, tab, grid, plot, table)
+            out = {self.store: store, self.made_by: ""}
+            return out if tab == front else {**out, **self.panel(store, front)}
+
+        page.sweep_event.success(
+            swept,
+            [self.store, self.made_by, page.selected_tab, *self.sweep],
+            [self.store, self.made_by, *self.outputs],
+            queue=False,
+            api_visibility="private",
+            show_progress="hidden",
+        )
+        page.sweep_event.failure(lambda: "", None, self.made_by, queue=False, api_visibility="private")
+
+    def panel(self, store: dict | None, tab: str, running: bool = False) -> dict:
+        """Updates that show tab `tab`'s last result (its files that Gradio's cache still holds) and sweep, or
+        its empty state. `running`: a request is under way, so "What the model gets" keeps its guide."""
+        r = self.page.results
+        kept = (store or {}).get(tab) or {}
+        gallery = [(p, c) for p, c in kept.get("gallery") or [] if _existing(p)]
+        guide = _existing(kept.get("guide"))
+        grid, plot, table = kept.get("sweep") or (None, None, None)
+        out = {
+            r.gallery: gallery or None,
+            r.animation: _existing(kept.get("animation")),
+            r.summary: kept.get("summary") if gallery else empty_summary(self.labels.get(tab, tab)),
+            r.details: kept.get("details") if gallery else None,
+            r.selected: 0,
+            self.page.history.slider: before_after(guide, gallery[0][0] if gallery else None),
+            r.sweep_grid: grid,
+            r.sweep_plot: plot,
+            r.sweep_table: table,
+        }
+        if not running:
+            mask, strength_map = _existing(kept.get("mask")), _existing(kept.get("strength_map"))
+            out.update({r.guide: guide, r.mask: mask, r.strength_map: strength_map})
+        return out
