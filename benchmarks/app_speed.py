@@ -188,7 +188,7 @@ def latency(lib: Library, apps: dict[str, tuple[object, Server]], rounds: int) -
 
     Besides wall-clock seconds, CPU seconds: the library's (this process, during its call), the server's (all
     its threads, from /proc, 10 ms ticks) and the client's (this process during the request: gradio_client's
-    threads, or the plain HTTP client). CPU seconds hardly move when other sessions load the machine; wall
+    threads, or the plain HTTP client). CPU seconds hardly move when other processes load the machine; wall
     seconds do.
     """
     rows: dict[str, list] = {"library": [], **{name: [] for name in apps}}
