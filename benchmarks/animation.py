@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.publish import publish
+from benchmarks.harness import publish
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results" / "animation.json"
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         "time": time.ctime(),
         "edits": out,
     }
-    publish(result, Path(args.out), render(result), DOCS, "animation", docs=not args.no_docs)
+    publish(result, Path(args.out), render(result), "animation", docs=not args.no_docs)
     return 0
 
 

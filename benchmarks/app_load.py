@@ -23,146 +23,25 @@ cores that is 1 torch thread with passive waiting) and has its own GRADIO_TEMP_D
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
 import os
 import re
 import resource
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
-from benchmarks.publish import write_section
+from benchmarks.harness import EX, REPO, RESULTS, THREAD_VARS, Server, load_averages, write_json, write_section
 
-REPO = Path(__file__).resolve().parent.parent
-EX = REPO / "examples"
-RESULTS = Path(__file__).resolve().parent / "results"
-RELIABILITY_DOC = REPO / "docs" / "reliability.md"
-PERFORMANCE_DOC = REPO / "docs" / "performance.md"
-
-# Removed from the server's environment: the app's thread policy decides (Server(env=...) can still set them).
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "SDEDIT_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 DEFAULT_SETTINGS = dict(model="fluent-emoji-64", strength=0.5, sampler="dpmpp", steps=20, repeats=1)  # the app's
 QUICK_SETTINGS = dict(DEFAULT_SETTINGS, steps=8)  # 4-5 denoising steps
-
-
-# ----- the server -------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_mb(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) of a process in MB, from /proc (no psutil needed)."""
-    fields = {}
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                fields[key] = int(value.split()[0]) / 1024
-    return fields.get("VmRSS", 0.0), fields.get("VmHWM", 0.0)
-
-
-@dataclass
-class Server:
-    """`python app.py` (of `repo`) on a free port of 127.0.0.1, with its own temp dir; stopped by `stop()`."""
-
-    env: dict = field(default_factory=dict)
-    repo: Path = REPO
-    proc: subprocess.Popen | None = None
-    url: str = ""
-    startup_s: float = 0.0
-    tmp: Path | None = None
-    samples: list[tuple[float, float]] = field(default_factory=list)
-    _sampling: threading.Event = field(default_factory=threading.Event)
-
-    def start(self, timeout: float = 240) -> Server:
-        import httpx
-
-        self.tmp = Path(tempfile.mkdtemp(prefix="sdedit-load-"))
-        port = free_port()
-        env = {
-            **{k: v for k, v in os.environ.items() if k not in THREAD_VARS},
-            "GRADIO_ANALYTICS_ENABLED": "False",
-            "HF_HUB_OFFLINE": "1",
-            "HF_HUB_DISABLE_TELEMETRY": "1",
-            "GRADIO_TEMP_DIR": str(self.tmp / "gradio"),
-            **{k: str(v) for k, v in self.env.items()},
-        }
-        log = open(self.tmp / "server.log", "w")  # noqa: SIM115 (closed with the process)
-        t0 = time.perf_counter()
-        self.proc = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(port), "--host", "127.0.0.1"],
-            cwd=self.repo,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.url = f"http://127.0.0.1:{port}"
-        while time.perf_counter() - t0 < timeout:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the app exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/gradio_api/info", timeout=2).status_code == 200:
-                    self.startup_s = time.perf_counter() - t0
-                    threading.Thread(target=self._sample, daemon=True).start()
-                    return self
-            time.sleep(0.25)
-        self.stop()
-        raise TimeoutError(f"the app did not answer within {timeout} s")
-
-    def _sample(self) -> None:
-        while not self._sampling.is_set() and self.proc is not None and self.proc.poll() is None:
-            self.samples.append((time.monotonic(), rss_mb(self.proc.pid)[0]))
-            self._sampling.wait(0.25)
-
-    def cpu_s(self) -> float:
-        """CPU seconds the server has used (all its threads, user + system), from /proc/<pid>/stat."""
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return 0.0
-
-    def rss(self) -> tuple[float, float]:
-        return rss_mb(self.proc.pid) if self.proc else (0.0, 0.0)
-
-    def peak_since(self, t: float) -> float:
-        return max((mb for ts, mb in self.samples if ts >= t), default=0.0)
-
-    def log(self) -> str:
-        return (self.tmp / "server.log").read_text() if self.tmp else ""
-
-    def stop(self) -> None:
-        self._sampling.set()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self.tmp is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def __enter__(self) -> Server:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 # ----- requests ---------------------------------------------------------------------------------------------
@@ -560,7 +439,7 @@ def conditions() -> dict:
     return {
         "time": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "cpu_count": os.cpu_count(),
-        "load_avg": [round(x, 2) for x in os.getloadavg()],
+        "load_avg": load_averages(),
         "client_cpu_s": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1),
         "server_policy": server_policy(),
         "python": sys.version.split()[0],
@@ -705,10 +584,57 @@ def performance_section(report: dict) -> str:
     return "\n".join(lines)
 
 
+def comparison_section(now: dict, before: dict) -> str:
+    """The same full run against another checkout's app (`--repo DIR --out FILE`), side by side."""
+    rb = before["reliability"]
+
+    def per_forward(rel: dict) -> str:
+        values = [r["mean_batched_requests"] for r in rel["rounds"]]
+        return f"{min(values):.1f}-{max(values):.1f}"
+
+    def memory(rel: dict) -> str:
+        return (
+            f"{rel['rss_first_half_max_mb']:.0f} → {rel['rss_second_half_max_mb']:.0f} MB "
+            f"({rel['rss_growth_mb']:+.0f}); {rel['vm_hwm_mb']:.0f} MB"
+        )
+
+    def batched16(report: dict) -> str:
+        r = report["throughput_batched"][-1]
+        return (
+            f"{_f(r['requests_per_s'])} requests/s, p50 {_f(r['p50_s'], 1)} s, "
+            f"{_f(r['server_cpu_s_per_request'])} server CPU s per request"
+        )
+
+    def queue_cancel(report: dict) -> str:
+        q, c = report["queue_full"], report["cancel"]
+        return f"{q['queue_full']} refused at once, {q['hung']} hung; next request {_f(c['next_request_s'])} s"
+
+    a, b = before["conditions_start"], before["conditions_end"]
+    rows = [
+        ("valid errors, unclear invalid answers", lambda r: f"{r['reliability']['total']['valid_errors']}, "
+         f"{r['reliability']['total']['invalid_unclear']}"),
+        ("p50 / p95 of valid requests (until the complete answer, animation included)",
+         lambda r: f"{_f(r['reliability']['total']['p50_s'])} / {_f(r['reliability']['total']['p95_s'])} s"),
+        ("mean requests per forward", lambda r: per_forward(r["reliability"])),
+        ("RSS after the rounds, first half → second half; VmHWM", lambda r: memory(r["reliability"])),
+        ("throughput at 16 users, batching on", batched16),
+        ("queue full, cancel", queue_cancel),
+    ]  # fmt: skip
+    lines = [
+        f"Measured {a['time']} by `python -m benchmarks.app_load --repo DIR --out "
+        f"benchmarks/results/app-load-baseline.json` (load average {a['load_avg'][0]} → {b['load_avg'][0]}),"
+        f" against the run above ({now['conditions_start']['time']}).",
+        "",
+        f"| {rb['users']} users, {len(rb['rounds'])} rounds | baseline | this tree |",
+        "|---|---|---|",
+        *(f"| {label} | {fn(before)} | {fn(now)} |" for label, fn in rows),
+    ]
+    return "\n".join(lines)
+
+
 def write_docs(report: dict) -> None:
-    write_section(RELIABILITY_DOC, "app-load:reliability", reliability_section(report))
-    body = "## App level: throughput of the live app (issue 5)\n\n" + performance_section(report)
-    write_section(PERFORMANCE_DOC, "app-load", body)
+    write_section("app-load-reliability", reliability_section(report))
+    write_section("app-load", performance_section(report))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -721,13 +647,11 @@ def main(argv: list[str] | None = None) -> int:
     other = args.repo.resolve() != REPO.resolve()
     report = run(quick=args.quick, repo=args.repo)
     report["repo"] = str(args.repo)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = args.out or RESULTS / ("app-load-quick.json" if args.quick else "app-load.json")
-    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    write_json(report, args.out or RESULTS / ("app-load-quick.json" if args.quick else "app-load.json"))
     print(json.dumps({k: v for k, v in report.items() if k != "settings"}, indent=2, default=str)[:6000])
     if not args.quick and not args.no_docs and not other:
         write_docs(report)
-        print(f"wrote {RELIABILITY_DOC} and {PERFORMANCE_DOC}")
+        print("wrote the app-load sections of docs/reliability.md and docs/performance.md")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The app next to the library, measured side by side in one run (issue 12, "How fast").
+"""The app next to the library, measured side by side in one run.
 
     python -m benchmarks.app_speed                       # everything (~6 minutes on 2 cores): prints the ratios,
                                                          # writes results/app-speed.json and its docs section
@@ -10,7 +10,7 @@ This process applies the CPU thread policy first (`sdedit.threads.apply()`, as t
 library's `SDEditPipeline` and starts `python app.py` in a subprocess with the policy's own choice (no OMP
 variables forced). The edit is the app's default on the embedded model: examples/strokes-heart.png (256 px),
 t0 = 0.5, DPM-Solver++ N = 20 (10 evaluations), 1 sample. The library call gets the same file path and
-`progress=False`. Every measurement records the 1-minute load average: the machine is shared.
+`progress=False`. Every measurement records the 1-minute load average.
 
 * latency (a): one visitor, rounds alternating a library call and app requests, three ways in: gradio_client
   as it comes (`Client(url)`, files downloaded as a user of the client gets them), gradio_client with
@@ -37,7 +37,6 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -47,23 +46,22 @@ from sdedit import threads
 
 POLICY = threads.apply()  # before torch loads, as app.py does
 
-from benchmarks.app_load import (  # noqa: E402  (after the thread policy)
+from benchmarks.app_load import edit_args, pct  # noqa: E402  (after the thread policy)
+from benchmarks.harness import (  # noqa: E402
     EX,
-    PERFORMANCE_DOC,
     RESULTS,
     Server,
-    edit_args,
-    pct,
+    busy_process,
+    load_average,
+    load_averages,
+    load_words,
+    write_json,
+    write_section,
 )
-from benchmarks.publish import write_section  # noqa: E402
 
 GUIDE = EX / "strokes-heart.png"
 SETTINGS = dict(model="fluent-emoji-64", strength=0.5, sampler="dpmpp", steps=20, repeats=1, num_samples=1)
 TARGETS = {"latency": 1.3, "busy": 3.0}
-
-
-def load() -> float:
-    return round(os.getloadavg()[0], 2)
 
 
 def med(xs: list[float]) -> float | None:
@@ -182,18 +180,6 @@ def server_env(profiling: bool = True) -> dict:
     return {"GRADIO_PROFILING": "1"} if profiling else {}
 
 
-@contextlib.contextmanager
-def busy_process():
-    """One competing busy process, for the duration of the block."""
-    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        time.sleep(0.5)
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait(5)
-
-
 # ----- (a) one visitor --------------------------------------------------------------------------------------
 
 
@@ -202,14 +188,14 @@ def latency(lib: Library, apps: dict[str, tuple[object, Server]], rounds: int) -
 
     Besides wall-clock seconds, CPU seconds: the library's (this process, during its call), the server's (all
     its threads, from /proc, 10 ms ticks) and the client's (this process during the request: gradio_client's
-    threads, or the plain HTTP client). CPU seconds hardly move when other sessions load the machine; wall
+    threads, or the plain HTTP client). CPU seconds hardly move when other processes load the machine; wall
     seconds do.
     """
     rows: dict[str, list] = {"library": [], **{name: [] for name in apps}}
     lib_cpu: list[float] = []
     loads = []
     for i in range(rounds):
-        loads.append(load())
+        loads.append(load_average())
         c0 = time.process_time()
         rows["library"].append(lib.edit(100 + i))
         lib_cpu.append(time.process_time() - c0)
@@ -261,7 +247,7 @@ def busy(lib: Library, client, per_block: int, blocks: int = 2) -> dict:
         for state in ("idle", "busy"):
             ctx = busy_process() if state == "busy" else contextlib.nullcontext()
             with ctx:
-                data[state]["load"].append(load())
+                data[state]["load"].append(load_average())
                 for _ in range(per_block):
                     seed += 1
                     data[state]["library"].append(lib.edit(seed))
@@ -280,7 +266,7 @@ def library_throughput(lib: Library, batches=(1, 2, 4, 8), runs: int = 2) -> dic
     """Images/s of the library's batched calls (the fastest of `runs` calls per batch size)."""
     rows = []
     for b in batches:
-        loads, times = [load()], [lib.edit(300 + i, num_images=b) for i in range(runs)]
+        loads, times = [load_average()], [lib.edit(300 + i, num_images=b) for i in range(runs)]
         t = min(times)
         rows.append({"batch": b, "best_s": t, "images_per_s": b / t, "load_avg": loads[0]})
     best = max(rows, key=lambda r: r["images_per_s"])
@@ -340,9 +326,9 @@ def app_throughput(lib: Library, urls: dict[str, str], users_list=(1, 4, 16), pe
     library = [library_throughput(lib)]
     for i, users in enumerate(users_list):
         for name in names if i % 2 == 0 else names[::-1]:
-            row = {"users": users, "load_avg": load()}
+            row = {"users": users, "load_avg": load_average()}
             c0 = time.process_time()
-            row.update(closed_loop(clients[name][:users], per_user[users]), load_avg_end=load())
+            row.update(closed_loop(clients[name][:users], per_user[users]), load_avg_end=load_average())
             row["client_cpu_s_per_request"] = (time.process_time() - c0) / max(1, row["requests"])
             rows[name].append(row)
         library.append(library_throughput(lib))
@@ -378,7 +364,7 @@ def breakdown_in_process(rounds: int) -> dict:
     gif_s, png_s, loads = [], [], []
     before = dict(progress.WORK)
     for i in range(rounds):
-        loads.append(load())
+        loads.append(load_average())
         for name, fn in cases.items():
             t0 = time.perf_counter()
             r = fn(i)
@@ -441,7 +427,7 @@ def conditions() -> dict:
     return {
         "time": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "cpu_count": os.cpu_count(),
-        "load_avg": [round(x, 2) for x in os.getloadavg()],
+        "load_avg": load_averages(),
         "policy": threads.describe(POLICY),
         "torch_threads": torch.get_num_threads(),
         "python": sys.version.split()[0],
@@ -505,122 +491,188 @@ def _met(value: float | None, target: float) -> str:
     return "**met**" if value <= target else "**missed**"
 
 
-def section(report: dict) -> str:
-    a, b = report["conditions_start"], report["conditions_end"]
-    lines = [
-        f"Measured {a['time']} by `python -m benchmarks.app_speed` on {a['cpu_count']} CPU cores (load average "
-        f"{a['load_avg'][0]} at the start, {b['load_avg'][0]} at the end; the machine is shared), torch "
-        f"{a['torch']}, Python {a['python']}; thread policy in both processes: `{a['policy']}`. The edit: the "
-        "app's default on the embedded model (strokes-heart.png, t0 = 0.5, DPM-Solver++ N = 20, 10 evaluations, "
-        "1 sample); the library call gets the same file.",
+INTRO = (
+    "Measured {time} by `python -m benchmarks.app_speed` on {cpu_count} CPU cores ({load}), torch {torch}, Python "
+    "{python}; thread policy in both processes: `{policy}`. The edit: the app's default on the embedded model "
+    "(strokes-heart.png, t0 = 0.5, DPM-Solver++ N = 20, 10 evaluations, 1 sample); the library call gets the "
+    "same file."
+)
+LATENCY = (
+    "**(a) One visitor** ({rounds} rounds, each a library call then one request per app; load average "
+    "{load_lo:.1f}-{load_hi:.1f}). Library: median **{library} s**, fastest {library_min} s, CPU {library_cpu} s "
+    "per edit."
+)
+LATENCY_HEAD = (
+    "app, way in",
+    "results arrive: median s",
+    "÷ library",
+    "fastest ÷ fastest",
+    "done, with the animation",
+    "÷ library",
+    "server CPU s",
+    "÷ library CPU",
+    "client CPU s",
+    "target ≤ 1.3× (results, median)",
+)
+PROFILE = (
+    "Gradio's own profile of those requests (`GRADIO_PROFILING=1`, medians in ms; a generator's phases add up over "
+    "its outputs):"
+)
+BUSY = (
+    '**(b) Beside one busy process** (`python -c "while True: pass"`, started by the benchmark; {blocks} idle and '
+    "{blocks} busy blocks of {per_block} library + app edits each, alternating; load average idle {idle_lo}-{idle_hi}, "
+    "busy {busy_lo}-{busy_hi}):"
+)
+BUSY_HEAD = ("side", "idle median s", "busy median s", "busy ÷ idle", "target ≤ 3×")
+THROUGHPUT = (
+    "**(c) Throughput.** The library's batched calls (the fastest of 2 per batch size), measured before each block "
+    "of visitors and after the last ({times} times): best {runs} images/s; the best of all **{best} images/s** "
+    "(batch {best_batch}). Each block's ratio is to the best library figure measured next to it (just before or "
+    "after)."
+)
+THROUGHPUT_HEAD = (
+    "visitors",
+    "load avg",
+    "requests",
+    "requests/s",
+    "library best nearby",
+    "÷ library",
+    "p50 s",
+    "p95 s",
+    "requests per forward",
+)
+BREAKDOWN = "**In this process, no server** ({rounds} rounds, load average {load_lo:.1f}-{load_hi:.1f}; medians):"
+
+
+def _table(head: tuple[str, ...], rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+        *("| " + " | ".join(r) + " |" for r in rows),
         "",
     ]
-    lat = report.get("latency")
-    if lat:
-        lines += [
-            f"**(a) One visitor** ({lat['rounds']} rounds, each a library call then one request per app; load "
-            f"average {min(lat['load_avg']):.1f}-{max(lat['load_avg']):.1f}). Library: median "
-            f"**{_f(lat['library_median_s'])} s**, fastest {_f(lat.get('library_min_s'))} s, CPU "
-            f"{_f(lat.get('library_cpu_median_s'))} s per edit.",
-            "",
-            "| app, way in | results arrive: median s | ÷ library | fastest ÷ fastest | done, with the animation "
-            "| ÷ library | server CPU s | ÷ library CPU | client CPU s | target ≤ 1.3× (results, median) |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+
+
+def _latency_part(lat: dict) -> list[str]:
+    rows = [
+        [
+            name,
+            _f(row["result_median_s"]),
+            f"**{_f(row['result_ratio'])}×**",
+            f"{_f(row.get('result_min_ratio'))}×",
+            _f(row["full_median_s"]),
+            f"{_f(row['full_ratio'])}×",
+            _f(row.get("server_cpu_median_s")),
+            f"{_f(row.get('server_cpu_ratio'))}×",
+            _f(row.get("client_cpu_median_s")),
+            _met(row["result_ratio"], TARGETS["latency"]),
         ]
-        for name, row in lat.items():
-            if not isinstance(row, dict) or "result_median_s" not in row:
-                continue
-            lines.append(
-                f"| {name} | {_f(row['result_median_s'])} | **{_f(row['result_ratio'])}×** | "
-                f"{_f(row.get('result_min_ratio'))}× | {_f(row['full_median_s'])} | {_f(row['full_ratio'])}× | "
-                f"{_f(row.get('server_cpu_median_s'))} | {_f(row.get('server_cpu_ratio'))}× | "
-                f"{_f(row.get('client_cpu_median_s'))} | {_met(row['result_ratio'], TARGETS['latency'])} |"
-            )
-        lines.append("")
-    prof = report.get("gradio_profile")
-    if prof:
-        order = ["upload_ms", "queue_wait_ms", "preprocess_ms", "fn_call_ms", "postprocess_ms", "total_ms"]
-        keys = order + sorted({k for p in prof.values() for k in p if k.endswith("_ms")} - set(order))
-        lines += [
-            "Gradio's own profile of those requests (`GRADIO_PROFILING=1`, medians in ms; a generator's phases "
-            "add up over its outputs):",
-            "",
-            "| phase | " + " | ".join(prof) + " |",
-            "|---|" + "---|" * len(prof),
+        for name, row in lat.items()
+        if isinstance(row, dict) and "result_median_s" in row
+    ]
+    intro = LATENCY.format(
+        rounds=lat["rounds"],
+        load_lo=min(lat["load_avg"]),
+        load_hi=max(lat["load_avg"]),
+        library=_f(lat["library_median_s"]),
+        library_min=_f(lat.get("library_min_s")),
+        library_cpu=_f(lat.get("library_cpu_median_s")),
+    )
+    return [intro, "", *_table(LATENCY_HEAD, rows)]
+
+
+def _profile_part(prof: dict) -> list[str]:
+    order = ["upload_ms", "queue_wait_ms", "preprocess_ms", "fn_call_ms", "postprocess_ms", "total_ms"]
+    keys = order + sorted({k for p in prof.values() for k in p if k.endswith("_ms")} - set(order))
+    rows = [[k[:-3], *(_f(p.get(k), 1) for p in prof.values())] for k in keys]
+    return [PROFILE, "", *_table(("phase", *prof), rows)]
+
+
+def _busy_part(bz: dict) -> list[str]:
+    raw = bz["raw"]
+    intro = BUSY.format(
+        blocks=bz["blocks"],
+        per_block=bz["per_block"],
+        idle_lo=_f(min(raw["idle"]["load"]), 1),
+        idle_hi=_f(max(raw["idle"]["load"]), 1),
+        busy_lo=_f(min(raw["busy"]["load"]), 1),
+        busy_hi=_f(max(raw["busy"]["load"]), 1),
+    )
+    rows = [
+        [
+            side,
+            _f(bz[side]["idle_median_s"]),
+            _f(bz[side]["busy_median_s"]),
+            f"**{_f(bz[side]['ratio'])}×**",
+            _met(bz[side]["ratio"], TARGETS["busy"]),
         ]
-        for k in keys:
-            lines.append(f"| {k[:-3]} | " + " | ".join(_f(p.get(k), 1) for p in prof.values()) + " |")
-        lines.append("")
-    bz = report.get("busy")
-    if bz:
-        raw = bz["raw"]
-        lines += [
-            f'**(b) Beside one busy process** (`python -c "while True: pass"`, started by the benchmark; '
-            f"{bz['blocks']} idle and {bz['blocks']} busy blocks of {bz['per_block']} library + app edits each, "
-            f"alternating; load average idle {_f(min(raw['idle']['load']), 1)}-{_f(max(raw['idle']['load']), 1)}, "
-            f"busy {_f(min(raw['busy']['load']), 1)}-{_f(max(raw['busy']['load']), 1)}):",
-            "",
-            "| side | idle median s | busy median s | busy ÷ idle | target ≤ 3× |",
-            "|---|---|---|---|---|",
+        for side in ("library", "app")
+    ]
+    return [intro, "", *_table(BUSY_HEAD, rows)]
+
+
+def _throughput_part(report: dict) -> list[str]:
+    lt, at = report["library_throughput"], report["app_throughput"]
+    runs = report.get("library_throughput_runs") or [lt]
+    intro = THROUGHPUT.format(
+        times=len(runs),
+        runs="; ".join(
+            ", ".join(f"b{r['batch']} {_f(r['images_per_s'])}" for r in m["rows"])
+            + f" (load {m['rows'][0]['load_avg']:.1f})"
+            for m in runs
+        ),
+        best=_f(lt["best_images_per_s"]),
+        best_batch=lt["best_batch"],
+    )
+    rows = [
+        [
+            f"{r['users']}{'' if label == 'app' else ' (baseline app)'}",
+            f"{r['load_avg']:.1f}",
+            str(r["requests"]),
+            _f(r["requests_per_s"]),
+            _f(r.get("library_best_nearby")),
+            f"**{_f(r['ratio_to_library_best'])}×**",
+            _f(r["p50_s"]),
+            _f(r["p95_s"]),
+            _f(r["mean_requests_per_forward"], 1),
         ]
-        for side in ("library", "app"):
-            r = bz[side]
-            lines.append(
-                f"| {side} | {_f(r['idle_median_s'])} | {_f(r['busy_median_s'])} | **{_f(r['ratio'])}×** | "
-                f"{_met(r['ratio'], TARGETS['busy'])} |"
-            )
-        lines.append("")
-    lt, at = report.get("library_throughput"), report.get("app_throughput")
-    if lt and at:
-        runs = report.get("library_throughput_runs") or [lt]
-        lines += [
-            "**(c) Throughput.** The library's batched calls (the fastest of 2 per batch size), measured before "
-            f"each block of visitors and after the last ({len(runs)} times): best "
-            + "; ".join(
-                ", ".join(f"b{r['batch']} {_f(r['images_per_s'])}" for r in m["rows"])
-                + f" (load {m['rows'][0]['load_avg']:.1f})"
-                for m in runs
-            )
-            + f" images/s; the best of all **{_f(lt['best_images_per_s'])} images/s** (batch {lt['best_batch']}). "
-            "Each block's ratio is to the best library figure measured next to it (just before or after).",
-            "",
-            "| visitors | load avg | requests | requests/s | library best nearby | ÷ library | p50 s | p95 s "
-            "| requests per forward |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for label, rows in (("app", at), ("baseline app", report.get("baseline_throughput") or [])):
-            for r in rows:
-                lines.append(
-                    f"| {r['users']}{'' if label == 'app' else ' (baseline app)'} | {r['load_avg']:.1f} | "
-                    f"{r['requests']} | {_f(r['requests_per_s'])} | {_f(r.get('library_best_nearby'))} | "
-                    f"**{_f(r['ratio_to_library_best'])}×** | {_f(r['p50_s'])} | {_f(r['p95_s'])} | "
-                    f"{_f(r['mean_requests_per_forward'], 1)} |"
-                )
-        lines.append("")
-    bd = report.get("breakdown_in_process")
-    if bd:
-        lines += [
-            f"**In this process, no server** ({len(bd['load_avg'])} rounds, load average "
-            f"{min(bd['load_avg']):.1f}-{max(bd['load_avg']):.1f}; medians):",
-            "",
-            "| call | s |",
-            "|---|---|",
-        ]
-        for name, v in bd["median_s"].items():
-            lines.append(f"| {name} | {_f(v, 3)} |")
-        lines += [
-            f"| deferred: the GIF, rendered on first use | {_f(bd['deferred_gif_median_s'], 3)} |",
-            f"| deferred: the result PNG files | {_f(bd['deferred_png_median_s'], 3)} |",
-            "",
-            "Animation work counted over those runs: "
-            + ", ".join(f"{k} {v}" for k, v in sorted(bd["animation_work"].items()))
-            + ".",
-        ]
-    return "\n".join(lines)
+        for label, rows_ in (("app", at), ("baseline app", report.get("baseline_throughput") or []))
+        for r in rows_
+    ]
+    return [intro, "", *_table(THROUGHPUT_HEAD, rows)]
+
+
+def _breakdown_part(bd: dict) -> list[str]:
+    intro = BREAKDOWN.format(rounds=len(bd["load_avg"]), load_lo=min(bd["load_avg"]), load_hi=max(bd["load_avg"]))
+    rows = [[name, _f(v, 3)] for name, v in bd["median_s"].items()]
+    rows += [
+        ["deferred: the GIF, rendered on first use", _f(bd["deferred_gif_median_s"], 3)],
+        ["deferred: the result PNG files", _f(bd["deferred_png_median_s"], 3)],
+    ]
+    work = ", ".join(f"{k} {v}" for k, v in sorted(bd["animation_work"].items()))
+    return [intro, "", *_table(("call", "s"), rows), f"Animation work counted over those runs: {work}."]
+
+
+def section(report: dict) -> str:
+    """docs/performance.md's `app-speed` section from benchmarks/results/app-speed.json: the parts it ran."""
+    a, b = report["conditions_start"], report["conditions_end"]
+    intro = INTRO.format(load=load_words(a["load_avg"][0], b["load_avg"][0]), **a)
+    lines = [intro, ""]
+    if report.get("latency"):
+        lines += _latency_part(report["latency"])
+    if report.get("gradio_profile"):
+        lines += _profile_part(report["gradio_profile"])
+    if report.get("busy"):
+        lines += _busy_part(report["busy"])
+    if report.get("library_throughput") and report.get("app_throughput"):
+        lines += _throughput_part(report)
+    if report.get("breakdown_in_process"):
+        lines += _breakdown_part(report["breakdown_in_process"])
+    return "\n".join(lines).rstrip()
 
 
 def write_doc(report: dict) -> None:
-    write_section(PERFORMANCE_DOC, "app-speed", section(report))
+    write_section("app-speed", section(report))
 
 
 def print_summary(report: dict) -> None:
@@ -667,12 +719,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
     report = run(parts, args.rounds, args.baseline)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    write_json(report, args.out)
     print_summary(report)
     if not args.no_docs:
         write_doc(report)
-        print(f"wrote {args.out} and the app-speed section of {PERFORMANCE_DOC}")
+        print(f"wrote {args.out} and the app-speed section of docs/performance.md")
     return 0
 
 

@@ -6,11 +6,8 @@ depend on the weights' values, and the correctness checks compare two paths on t
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -19,12 +16,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.publish import replace_between
+from benchmarks.harness import RESULTS, cpu_model, load_average
 from sdedit.accel import quiet_diffusers as quiet
-
-REPO = Path(__file__).resolve().parent.parent
-DOCS = REPO / "docs" / "performance.md"
-RESULTS = Path(__file__).resolve().parent / "results"
 
 # google/ddpm-{church,bedroom,cat}-256 (the official SDEdit LSUN checkpoints, converted by diffusers):
 # ch 128, ch_mult 1,1,2,2,4,4, 2 res blocks, attention at 16x16, one head. Keys as in the Hub's config.json.
@@ -127,14 +120,6 @@ def time_it(fn: Callable[[], object], device="cpu", warmup: int = 1, repeats: in
     return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times), "repeats": repeats}
 
 
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def environment(device: torch.device | str = "cpu") -> dict:
     """Card or CPU, versions, threads and load: what a number needs to be compared with another."""
     import diffusers
@@ -150,8 +135,8 @@ def environment(device: torch.device | str = "cpu") -> dict:
         "cpu_count": os.cpu_count(),
         "time": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
-    with contextlib.suppress(OSError):
-        env["load_avg_1m"] = os.getloadavg()[0]
+    if load_average() is not None:
+        env["load_avg_1m"] = load_average()
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         env.update(
@@ -181,27 +166,10 @@ def measure_matmul_tflops(device="cpu", dtype=torch.float32, n: int = 1024, repe
 
 
 def write_json(data: dict, name: str, folder: Path = RESULTS) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(path)
-    return path
+    """`name` under `folder` (benchmarks/results/), written atomically."""
+    from benchmarks.harness import write_json as write
 
-
-def replace_section(text: str, key: str, body: str) -> str:
-    """Replace what lies between `<!-- bench:KEY:begin -->` and `<!-- bench:KEY:end -->` (added at the end
-    when absent), so that each tool rewrites only its own section of docs/performance.md."""
-    return replace_between(text, f"<!-- bench:{key}:begin -->", f"<!-- bench:{key}:end -->", body)
-
-
-def update_docs(key: str, body: str, path: Path = DOCS) -> Path:
-    text = path.read_text() if path.exists() else "# Performance\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(replace_section(text, key, body))
-    tmp.replace(path)
-    return path
+    return write(data, Path(folder) / name)
 
 
 def md_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:

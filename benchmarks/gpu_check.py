@@ -1,18 +1,18 @@
 """One prepared GPU run: build, check against fp32, and time every variant of the fast path (one H100, < 10 min).
 
-On the device machine (diffusers is not installed there; carry it as wheels, see benchmarks/gpu_run.sh):
+On a machine with one CUDA GPU (benchmarks/gpu_run.sh runs it after training, or alone):
 
-    bash benchmarks/gpu_wheels.sh                       # here, once: diffusers + importlib_metadata into .whl/
-    run(command="bash benchmarks/gpu_run.sh", carry=[".whl"], timeout_s=600)
-    python -m benchmarks.gpu_check --render /work/.device/.../gpu_check.json   # here: rewrite the docs section
+    python -m benchmarks.gpu_check --out gpu/                       # all groups, within --deadline seconds
+    TRAIN_MINUTES=0 CHECK_DEADLINE=360 bash benchmarks/gpu_run.sh   # the same through the GPU script
+    python -m benchmarks.gpu_check --render gpu/gpu_check.json      # rewrite its section of docs/performance.md
 
 CPU dry run (tiny models, seconds; what tests/test_bench_smoke.py runs):
 
     python -m benchmarks.gpu_check --dry-run --out /tmp/gpu-dry
 
 Groups, cheapest and most important first, each variant in its own try/except with a time limit, and a
-global deadline (`--deadline`, 360 s: with the machine's start that leaves room for a rerun inside a
-15-minute lease) after which the rest are recorded as skipped; the JSON is rewritten after every variant:
+global deadline (`--deadline`, 360 s by default) after which the rest are recorded as skipped; the JSON is
+rewritten after every variant, so a run cut short keeps what it measured:
 
 1. `unet-ddpm`: DDPM church-256 forward at batch 1 and 8: eager fp32 / bf16 / fp16, channels_last, CUDA
    graph: ms per evaluation, TFLOP/s, % of the bf16 peak, and the error against eager fp32 on fresh inputs
@@ -24,7 +24,7 @@ global deadline (`--deadline`, 360 s: with the machine's start that leaves room 
 3. `ncsnpp`: NCSN++ 256 at batch 1: fp32 / bf16 / fp16 with diffusers' FIR resampling and with
    FirResample (both upsampling implementations), CUDA graphs (and whether the native FIR can be captured),
    the bf16 error with and without the fp32 Fourier embedding, the FIR ops alone, and a kernel profile of
-   fp32 vs bf16 (the question in issue 5: why is bf16 slower than fp32?).
+   fp32 vs bf16 (why is NCSN++ slower in bf16 than in fp32?).
 4. `compile`: torch.compile (default mode + our CUDA graph at batch 1 and 8; "reduce-overhead" at batch 1),
    about 40 s of compiling each, and a compiled dpmpp edit.
 """
@@ -57,8 +57,8 @@ from benchmarks.common import (
     md_table,
     measure_matmul_tflops,
     quiet,
-    update_docs,
 )
+from benchmarks.harness import write_section
 
 TINY_DDPM = dict(
     DDPM_256,
@@ -564,8 +564,13 @@ def render(data: dict) -> str:
         f"Recorded by `python -m benchmarks.gpu_check{' --dry-run' if info.get('dry') else ''}` on "
         f"{env.get('card', env.get('cpu', '?'))}, torch {env.get('torch')}, CUDA {env.get('cuda')}, cuDNN "
         f"{env.get('cudnn')}, diffusers {env.get('diffusers')}, {env.get('time')}; {data.get('elapsed_s')} s in all. "
-        f"Measured bf16 matmul rate: {info.get('matmul_bf16_tflops', 0):.0f} TFLOP/s. DDPM church-256 "
-        f"{info.get('ddpm_gflop', 0):.0f} GFLOP / forward, NCSN++ 256 {info.get('ncsnpp_gflop', 0):.0f} GFLOP.",
+        f"Measured bf16 matmul rate: {info.get('matmul_bf16_tflops', 0):.0f} TFLOP/s. "
+        + "; ".join(
+            f"{name} {info[key]:.0f} GFLOP / forward"
+            for key, name in (("ddpm_gflop", "DDPM church-256"), ("ncsnpp_gflop", "NCSN++ 256"))
+            if info.get(key)
+        )
+        + ".",
         "",
     ]
     cols = {
@@ -613,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.render:
         data = json.loads(Path(args.render).read_text())
-        update_docs("bench-gpu" if not data["info"].get("dry") else "bench-gpu-dry", render(data))
+        write_section("bench-gpu" if not data["info"].get("dry") else "bench-gpu-dry", render(data))
         print(render(data))
         return 0
     device = torch.device("cuda" if torch.cuda.is_available() and not args.dry_run else "cpu")

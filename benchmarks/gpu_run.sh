@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# One call on the device machine (about 9 minutes), in two phases:
-#   1. train the embedded default on the GPU (configs/train-fluent-emoji-64-gpu.yaml) until the checkpoint holds
+# The GPU run, on a machine with one CUDA GPU (about 9 minutes on an H100), from the repository's root:
+#   bash benchmarks/gpu_run.sh                                        # train 6 minutes, then 90 s of the check
+#   TRAIN_MINUTES=0 CHECK_DEADLINE=360 bash benchmarks/gpu_run.sh     # the fast-path check only, all its groups
+#   RESUME=1 TRAIN_MINUTES=9.5 CHECK_DEADLINE=0 bash benchmarks/gpu_run.sh   # train on to 9.5 minutes in all
+# Two phases:
+#   1. train the embedded default (configs/train-fluent-emoji-64-gpu.yaml) until the checkpoint holds
 #      TRAIN_MINUTES of training, and pack the exported model folder and the sample grids into $OUT/model.tar
-#      (log: $OUT/train.log);
-#   2. the prepared check of the fast path (benchmarks/gpu_check.py) for CHECK_DEADLINE seconds.
-# Here, once: bash benchmarks/gpu_wheels.sh (diffusers wheels into .whl/, training images into .gpucache/); then
-#   run(command="bash benchmarks/gpu_run.sh", carry=[".whl", ".gpucache"], timeout_s=580)
-# How the shipped model was made (a call may run 10 minutes, so 9.5 minutes of training took two): the call
-# above (6 minutes of training, then 90 s of checks), then at once, on the still-warm machine, which keeps runs/,
-# the same training command typed by hand with --max-minutes 9.5 (logs: benchmarks/results/gpu-train-h100-*.log).
-# RESUME=1 now does that second call through this script:
-#   run(command="RESUME=1 TRAIN_MINUTES=9.5 CHECK_DEADLINE=0 bash benchmarks/gpu_run.sh", carry=[...], timeout_s=320)
-# Back here: tar -xf <files_at>/model.tar -C /tmp/gpu-model, and render the check with
-#   python -m benchmarks.gpu_check --render <files_at>/gpu_check.json
-# TRAIN_MINUTES=0 skips phase 1; CHECK_DEADLINE=0 skips phase 2; RESUME=1 continues the run already there.
+#      (log: $OUT/train.log); RESUME=1 continues the run in runs/ instead of starting a new one;
+#   2. the check of the fast path (benchmarks/gpu_check.py) for CHECK_DEADLINE seconds; CHECK_GROUPS picks its
+#      groups (default unet,edit).
+# $OUT defaults to benchmarks/results/gpu. A machine without network access needs diffusers' wheels in .whl/
+# and the training images in .gpucache/: `bash benchmarks/gpu_wheels.sh` on a machine with access fetches both,
+# and this script installs .whl/ when it is there. Afterwards:
+#   tar -xf "$OUT/model.tar" -C /tmp/gpu-model                        # the trained model and its samples
+#   python -m benchmarks.gpu_check --render "$OUT/gpu_check.json"     # the check's section of docs/performance.md
+# The shipped model: 6 minutes of training, then RESUME=1 to 9.5 minutes in all (the training logs are
+# benchmarks/results/gpu-train-h100-call1.log and -call2.log).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-benchmarks/results/gpu}"

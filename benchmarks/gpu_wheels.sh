@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Here (not on the device machine), once before a GPU run. The device image has torch, numpy, pillow, pyyaml,
-# tqdm, safetensors and huggingface_hub, but not diffusers, and it cannot reach npm: fetch the pure-Python
-# wheels it needs into .whl/ and the decoded 64 px training images into .gpucache/ (both git-ignored through
-# .git/info/exclude), which the run carries: run(..., carry=[".whl", ".gpucache"]).
+# For a GPU machine without network access, run once on a machine with it (the same checkout): fetch the
+# pure-Python wheels benchmarks/gpu_run.sh installs there (diffusers, importlib_metadata; it needs torch, numpy,
+# pillow, pyyaml, tqdm, safetensors and huggingface_hub already) into .whl/ and the decoded 64 px training
+# images into .gpucache/ (both git-ignored through .git/info/exclude); copy both folders with the checkout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .git/info

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.common import RESULTS, environment, md_table, quiet, sync, time_it, update_docs, write_json
+from benchmarks.common import RESULTS, environment, md_table, quiet, sync, time_it, write_json
+from benchmarks.harness import write_section
 
 PROMPT = "a lighthouse on a cliff at dusk, oil painting"
 TARGETS = {"edit_1_step_ms": 50.0, "previews_per_s": 20.0}  # on an H100, 512 px
@@ -349,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     body = summary(result)
     print(body)
     if args.docs:
-        update_docs("latent-cpu" if device == "cpu" else "latent-gpu", body)
+        write_section("latent-cpu" if device == "cpu" else "latent-gpu", body)
     return 0
 
 

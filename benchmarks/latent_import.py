@@ -19,7 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO, RESULTS, md_table, update_docs, write_json
+from benchmarks.common import RESULTS, md_table, write_json
+from benchmarks.harness import REPO, write_section
 
 HIDE = "import sys; sys.modules['transformers'] = None\n"
 PROGRAM = """
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(result, out.name, out.parent)
     print(json.dumps({"summary": summary, "installed_minus_absent_s": delta}, indent=2))
     if args.docs:
-        update_docs("latent-import", table(result))
+        write_section("latent-import", table(result))
     return 0
 
 

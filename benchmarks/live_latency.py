@@ -11,7 +11,7 @@ Both run on 127.0.0.1 / in-process only, with a fixed number of strokes or image
 
 **--quality** (a few minutes on 2 CPU cores): the paper's protocol of `python -m sdedit eval`, small: held-out
 emoji (never seen in training), split into guides (A) and a realism reference (B) as there, turned into
-stroke paintings, edited at the app's default t0 = 0.5 with each preview candidate (sampler, network
+stroke paintings, edited at t0 = 0.5 with each preview candidate (sampler, network
 evaluations, resolution) and with Generate's default (dpmpp, 20-step schedule = 10 evaluations). Realism is
 KID against B on the project's emoji features; faithfulness the paper's L2 to the guide; and "L2 to Generate"
 how far the preview is from the Generate result with the same seed (what the preview promises). Compute is
@@ -34,18 +34,13 @@ import statistics
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
-from .publish import publish
+from .harness import REPO, RESULTS, load_average, load_words, publish
 
-REPO = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results"
-QUALITY_DOC = REPO / "docs" / "quality.md"
-PERFORMANCE_DOC = REPO / "docs" / "performance.md"
-BUDGET_MS = 120.0  # issue 13: preview compute on the embedded model, 2 CPU cores
-TARGET_MS = 350.0  # issue 13: mouse-up -> preview updated, median over 20 strokes
+BUDGET_MS = 120.0  # target: preview compute on the embedded model, 2 CPU cores
+TARGET_MS = 350.0  # target: mouse-up -> preview updated, median over 20 strokes
 
 # (label, sampler, evaluations, resolution); the last is Generate's default, for comparison
 CANDIDATES = [
@@ -60,13 +55,6 @@ CANDIDATES = [
     ("dpmpp, 4 evaluations at 32 px", "dpmpp", 4, 32),
 ]
 GENERATE = ("Generate's default (dpmpp/20)", "dpmpp", 10, 64)
-
-
-def load_average() -> float:
-    try:
-        return float(Path("/proc/loadavg").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return float("nan")
 
 
 def environment() -> dict:
@@ -290,38 +278,64 @@ def strict_note(rows: list[dict], chosen: dict) -> str:
     )
 
 
+QUALITY_INTRO = (
+    "Measured {when} by `OMP_NUM_THREADS=1 python -m benchmarks.live_latency --quality` ({minutes:.1f} min): "
+    "{num_guides} held-out stroke guides (the protocol above{fewer}), realism reference B = {reference}, t0 = 0.5, "
+    "seed + i for guide i in every row. Compute: the live path "
+    "(`sdedit.studio.previews.compute_previews`: the 256 px canvas PNG decoded, prepared, the forward, composited, "
+    "JPEG) on one canvas, median (best) of {repeats} runs, {threads} torch thread on {cores} cores ({machine}), "
+    "torch {torch}. The candidates run on the previews' network ({dtype} weights in channels-last order where the "
+    "CPU computes bf16 natively, `previews.preview_pipeline`; the sampler in float32), Generate's row on its float32 "
+    "network; every row follows the model's x0 clipping (the pipeline's default). {load}.{retimed}"
+)
+QUALITY_RETIMED = (
+    " The compute column was timed again, alone, at {when} (KID and L2 are from the run of {quality_when})."
+)
+QUALITY_HEAD = (
+    "| candidate | evaluations | resolution | KID (realism) | L2 to guide (faithfulness) "
+    "| L2 to Generate, same seed | compute ms, median (best) |\n"
+    "|---|---:|---:|---:|---:|---:|---:|"
+)
+QUALITY_RULE = (
+    "**The rule.** (1) A preview must look more real than the strokes themselves: a lower KID than theirs. (2) Of "
+    "those, the ones whose median compute fits the {budget:.0f} ms budget; among them, the one closest to what "
+    "Generate will give with the same seed (lowest *L2 to Generate*: a preview is a promise of the result). (3) If "
+    "none fits the budget on this machine, the cheapest candidate of (1) (fewest evaluations x pixels; equal costs: "
+    "the one closer to Generate, then Generate's own sampler). Candidates of equal cost do the same network work, "
+    "so their timings differ only by noise: whether a cost fits is decided by the median of its candidates' "
+    "medians, and L2 to Generate within 0.1 is a tie, settled for Generate's own sampler. **Chosen: {chosen}** "
+    "(`sdedit/studio/previews.py`: `PREVIEW_SAMPLER`, `PREVIEW_EVALUATIONS`){how}. Generate keeps its own "
+    "settings: the preview shows where the picture is going, Generate gives the full-quality samples. {strict}"
+)
+QUALITY_BY_STEP_3 = ", by step (3): on this loaded machine no realistic candidate fit {budget:.0f} ms"
+
+
 def quality_markdown(r: dict) -> str:
+    """docs/quality.md's `live-quality` section from benchmarks/results/live-quality.json."""
+
     def ms(row) -> str:
         if row.get("median_ms") is None:
             return "–"
         return f"{row['median_ms']:.0f} ({row['best_ms']:.0f})"
 
-    lines = [
-        "## Live preview settings (issue 13)",
-        "",
-        f"Measured {r['env']['when']} by `OMP_NUM_THREADS=1 python -m benchmarks.live_latency --quality` "
-        f"({r['seconds'] / 60:.1f} min): {r['num_guides']} held-out stroke guides (the protocol above"
-        f"{', fewer guides' if r['num_guides'] < 128 else ''}), realism reference B = {r['reference']}, "
-        "t0 = 0.5 (the app's default), seed + i for guide i in every row. Compute: the live path "
-        "(`sdedit.studio.previews.compute_previews`: the 256 px canvas PNG "
-        f"decoded, prepared, the forward, composited, JPEG) on one canvas, median (best) of {r['repeats']} runs, "
-        f"{r['env']['threads']} torch thread on {r['env']['cores']} cores, torch {r['env']['torch']}. The candidates "
-        f"run on the previews' network ({r.get('preview_dtype', 'float32')} weights in channels-last order where "
-        "the CPU computes bf16 natively, `previews.preview_pipeline`; the sampler in float32), Generate's row on its "
-        "float32 network; every row follows the model's x0 clipping (the pipeline's default since issue 14). Load "
-        f"average {r['load_start']:.1f} at the start, {r['load_end']:.1f} at the end (other sessions share the "
-        "machine, so times are upper bounds)."
-        + (
-            f" The compute column was timed again, alone, at {r['env']['when']} (KID and L2 are from the run of "
-            f"{r['quality_when']})."
-            if r.get("retimed")
-            else ""
-        ),
-        "",
-        "| candidate | evaluations | resolution | KID (realism) | L2 to guide (faithfulness) "
-        "| L2 to Generate, same seed | compute ms, median (best) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
+    env = r["env"]
+    retimed = QUALITY_RETIMED.format(when=env["when"], quality_when=r.get("quality_when")) if r.get("retimed") else ""
+    intro = QUALITY_INTRO.format(
+        when=env["when"],
+        minutes=r["seconds"] / 60,
+        num_guides=r["num_guides"],
+        fewer=", fewer guides" if r["num_guides"] < 128 else "",
+        reference=r["reference"],
+        repeats=r["repeats"],
+        threads=env["threads"],
+        cores=env["cores"],
+        machine=env["machine"],
+        torch=env["torch"],
+        dtype=r.get("preview_dtype", "float32"),
+        load=load_words(r["load_start"], r["load_end"]).capitalize(),
+        retimed=retimed,
+    )
+    lines = [intro, "", QUALITY_HEAD]
     for row in r["rows"]:
         mark = " **← preview**" if row["label"] == r["chosen"] else ""
         res = f"{row['resolution']} px" if row.get("resolution") else "–"
@@ -332,22 +346,12 @@ def quality_markdown(r: dict) -> str:
         )
     lines += [
         "",
-        "**The rule.** (1) A preview must look more real than the strokes themselves: a lower KID than "
-        "theirs. (2) Of those, the ones whose median compute fits the "
-        f"{BUDGET_MS:.0f} ms budget; among them, the one closest to what Generate will give with the same seed "
-        "(lowest *L2 to Generate*: a preview is a promise of the result). (3) If none fits the budget on this "
-        "machine, the cheapest candidate of (1) (fewest evaluations x pixels; equal costs: the one closer to "
-        "Generate, then Generate's own sampler). Candidates of equal cost do the same network work, so their "
-        "timings differ only by noise: whether a cost fits is decided by the median of its candidates' medians, "
-        "and L2 to Generate within 0.1 is a tie, settled for Generate's own sampler. "
-        f"**Chosen: {r['chosen']}** (`sdedit/studio/previews.py`: `PREVIEW_SAMPLER`, `PREVIEW_EVALUATIONS`)"
-        + (
-            "."
-            if r.get("budget_met")
-            else f", by step (3): on this loaded machine no realistic candidate fit {BUDGET_MS:.0f} ms."
-        )
-        + " Generate keeps its own settings: the preview shows where the picture is going, Generate gives the "
-        "full-quality samples. " + strict_note(r["rows"], {row["label"]: row for row in r["rows"]}[r["chosen"]]),
+        QUALITY_RULE.format(
+            budget=BUDGET_MS,
+            chosen=r["chosen"],
+            how="" if r.get("budget_met") else QUALITY_BY_STEP_3.format(budget=BUDGET_MS),
+            strict=strict_note(r["rows"], {row["label"]: row for row in r["rows"]}[r["chosen"]]),
+        ),
     ]
     rows = {row["label"]: row for row in r["rows"]}
     strokes, chosen, gen = r["rows"][0], rows[r["chosen"]], rows[GENERATE[0]]
@@ -488,10 +492,10 @@ def precision_markdown(r: dict) -> str:
         f"Measured {r['env']['when']} by `OMP_NUM_THREADS=1 python -m benchmarks.live_latency --precision`: "
         f"{r['rounds']} rounds, each timing every variant once (one network evaluation at batch 1, then the "
         "whole live path `compute_previews` on the smiley's 256 px canvas, 2 evaluations at t0 = 0.5), medians "
-        f"(best); {r['env']['threads']} torch thread on {r['env']['cores']} cores, torch {r['env']['torch']}; "
-        f"native bf16 on this CPU: {'yes' if r['native_bf16'] else 'no'}, so previews run in "
-        f"**{r['preview_dtype']}**. Load average {r['load_start']:.1f} at the start, {r['load_end']:.1f} at the "
-        "end (other sessions share the machine: the ratios are the result, the times are upper bounds).",
+        f"(best); {r['env']['threads']} torch thread on {r['env']['cores']} cores ({r['env']['machine']}), torch "
+        f"{r['env']['torch']}; native bf16 on this CPU: {'yes' if r['native_bf16'] else 'no'}, so previews run in "
+        f"**{r['preview_dtype']}**. {load_words(r['load_start'], r['load_end']).capitalize()}; the ratios, measured "
+        "side by side, are the result.",
         "",
         "| network | one evaluation, ms | ratio | preview compute, ms | ratio |",
         "|---|---:|---:|---:|---:|",
@@ -600,13 +604,11 @@ def latency_markdown(r: dict) -> str:
         comp_met = "met" if r["compute_median_ms"] <= BUDGET_MS else "not met"
     return "\n".join(
         [
-            "## Live preview latency (issue 13)",
-            "",
             f"Measured {r['env']['when']} by `OMP_NUM_THREADS=1 python -m benchmarks.live_latency`: the app "
-            f"in-process (one torch thread, {r['env']['cores']} cores, torch {r['env']['torch']}), Debian's "
+            f"in-process ({r['env']['threads']} torch thread(s), {r['env']['cores']} cores ({r['env']['machine']}), "
+            f"torch {r['env']['torch']}), Debian's "
             f"Chromium through Playwright, laptop viewport, the Paint tab with Live on, {len(lat)} strokes (one "
-            f"warm-up stroke not counted). Load average {r['load_start']:.1f} at the start, {r['load_end']:.1f} at "
-            "the end (the machine is shared with other sessions).",
+            f"warm-up stroke not counted). {load_words(r['load_start'], r['load_end']).capitalize()}.",
             "",
             "| | median | p90 | min | max | target |",
             "|---|---:|---:|---:|---:|---|",
@@ -623,9 +625,8 @@ def latency_markdown(r: dict) -> str:
             "",
             "All strokes, ms: " + ", ".join(f"{v:.0f}" for v in lat) + ".",
             "",
-            "GPU: no GPU was available to this issue, so the target of at least 10 previews/s end to end for a "
-            "256 px Hub architecture on a GPU is **unmeasured**. On a GPU Live is on for every model, and "
-            "previews of visitors with matching settings share one forward (up to 8).",
+            "The run was on the CPU: the target of at least 10 previews/s end to end for a 256 px Hub architecture "
+            "on a GPU is not measured by it.",
         ]
     )
 
@@ -649,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.precision:
         saved = RESULTS / "live-precision.json"
         r = json.loads(saved.read_text()) if args.render else run_precision(args.rounds)
-        publish(r, saved, precision_markdown(r), PERFORMANCE_DOC, "live-precision", not args.no_docs)
+        publish(r, saved, precision_markdown(r), "live-precision", not args.no_docs)
         return 0
     if args.quality:
         if args.retime:  # the same rows, their compute timed again (e.g. when the machine is quieter)
@@ -668,10 +669,10 @@ def main(argv: list[str] | None = None) -> int:
                     "preview_dtype": old.get("preview_dtype", "float32"),
                     "rows": {row["label"]: {k: row.get(k) for k in ("kid", "l2_generate")} for row in old["rows"]},
                 }
-        publish(r, RESULTS / "live-quality.json", quality_markdown(r), QUALITY_DOC, "live-quality", not args.no_docs)
+        publish(r, RESULTS / "live-quality.json", quality_markdown(r), "live-quality", not args.no_docs)
         return 0
     r = run_latency(args.strokes, args.generates)
-    publish(r, RESULTS / "live-latency.json", latency_markdown(r), PERFORMANCE_DOC, "live-latency", not args.no_docs)
+    publish(r, RESULTS / "live-latency.json", latency_markdown(r), "live-latency", not args.no_docs)
     return 0
 
 

@@ -35,26 +35,15 @@ import re
 import statistics
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .app_load import EX, Server, edit_args
-from .publish import publish
+from .app_load import edit_args
+from .harness import EX, RESULTS, Server, load_average, load_words, machine, publish
 
-REPO = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results"
-RELIABILITY_DOC = REPO / "docs" / "reliability.md"
 SETTINGS = dict(model="fluent-emoji-64", strength=0.5, sampler="dpmpp", steps=20, repeats=1)
 PALETTE = [(255, 200, 61), (249, 47, 96), (0, 166, 237), (0, 210, 106), (33, 33, 33), (141, 101, 197)]
-
-
-def load_average() -> float:
-    try:
-        return float(Path("/proc/loadavg").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return float("nan")
 
 
 def canvas_id(url: str) -> int:
@@ -326,7 +315,14 @@ def run(seconds: float, painters_n: int, generators: int, every_s: float, baseli
         <= 1.05 * out["rss"]["peak_first_third_mb"],
     }
     out["when"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    out["env"] = machine()
     return out
+
+
+def _machine(r: dict) -> str:
+    """', 2 cores (x86_64), torch ...' where the record has them (older records do not)."""
+    env = r.get("env")
+    return f", {env['cores']} cores ({env['machine']}), torch {env['torch']}" if env else ""
 
 
 def markdown(r: dict) -> str:
@@ -335,11 +331,9 @@ def markdown(r: dict) -> str:
     checks = "; ".join(f"{name}: **{'yes' if ok else 'NO'}**" for name, ok in r["checks"].items())
     return "\n".join(
         [
-            "## Live preview under load (issue 13)",
-            "",
             f"Measured {r['when']} by `OMP_NUM_THREADS=1 python -m benchmarks.live_load`: `python app.py` on "
-            f"127.0.0.1 (one torch thread, 2 cores shared with other sessions; load average {r['load_start']:.1f} "
-            f"at the start of the load, {r['load_end']:.1f} at the end). {r['painters']} visitors paint live, one "
+            f"127.0.0.1{_machine(r)}; over the load phase, {load_words(r['load_start'], r['load_end'])}. "
+            f"{r['painters']} visitors paint live, one "
             f"canvas every {r['every_s'] * 1000:.0f} ms each for {r['seconds']:.0f} s, through the canvas's "
             "server function (`/gradio_api/component_server/`, what the page sends on pointer-up), without "
             f"waiting for answers; {r['generators']} users press Generate (`/edit`, closed loop, the app's "
@@ -394,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-docs", action="store_true")
     args = p.parse_args(argv)
     r = run(min(args.seconds, 600.0), args.painters, args.generators, args.every_ms / 1000, args.baseline_seconds)
-    publish(r, RESULTS / "live-load.json", markdown(r), RELIABILITY_DOC, "live-load", not args.no_docs)
+    publish(r, RESULTS / "live-load.json", markdown(r), "live-load", not args.no_docs)
     return 0 if all(r["checks"].values()) else 1
 
 

@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.publish import publish
+from benchmarks.harness import publish
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results" / "model-load.json"
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(), "time": time.ctime()},
         "models": summary,
     }
-    publish(result, Path(args.out), render(result), DOCS, "model-load", docs=not args.no_docs)
+    publish(result, Path(args.out), render(result), "model-load", docs=not args.no_docs)
     return 0
 
 

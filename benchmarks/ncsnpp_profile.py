@@ -20,7 +20,8 @@ import time
 
 import torch
 
-from benchmarks.common import build_unet, environment, forward_gflop, md_table, sync, update_docs, write_json
+from benchmarks.common import build_unet, environment, forward_gflop, md_table, sync, write_json
+from benchmarks.harness import write_section
 from sdedit.accel import AccelOptions, prepare_unet
 from sdedit.fir import FirResample, patch_fir
 
@@ -140,10 +141,19 @@ def main(argv: list[str] | None = None) -> int:
             )
     result = {"environment": environment(device), "size": args.size, "variants": variants, "fir_ops": micro}
     path = write_json(result, f"ncsnpp-profile-{device.type}.json")
-    env = result["environment"]
+    if not args.no_docs:
+        write_section(f"ncsnpp-{device.type}", render(result))
+    print(f"-> {path}")
+    return 0
+
+
+def render(result: dict) -> str:
+    """The docs section of one profile (benchmarks/results/ncsnpp-profile-DEVICE.json)."""
+    env, size = result["environment"], result["size"]
+    device = env["device"].split(":")[0]
     load = env.get("load_avg_1m") or 0.0
-    contended = device.type == "cpu" and load > 0.5  # others busy before the profile began
-    body = "\n".join(
+    contended = device == "cpu" and load > 0.5  # others busy before the profile began
+    return "\n".join(
         [
             *(
                 [
@@ -154,13 +164,13 @@ def main(argv: list[str] | None = None) -> int:
                 if contended
                 else []
             ),
-            f"Measured by `python -m benchmarks.ncsnpp_profile --size {args.size} --device {device.type}` on "
+            f"Measured by `python -m benchmarks.ncsnpp_profile --size {size} --device {device}` on "
             f"{env.get('card', env['cpu'])}, torch {env['torch']}, diffusers {env['diffusers']}, "
             f"{env['threads']} thread(s), load {round(load, 2)}, {env['time']}. Batch 1, "
-            f"NCSN++ 256 architecture at {args.size} px, random weights.",
+            f"NCSN++ 256 architecture at {size} px, random weights.",
             "",
             md_table(
-                variants,
+                result["variants"],
                 [
                     ("dtype", "dtype"),
                     ("fir", "FIR resampling"),
@@ -174,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "",
             md_table(
-                micro,
+                result["fir_ops"],
                 [
                     ("op", "FIR op"),
                     ("shape", "input"),
@@ -187,10 +197,6 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ]
     )
-    if not args.no_docs:
-        update_docs(f"ncsnpp-{device.type}", body)
-    print(f"-> {path}")
-    return 0
 
 
 if __name__ == "__main__":

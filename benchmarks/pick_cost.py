@@ -124,7 +124,7 @@ def render(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.publish import publish
+    from benchmarks.harness import publish
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.pick_cost", description=__doc__.split("\n", 1)[0])
     p.add_argument("--rounds", type=int, default=5)
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-docs", action="store_true")
     a = p.parse_args(argv)
     result = measure(a.rounds)
-    publish(result, Path(a.out), render(result), DOCS, "pick-cost", docs=not a.no_docs)
+    publish(result, Path(a.out), render(result), "pick-cost", docs=not a.no_docs)
     return 0
 
 

@@ -28,13 +28,11 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.publish import publish
+from benchmarks.harness import THREAD_VARS, publish
 
 REPO = Path(__file__).resolve().parent.parent
 RESULT = REPO / "benchmarks" / "results" / "threads.json"
-DOC = REPO / "docs" / "performance.md"
 GUIDE = REPO / "examples" / "strokes-heart.png"
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "SDEDIT_THREADS")
 TARGETS = {"auto_idle_vs_default": 1.1, "busy_vs_idle": 2.0, "app_vs_library": 1.3}
 
 LIBRARIES = {
@@ -107,7 +105,8 @@ class App:
     def __init__(self):
         from gradio_client import Client
 
-        from benchmarks.app_load import DEFAULT_SETTINGS, Server, edit_args
+        from benchmarks.app_load import DEFAULT_SETTINGS, edit_args
+        from benchmarks.harness import Server
 
         for name in THREAD_VARS:
             os.environ.pop(name, None)
@@ -237,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-docs", action="store_true", help="print the section without writing docs/performance.md")
     args = p.parse_args(argv)
     res = measure(args.rounds, args.edits)
-    publish(res, RESULT, render(res), DOC, "threads", docs=not args.no_docs)
+    publish(res, RESULT, render(res), "threads", docs=not args.no_docs)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The learned 4x upscaler against bicubic and Lanczos: cost and quality, side by side in one run (issue 14).
+"""The learned 4x upscaler against bicubic and Lanczos: cost and quality, side by side in one run.
 
     python -m benchmarks.upscaler                 # cost + quality on all held-out emoji + the two grids
     python -m benchmarks.upscaler --quick         # a few images and rounds (a smoke run)
@@ -7,14 +7,15 @@ Cost: milliseconds per 64 -> 256 image for the shipped upscaler (`sdedit.upscale
 uint8 images, as the pipeline calls it), PIL bicubic and PIL Lanczos (what the pipeline does without it),
 at batch 1 and 8. The three are timed in interleaved rounds (ours, bicubic, Lanczos, ours, ...) so a
 change of load hits all of them; the median of the rounds is reported, with the load average before and
-after (the machine is shared: a high load average makes the numbers suspect). Threads: the CLI's and the
-app's policy (`sdedit.threads.apply()`), unless --threads is given.
+after (a high load average makes the times upper bounds). Threads: the CLI's and the app's policy
+(`sdedit.threads.apply()`), unless --threads is given.
 
 Quality: the held-out emoji (never seen by the diffusion model, nor by the upscaler: the same split as the
 evaluation) at 256 px, made 64 px by the Lanczos resize that made the diffusion model's training images (and,
 as a check of robustness, by a box / area filter); PSNR (RGB) and SSIM (luma, 11x11 Gaussian window) at
 256 px of each method against the original. Writes benchmarks/results/upscaler.json and, unless --no-grids,
-docs/img/upscaler-heldout.png and docs/img/upscaler-strokes.png.
+docs/img/upscaler-heldout.png and docs/img/upscaler-strokes.png. docs/quality.md's `upscaler` section is
+`render`ed from two such runs (1 and 2 threads) and the upscaler's training record.
 """
 
 from __future__ import annotations
@@ -210,6 +211,84 @@ def main(argv: list[str] | None = None) -> int:
         heldout_grid(up, held.images, held.names, IMG / "upscaler-heldout.png", picks)
         strokes_grid(IMG / "upscaler-strokes.png")
     return 0
+
+
+def _cost_row(r: dict) -> str:
+    c1, c8 = r["cost"]["batch 1"], r["cost"]["batch 8"]
+    ms1, ms8 = c1["ms_per_image"], c8["ms_per_image"]
+    before, after = r["load_average_before"][0], r["load_average_after"][0]
+    return (
+        f"| {r['torch_threads']} | {before:.1f} → {after:.1f} | {ms1['ours']:.1f} | {ms8['ours']:.1f} "
+        f"| {ms1['bicubic']:.2f} / {ms8['bicubic']:.2f} | {ms1['lanczos']:.2f} / {ms8['lanczos']:.2f} "
+        f"| {c1['ours_over_bicubic']:.1f}x / {c8['ours_over_bicubic']:.1f}x |"
+    )
+
+
+def render(*records: dict) -> str:
+    """docs/quality.md's `upscaler` section: the network, its training (its training.json, the last record) and
+    the cost and quality runs (benchmarks/results/upscaler.json and upscaler-2threads.json)."""
+    *runs, training = records
+    first = runs[0]
+    mb = first["weights_bytes"] / 1e6
+    monitor = {m["step"]: m["psnr"] for m in training["monitor"]}
+    lines = [
+        f"**The network:** {first['config']['kind']}, {first['config']['channels']} channels x"
+        f" {first['config']['blocks']} blocks, {first['parameters']:,} parameters, {mb:.2f} MB in"
+        f" {training['config']['save_dtype']} safetensors.",
+        "",
+        f"**Training** (`python -m sdedit train-upscaler --config {training['config_file']}`, its record"
+        f" `models/{training['name']}/training.json`): {training['train_images']:,} training-split images,"
+        f" {training['monitor_images']} held back as the monitor set; **{training['steps']:,} steps in"
+        f" {training['train_seconds'] / 60:.1f} minutes** on {training['threads']} thread(s) of {training['device']}"
+        f" (torch {training['torch']}); final L1 {training['final_loss_mean_last_200']:.4f} (mean of the last 200"
+        f" steps); monitor PSNR "
+        + ", ".join(
+            f"{psnr:.1f} dB at step {step:,}" for step, psnr in list(monitor.items())[:: max(1, len(monitor) // 3)]
+        )
+        + f", {training['monitor_psnr']:.1f} dB at the end (bicubic {training['monitor_psnr_bicubic']:.1f} dB).",
+        "",
+        "### Quality on the held-out emoji",
+        "",
+    ]
+    quality = first["quality"]
+    n = quality["lanczos"]["images"]
+    lines += [
+        f"All {n} held-out images (never seen by the diffusion model or the upscaler) at 256 px, made 64 px, then"
+        " brought back to 256 px by each method; PSNR on RGB, SSIM on luma (11x11 Gaussian window, sigma 1.5).",
+        "",
+        "| 64 px input made by | method | PSNR (dB) | SSIM |",
+        "|---|---|---:|---:|",
+    ]
+    names = {"lanczos": "Lanczos (as the model's training images)", "area": "area / box (a check of robustness)"}
+    for degradation, q in quality.items():
+        for i, (method, r) in enumerate(q["rows"].items()):
+            label = names.get(degradation, degradation) if i == 0 else ""
+            shown = "**ours**" if method == "ours" else {"bicubic": "bicubic", "lanczos": "Lanczos"}.get(method, method)
+            cells = (f"{r['psnr']:.2f}", f"{r['ssim']:.4f}")
+            if method == "ours":
+                cells = tuple(f"**{c}**" for c in cells)
+            lines.append(f"| {label} | {shown} | {cells[0]} | {cells[1]} |")
+    wins = [
+        f"{ours['psnr_wins_over_bicubic']:.0%} (PSNR) and {ours['ssim_wins_over_bicubic']:.0%} (SSIM) of the"
+        f" {q['images']} images with {d} inputs, by {ours['psnr'] - q['rows']['bicubic']['psnr']:+.1f} dB on average"
+        for d, q in quality.items()
+        for ours in [q["rows"]["ours"]]
+    ]
+    lines += ["", "Ours beats bicubic on " + "; on ".join(wins) + "."]
+    lines += [
+        "",
+        "### Cost",
+        "",
+        "Milliseconds per 64 -> 256 image from uint8 canvases to uint8 images, timed in interleaved rounds (the"
+        " median) in one run each, on "
+        f"{first['cpu_count']} cores ({first['machine']}), torch {first['torch']}:",
+        "",
+        "| torch threads | load average (1 min, before → after) | ours, batch 1 | ours, batch 8 "
+        "| bicubic (PIL) b1 / b8 | Lanczos (PIL) b1 / b8 | ours / bicubic b1 / b8 |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+        *(_cost_row(r) for r in runs),
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -248,7 +248,7 @@ def cmd_features(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .lab.evaluate import main_eval
+    from .lab.eval_cli import main_eval
 
     return main_eval(args)
 
@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--export-to", help=f"{export} to export to (default: OUTPUT_DIR/model)")
         p.set_defaults(func=func)
     p = sub.add_parser("eval", help="realism (KID) / faithfulness (L2) evaluation on held-out stroke paintings")
-    from .lab.evaluate import add_eval_args
+    from .lab.eval_cli import add_eval_args
 
     add_eval_args(p)
     p.set_defaults(func=cmd_eval)

@@ -74,7 +74,7 @@ Tensor = torch.Tensor
 log = logging.getLogger(__name__)
 
 # Whether the fast samplers follow the model's x0 clipping / thresholding (samplers.limit_x0). On: measured better
-# (docs/quality.md, "Clipping x0 in the fast samplers"; issue 14); `pipe.x0_limit` can be set per pipeline either way.
+# (docs/quality.md, "Clipping x0 in the fast samplers"); `pipe.x0_limit` can be set per pipeline either way.
 FOLLOW_X0_LIMIT = True
 
 OUTPUT_TYPES = ("pil", "np", "pt", "uint8", "model")

@@ -44,6 +44,13 @@ def browser_marks() -> list:
     ]
 
 
+def browser_test(fn):
+    """`browser_marks()` on one test, in a module whose other tests need no browser."""
+    for mark in browser_marks():
+        fn = mark(fn)
+    return fn
+
+
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}

@@ -191,7 +191,7 @@ def test_the_animation_resizes_like_the_results():
 
 
 def test_the_result_comes_back_before_any_animation_work_and_the_gif_is_rendered_once():
-    """Issue 12: on the result's path the animation only copies tensors (two per kept step); decoding and
+    """On the result's path the animation only copies tensors (two per kept step); decoding and
     encoding frames happen when the GIF is first asked for, once. Counts of work, not time."""
     before = Counter(progress.WORK)
     r = jobs.run_edit(EX / "strokes-heart.png", None, jobs.EditSettings(num_samples=1, seed=5, **FAST))
@@ -354,7 +354,7 @@ def test_edit_returns_lossless_pngs_an_animation_and_metadata(client):
 
 
 def test_edit_sends_its_results_before_the_animation_is_rendered(client, monkeypatch):
-    """Issue 12: /edit's first output is the results with no animation, sent while the GIF has not been
+    """/edit's first output is the results with no animation, sent while the GIF has not been
     rendered (held here until the results arrived); its final output (what predict returns) adds the GIF."""
     from gradio_client import handle_file
 

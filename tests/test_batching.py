@@ -144,7 +144,7 @@ def test_a_lone_request_does_not_wait_for_company_but_a_returning_group_is_batch
 
 
 def test_the_studio_never_lingers_beside_an_idle_model_and_batches_what_arrives_while_it_is_busy():
-    """Issue 12: no batching window by default; requests that arrive during a forward share the next one, and
+    """No batching window by default; requests that arrive during a forward share the next one, and
     a lone request after a group starts at once (counted: the idle worker never waited for company)."""
     assert limits.BATCH_WINDOW_S == 0 and jobs.edit_service().window_s == 0
     run = Recorder(hold=True)

@@ -11,15 +11,15 @@ import math
 
 import pytest
 
-from benchmarks import common, gpu_check
+from benchmarks import gpu_check, harness
 from benchmarks import run as bench
+from sdedit.lab import records
 
 
 def test_harness_measures_side_by_side_and_writes_results(tmp_path, monkeypatch):
     docs = tmp_path / "performance.md"
     docs.write_text("# Performance\n\nhand-written text stays.\n")
-    monkeypatch.setattr(common, "DOCS", docs)
-    monkeypatch.setattr(bench, "update_docs", lambda key, body: common.update_docs(key, body, docs))
+    monkeypatch.setattr(bench, "write_section", lambda key, body: records.write_section(docs, key, body))
     argv = ["--model", "tiny", "--batches", "1", "--repeats", "1", "--warmup", "0", "--ref-steps", "3", "--no-arch"]
     assert bench.main([*argv, "--results-dir", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "bench-cpu.json").read_text())
@@ -35,17 +35,27 @@ def test_harness_measures_side_by_side_and_writes_results(tmp_path, monkeypatch)
     assert rows["reference"]["speedup_vs_ref"] == pytest.approx(1.0)
     assert result["batches"][0]["accel_max_pixel_diff"] <= 1  # fast path == plain path (fp32 on the CPU)
     text = docs.read_text()
-    assert "hand-written text stays." in text and text.count("<!-- bench:bench-cpu:begin -->") == 1
+    assert "hand-written text stays." in text and text.count("<!-- bench-cpu:begin -->") == 1
     assert "| 1 | reference |" in text
-    common.update_docs("bench-cpu", "replaced", docs)  # a second run rewrites only its own section
-    assert docs.read_text().count("bench:bench-cpu:begin") == 1 and "replaced" in docs.read_text()
+    assert records.read_section(text, "bench-cpu") == bench.render(result).strip()  # what the record renders
+    records.write_section(docs, "bench-cpu", "replaced")  # a second run rewrites only its own section
+    assert docs.read_text().count("bench-cpu:begin") == 1 and "replaced" in docs.read_text()
 
 
 def test_replace_section_appends_then_replaces():
-    text = common.replace_section("# P\n", "x", "one")
-    assert text.endswith("<!-- bench:x:begin -->\none\n<!-- bench:x:end -->\n")
-    again = common.replace_section(text + "\ntail\n", "x", "two")
+    text = records.replace_between("# P\n", *records.markers("x"), "one")
+    assert text.endswith("<!-- x:begin -->\none\n<!-- x:end -->\n")
+    again = records.replace_between(text + "\ntail\n", *records.markers("x"), "two")
     assert "one" not in again and "two" in again and again.rstrip().endswith("tail")
+
+
+def test_an_unregistered_key_goes_to_the_page_given_and_a_registered_one_to_its_own(tmp_path, monkeypatch):
+    page = tmp_path / "p.md"
+    assert harness.write_section("bench-cuda", "gpu rows", page) == page and "gpu rows" in page.read_text()
+    written = []
+    monkeypatch.setattr(records, "write_section", lambda path, key, body: written.append((path, key)) or path)
+    harness.write_section("live-load", "x", page)
+    assert written == [(harness.REPO / "docs" / "reliability.md", "live-load")]
 
 
 def test_gpu_check_dry_run_records_every_variant(tmp_path):

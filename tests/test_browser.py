@@ -132,7 +132,7 @@ def test_phone_width_is_usable(browser, url):
 
 
 def test_a_second_visitor_sees_where_it_stands_while_another_edit_runs(browser, url):
-    """Issue 12: two visitors at once. While the first one's long edit holds the model (its progress says the
+    """Two visitors at once. While the first one's long edit holds the model (its progress says the
     step and the time left), the second one's page says how many requests are ahead of it and about when it
     starts; once the first is cancelled the second gets its result. Nothing looks frozen."""
     import time

@@ -20,10 +20,10 @@ from sdedit.lab.crosscheck import (
     main,
     make_strokes,
     paired_consistency,
-    run_sweep,
     spearman,
     summarise,
     superpixel_strokes,
+    sweep_images,
 )
 from sdedit.lab.data import ImageSet
 from sdedit.lab.features import load_feature_net, load_selfcheck
@@ -127,7 +127,7 @@ def test_sweep_and_command_end_to_end(vp_pipe, tmp_path, emoji):
     held = ImageSet(images, list(names), categories, np.ones(len(names), bool), "selfcheck")
     s = CrosscheckSettings(num_guides=6, strengths=(0.3, 0.6), kid_subsets=10, batch_size=6)
     logs = []
-    sweep = run_sweep(vp_pipe, s, image_set=held, log=logs.append)
+    sweep = sweep_images(vp_pipe, s, image_set=held, log=logs.append)
     assert vp_pipe.x0_limit is not None  # restored: the tiny model's scheduler clips, and the pipeline follows it
     assert sweep.real.shape == sweep.strokes.shape == sweep.outputs[0.3].shape == (6, 64, 64, 3)
     assert list(sweep.outputs) == [0.3, 0.6] and len(sweep.reference) > 6

@@ -181,27 +181,38 @@ def test_no_identity_straddles_the_identity_split_while_emoji_v1_lets_twins_stra
 
 
 OLD_SPLIT_HELD_OUT_SHA256 = "8158bd52d47f2298d075fa5d67692b2551dd4fed234068252d8ef92f6e49340f"  # 337 names
+ALL_NAMES_SHA256 = "6ae26275b852932b356e08ee87a0862d267afc70a840d23089eb5d6288d67a42"  # 3,391 names
+DATA = Path(__file__).parent / "data"
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().split()
 
 
 def test_the_old_split_is_unchanged():
-    """The shipped model was trained on emoji-v1: its held-out emoji must not move. Offline: the feature net's
-    self-check images were held-out under it; with the data cached, all 337 held-out names are checked."""
+    """The shipped model was trained on emoji-v1: its held-out emoji must not move. The data's 3,391 names and
+    the 337 held out under emoji-v1 are committed (tests/data/) and pinned by their hashes, so the split rule is
+    checked on all of them without the data; where the data is cached, its names must be the committed ones."""
     import hashlib
 
     from sdedit.lab.features import load_feature_net
 
-    selfcheck = load_feature_net().config.info["selfcheck"]["names"]
-    assert all(is_held_out_name(n, LEGACY_SPLIT) for n in selfcheck)
-    assert not all(is_held_out_name(n, DEFAULT_SPLIT) for n in selfcheck)  # the new split is another split
-    if not (cache_dir() / "arrays" / "fluent-emoji-3d-1.1.0-64px-bgffffff.npz").is_file():
-        pytest.skip("the Fluent Emoji arrays are not cached: checked the self-check names only")
-    s = load_image_set("fluent-emoji-3d", 64, 0.1)  # the default is still the shipped models' split
-    held = sorted(str(n) for n, h in zip(s.names, s.held_out, strict=True) if h)
+    names, held = _lines(DATA / "fluent-emoji-3d-names.txt"), _lines(DATA / "emoji-v1-held-out.txt")
+    assert len(names) == 3391 and hashlib.sha256("\n".join(names).encode()).hexdigest() == ALL_NAMES_SHA256
     assert len(held) == 337 and hashlib.sha256("\n".join(held).encode()).hexdigest() == OLD_SPLIT_HELD_OUT_SHA256
+    assert [n for n in names if is_held_out_name(n, LEGACY_SPLIT)] == held  # the rule gives exactly these
+    selfcheck = load_feature_net().config.info["selfcheck"]["names"]
+    assert set(selfcheck) <= set(held)  # the feature net's self-check images were held out under it
+    assert not all(is_held_out_name(n, DEFAULT_SPLIT) for n in selfcheck)  # the new split is another split
     # twins of the old split: held out under emoji-v1 with a gender variant in training; none under identity-v2
-    assert twins_in_training(s).sum() == 154
-    new = load_image_set("fluent-emoji-3d", 64, 0.1, split="identity-v2")
-    assert not twins_in_training(new).any()
+    images = np.zeros((len(names), 1, 1, 3), np.uint8)
+    for split, twins in ((LEGACY_SPLIT, 154), ("identity-v2", 0)):
+        held_out = np.array([is_held_out_name(n, split) for n in names])
+        assert twins_in_training(ImageSet(images, names, ["x"] * len(names), held_out)).sum() == twins
+    if (cache_dir() / "arrays" / "fluent-emoji-3d-1.1.0-64px-bgffffff.npz").is_file():
+        s = load_image_set("fluent-emoji-3d", 64, 0.1)  # the default is still the shipped models' split
+        assert sorted(map(str, s.names)) == names
+        assert sorted(str(n) for n, h in zip(s.names, s.held_out, strict=True) if h) == held
 
 
 def is_held_out_name(name: str, split: str) -> bool:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -11,23 +12,27 @@ import pytest
 from PIL import Image
 
 from sdedit.cli import build_parser
+from sdedit.lab import records
 from sdedit.lab.data import ImageSet, identity_of
+from sdedit.lab.eval_cli import publish, settings_from_args
+from sdedit.lab.eval_report import (
+    IMAGES,
+    SAMPLER_IMAGES,
+    render_few_step,
+    render_markdown,
+    render_quality,
+    render_readme,
+    write_outputs,
+)
 from sdedit.lab.evaluate import (
     CSV_FIELDS,
-    IMAGES,
-    KEEP_MARKER,
-    SAMPLER_IMAGES,
     EvalSettings,
-    load_result,
+    load_record,
     model_split,
     parse_samplers,
     plan_evaluations,
-    publish_docs,
-    render_markdown,
     run_evaluation,
-    settings_from_args,
     split_held_out,
-    write_outputs,
 )
 from sdedit.lab.features import load_feature_net, load_selfcheck
 from sdedit.lab.identity import identity_accuracy, load_identity_net
@@ -91,7 +96,7 @@ def test_model_split_reads_the_training_record(tmp_path):
     import argparse
 
     from sdedit.lab.data import SPLITS
-    from sdedit.lab.evaluate import add_eval_args
+    from sdedit.lab.eval_cli import add_eval_args
 
     eval_parser = argparse.ArgumentParser()
     add_eval_args(eval_parser)
@@ -200,18 +205,68 @@ def test_eval_smoke_run_writes_every_output(vp_pipe, tmp_path):
     assert result.info["identity_chance"] == 1 / result.info["identity_gallery"]
     assert result.info["model_evaluations"] == plan_evaluations(s, ("dpmpp", 20), 6, 3)
     md = (out / "results.md").read_text()
-    assert render_markdown(load_result(out)) == md  # a finished run renders again from its results.json
+    assert render_markdown(load_record(out)) + "\n" == md  # a finished run renders again from its results.json
     for heading in ("## The trade-off over t0", "## Samplers at t0 = 0.5", "## Unconditional samples"):
         assert heading in md
     assert "| 0 (strokes) |" in md and "(tradeoff.png)" in md
     assert "| identity accuracy |" in md and "### Guides with and without a near-twin" in md
     assert "| chance (a random identity) |" in md
-    docs = publish_docs(result, out, tmp_path / "docs" / "quality.md")
-    assert "(img/quality-tradeoff.png)" in docs.read_text()
-    docs.write_text(docs.read_text() + f"{KEEP_MARKER}\n\n## Written by hand\n")  # kept when the page is rewritten
-    assert publish_docs(result, out, docs).read_text().endswith(f"```\n\n{KEEP_MARKER}\n\n## Written by hand\n")
-    assert all((tmp_path / "docs" / "img" / f"quality-{n}").is_file() for n in IMAGES)
     assert any("model evaluations planned" in line for line in logs)
+
+
+def test_publishing_renders_every_section_fed_by_the_record_and_keeps_the_rest(vp_pipe, tmp_path):
+    s = EvalSettings(num_guides=4, strengths=(0.5, 1.0), samplers=("reference:4", "dpmpp:2", "dpmpp:4"),
+                     reference_guides=2, kid_subsets=4, batch_size=4, sheet_guides=2)  # fmt: skip
+    result = run_evaluation(vp_pipe, s, image_set=_held_out_fixture())
+    root, out = tmp_path, tmp_path / "eval"
+    write_outputs(result, out)
+    page = root / "docs" / "quality.md"
+    page.parent.mkdir(parents=True)
+    page.write_text("# Title\n\n<!-- quality:begin -->\nold\n<!-- quality:end -->\n\n## Written by hand\n")
+    written = publish(result, out, root=root)
+    assert {p.relative_to(root).as_posix() for p in written} >= {
+        "docs/quality.md", "docs/performance.md", "README.md", *(f"docs/img/quality-{n}" for n in IMAGES)
+    }  # fmt: skip
+    text = page.read_text()
+    assert text.startswith("# Title\n\n<!-- quality:begin -->\n*Rendered from") and "old" not in text
+    assert text.endswith("<!-- quality:end -->\n\n## Written by hand\n")  # the hand-written rest is kept
+    record = json.loads((out / "results.json").read_text())
+    assert records.read_section(text, "quality") == render_quality(record).strip()
+    assert "(img/quality-tradeoff.png)" in text and "--out eval/ --x0-limit" in text and "--docs" in text
+    few = records.read_section((root / "docs" / "performance.md").read_text(), "few-step")
+    assert few == render_few_step(record).strip() and "the reference" in few
+    assert records.read_section((root / "README.md").read_text(), "readme-quality") == render_readme(record).strip()
+    # the clipping table needs its second record: not written until eval/x0-off/results.json exists
+    assert records.read_section(text, "x0-clipping") is None
+    # a run outside the registered folders has nothing to publish
+    assert records.sections_fed_by(tmp_path / "elsewhere" / "results.json", root) == []
+
+
+def test_few_step_rule_picks_the_fewest_evaluations_within_the_reference_plus_the_floor():
+    from sdedit.lab.eval_report import few_step_rule
+    from sdedit.lab.evaluate import EvalRecord
+
+    def row(label, evals, paired, kid=0.2):
+        name, _, steps = label.partition("/")
+        return {"section": "samplers", "label": label, "sampler": name, "num_inference_steps": int(steps),
+                "model_evaluations": evals, "kid_paired": paired, "kid": kid, "kid_std": 0.05, "n": 8, "n_paired": 4,
+                "l2_to_guide_paired": 12.0, "seconds_per_edit": 0.1, "strength": 0.5}  # fmt: skip
+
+    rows = [
+        {"section": "sanity", "label": "real (floor)", "kid": 0.05},
+        row("reference/1000", 500, 0.08),
+        row("dpmpp/10", 5, 0.20),
+        row("dpmpp/20", 10, 0.14),  # 0.08 + 0.05 = 0.13: over by 0.01
+        row("dpmpp/30", 15, 0.12),  # within: the pick
+        row("ddim/30", 15, 0.125),  # as cheap, but a higher KID
+        row("dpmpp/50", 25, 0.10),
+    ]
+    info = {"default_sampler": "dpmpp/20", "settings": {}}
+    rule = few_step_rule(EvalRecord(rows, info))
+    assert rule["threshold"] == pytest.approx(0.13) and rule["pick"]["label"] == "dpmpp/30"
+    assert rule["default"]["label"] == "dpmpp/20"
+    rows[4]["kid_paired"] = 0.2
+    assert few_step_rule(EvalRecord(rows, info))["pick"]["label"] == "ddim/30"
 
 
 def test_x0_limit_option_sets_the_pipeline_for_the_run_and_is_recorded(vp_pipe, tmp_path):
@@ -243,30 +298,21 @@ def test_x0_limit_option_sets_the_pipeline_for_the_run_and_is_recorded(vp_pipe, 
     assert "--x0-limit config" in md
 
 
-def test_sweep_only_keeps_the_old_sampler_section_marked(vp_pipe, tmp_path):
-    full = EvalSettings(num_guides=4, strengths=(1.0,), samplers=("dpmpp:2",), reference_guides=2, kid_subsets=4)
-    docs = tmp_path / "docs" / "quality.md"
-    first = run_evaluation(vp_pipe, full, image_set=_held_out_fixture())
-    write_outputs(first, tmp_path / "a")
-    publish_docs(first, tmp_path / "a", docs)
-    old = docs.read_text()
-    sampler_png = (tmp_path / "docs" / "img" / "quality-samplers.png").read_bytes()
+def test_a_sweep_only_run_says_the_samplers_were_not_measured(vp_pipe, tmp_path):
     args = build_parser().parse_args(["eval", "--sweep-only", "--strengths", "0.5,1.0", "--num-guides", "4"])
     quick = replace(settings_from_args(args), kid_subsets=4)
     assert quick.sweep_only and plan_evaluations(quick, ("dpmpp", 20), 4, 2) == (10 + 20) * 4
     result = run_evaluation(vp_pipe, quick, image_set=_held_out_fixture())
     assert not result.section("samplers") and result.info["model_evaluations"] == 120
-    paths = write_outputs(result, tmp_path / "b")
+    paths = write_outputs(result, tmp_path / "eval")
     assert not any(p.name in SAMPLER_IMAGES for p in paths)
-    page = publish_docs(result, tmp_path / "b", docs).read_text()
-    # the sampler table and figures are the old run's, under a line that says so; the sweep is new
-    section = page[page.index("## Samplers at t0") : page.index("## Unconditional")]
-    assert "Not re-run by the latest run (`--sweep-only`)" in section and "| dpmpp/2 |" in section
-    assert old[old.index("| dpmpp/2 |") :].split("\n")[0] in section
-    assert (tmp_path / "docs" / "img" / "quality-samplers.png").read_bytes() == sampler_png
-    assert "| 0.5 |" in page and "--sweep-only" in page.split("## Reproduce")[1]
-    again = publish_docs(result, tmp_path / "b", docs).read_text()  # marked once, however often it is kept
-    assert again.count("Not re-run by the latest run") == 1
+    record = json.loads((tmp_path / "eval" / "results.json").read_text())
+    section = render_quality(record)
+    assert "## Samplers\n\nNot measured in this run (`--sweep-only`)." in section and "| 0.5 |" in section
+    assert "--sweep-only" in section.split("## Reproduce")[1]
+    assert render_few_step(record).startswith("Not measured by the run of")
+    written = publish(result, tmp_path / "eval", root=tmp_path)
+    assert not any(p.name in {f"quality-{n}" for n in SAMPLER_IMAGES} for p in written)
 
 
 @pytest.mark.parametrize("which", ["features", "identity"])
@@ -287,3 +333,13 @@ def test_the_lab_nets_save_in_fp16_and_load_back_frozen(which, tmp_path):
     assert not any(p.requires_grad for p in again.net.parameters())
     with pytest.raises(FileNotFoundError, match="train one with"):
         load(tmp_path / "missing")
+
+
+def test_docs_needs_a_registered_results_folder(tmp_path, capsys):
+    from sdedit.lab.eval_cli import main_eval
+
+    args = build_parser().parse_args(["eval", "--quick", "--out", str(tmp_path / "scratch"), "--docs"])
+    assert args.docs is True
+    assert main_eval(args) == 2  # refused before any model or data is loaded
+    assert "use --out eval/" in capsys.readouterr().err
+    assert build_parser().parse_args(["eval", "--docs", "docs/quality.md"]).docs == "docs/quality.md"

@@ -1,4 +1,4 @@
-"""A first impression that holds (issue 14): every app example's first click, with the seed and t0 it sets and
+"""A first impression that holds: every app example's first click, with the seed and t0 it sets and
 the app's default settings, gives a result more realistic than its guide on the project's per-image realism
 measure (the kNN realism distance D3 in KID's feature space, sdedit.lab.examples); the click puts that seed
 and t0 in the controls; the selection rule and the measure behave as documented.
@@ -9,8 +9,6 @@ defaults, `jobs.run_edit`): 14 edits of ~1 s each on a CPU.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -20,6 +18,8 @@ from sdedit.lab.examples import Candidate, RealismScorer, choose
 from sdedit.lab.features import load_selfcheck
 from sdedit.studio import examples, first_click
 from sdedit.studio.tabs.paint import paint_examples
+
+from .browser_utils import browser_test
 
 CASES = [
     ("paint", i, ex.title) for i, ex in enumerate(paint_examples(default_config()))
@@ -165,8 +165,7 @@ def test_choose_takes_the_most_realistic_within_the_default_t0s_median_l2():
     assert (c.seed, c.strength) == (1, 0.4)  # not the undone one, though it is the most realistic within
 
 
-@pytest.mark.browser
-@pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"), reason="no Chromium at /usr/bin/chromium")
+@browser_test
 def test_in_chromium_the_seed_field_shows_the_examples_seed_after_a_click():
     from playwright.sync_api import sync_playwright
 

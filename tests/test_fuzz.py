@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from sdedit.errors import InputError, SDEditError
+from sdedit.errors import InputError, LimitError, SDEditError
 from sdedit.imaging import FITS, composite, load_image, place, place_mask, to_rgb, unplace
 from sdedit.masks import mask_from_strokes, refine, to_mask
+from sdedit.pipeline import OUTPUT_TYPES
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -125,6 +126,67 @@ def test_stroke_masks_cover_every_changed_pixel(a, b, dilation, feathering):
     assert np.array_equal(refine(m, 0, 0), m)
 
 
+# ----- settings: each valid one works, each invalid one is refused by its own rule ---------------------------
+
+VALID_SAMPLERS = ("reference", "dpmpp", "ddim", "euler_a")  # the tiny VP model's (conftest.vp_pipe)
+VALID = {
+    "strength": st.one_of(st.floats(1e-6, 1.0), st.just(1), st.sampled_from(["0.5", "1"])),
+    "num_inference_steps": st.one_of(st.integers(1, 1000), st.integers(1, 1000).map(float), st.just("20")),
+    "sampler": st.sampled_from(VALID_SAMPLERS),
+    "repeats": st.integers(1, 10),
+    "num_images": st.integers(1, 8),  # 8 x 1000 steps x 10 repeats stays under the work limit
+    "snr": st.one_of(st.floats(0.0, 1.0), st.just(0)),
+    "fit": st.sampled_from(FITS),
+    "output_type": st.sampled_from(OUTPUT_TYPES),
+}
+NOT_A_NUMBER = st.one_of(st.booleans(), st.text(alphabet="abc,; ", max_size=4), st.lists(st.integers(0, 3), max_size=2))
+NOT_FINITE = st.sampled_from([float("nan"), float("inf"), -float("inf")])
+NOT_WHOLE = st.floats(1.01, 999.99).filter(lambda x: not x.is_integer())
+INVALID = {
+    "strength": st.one_of(
+        st.floats(max_value=0.0), st.floats(min_value=1.0, exclude_min=True), NOT_FINITE, NOT_A_NUMBER
+    ),
+    "num_inference_steps": st.one_of(st.integers(-(10**6), 0), st.integers(1001, 10**6), NOT_WHOLE, NOT_A_NUMBER),
+    "sampler": st.one_of(st.text(max_size=8).filter(lambda x: x not in VALID_SAMPLERS), st.integers(), st.booleans()),
+    "repeats": st.one_of(st.integers(-(10**6), 0), st.integers(11, 10**6), NOT_WHOLE, NOT_FINITE, NOT_A_NUMBER),
+    "num_images": st.one_of(st.integers(-(10**6), 0), st.integers(65, 10**6), NOT_WHOLE, NOT_A_NUMBER),
+    "snr": st.one_of(st.floats(max_value=-1e-9), st.floats(min_value=1.0, exclude_min=True), NOT_FINITE, NOT_A_NUMBER),
+    "fit": st.one_of(st.text(max_size=8).filter(lambda x: x not in FITS), st.integers(), st.just(None).map(str)),
+    "output_type": st.one_of(st.text(max_size=8).filter(lambda x: x not in OUTPUT_TYPES), st.integers(), st.none()),
+}
+
+
+def _check(pipe, values: dict):
+    return pipe.check_inputs(**values)
+
+
+@FUZZ
+@given(st.fixed_dictionaries(VALID))
+def test_valid_settings_are_accepted_as_given(vp_pipe, values):
+    s = _check(vp_pipe, values)
+    assert s.strength == float(values["strength"]) and s.sampler == values["sampler"]
+    assert s.num_inference_steps == int(float(values["num_inference_steps"]))
+    assert (s.repeats, s.num_images, s.fit, s.output_type) == (
+        values["repeats"],
+        values["num_images"],
+        values["fit"],
+        values["output_type"],
+    )
+    assert s.snr == 0.0  # the corrector is the VE sampler's only: a VP model turns it off, it does not refuse
+    assert s.steps >= 1
+
+
+@FUZZ
+@given(st.fixed_dictionaries(VALID), st.sampled_from(sorted(INVALID)), st.data())
+def test_each_invalid_setting_is_refused_by_its_own_rule(vp_pipe, values, field, data):
+    bad = data.draw(INVALID[field], label=field)
+    with pytest.raises(InputError) as refused:
+        _check(vp_pipe, {**values, field: bad})
+    message = str(refused.value)
+    assert message.startswith(field), f"{field}={bad!r} was refused by another rule: {message}"
+    assert repr(bad) in message or str(bad) in message or field == "strength", message  # it says what it got
+
+
 anything = st.one_of(
     st.none(),
     st.booleans(),
@@ -136,17 +198,25 @@ anything = st.one_of(
 
 
 @FUZZ
-@given(anything, anything, anything, anything, anything, anything, anything, anything)
-def test_settings_are_validated_without_surprises(vp_pipe, strength, steps, sampler, repeats, num, snr, fit, otype):
+@given(st.fixed_dictionaries({name: anything for name in VALID}))
+def test_any_settings_are_validated_without_surprises(vp_pipe, values):
+    """Whatever arrives, check_inputs answers with settings in range or an InputError; nothing else escapes."""
     try:
-        s = vp_pipe.check_inputs(
-            strength, steps, sampler, repeats, 1 if num is None else num, snr, fit, "pil" if otype is None else otype
-        )
+        s = _check(vp_pipe, values)
     except InputError as exc:
         assert str(exc)
         return
     assert 0 < s.strength <= 1 and 1 <= s.num_inference_steps <= 1000 and 1 <= s.repeats <= 10
     assert 1 <= s.num_images <= 64 and s.sampler in vp_pipe.config.samplers and s.steps >= 1
+
+
+def test_work_over_the_limit_is_refused_by_the_work_rule(vp_pipe):
+    settings = dict(strength=1.0, num_inference_steps=1000, sampler="reference", repeats=10)
+    assert _check(vp_pipe, {**settings, "num_images": 8}).num_images == 8  # 80,000 evaluations: allowed
+    with pytest.raises(LimitError, match="network evaluations"):
+        _check(vp_pipe, {**settings, "num_images": 64})  # 640,000
+    with pytest.raises(LimitError, match="guides x"):
+        vp_pipe.check_inputs(num_images=8, num_guides=9)  # 72 samples in one batch
 
 
 @pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "YCbCr", "I", "F", "I;16"])

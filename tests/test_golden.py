@@ -1,5 +1,5 @@
 """Behaviour kept bit for bit: SHA-256 of the uint8 outputs for a fixed set of edits, recorded before the
-house was rebuilt (issue 11) and checked after every change since.
+engine was restructured and checked after every change since.
 
 Every registered sampler, VP and VE, with and without masks, repeats, several guides and samples, on tiny
 seeded models and on the embedded model. A change that alters one output by one grey level fails here. To

@@ -1,4 +1,4 @@
-"""Live preview (issue 13): the newest-only rule, Generate's priority on the model, stable previews, the canvas's
+"""Live preview: the newest-only rule, Generate's priority on the model, stable previews, the canvas's
 value, and whether Live starts on. The browser side is tests/test_live_browser.py."""
 
 from __future__ import annotations

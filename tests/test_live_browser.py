@@ -1,4 +1,4 @@
-"""Live preview in real Chromium (issue 13): strokes update the preview beside the canvas without any button,
+"""Live preview in real Chromium: strokes update the preview beside the canvas without any button,
 undo brings the previous preview back, the layout keeps the preview in view, and the photo tab's preview keeps
 the photo outside the strokes. Debian's Chromium via Playwright, as tests/test_browser.py."""
 
@@ -180,7 +180,7 @@ def test_the_photo_preview_keeps_pixels_painted_strength_0(browser, url):
 
 
 def test_erase_clear_and_upload_each_update_the_preview(browser, url, tmp_path):
-    """Every finished change of the canvas updates the preview, not only a brush stroke (issue 13)."""
+    """Every finished change of the canvas updates the preview, not only a brush stroke."""
     page = open_app(browser, url, LAPTOP_1366)
     try:
         wait_live_on(page, "paint-editor")

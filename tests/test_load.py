@@ -1,4 +1,4 @@
-"""The bounded load test of issue 6 against the live app (`python app.py` in a subprocess, 127.0.0.1 only).
+"""The bounded load test against the live app (`python app.py` in a subprocess, 127.0.0.1 only).
 
 This is the quick form of `python -m benchmarks.app_load` (about 1.5 minutes on 2 cores): 16 concurrent
 gradio_client users, 3 rounds of mixed valid and invalid requests, a burst past the queue's size, and a

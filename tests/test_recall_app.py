@@ -1,5 +1,5 @@
 """Recall in the app: every result PNG the app serves carries its settings (sdedit.recall), and dropping one
-on "Restore a result from its PNG" puts them and its guide back (issue 13, point 3)."""
+on "Restore a result from its PNG" puts them and its guide back."""
 
 from __future__ import annotations
 

@@ -5,7 +5,6 @@ survives a reload of the page."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from .app_server import running_app
 from .browser_utils import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    browser_marks,
     canvas_pixels,
     draw,
     fetch_image,
@@ -31,10 +31,7 @@ from .browser_utils import (
     wait_for_result,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
-]
+pytestmark = browser_marks()
 
 
 @pytest.fixture(scope="module")

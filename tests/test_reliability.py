@@ -1,4 +1,4 @@
-"""Issue 6: bad input at every entry point, faults, and safety.
+"""Bad input at every entry point, faults, and safety.
 
 Each bad input gets a message that names the problem and what is allowed, never a traceback, and the server
 serves the next request. Through the Python API and the CLI (gaps left by test_inputs, test_fuzz and test_cli),

@@ -79,3 +79,21 @@ def test_no_large_or_stray_files_are_tracked():
         if path.is_file():
             assert path.stat().st_size <= 20 * 1024 * 1024, f
         assert not f.startswith(("runs/", "outputs/", "artifacts/", ".venv/")), f
+
+
+def test_every_browser_test_takes_its_marks_from_browser_utils_and_ci_requires_the_browser():
+    """With SDEDIT_REQUIRE_BROWSER=1 (set by .ci/run) a missing Chromium must fail, never skip: every test that
+    launches Chromium gets its marks from tests/browser_utils.browser_marks (the module's pytestmark, or
+    browser_test on one test), never a skip of its own."""
+    run = (ROOT / ".ci" / "run").read_text()
+    assert "export SDEDIT_REQUIRE_BROWSER=1" in run
+    assert run.index("SDEDIT_REQUIRE_BROWSER=1") < run.rindex("python -m pytest")
+    drivers = []
+    for path in sorted(p for p in (ROOT / "tests").glob("test_*.py") if p.name != "test_repo.py"):
+        text = path.read_text()
+        if "sync_playwright" not in text and "open_app(" not in text:
+            continue
+        drivers.append(path.name)
+        assert re.search(r"pytestmark = .*browser_marks\(\)", text) or "@browser_test" in text, path.name
+        assert "skipif(not os.path.exists" not in text and "mark.browser\n" not in text, path.name
+    assert {"test_browser.py", "test_examples.py", "test_recall_browser.py", "test_strength_brush.py"} <= set(drivers)

@@ -1,19 +1,26 @@
-"""The strength brush in the app (issue 13, point 2): the Edit tab's Strength layer becomes a strength map,
+"""The strength brush in the app: the Edit tab's Strength layer becomes a strength map,
 and the public /edit endpoint takes one as a new last parameter (existing calls keep working)."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
-import pytest
 from PIL import Image
 
 from sdedit.studio import examples, jobs
 from sdedit.studio.tabs.edit import photo_guide_and_strength
 
 from .app_server import running_app
-from .browser_utils import CHROMIUM, CHROMIUM_ARGS, draw, fetch_image, generate, guide_image, open_app, pick_color
+from .browser_utils import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    browser_test,
+    draw,
+    fetch_image,
+    generate,
+    guide_image,
+    open_app,
+    pick_color,
+)
 
 EX = examples.EXAMPLES_DIR
 FAST = dict(strength=0.6, sampler="ddim", steps=10, repeats=1)
@@ -82,8 +89,7 @@ def test_edit_endpoint_takes_a_strength_map_after_its_old_parameters(tmp_path):
         assert not np.array_equal(rgb(old[0]["image"])[: h // 2], base[: h // 2])
 
 
-@pytest.mark.browser
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+@browser_test
 def test_in_chromium_pixels_painted_strength_0_are_unchanged_in_the_result():
     from playwright.sync_api import sync_playwright
 

@@ -21,9 +21,11 @@ same places, so this command re-measures the t0 sweep with parts that share none
   the fraction of draws in which a scores lower than b says how reliably the metric ranks them.
 
 The sweep itself is `python -m sdedit eval`'s: its guide/reference split, its batched edit loop
-(`evaluate._Runner.edit`), the model's default sampler settings with the model's x0 clipping.
+(`sdedit.lab.edit_runner.EditRunner`), the model's default sampler settings with the model's x0 clipping.
+A run's record is its crosscheck.json; docs/quality.md's `crosscheck` section is rendered from two of them
+(`render`: the superpixel run in eval/crosscheck/, the paper's strokes in eval/crosscheck-paper/).
 
-    python -m sdedit.lab.crosscheck --out cc/      # 96 guides x 8 t0: 33 min on 1 thread of a busy 2-core CPU
+    python -m sdedit.lab.crosscheck --out eval/crosscheck/      # 96 guides x 8 t0: 8,448 model evaluations
 """
 
 from __future__ import annotations
@@ -469,7 +471,7 @@ class SweepImages:
         return cls(z["real"], z["strokes"], dict(sorted(outputs.items())), z["reference"], list(z["names"]), info)
 
 
-def run_sweep(pipe, s: CrosscheckSettings, image_set=None, log=print) -> SweepImages:
+def sweep_images(pipe, s: CrosscheckSettings, image_set=None, log=print) -> SweepImages:
     """Held-out guides (evaluate's split A), stroke paintings, and SDEdit at each t0 with the model's defaults.
 
     image_set defaults to the held-out emoji of the shipped model's split; the pipeline's x0 limit is set to
@@ -477,7 +479,8 @@ def run_sweep(pipe, s: CrosscheckSettings, image_set=None, log=print) -> SweepIm
     """
     from ..samplers import steps_for
     from .data import load_image_set
-    from .evaluate import EvalSettings, _Runner, _x0_limit, split_held_out
+    from .edit_runner import EditRunner, x0_limit_for
+    from .evaluate import split_held_out
 
     if image_set is None:
         image_set = load_image_set(s.data, resolution=pipe.config.resolution, held_out_fraction=s.held_out_fraction)
@@ -490,8 +493,8 @@ def run_sweep(pipe, s: CrosscheckSettings, image_set=None, log=print) -> SweepIm
     d = pipe.config.defaults
     sampler, steps = d.sampler, d.num_inference_steps
     planned = sum(steps_for(steps, t) for t in s.strengths) * len(real)
-    before, pipe.x0_limit = pipe.x0_limit, _x0_limit(pipe, "config")
-    runner = _Runner(pipe, strokes, real, None, None, EvalSettings(seed=s.seed, batch_size=s.batch_size), log, planned)
+    before, pipe.x0_limit = pipe.x0_limit, x0_limit_for(pipe, "config")
+    runner = EditRunner(pipe, strokes, real, seed=s.seed, batch_size=s.batch_size, planned_evals=planned, log=log)
     log(
         f"cross-check sweep: {len(real)} guides ({s.strokes} strokes, k={s.colors}), reference B = {len(ref)}, "
         f"{sampler}/{steps}, t0 {', '.join(f'{t:g}' for t in s.strengths)}; {planned:,} model evaluations"
@@ -585,11 +588,11 @@ def spearman(a, b) -> float:
 
 def grid(images: SweepImages, count: int = 12, cell: int = 96):
     """Real, strokes and every t0's output for the first `count` guides (one row each), labels on top."""
-    from .evaluate import _labelled_sheet
+    from .eval_plots import labelled_sheet
 
     cols = [("real", images.real[:count]), ("strokes", images.strokes[:count])]
     cols += [(f"t0={t:g}", v[:count]) for t, v in images.outputs.items()]
-    return _labelled_sheet(cols, cell)
+    return labelled_sheet(cols, cell)
 
 
 def render_table(summary: dict) -> str:
@@ -609,6 +612,102 @@ def render_table(summary: dict) -> str:
                 "best" if k == s["best"] else ("" if p is None else f"{100 * p:.0f}%"),
             ]
         lines.append(f"| {k} | {l2:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ----- the published section -----------------------------------------------------------------------------
+
+NETWORK_ORDER = ("project, jitter", "project", "contrastive CNN", "random CNN")
+# How a person ranked the superpixel run's outputs by eye (1 = most realistic; ties as ties): t0 = 0.3 ≈ 0.4 ≈ 0.5
+# > 0.2 > 0.6 > 0.7 ≈ 0.8 ≈ 0.9 (docs/quality.md, "What a person sees"). A judgement, not a measurement.
+BY_EYE = {0.2: 2, 0.3: 1, 0.4: 1, 0.5: 1, 0.6: 3, 0.7: 4, 0.8: 4, 0.9: 4}
+COMPARED = ((0.4, 0.7), (0.4, 0.8), (0.5, 0.7), (0.5, 0.8), (0.4, 0.9), (0.4, 0.2), (0.6, 0.8))
+
+
+def _networks(summary: dict) -> list[str]:
+    return [n for n in NETWORK_ORDER if n in summary["networks"]] + [
+        n for n in summary["networks"] if n not in NETWORK_ORDER
+    ]
+
+
+def kid_table(summary: dict) -> list[str]:
+    """One row per setting: L2 to the guide and each network's KID (its lowest over t0 in bold)."""
+    nets = _networks(summary)
+    lines = [
+        "| setting | L2 to guide | " + " | ".join(f"KID, {n}" for n in nets) + " |",
+        "|---|---:|" + "---:|" * len(nets),
+    ]
+    for k, l2 in summary["l2_to_guide"].items():
+        cells = []
+        for n in nets:
+            mean, std = summary["networks"][n]["kid"][k]
+            mark = "**" if k == summary["networks"][n]["best"] else ""
+            cells.append(f"{mark}{mean:.3f} ± {std:.3f}{mark}")
+        lines.append(f"| {k} | {l2:.2f} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def paired_table(summary: dict) -> list[str]:
+    """For the pairs of t0 in COMPARED that the run has: the share of paired draws in which the first is lower."""
+    nets = _networks(summary)
+    lines = ["| paired draws in which ... | " + " | ".join(nets) + " |", "|---|" + "---:|" * len(nets)]
+    for a, b in COMPARED:
+        ka, kb = f"t0 = {a:g}", f"t0 = {b:g}"
+        if ka in summary["l2_to_guide"] and kb in summary["l2_to_guide"]:
+            shares = [summary["networks"][n]["pairwise"][ka][kb] for n in nets]
+            lines.append(f"| {ka} beats {kb} | " + " | ".join(f"{100 * p:.0f}%" for p in shares) + " |")
+    return lines
+
+
+def eye_agreement(summary: dict) -> dict[str, float]:
+    """Spearman's correlation, over the t0 that a person ranked (BY_EYE), of each network's KID with that rank."""
+    ts = [t for t in BY_EYE if f"t0 = {t:g}" in summary["l2_to_guide"]]
+    return {
+        n: spearman([BY_EYE[t] for t in ts], [summary["networks"][n]["kid"][f"t0 = {t:g}"][0] for t in ts])
+        for n in _networks(summary)
+    }
+
+
+def _run_words(record: dict) -> str:
+    info = record["info"]
+    s = info["settings"]
+    return (
+        f"{info['guides']} guides ({s['strokes']} strokes, {s['colors']} colours), reference B = {info['reference']},"
+        f" {info['sampler']}/{info['steps']}, t0 = {', '.join(f'{t:g}' for t in s['strengths'])};"
+        f" {s['kid_subsets']} paired subset draws; the sweep took {info['seconds'] / 60:.1f} min"
+    )
+
+
+def render(superpixel: dict, paper: dict) -> str:
+    """docs/quality.md's `crosscheck` tables: the superpixel run (eval/crosscheck/) and the paper's strokes
+    (eval/crosscheck-paper/), each a crosscheck.json."""
+    agree = eye_agreement(superpixel)
+    lines = [
+        "*Rendered from `eval/crosscheck/crosscheck.json` and `eval/crosscheck-paper/crosscheck.json` by"
+        " `python -m sdedit.lab.records crosscheck`; the commands that measured them are under Reproduce below.*",
+        "",
+        f"### Superpixel strokes, {superpixel['info']['guides']} guides",
+        "",
+        f"{_run_words(superpixel)}.",
+        "",
+        *kid_table(superpixel),
+        "",
+        "L2 is to the guide (the strokes), the paper's faithfulness; **bold** is each network's lowest KID over t0.",
+        "",
+        *paired_table(superpixel),
+        "",
+        "Spearman's correlation of each network's KID over t0 with the ranking by eye (below; ties as ties): "
+        + ", ".join(f"{n} {rho:+.2f}" for n, rho in agree.items())
+        + " (+1: the same order).",
+        "",
+        f"### The paper's strokes, {paper['info']['guides']} guides",
+        "",
+        f"{_run_words(paper)}.",
+        "",
+        *kid_table(paper),
+        "",
+        *paired_table(paper),
+    ]
     return "\n".join(lines)
 
 
@@ -698,7 +797,7 @@ def main(argv: list[str] | None = None) -> int:
                 strokes=args.strokes,
                 kid_subsets=args.kid_subsets,
             )
-            images = run_sweep(SDEditPipeline.from_pretrained(args.model), s)
+            images = sweep_images(SDEditPipeline.from_pretrained(args.model), s)
             images.save(out / "sweep.npz")
         networks = {"random CNN": RandomFeatureNet(seed=0), "project": ProjectFeatures()}
         if JITTER_DIR.is_dir():

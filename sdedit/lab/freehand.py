@@ -447,18 +447,12 @@ def choose_strength(grid: dict[float, dict], follows_range: tuple[float, float])
     return max(inside, key=lambda t: (grid[t]["all"]["follows_and_real"], grid[t]["all"]["success"], -t))
 
 
-def evaluation_identity(page: Path = DOCS) -> dict[float, float]:
-    """The evaluation's identity accuracy per t0, read from its t0 table in docs/quality.md (the page the
-    evaluation renders from its results)."""
-    out = {}
-    text = page.read_text()
-    after = text.split("## The trade-off over t0", 1)[1]
-    table = next(block for block in after.split("\n\n") if block.lstrip().startswith("| t0 |"))
-    for line in table.splitlines():
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) >= 6 and re.fullmatch(r"0\.\d+|1", cells[0]):
-            out[float(cells[0])] = float(cells[5].rstrip("%")) / 100
-    return out
+def evaluation_identity(record: Path = REPO_ROOT / "eval" / "results.json") -> dict[float, float]:
+    """The evaluation's identity accuracy per t0 on held-out strokes, from its record (eval/results.json, which
+    docs/quality.md's t0 table is rendered from)."""
+    rows = json.loads(Path(record).read_text())["rows"]
+    sweep = [r for r in rows if r["section"] == "tradeoff" and r["strength"]]
+    return {float(r["strength"]): float(r["identity_acc"]) for r in sweep}
 
 
 # ----- the run -------------------------------------------------------------------------------------------------
@@ -774,7 +768,7 @@ def write(results: dict, out: Path = RESULTS, docs: Path | None = DOCS) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")
     if docs is not None:
-        from benchmarks.publish import write_section
+        from .records import write_section
 
         write_section(docs, SECTION, render(results))
 

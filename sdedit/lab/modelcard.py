@@ -31,6 +31,27 @@ def _on_gpu(training: dict) -> bool:
     return training.get("device_type", "cuda" if "NVIDIA" in (training.get("device") or "") else "cpu") != "cpu"
 
 
+def render_readme(training: dict) -> str:
+    """README.md's `readme-model` section: how the embedded model was trained, from its training.json."""
+    cfg = training.get("config", {})
+    spec = IMAGE_SETS.get(training.get("data", ""))
+    steps_per_s = training["steps"] / max(1e-9, training["train_seconds"])
+    data = (
+        f"the {training['train_images']:,} training images of {spec.credit} (npm `{spec.package.spec}`, licence"
+        f" {spec.license}, fetched with `npm pack` and checked by checksum)"
+        if spec
+        else f"{training['train_images']:,} images of `{training.get('data')}`"
+    )
+    return (
+        f"`models/{training['name']}` is a DDPM at {cfg.get('resolution')} px trained by `python -m sdedit train"
+        f" --config {training.get('config_file')}` on {data}; {cfg.get('held_out_fraction', 0):.0%} of the emoji"
+        f" are held out (split `{cfg.get('split', LEGACY_SPLIT)}`). Its record (`models/{training['name']}/"
+        f"training.json`): {training['steps']:,} steps at batch {training['batch_size']} on {_hardware(training)},"
+        f" about {steps_per_s:.0f} steps/s. Its [card](models/{training['name']}/README.md) has the architecture and"
+        " samples."
+    )
+
+
 def _hardware(training: dict) -> str:
     """'NVIDIA H100 80GB HBM3, 9.5 min of training in 2 runs (the second resumed ...)'."""
     device = training.get("device") or "CPU"
@@ -41,30 +62,6 @@ def _hardware(training: dict) -> str:
         parts = ", ".join(f"steps {r['from_step']:,}-{r['to_step']:,} in {_duration(r['seconds'])}" for r in runs)
         text += f" in {len(runs)} runs, each resuming the last one's checkpoint ({parts})"
     return f"{text} (torch {training.get('torch')})"
-
-
-def _why_resolution(training: dict) -> str:
-    """Why this resolution: the 2 s CPU edit allows more than 64 px; the training budget is what binds."""
-    edit = (
-        "The issue asks for the highest resolution at which one CPU edit takes at most 2 s, and at least 64 px. "
-        "With this architecture one evaluation took 60 ms at 64 px, 153 ms at 96 px and 186 ms at 128 px (one "
-        "thread, torch 2.13, with the trainer on the other core), so a 12-evaluation edit is 0.7 s, 1.8 s and "
-        "2.2 s: the edit budget alone would allow about 96 px."
-    )
-    if _on_gpu(training):
-        budget = (
-            f"What binds is training: a task here is lent a GPU for 15 minutes in all, and this model trained for "
-            f"{_duration(training.get('train_seconds', 0))} of them. A 96 px model costs about 2.5x more per image "
-            "(as the evaluation times above), so it would have seen 40% of the images in the same minutes. 64 px "
-            "at more steps was the better model."
-        )
-    else:
-        budget = (
-            "What binds is training: with no GPU lent, the model trained on 2 shared CPU cores, and a training step "
-            "costs about 4x more at 128 px, so a 128 px model would have seen a quarter of the steps in the same "
-            "hours and come out visibly worse. 64 px at more steps was the better model."
-        )
-    return f"**Why {training.get('config', {}).get('resolution', 64)} px.** {edit} {budget}"
 
 
 def _split_words(cfg: dict) -> str:
@@ -117,8 +114,6 @@ def render_card(folder: str | Path, training: dict, num_params: int, samples: st
         f"| Weights | EMA, `{cfg.get('save_dtype')}` safetensors, {size_mb:.1f} MB (loaded as float32 on the CPU) |",
         f"| Final loss | {training.get('final_loss_mean_last_500') or 0:.4f} (mean of the last 500 steps) |",
         "",
-        _why_resolution(training),
-        "",
         f"Train it again (resumes from `{cfg.get('output_dir', 'runs/<name>')}/checkpoints/last.pt`):",
         "",
         "```bash",
@@ -136,8 +131,9 @@ def render_card(folder: str | Path, training: dict, num_params: int, samples: st
     lines += [
         "Its SDEdit quality (KID and L2 over t0, per sampler) is measured in `docs/quality.md`.",
         "",
-        "Limitations: 64 px is small, so results are shown upscaled; the set is dominated by people "
-        "(skin-tone variants), so those are the most common unconditional samples. Credit the data as above.",
+        f"Limitations: {cfg.get('resolution')} px is small, so results are best shown upscaled; the set is dominated "
+        "by people (skin-tone variants), so those are the most common unconditional samples. Credit the data as "
+        "above.",
         "",
     ]
     return "\n".join(lines)
