@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from functools import cache
 from pathlib import Path
@@ -192,6 +193,7 @@ def test_every_case_is_recorded_and_every_recording_is_a_case():
 
 def record(only: list[str] | None = None) -> None:
     """Record every case, or only the named ones (the others keep their recorded hashes)."""
+    os.environ["SDEDIT_THREADS"] = "1"  # every edit on one thread, as the tests run them (tests/conftest.py)
     torch.set_num_threads(1)
     if only:
         unknown = set(only) - set(CASES)
