@@ -346,7 +346,9 @@ def follow_settings(canvas: LiveCanvas, page) -> None:
             c.mask_feather.change,
             c.prompt.change,
             c.negative_prompt.change,
-            c.guidance.change,
+            # the visitor's moves only: the model box sets it along with the model (the loaded model's change
+            # reads it), and its `.change` on those updates kept firing in gradio 6.31 (a request loop)
+            c.guidance.input,
         ],
         update,
         [c.loaded_model, r.strength, r.seed, c.mask_dilation, c.mask_feather, *page.text_inputs],

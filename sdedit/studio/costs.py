@@ -96,8 +96,8 @@ def cpu_refusal(cfg: ModelConfig, unet_calls: int, samples: int) -> str:
         took = duration(cost.edit_seconds(unet_calls, samples))
         estimate = f"this edit ({work}) would take {took} at the speed measured {_where(cost)}"
     return (
-        f"{cfg.name} needs a GPU and this server has none: {estimate}. Tick “Run it on this CPU anyway” under the "
-        "model box to run it, or choose a model that runs on a CPU."
+        f"The model {cfg.name} needs a GPU and this server has none: {estimate}. Tick “Run it on this CPU "
+        "anyway” under the model box to run it, or choose a model that runs on a CPU."
     )
 
 

@@ -271,7 +271,7 @@ class Page:
             friendly(check_device),
             [c.model, c.run_on_cpu, r.strength, c.steps, c.repeats, r.num_samples, c.guidance],
             None,
-            queue=False,
+            concurrency_limit=None,  # through the queue (unqueued, its refusal showed no dialog), never waiting
             api_visibility="private",
             show_progress="hidden",
         )
