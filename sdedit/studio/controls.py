@@ -86,6 +86,21 @@ GUIDANCE_WORDS = {
 }
 
 
+def prompt_box(label: str, info: str, elem_id: str, lines: int, **kwargs) -> gr.Textbox:
+    """A prompt's text box. Its value is None, not "", until something is typed: API clients that leave the input
+    out then send None, the model's default."""
+    return gr.Textbox(
+        None,
+        label=label,
+        info=info,
+        lines=lines,
+        max_lines=3 * lines,
+        max_length=MAX_PROMPT_CHARS,
+        elem_id=elem_id,
+        **kwargs,
+    )
+
+
 def text_updates(cfg: ModelConfig) -> tuple[dict, dict, dict]:
     """What the prompt box, the negative prompt and the guidance slider show for a model: the prompt for every
     text model, the negative prompt where classifier-free guidance uses it, the guidance where the model takes
@@ -126,15 +141,12 @@ class Controls:
             visible=needs_confirmation(cfg),
             elem_id="run-on-cpu",
         )
-        self.prompt = gr.Textbox(
-            None,  # None, not "": API clients that leave the prompt out send the model's default
-            label="Prompt",
-            info="What the picture should show, in a few words or phrases.",
-            placeholder="a red vintage sports car, studio photo",
+        self.prompt = prompt_box(
+            "Prompt",
+            "What the picture should show, in a few words or phrases.",
+            "prompt",
             lines=2,
-            max_lines=6,
-            max_length=MAX_PROMPT_CHARS,
-            elem_id="prompt",
+            placeholder="a red vintage sports car, studio photo",
             **prompt,
         )
         self.kept_text = gr.State(("", ""))  # a text model's prompts while a model without text is chosen
@@ -173,14 +185,11 @@ class Controls:
             )
             self.paper_btn = gr.Button("Use the paper's settings (slow on a CPU)", size="sm")
         with gr.Accordion("Advanced", open=False):
-            self.negative_prompt = gr.Textbox(
-                None,
-                label="Negative prompt",
-                info="What the picture should not show (acts through classifier-free guidance, above 1).",
+            self.negative_prompt = prompt_box(
+                "Negative prompt",
+                "What the picture should not show (acts through classifier-free guidance, above 1).",
+                "negative-prompt",
                 lines=1,
-                max_lines=4,
-                max_length=MAX_PROMPT_CHARS,
-                elem_id="negative-prompt",
                 **negative,
             )
             self.guidance = OptionalSlider(

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..configs import traits
 from ..errors import BusyError, InputError, SDEditError
-from ..latent import MAX_GUIDANCE, MAX_PROMPT_CHARS
+from ..latent import MAX_GUIDANCE, check_text
 from ..noise import MAX_SEED
 from . import costs, limits
 from .guard import checked_number
@@ -113,19 +113,10 @@ def parse_settings(raw) -> PreviewSettings:
 
 
 def text_setting(raw: dict, name: str) -> str | None:
-    """A prompt of the page's settings: None when missing, else text of at most MAX_PROMPT_CHARS characters
-    without NUL (whether the model reads that many tokens is the pipeline's check, in the preview's answer)."""
+    """A prompt of the page's settings: None when missing, else `latent.check_text`'s (whether the model reads that
+    many tokens is the pipeline's check, in the preview's answer)."""
     value = raw.get(name)
-    what = name.replace("_", " ")
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InputError(f"the {what} must be text, not {type(value).__name__}")
-    if len(value) > MAX_PROMPT_CHARS:
-        raise InputError(f"the {what} is {len(value):,} characters long; at most {MAX_PROMPT_CHARS:,}")
-    if "\x00" in value:
-        raise InputError(f"the {what} contains a NUL character")
-    return value
+    return None if value is None else check_text(value, name.replace("_", " "))
 
 
 def parse_seq(payload) -> int:
