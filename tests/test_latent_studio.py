@@ -167,6 +167,13 @@ def test_a_gpu_model_on_a_cpu_waits_for_a_confirmation_with_the_measured_cost(sd
     assert "Needs a GPU" not in models.model_note(find_config("tiny-sd-gpu"))
 
 
+def test_the_cost_line_counts_classifier_free_guidance_twice(sd_configs):
+    guided = models.work_hint("tiny-sd", "ddim", 0.5, 4, 1, 2)  # the model's guidance, 3
+    assert "× 2 (classifier-free guidance) = 8 network evaluations" in guided, guided
+    assert "= 4 network evaluations" in models.work_hint("tiny-sd", "ddim", 0.5, 4, 1, 2, 0.0, 1.0)
+    assert "classifier-free" not in models.work_hint("fluent-emoji-64", "ddim", 0.5, 4, 1, 2)
+
+
 # ----- Live -----------------------------------------------------------------------------------------------------
 
 
@@ -187,7 +194,7 @@ def test_live_is_off_for_gpu_models_on_a_cpu_without_a_measurement(sd_configs, m
     assert on.allowed and on.ms_per_evaluation > 0
 
 
-def test_previews_of_a_text_model_keep_its_text_encoder_and_decode_with_taesd(sd_configs, tmp_path):
+def test_previews_of_a_text_model_keep_its_text_encoder_and_decode_with_taesd(sd_configs, tmp_path, monkeypatch):
     from diffusers import AutoencoderTiny
 
     pipe = models.get_pipeline("tiny-sd")
@@ -207,6 +214,10 @@ def test_previews_of_a_text_model_keep_its_text_encoder_and_decode_with_taesd(sd
     request = PreviewRequest("visitor-taesd", 1, png_bytes(strokes()), None, PreviewSettings("tiny-sd", 0.5, 1))
     (result,) = previews.compute_previews([request], pipe=fast)
     assert result.error is None and Image.open(io.BytesIO(result.jpeg)).size == (64, 64)
+    monkeypatch.setattr(previews, "FAST_COPY_MAX_PARAMS", 0)  # a large network (or a GPU): no copy, TAESD still
+    big = named.replace(config=replace(named.config))
+    fast = previews.preview_pipeline(big)
+    assert fast.unet is big.unet and fast.space.fast and previews.preview_pipeline(fast) is fast
 
 
 def _preview(prompt, visitor="visitor-prompt", seed=5, **text):

@@ -38,10 +38,10 @@ def steps_for_sampler(name, sampler):
     return default_steps(name, sampler)
 
 
-def hint_for(name, sampler, strength, steps, repeats, num_samples, snr):
+def hint_for(name, sampler, strength, steps, repeats, num_samples, snr, guidance=None):
     """The cost line under the sampler settings, for the model chosen (empty while it is not known)."""
     try:
-        return work_hint(name, sampler, strength, steps, repeats, num_samples, snr)
+        return work_hint(name, sampler, strength, steps, repeats, num_samples, snr, guidance)
     except SDEditError:
         return ""
 
@@ -378,9 +378,10 @@ class Controls:
                 self.snr.change,
                 self.model.change,
                 self.sampler.change,
+                self.guidance.input,  # the visitor's moves (see `canvas.follow_settings`)
             ],
             hint_for,
-            [self.model, self.sampler, strength, self.steps, self.repeats, num_samples, self.snr],
+            [self.model, self.sampler, strength, self.steps, self.repeats, num_samples, self.snr, self.guidance],
             self.hint,
             queue=False,
             api_visibility="private",

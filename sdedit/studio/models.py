@@ -222,22 +222,34 @@ def model_card(cfg: ModelConfig) -> str:
 
 
 def work_hint(
-    name: str | None, sampler: str, strength: float, steps: int, repeats: int, num_samples: int, snr: float = 0.0
+    name: str | None,
+    sampler: str,
+    strength: float,
+    steps: int,
+    repeats: int,
+    num_samples: int,
+    snr: float = 0.0,
+    guidance_scale: float | None = None,
 ) -> str:
     """What the chosen settings cost, in the units the limits use: the registry's cost rule (the corrector's
-    steps where it is on), with the loaded model's corrector steps once it is loaded."""
+    steps where it is on; twice the evaluations under classifier-free guidance), with the loaded model's corrector
+    steps once it is loaded."""
     cfg = config_for(name)
     pipe = _PIPES.get(cfg.name)
     corrector = registry.corrector_steps(pipe) if pipe is not None else 1
     try:
         n = steps_for(int(steps), float(strength))
         evals = registry.evaluations(sampler, n, float(snr or 0), corrector, cfg.sde) * int(repeats) * int(num_samples)
+        g = cfg.defaults.guidance_scale if guidance_scale is None else float(guidance_scale)
     except (TypeError, ValueError, KeyError):
         return ""
+    guided = cfg.guidance == "cfg" and g > 1
+    evals *= 2 if guided else 1
     over = (
         f" That is over this server's limit of {limits.MAX_WORK:,}: lower something." if evals > limits.MAX_WORK else ""
     )
+    twice = " × 2 (classifier-free guidance)" if guided else ""
     return (
-        f"Runs {n} denoising steps (t0 × steps) × {int(repeats)} repeat(s) × {int(num_samples)} sample(s) "
+        f"Runs {n} denoising steps (t0 × steps) × {int(repeats)} repeat(s) × {int(num_samples)} sample(s){twice} "
         f"= {evals:,} network evaluations.{over}"
     )
