@@ -140,6 +140,18 @@ class LatentSpace:
 # ----- the text: prompts -> embeddings, once per prompt ----------------------------------------------------
 
 
+def check_text(prompt, what: str = "prompt") -> str:
+    """A prompt as given: text of at most MAX_PROMPT_CHARS characters without NUL, or an InputError saying what is
+    wrong (before any tokenizer runs; `TextEncoder.check` then counts its tokens)."""
+    if not isinstance(prompt, str):
+        raise InputError(f"the {what} must be text, not {type(prompt).__name__}")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise LimitError(f"the {what} is {len(prompt):,} characters long; at most {MAX_PROMPT_CHARS:,}")
+    if "\x00" in prompt:
+        raise InputError(f"the {what} contains a NUL character")
+    return prompt
+
+
 class TextEncoder:
     """A CLIP tokenizer and text encoder (SDXL: and a second pair). `encode` computes each prompt's embeddings once
     and keeps the last `PROMPT_CACHE` prompts: a live preview re-runs the same prompt many times a second. Each
@@ -177,12 +189,7 @@ class TextEncoder:
         """The prompt as text ("" for None), or an InputError naming what is wrong and what is allowed."""
         if prompt is None:
             return ""
-        if not isinstance(prompt, str):
-            raise InputError(f"the {what} must be text, not {type(prompt).__name__}")
-        if len(prompt) > MAX_PROMPT_CHARS:
-            raise LimitError(f"the {what} is {len(prompt):,} characters long; at most {MAX_PROMPT_CHARS:,}")
-        if "\x00" in prompt:
-            raise InputError(f"the {what} contains a NUL character")
+        prompt = check_text(prompt, what)
         with self._lock:
             tokenizers = [self.tokenizer] + ([self.second[0]] if self.second else [])
             n = max(len(t(prompt, truncation=False).input_ids) for t in tokenizers) - 2

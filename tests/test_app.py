@@ -323,7 +323,8 @@ def test_api_lists_the_named_endpoints(client):
     assert {"/edit", "/sweep", "/composite", "/painting"} <= names
     params = [p["parameter_name"] for p in api["named_endpoints"]["/edit"]["parameters"]]
     assert params[:3] == ["guide", "mask", "model"] and "seed" in params
-    assert params[-2:] == ["auto_strength", "rank"]  # optional, appended: old positional calls keep working
+    # optional, appended in this order: old positional calls keep working
+    assert params[-5:] == ["auto_strength", "rank", "prompt", "negative_prompt", "guidance_scale"]
 
 
 def test_edit_ranks_and_picks_t0_when_asked(client):

@@ -176,7 +176,7 @@ def test_the_endpoints_take_fill_outlines_last_with_an_old_clients_default():
 
 
 def test_the_canvas_value_carries_the_fill_and_the_switch_and_the_tabs_read_them():
-    from sdedit.studio.canvas import LiveCanvas, auto_fill, canvas_update, read_canvas
+    from sdedit.studio.canvas import DYNAMIC_PROPS, LiveCanvas, auto_fill, canvas_update, read_canvas
     from sdedit.studio.page import build_page
 
     page = build_page()
@@ -212,9 +212,10 @@ def test_the_canvas_value_carries_the_fill_and_the_switch_and_the_tabs_read_them
     assert np.array_equal(np.asarray(mask) > 0, (loop > 0) | pf.filled | (only[..., 3] > 0))
     assert read_canvas(edit.canvas.postprocess(value), layers=3)["layers"][1].tolist() == only.tolist()
 
-    # an update carries every prop the canvas was built with (a tab not yet opened mounts from it)
+    # an update carries every prop the canvas was built with (a tab not yet opened mounts from it), but those that
+    # follow the page's model and controls (the canvas keeps them page-wide)
     update = canvas_update(edit.canvas, live={"model": "x"})
-    fixed = {k for k in edit.canvas.props if k not in ("live", "palette")}
+    fixed = {k for k in edit.canvas.props if k not in DYNAMIC_PROPS}
     assert fixed <= set(update) and update["mode"] == "photo" and update["live"] == {"model": "x"}
     assert edit.canvas.props["auto_fill"] is False and paint.canvas.props["auto_fill"] is True
     assert paint.canvas.props["hint"] == outlines.HINT and paint.canvas.props["canvas_size"] == 256

@@ -473,10 +473,3 @@ def test_sdxl_masks_keep_every_pixel_and_prompts_matter(xl_folder):
         assert count.calls == 6 and set(count.batches) == {4}  # one batched call per step under guidance
     finally:
         count.remove()
-
-
-def test_the_app_offers_latent_models_only_once_its_page_takes_text():
-    from sdedit.studio.models import model_choices
-
-    names = [name for _, name in model_choices()]
-    assert "fluent-emoji-64" in names and not any(find_config(n).takes_text for n in names)

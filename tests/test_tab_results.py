@@ -37,8 +37,13 @@ def test_every_tabs_example_click_is_followed_by_an_edit(page):
     fns = list(page.demo.fns.values())
     for tab in page.tabs:
         (select,) = [fn for fn in fns if any(t == (tab.gallery._id, "select") for t in fn.targets)]
-        chained = [fn for fn in fns if fn.trigger_after == select._id and fn.trigger_only_on_success]
-        assert any(fn.fn in (edit, edit_on_gpu) for fn in chained), f"{tab.label}: a click does not generate"
+
+        def after(event):
+            return [fn for fn in fns if fn.trigger_after == event._id and fn.trigger_only_on_success]
+
+        # the page's confirmation for a model made for a GPU on a CPU (models.check_device), then the edit
+        (confirm,) = [fn for fn in after(select) if fn.name == "check_device"]
+        assert any(fn.fn in (edit, edit_on_gpu) for fn in after(confirm)), f"{tab.label}: a click does not generate"
         outputs = {block._id for block in select.outputs}
         for comp in page.guide_outputs:  # the guide, mask and map the edit reads, and the tab that made it
             assert comp._id in outputs, (tab.label, comp)

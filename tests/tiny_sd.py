@@ -109,3 +109,32 @@ def pipeline(parts: dict, config=None):
         space=LatentSpace(parts["vae"]),
         text_encoder=TextEncoder(parts["tokenizer"], parts["text_encoder"]),
     )
+
+
+def studio_config_dir(tmp: Path) -> Path:
+    """A config folder for the studio (`SDEDIT_CONFIG_DIR`): the embedded default, and tiny random Stable Diffusion
+    models saved in the diffusers layout, loadable offline: `tiny-sd` (64 px, 8x8 latents, Live on a CPU),
+    `tiny-sd-512` (the same networks on a 512 px canvas: the UNet is convolutional, only its sample size differs)
+    and `tiny-sd-gpu` (64 px, marked as made for a GPU, as the real checkpoints' configs are)."""
+    import shutil
+
+    from sdedit.configs import REPO_ROOT
+
+    tmp = Path(tmp)
+    folder = save_folder(tmp / "tiny-sd", tiny_components(tmp / "parts"))
+    big = tiny_components(tmp / "parts-512")
+    big["unet"].register_to_config(sample_size=64)
+    big_folder = save_folder(tmp / "tiny-sd-512", big)
+    configs = tmp / "configs"
+    configs.mkdir()
+    shutil.copy(REPO_ROOT / "configs" / "fluent-emoji-64.yaml", configs)
+    common = "family: sd\nsde: vp\nfit: pad\nbackground: null\nlicense: test weights (random)\n"
+    defaults = "defaults: {strength: 0.5, sampler: ddim, num_inference_steps: 4, repeats: 1, guidance_scale: 3.0}\n"
+    for name, source, size, extra in (
+        ("tiny-sd", folder, 64, ""),
+        ("tiny-sd-512", big_folder, 512, ""),
+        ("tiny-sd-gpu", folder, 64, "needs_gpu: true\nlive_on_cpu: false\n"),
+    ):
+        text = f"name: {name}\ntitle: Tiny SD {name}\nsource: {source}\nresolution: {size}\n{common}{defaults}{extra}"
+        (configs / f"{name}.yaml").write_text(text)
+    return configs

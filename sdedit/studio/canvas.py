@@ -10,7 +10,8 @@ the answer beside the canvas.
 
 The page's code is in `static/` (canvas.html, canvas.css, canvas.js, read once at import). Everything it needs
 to know comes in as props, set in Python: `mode` ("paint" or "photo"), `palette`, `live` (the settings the
-preview follows), the paint canvas's size, a photo's largest side on the page (`limits.MAX_PHOTO_SIDE`),
+preview follows, a text model's prompt included), the paint canvas's size (the model's, `models.paint_canvas_size`:
+256 px, 512 for Stable Diffusion), a photo's largest side on the page (`limits.MAX_PHOTO_SIDE`),
 the default brush size (the model config's `brush_size`), whether it fills outlines by default, the hint's
 words (`outlines.HINT`) and the fill rule's constants (`outline_rule`).
 
@@ -257,19 +258,26 @@ class LiveCanvas(gr.HTML):
 
 
 def live_canvas(value, *, mode: str, cfg: ModelConfig, label: str, elem_id: str) -> LiveCanvas:
-    """The page's canvas for a tab: the model's palette and brush size, the Live preview on its settings."""
+    """The page's canvas for a tab: the model's palette, brush size and canvas size, the Live preview on its
+    settings."""
+    from .models import paint_canvas_size
+
+    d = cfg.defaults
+    text = (None, None, None) if not cfg.takes_text else ("", "", d.guidance_scale)
     return LiveCanvas(
         value,
         mode=mode,
         label_text=label,
         palette=list(cfg.palette),
-        live=live_settings(cfg.name, cfg.defaults.strength, -1, 0, 2),
+        live=live_settings(cfg.name, d.strength, -1, 0, 2, *text),
+        canvas_size=paint_canvas_size(cfg),
         brush_size=getattr(cfg, "brush_size", DEFAULT_BRUSH_SIZE) or DEFAULT_BRUSH_SIZE,
         elem_id=elem_id,
     )
 
 
-DYNAMIC_PROPS = ("live", "palette")  # the props the page changes; the others stay as the canvas was built
+# the props the page changes (they follow the model and the controls); the others stay as the canvas was built
+DYNAMIC_PROPS = ("live", "palette", "canvas_size")
 
 
 def canvas_update(canvas: LiveCanvas, **changes) -> dict:
@@ -283,8 +291,11 @@ def canvas_update(canvas: LiveCanvas, **changes) -> dict:
     return gr.update(**fixed, **changes)
 
 
-def live_settings(model, strength, seed, mask_dilation, mask_feather) -> dict:
-    """The page's settings the preview follows (the canvas's `live` prop)."""
+def live_settings(
+    model, strength, seed, mask_dilation, mask_feather, prompt=None, negative_prompt=None, guidance_scale=None
+) -> dict:
+    """The page's settings the preview follows (the canvas's `live` prop): a text model's prompt, negative prompt
+    and guidance too (None for a model without text)."""
 
     def number(v, default):
         try:
@@ -298,26 +309,49 @@ def live_settings(model, strength, seed, mask_dilation, mask_feather) -> dict:
         "seed": number(seed, -1),
         "mask_dilation": number(mask_dilation, 0),
         "mask_feather": number(mask_feather, 0),
+        "prompt": prompt if isinstance(prompt, str) else None,
+        "negative_prompt": negative_prompt if isinstance(negative_prompt, str) else None,
+        "guidance_scale": number(guidance_scale, None),
     }
 
 
 def follow_settings(canvas: LiveCanvas, page) -> None:
-    """Keep the canvas's `live` settings and palette in step with the page's controls (no queue: instant)."""
-    from .models import config_for
+    """Keep the canvas's `live` settings, palette and size in step with the page's model and controls (no queue:
+    instant). The prompt boxes count for a text model only; typing in them updates the preview as the brush
+    does (the newest-only service computes the running preview and the last, never the ones between)."""
+    from .models import config_for, paint_canvas_size
 
     c, r = page.controls, page.results
 
-    def update(model, strength, seed, dilation, feather):
+    def update(model, strength, seed, dilation, feather, prompt, negative, guidance):
         try:
-            palette = list(config_for(model).palette)
+            cfg = config_for(model)
         except Exception:
-            palette = []
-        return canvas_update(canvas, live=live_settings(model, strength, seed, dilation, feather), palette=palette)
+            cfg = None
+        palette = list(cfg.palette) if cfg is not None else []
+        text = (prompt, negative, guidance) if cfg is not None and cfg.takes_text else (None, None, None)
+        return canvas_update(
+            canvas,
+            live=live_settings(model, strength, seed, dilation, feather, *text),
+            palette=palette,
+            canvas_size=paint_canvas_size(cfg) if cfg is not None else CANVAS_SIZE,
+        )
 
     gr.on(
-        [c.loaded_model.change, r.strength.change, r.seed.change, c.mask_dilation.change, c.mask_feather.change],
+        [
+            c.loaded_model.change,
+            r.strength.change,
+            r.seed.change,
+            c.mask_dilation.change,
+            c.mask_feather.change,
+            c.prompt.change,
+            c.negative_prompt.change,
+            # the visitor's moves only: the model box sets it along with the model (the loaded model's change
+            # reads it), and its `.change` on those updates kept firing in gradio 6.31 (a request loop)
+            c.guidance.input,
+        ],
         update,
-        [c.loaded_model, r.strength, r.seed, c.mask_dilation, c.mask_feather],
+        [c.loaded_model, r.strength, r.seed, c.mask_dilation, c.mask_feather, *page.text_inputs],
         canvas,
         queue=False,
         show_progress="hidden",

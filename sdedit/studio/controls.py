@@ -1,7 +1,10 @@
-"""The shared controls under the tabs: the model, its card, the sampler and steps, and the advanced knobs.
+"""The shared controls under the tabs: the model, its card, the prompt, the sampler and steps, and the advanced
+knobs.
 
 They follow the model: picking one loads it and shows its defaults, samplers, note and palette; a model
-that fails to load is named in a warning and the current one stays.
+that fails to load is named in a warning and the current one stays. A model that takes text shows a prompt box
+(and under Advanced a negative prompt and the guidance scale, where its guidance takes them); a model that
+needs a GPU, on a server without one, shows what an edit costs here and a box to run it anyway.
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ import logging
 
 import gradio as gr
 
-from ..configs import ModelConfig, default_config
+from ..configs import ModelConfig, default_config, traits
 from ..errors import SDEditError
+from ..latent import MAX_GUIDANCE, MAX_PROMPT_CHARS
 from . import limits
 from .models import (
     config_for,
@@ -20,6 +24,7 @@ from .models import (
     model_card,
     model_choices,
     model_note,
+    needs_confirmation,
     sampler_choices,
     strength_info,
     work_hint,
@@ -33,10 +38,10 @@ def steps_for_sampler(name, sampler):
     return default_steps(name, sampler)
 
 
-def hint_for(name, sampler, strength, steps, repeats, num_samples, snr):
+def hint_for(name, sampler, strength, steps, repeats, num_samples, snr, guidance=None):
     """The cost line under the sampler settings, for the model chosen (empty while it is not known)."""
     try:
-        return work_hint(name, sampler, strength, steps, repeats, num_samples, snr)
+        return work_hint(name, sampler, strength, steps, repeats, num_samples, snr, guidance)
     except SDEditError:
         return ""
 
@@ -59,6 +64,61 @@ def load_model(name, current) -> tuple[str, ModelConfig, str]:
         return kept, cfg, f"⚠️ **Could not load {name}.** {message} Still using {cfg.label}. "
 
 
+class OptionalSlider(gr.Slider):
+    """A slider for an optional API input whose default is the model's: it may hold None (hidden, for a model that
+    takes no such value), which passes as None, so the handler's default applies (gr.Slider would refuse None, and
+    turn an initial None into its minimum, which API clients would then send as the default). Any other value is
+    checked as a slider's."""
+
+    is_template = True  # drawn by gradio's own slider
+
+    def preprocess(self, payload):
+        return None if payload is None else super().preprocess(payload)
+
+    def postprocess(self, value):
+        return None if value is None else super().postprocess(value)
+
+
+GUIDANCE_WORDS = {
+    "cfg": "How closely the picture follows the prompt (classifier-free guidance: 1 = not at all, 7.5 is usual; "
+    "above 1 each step runs the network twice).",
+    "embedded": "How closely the picture follows the prompt (an input of this distilled network: 1 = not at all).",
+}
+
+
+def prompt_box(label: str, info: str, elem_id: str, lines: int, **kwargs) -> gr.Textbox:
+    """A prompt's text box. Its value is None, not "", until something is typed: API clients that leave the input
+    out then send None, the model's default."""
+    return gr.Textbox(
+        None,
+        label=label,
+        info=info,
+        lines=lines,
+        max_lines=3 * lines,
+        max_length=MAX_PROMPT_CHARS,
+        elem_id=elem_id,
+        **kwargs,
+    )
+
+
+def text_updates(cfg: ModelConfig) -> tuple[dict, dict, dict]:
+    """What the prompt box, the negative prompt and the guidance slider show for a model: the prompt for every
+    text model, the negative prompt where classifier-free guidance uses it, the guidance where the model takes
+    one (at the model's default; hidden and None, the model's own default, for turbo models and models without
+    text)."""
+    t = traits(cfg)
+    guided = t.guidance != "none"
+    return (
+        {"visible": t.takes_text},
+        {"visible": t.guidance == "cfg"},
+        {
+            "visible": guided,
+            "value": t.guidance_scale if guided else None,
+            "info": GUIDANCE_WORDS.get(t.guidance),
+        },
+    )
+
+
 class Controls:
     """The model and settings column below the tabs."""
 
@@ -74,6 +134,22 @@ class Controls:
             elem_id="model",
         )
         self.note = gr.Markdown(model_note(cfg), elem_id="model-note", elem_classes="hint")
+        prompt, negative, guidance = text_updates(cfg)
+        self.run_on_cpu = gr.Checkbox(
+            False,
+            label="Run it on this CPU anyway (minutes per edit)",
+            visible=needs_confirmation(cfg),
+            elem_id="run-on-cpu",
+        )
+        self.prompt = prompt_box(
+            "Prompt",
+            "What the picture should show, in a few words or phrases.",
+            "prompt",
+            lines=2,
+            placeholder="a red vintage sports car, studio photo",
+            **prompt,
+        )
+        self.kept_text = gr.State(("", ""))  # a text model's prompts while a model without text is chosen
         with gr.Accordion("About this model", open=False):
             self.card = gr.Markdown(model_card(cfg), elem_id="model-card")
         with gr.Accordion("Sampler and steps", open=False):
@@ -109,6 +185,16 @@ class Controls:
             )
             self.paper_btn = gr.Button("Use the paper's settings (slow on a CPU)", size="sm")
         with gr.Accordion("Advanced", open=False):
+            self.negative_prompt = prompt_box(
+                "Negative prompt",
+                "What the picture should not show (acts through classifier-free guidance, above 1).",
+                "negative-prompt",
+                lines=1,
+                **negative,
+            )
+            self.guidance = OptionalSlider(
+                1, MAX_GUIDANCE, step=0.5, label="Guidance scale", elem_id="guidance", **guidance
+            )
             self.snr = gr.Slider(
                 0,
                 0.3,
@@ -143,13 +229,40 @@ class Controls:
             steps_for_sampler, [self.model, self.sampler], self.steps, queue=False, api_visibility="private"
         )
 
+    def text_settings(self, cfg: ModelConfig, prompt="", negative="", kept=("", "")) -> dict:
+        """The prompt boxes and guidance for model `cfg`. A model without text gets none of them (the page must
+        not send it a prompt): the prompts typed for a text model are kept aside and come back with the next
+        text model, unless something new was typed meanwhile."""
+        p, n, g = text_updates(cfg)
+        prompt, negative = prompt or "", negative or ""
+        kept = tuple(kept) if isinstance(kept, (list, tuple)) and len(kept) == 2 else ("", "")
+        if cfg.takes_text:
+            if not prompt and not negative:
+                prompt, negative = kept
+            kept = ("", "")
+        else:
+            kept = (prompt, negative) if prompt or negative else kept
+            prompt = negative = ""
+        return {
+            self.prompt: gr.update(value=prompt, **p),
+            self.negative_prompt: gr.update(value=negative if n["visible"] else "", **n),
+            self.guidance: gr.update(**g),
+            self.run_on_cpu: gr.update(value=False, visible=needs_confirmation(cfg)),
+            self.kept_text: kept,
+        }
+
+    @property
+    def text_outputs(self) -> list:
+        return [self.prompt, self.negative_prompt, self.guidance, self.run_on_cpu, self.kept_text]
+
     def connect(self, page) -> None:
         """The events that reach the results column (strength, samples, seed). The canvases follow the model's
         palette on their own (`canvas.follow_settings`)."""
         strength, num_samples = page.results.strength, page.results.num_samples
 
-        def model_settings(name, current) -> dict:
-            """Load the chosen model and show its defaults; on failure, say why and keep the current one.
+        def model_settings(name, current, prompt="", negative="", kept=("", "")) -> dict:
+            """Load the chosen model and show its defaults (and its prompt boxes, `text_settings`); on failure, say
+            why and keep the current one.
 
             Runs on every change of the dropdown, including the revert it makes itself: the same model again is
             a no-op.
@@ -159,6 +272,7 @@ class Controls:
             name, cfg, warning = load_model(name, current)
             d = cfg.defaults
             return {
+                **self.text_settings(cfg, prompt, negative, kept),
                 self.model: name,
                 self.loaded_model: name,
                 self.note: warning + model_note(cfg),
@@ -173,7 +287,7 @@ class Controls:
         self.model_settings = model_settings
         self.model.change(
             model_settings,
-            [self.model, self.loaded_model],
+            [self.model, self.loaded_model, self.prompt, self.negative_prompt, self.kept_text],
             [
                 self.model,
                 self.loaded_model,
@@ -184,6 +298,7 @@ class Controls:
                 self.steps,
                 self.repeats,
                 self.snr,
+                *self.text_outputs,
             ],
             api_visibility="private",
         )
@@ -192,7 +307,8 @@ class Controls:
 
         def restore_settings(s: dict, current) -> dict:
             """A result's settings (`restore.settings_from_dict`) into the controls: its model (loaded first),
-            t0, sampler, steps, repeats, snr, samples, seed, mask dilation and feather (those it carries)."""
+            t0, sampler, steps, repeats, snr, samples, seed, mask dilation and feather (those it carries), and a
+            text model's prompt, negative prompt and guidance scale."""
             name, cfg, warning = load_model(s.get("model") or current, current)
             updates = {self.model: name, self.loaded_model: name}
             if name != current or warning:
@@ -214,6 +330,9 @@ class Controls:
                 if key in s:
                     updates[comp] = s[key]
             updates[self.snr] = gr.Slider(value=s.get("snr") or 0.0, visible=cfg.sde == "ve")
+            updates.update(self.text_settings(cfg, s.get("prompt", ""), s.get("negative_prompt", "")))
+            if cfg.takes_text and "guidance" in s:
+                updates[self.guidance] = {**updates[self.guidance], "value": s["guidance"]}
             return updates
 
         self.restore_settings = restore_settings
@@ -231,6 +350,7 @@ class Controls:
             self.snr,
             self.mask_dilation,
             self.mask_feather,
+            *self.text_outputs,
         ]
 
         def paper_settings(name) -> dict:
@@ -258,9 +378,10 @@ class Controls:
                 self.snr.change,
                 self.model.change,
                 self.sampler.change,
+                self.guidance.input,  # the visitor's moves (see `canvas.follow_settings`)
             ],
             hint_for,
-            [self.model, self.sampler, strength, self.steps, self.repeats, num_samples, self.snr],
+            [self.model, self.sampler, strength, self.steps, self.repeats, num_samples, self.snr, self.guidance],
             self.hint,
             queue=False,
             api_visibility="private",

@@ -33,7 +33,7 @@ from . import limits
 from .guard import free_memory, is_out_of_memory, trim_malloc
 from .guides import WHITE, prepare_mask, to_pil
 from .models import config_for, get_pipeline
-from .progress import Animation, ProgressFn, ReverseRecorder, StepProgress, queue_words, write_pngs
+from .progress import Animation, ProgressFn, ReverseRecorder, StepProgress, queue_words, quoted, write_pngs
 from .queue import Batch, Cancelled, ServingQueue
 from .slots import ModelSlots
 
@@ -68,6 +68,9 @@ class EditSettings:
     fill_outlines: bool = False  # fill closed outlines with their stroke colour first (`outlines.fill_guide`)
     auto_strength: bool = False  # pick t0 per guide within the model's follows range (sdedit.ranking.run_auto)
     rank: bool = False  # several samples: best first by realism, faithfulness and identity (sdedit.ranking.rank)
+    prompt: str | None = None  # text models only (None = the model's default: unconditional)
+    negative_prompt: str | None = None  # classifier-free guidance only
+    guidance_scale: float | None = None  # None = the model's default
 
     def pipe_kwargs(self) -> dict:
         return dict(
@@ -76,6 +79,9 @@ class EditSettings:
             sampler=self.sampler or None,
             repeats=self.repeats,
             snr=self.snr,
+            prompt=self.prompt,
+            negative_prompt=self.negative_prompt,
+            guidance_scale=self.guidance_scale,
         )
 
 
@@ -132,7 +138,8 @@ class EditJob:
 
     @property
     def key(self) -> tuple:
-        """Requests may share a forward when these match (the number of samples may differ)."""
+        """Requests may share a forward when these match (the number of samples may differ): one run has one
+        text condition, so the prompt, negative prompt and guidance scale are part of it."""
         c = self.checked
         return (
             self.pipe.config.name,
@@ -143,6 +150,9 @@ class EditJob:
             c.repeats,
             c.snr,
             c.fit,
+            c.prompt,
+            c.negative_prompt,
+            c.guidance_scale,
         )
 
     @property
@@ -429,12 +439,13 @@ def summarize(meta: dict, size: tuple[int, int]) -> str:
     r = meta.get("resolution")
     scale = f" · model output {r}×{r} px, shown at {size[0]}×{size[1]}" if r and max(size) > r else ""
     masked = " · masked edit: pixels outside the mask are untouched" if any(meta.get("masked") or []) else ""
+    prompt = f" · prompt {quoted(meta['prompt'])}" if meta.get("prompt") else ""
     t = meta.get("timings", {}).get("total_s")
     shared = meta.get("batched_requests", 1)
     batched = f" (one forward shared by {shared} requests)" if shared > 1 else ""
     return (
         f"**{n} result{'s' if n != 1 else ''}** · t0 = {meta.get('strength'):g} · {meta.get('sampler_label')} · "
-        f"{meta.get('steps')} steps × {meta.get('repeats')} · {seed_text}"
+        f"{meta.get('steps')} steps × {meta.get('repeats')} · {seed_text}{prompt}"
         + (f" · {t:.1f} s on {meta.get('device')}{batched}" if t is not None else "")
         + scale
         + masked
@@ -466,7 +477,7 @@ def run_t0_sweep(
     values = parse_strengths(strengths) if isinstance(strengths, str) else [float(v) for v in strengths]
     if not 1 <= len(values) <= 10:
         raise InputError(f"a sweep takes 1 to 10 strengths, not {len(values)}")
-    kwargs = dict(num_inference_steps=s.steps, sampler=s.sampler or None, repeats=s.repeats, snr=s.snr)
+    kwargs = {k: v for k, v in s.pipe_kwargs().items() if k != "strength"}
     checks = [pipe.check_inputs(strength=v, num_images=s.num_samples, **kwargs) for v in values]  # fail fast
     num, repeats = checks[0].num_images, checks[0].repeats
     m = prepare_mask(to_pil(mask, "mask") if mask is not None else None, guide.size, s.mask_dilation, s.mask_feather)

@@ -15,7 +15,9 @@ queue, no debounce): `preview` on pointer-up, and `policy` when the model change
 * **Fast and stable**: `sdedit.studio.previews` (the compute).
 
 Whether Live is on by default is decided per model from a measured preview time (`live_policy`): on for
-every model on a GPU, and on a CPU only where a preview takes at most `LIVE_BUDGET_MS`.
+every model on a GPU, and on a CPU only where a preview takes at most `LIVE_BUDGET_MS`. A model whose config says
+Live is not worth it on a CPU (`live_on_cpu: false`: Stable Diffusion, measured in benchmarks/results/latent-cpu.json)
+is off there without a measurement, and the reason names that measurement (`costs.live_off_reason`).
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..configs import traits
 from ..errors import BusyError, InputError, SDEditError
+from ..latent import MAX_GUIDANCE, check_text
 from ..noise import MAX_SEED
-from . import limits
+from . import costs, limits
 from .guard import checked_number
 from .previews import (
     PREVIEW_EVALUATIONS,
@@ -102,7 +106,17 @@ def parse_settings(raw) -> PreviewSettings:
         seed=given("seed", -1, "seed", -1, MAX_SEED, True),
         mask_dilation=given("mask_dilation", 0, "mask dilation", 0, 64),
         mask_feather=given("mask_feather", 0, "mask feather", 0, 64),
+        prompt=text_setting(raw, "prompt"),
+        negative_prompt=text_setting(raw, "negative_prompt"),
+        guidance_scale=given("guidance_scale", None, "guidance scale", 1, MAX_GUIDANCE),
     )
+
+
+def text_setting(raw: dict, name: str) -> str | None:
+    """A prompt of the page's settings: None when missing, else `latent.check_text`'s (whether the model reads that
+    many tokens is the pipeline's check, in the preview's answer)."""
+    value = raw.get(name)
+    return None if value is None else check_text(value, name.replace("_", " "))
 
 
 def parse_seq(payload) -> int:
@@ -283,9 +297,11 @@ def measure_evaluation_ms(pipe, tries: int = 2) -> float:
     from .jobs import MODEL_SLOTS
 
     r = pipe.config.resolution
-    x = torch.zeros(1, pipe.unet.config.in_channels, r, r, device=pipe.device)
+    side = pipe.space.encode_mask(np.ones((r, r), np.float32)).shape[-1]  # the model's grid: pixels or latents
+    x = torch.zeros(1, pipe.unet.config.in_channels, side, side, device=pipe.device)
     level = torch.tensor([pipe.num_train_timesteps // 2], device=pipe.device)
-    call = pipe.model_fn()
+    # a text model's call at its default settings (classifier-free guidance where it has it: two in one)
+    call = pipe.model_fn(pipe.conditioning(pipe.check_inputs(), 1)) if pipe.text_encoder else pipe.model_fn()
     best = float("inf")
     with MODEL_SLOTS, torch.inference_mode():
         for i in range(tries + 1):
@@ -308,6 +324,9 @@ def live_policy(name: str | None) -> LivePolicy:
     if limits.ZERO_GPU:
         return LivePolicy(False, "Live is off on ZeroGPU: each preview would wait for a GPU of its own.")
     pipe = get_pipeline(name)
+    device = pipe.device.type
+    if not traits(pipe.config, device).live:  # measured once, offline: far too slow here (configs, live_on_cpu)
+        return LivePolicy(False, costs.live_off_reason(pipe.config), device=device)
     key = (pipe.config.name, id(pipe.unet))
     with _POLICY_LOCK:
         known = _POLICIES.get(key)
@@ -316,7 +335,6 @@ def live_policy(name: str | None) -> LivePolicy:
     ms = measure_evaluation_ms(preview_pipeline(pipe))
     evals = PREVIEW_EVALUATIONS
     total = ms * evals + 10.0  # + decoding, preparing, compositing and the JPEG (a few ms)
-    device = pipe.device.type
     if device == "cuda" or total <= LIVE_BUDGET_MS:
         policy = LivePolicy(True, "", ms, total, device)
     else:

@@ -18,9 +18,10 @@ from ..errors import SDEditError
 from . import limits
 from .controls import Controls
 from .guard import BodySizeLimit
-from .guides import to_pil
+from .guides import CANVAS_SIZE, to_pil
 from .history import History
-from .progress import png_file
+from .models import check_device, config_for, paint_canvas_size
+from .progress import png_file, quoted
 from .restore import inputs_from_png, settings_from_png
 from .results import Results, edit, edit_on_gpu, sweep
 from .tab_results import TabResults, empty_summary
@@ -155,23 +156,27 @@ class Page:
         seen = [c for tab in self.tabs for c in tab.receive_outputs]
         return [*dict.fromkeys(seen), *self.front_outputs]
 
-    def show_result(self, image, tab_id: str, store=None, made_by: str = "", front: str | None = None) -> dict:
+    def show_result(
+        self, image, tab_id: str, store=None, made_by: str = "", front: str | None = None, model=None
+    ) -> dict:
         """Put `image` where the guide of tab `tab_id` comes from (the first tab when that one cannot take it),
-        and bring that tab to the front (`front`: the tab in front now, `tab_id` when not given)."""
+        and bring that tab to the front (`front`: the tab in front now, `tab_id` when not given); a paint canvas
+        takes it at the size of the model in use (`model`)."""
         tab = self.by_id[tab_id]
-        updates = tab.receive(image)
+        side = paint_canvas_size(config_for(model)) if model else CANVAS_SIZE
+        updates = tab.receive(image, side)
         if updates is None:
             tab = self.tabs[0]
-            updates = tab.receive(image)
+            updates = tab.receive(image, side)
         return {**updates, **self.front(tab.id, front or tab_id, store, made_by)}
 
-    def use_as_guide(self, results, selected, tab_id, store=None, made_by="") -> dict:
+    def use_as_guide(self, results, selected, tab_id, store=None, made_by="", model=None) -> dict:
         """Put the chosen result back where the guide came from, to keep iterating."""
         if not results:
             raise gr.Error("Generate something first: there is no result to use yet.")
         item = results[min(int(selected or 0), len(results) - 1)]
         image = to_pil(item[0] if isinstance(item, (tuple, list)) else item, "result").convert("RGB")
-        return self.show_result(image, tab_id, store, made_by)
+        return self.show_result(image, tab_id, store, made_by, model=model)
 
     # ----- restoring a result: its settings, seed and guide ------------------------------------------------
 
@@ -204,6 +209,8 @@ class Page:
         updates.update(self.restore_guide(inputs, fill, front, store, made_by))
         s = settings
         words = [f"t0 {s.get('strength')}", f"{s.get('sampler')}", f"{s.get('steps')} steps", f"seed {s.get('seed')}"]
+        if s.get("prompt"):
+            words.append(f"prompt {quoted(s['prompt'])}")
         if s.get("samples", 1) > 1:
             own = f", seed {s['own_seed']}" if "own_seed" in s else ""
             words.append(f"{s['samples']} samples (this one is number {s.get('sample', 0) + 1}{own})")
@@ -250,12 +257,35 @@ class Page:
             c.mask_feather,
         ]
 
+    @property
+    def text_inputs(self) -> list:
+        """The prompt, negative prompt and guidance: the last inputs of `/edit` and `/sweep`."""
+        c = self.controls
+        return [c.prompt, c.negative_prompt, c.guidance]
+
+    def confirmed(self, event):
+        """`event`, then the check that a model made for a GPU runs on a CPU only once the visitor said so
+        (`models.check_device`): the page's own step, before `/edit` or `/sweep`, never the API's."""
+        c, r = self.controls, self.results
+        checked = event.success(
+            friendly(check_device),
+            [c.model, c.run_on_cpu, r.strength, c.steps, c.repeats, r.num_samples, c.guidance],
+            None,
+            concurrency_limit=None,  # through the queue (unqueued, its refusal showed no dialog), never waiting
+            api_visibility="private",
+            show_progress="hidden",
+        )
+        # nothing runs: the guide shown is no request's (TabResults files a result under `made_by`)
+        checked.failure(lambda: "", None, self.tab_results.made_by, queue=False, api_visibility="private")
+        return checked
+
     def then_edit(self, event, api_name: str | None = None):
         """After a guide and mask are in place, edit them (the public `/edit` endpoint when `api_name` is set)."""
         r = self.results
-        edited = event.success(
+        inputs = [r.guide, r.mask, *self.settings_inputs, r.strength_map, r.fill_outlines, r.auto_strength, r.rank]
+        edited = self.confirmed(event).success(
             edit_on_gpu if limits.ZERO_GPU else edit,
-            [r.guide, r.mask, *self.settings_inputs, r.strength_map, r.fill_outlines, r.auto_strength, r.rank],
+            [*inputs, *self.text_inputs],
             r.edit_outputs,
             api_name=api_name,
             api_visibility="public" if api_name else "private",
@@ -290,8 +320,8 @@ class Page:
             r.generate_btn.click(guide_in_front, guide_inputs, shown, api_visibility="private", show_progress="hidden"),
             "edit",
         )
-        self.sweep_event = r.sweep_btn.click(
-            guide_in_front, guide_inputs, shown, api_visibility="private", show_progress="hidden"
+        self.sweep_event = self.confirmed(
+            r.sweep_btn.click(guide_in_front, guide_inputs, shown, api_visibility="private", show_progress="hidden")
         ).success(
             sweep,
             [
@@ -308,13 +338,14 @@ class Page:
                 c.mask_feather,
                 r.strength_map,
                 r.fill_outlines,
+                *self.text_inputs,
             ],
             r.sweep_outputs,
             api_name="sweep",
         )
         r.use_as_guide_btn.click(
             self.use_as_guide,
-            [r.gallery, r.selected, self.selected_tab, *fronts],
+            [r.gallery, r.selected, self.selected_tab, *fronts, c.loaded_model],
             self.result_outputs,
             api_visibility="private",
         )

@@ -44,18 +44,22 @@ MAX_PREVIEW_BATCH = int(os.environ.get("SDEDIT_LIVE_BATCH", "0")) or None  # Non
 
 @dataclass(frozen=True)
 class PreviewSettings:
-    """What the page's controls say about the preview (the model, t0, the seed, the mask's refinement)."""
+    """What the page's controls say about the preview (the model, t0, the seed, the mask's refinement, and a text
+    model's prompt, negative prompt and guidance scale: None = the model's default)."""
 
     model: str | None = None
     strength: float = 0.5
     seed: int = -1
     mask_dilation: float = 0
     mask_feather: float = 0
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    guidance_scale: float | None = None
 
     @property
     def key(self) -> tuple:
-        """Previews may share a forward when these match."""
-        return (self.model, round(float(self.strength), 4))
+        """Previews may share a forward when these match (one run has one text condition)."""
+        return (self.model, round(float(self.strength), 4), self.prompt, self.negative_prompt, self.guidance_scale)
 
 
 @dataclass
@@ -142,32 +146,37 @@ def preview_dtype(pipe):
 
 
 def preview_pipeline(pipe, dtype=None):
-    """The pipeline previews run on. On a CPU: the same model with its weights copied into channels-last order
-    and `dtype` (default `preview_dtype`: bf16 where native). Only the network runs in that dtype: the
-    pipeline feeds it float32 samples cast on the way in and casts its output back to float32, so the
-    sampler's arithmetic, the noise and the x0 clipping stay float32 (`SDEditPipeline.model_fn`). A copy, so
-    Generate's numbers stay exactly the library's (bf16: 14 MB more memory for the embedded model). On a GPU,
-    and for a model over `FAST_COPY_MAX_PARAMS`: `pipe` itself. A preview pipeline maps to itself."""
+    """The pipeline previews run on. A latent model's decodes (and encodes) its previews through the tiny
+    autoencoder its config names (`SDEditPipeline.previews`: TAESD), sharing its networks and prompt cache.
+
+    On a CPU: the same model with its weights copied into channels-last order and `dtype` (default
+    `preview_dtype`: bf16 where native). Only the network runs in that dtype: the pipeline feeds it float32
+    samples cast on the way in and casts its output back to float32, so the sampler's arithmetic, the noise and
+    the x0 clipping stay float32 (`SDEditPipeline.model_fn`). A copy (`SDEditPipeline.replace`, which keeps a
+    latent model's space and text encoder), so Generate's numbers stay exactly the library's (bf16: 14 MB more
+    memory for the embedded model). On a GPU, and for a model over `FAST_COPY_MAX_PARAMS`: the model's own
+    network. A preview pipeline maps to itself."""
     import copy
 
     import torch
 
-    if pipe.device.type != "cpu" or type(pipe).__name__ != "SDEditPipeline":
+    if type(pipe).__name__ != "SDEditPipeline":  # the fast path (sdedit.accel) and stand-ins: as they are
         return pipe
-    if sum(p.numel() for p in pipe.unet.parameters()) > FAST_COPY_MAX_PARAMS:
-        return pipe
-    dtype = dtype or preview_dtype(pipe)
+    on_cpu = pipe.device.type == "cpu"
+    copied = on_cpu and sum(p.numel() for p in pipe.unet.parameters()) <= FAST_COPY_MAX_PARAMS
+    dtype = (dtype or preview_dtype(pipe)) if copied else None
     with _PREVIEW_PIPES_LOCK:
         if any(fast is pipe for fast in _PREVIEW_PIPES.values()):
             return pipe
         key = (id(pipe.unet), dtype)
         fast = _PREVIEW_PIPES.get(key)
         if fast is None or fast.config is not pipe.config:
-            # nn.Module.to, not diffusers' override: that one warns about fp32-kept modules even when there
-            # are none, a line in every visitor's log that says nothing.
-            unet = torch.nn.Module.to(copy.deepcopy(pipe.unet), memory_format=torch.channels_last, dtype=dtype)
-            fast = type(pipe)(unet, pipe.scheduler, pipe.config, pipe.limits, space=pipe.space)
-            fast.x0_limit = pipe.x0_limit  # the same clipping as the model it previews
+            fast = pipe.previews()  # itself for a pixel model, or where no tiny autoencoder is named or found
+            if copied:
+                # nn.Module.to, not diffusers' override: that one warns about fp32-kept modules even when there
+                # are none, a line in every visitor's log that says nothing.
+                unet = torch.nn.Module.to(copy.deepcopy(pipe.unet), memory_format=torch.channels_last, dtype=dtype)
+                fast = fast.replace(unet=unet)  # the same clipping, space and text encoder as the model it previews
             for k in [k for k in _PREVIEW_PIPES if k[0] != key[0]]:
                 del _PREVIEW_PIPES[k]  # one model is served at a time
             _PREVIEW_PIPES[key] = fast
@@ -245,6 +254,9 @@ def compute_previews(
         num_images=1,
         snr=0.0,
         output_type="uint8",
+        prompt=s.prompt,
+        negative_prompt=s.negative_prompt,
+        guidance_scale=s.guidance_scale,
     )
     results = [PreviewResult(r.seq) for r in requests]
     prepared, rows, prepare_s = [], [], []

@@ -39,6 +39,12 @@ WORK: Counter = Counter()
 _WORK_LOCK = threading.Lock()
 
 
+def quoted(text: str, most: int = 60) -> str:
+    """A visitor's text (a prompt) in quotes for a notice or a summary, cut to `most` characters."""
+    text = " ".join(str(text).split())
+    return f"“{text if len(text) <= most else text[: most - 1] + '…'}”"
+
+
 def count(**amounts: int) -> None:
     with _WORK_LOCK:
         WORK.update(amounts)

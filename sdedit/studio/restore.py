@@ -1,7 +1,7 @@
 """Restore a result from its PNG (A1111's "PNG info", and more): the app's PNGs carry their settings and what
 the model got (`sdedit.recall`); dropping one on the app puts its model, t0, sampler, steps, repeats, snr,
-samples, seed and mask refinement back, and its guide (with the mask and strength map) back on a canvas, so
-that Generate redoes it.
+samples, seed, mask refinement and (a text model's) prompt, negative prompt and guidance back, and its guide
+(with the mask and strength map) back on a canvas, so that Generate redoes it.
 
 The seed restored is the call's first seed and the number of samples the call's: Generate then gives the
 whole set again, the dropped image at its place. A PNG written before these keys existed restores the image's
@@ -15,6 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import InputError, SDEditError
+from ..latent import MAX_PROMPT_CHARS
 from ..recall import INPUT_CHUNKS, PNG_SIGNATURE, png_bytes, read_inputs, read_settings
 from .guides import to_pil
 
@@ -31,14 +32,18 @@ FIELDS = (
     ("mask_dilation", "mask_dilation", float),
     ("mask_feather", "mask_feather", float),
     ("fill_outlines", "fill_outlines", bool),
+    ("prompt", "prompt", str),  # a text model's (a pixel model's PNG has none of these three)
+    ("negative_prompt", "negative_prompt", str),
+    ("guidance_scale", "guidance", float),
 )
+TEXT_KEYS = ("prompt", "negative_prompt")
 
 
 def settings_from_dict(s: dict) -> dict:
     """The controls' values from a PNG's settings (or a history entry's): model, strength, sampler, steps,
     repeats, snr, samples, seed (the call's first), mask dilation and feather, whether closed outlines were
-    filled, and `sample` (which of the
-    call's samples the image was) with `own_seed`. Keys it lacks are left out; a damaged one is an InputError."""
+    filled, a text model's prompt, negative prompt and guidance, and `sample` (which of the call's samples the
+    image was) with `own_seed`. Keys it lacks are left out; a damaged one is an InputError."""
     if not isinstance(s, dict):
         raise InputError("these SDEdit Studio settings are damaged")
     out: dict = {}
@@ -48,6 +53,9 @@ def settings_from_dict(s: dict) -> dict:
         value = s.get(key)
         if value is None:
             continue
+        if key in TEXT_KEYS and (not isinstance(value, str) or len(value) > MAX_PROMPT_CHARS):
+            why = f"{key} is not a text of at most {MAX_PROMPT_CHARS:,} characters"
+            raise InputError(f"this image's SDEdit Studio settings are damaged ({why})")
         try:
             out[name] = kind(value)
         except (TypeError, ValueError):

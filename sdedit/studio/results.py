@@ -41,7 +41,7 @@ def edit_outputs(r: EditResult, animation: bool = True, inputs: tuple = ()):
 
 def edit_settings(*values) -> EditSettings:
     """The endpoints' inputs in `EditSettings` order; an optional input an old client leaves out (None) keeps
-    its default."""
+    its default (a prompt left out is None: the model's default)."""
     settings = EditSettings(*values)
     for name in ("fill_outlines", "auto_strength", "rank"):
         if getattr(settings, name) is None:
@@ -66,6 +66,9 @@ async def edit(
     fill_outlines=False,
     auto_strength=False,
     rank=False,
+    prompt=None,
+    negative_prompt=None,
+    guidance_scale=None,
     progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
 ):
     """SDEdit: perturb the guide to t0 and denoise it. White in `mask` may change; None changes everything.
@@ -74,6 +77,8 @@ async def edit(
     stroke colour first, as the page's canvas does (`outlines.fill_guide`). `auto_strength` (optional): pick t0
     for this guide within the range where the model follows drawings (`strength` is then ignored). `rank`
     (optional): with several samples, return them best first, each captioned with why (sdedit.ranking).
+    `prompt`, `negative_prompt`, `guidance_scale` (optional; text models only, None = the model's default):
+    what the picture should show, what it should not (classifier-free guidance), and how strongly.
 
     Async so that a cancelled request stops its work (the batcher drops it) instead of running on unseen;
     requests with matching settings share one forward pass (`jobs.edit_service`). A generator: the results
@@ -81,7 +86,8 @@ async def edit(
     reach the user as `ui.as_gr_error` words (`friendly` does not wrap generators).
     """
     values = (model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather)
-    settings = edit_settings(*values, strength_map, fill_outlines, auto_strength, rank)
+    text = (prompt, negative_prompt, guidance_scale)
+    settings = edit_settings(*values, strength_map, fill_outlines, auto_strength, rank, *text)
     try:
         progress(0, desc="Waiting for the model")
         r = await run_edit_async(guide, mask, settings, progress_reporter(progress))
@@ -118,11 +124,15 @@ def edit_on_gpu(
     fill_outlines=False,
     auto_strength=False,
     rank=False,
+    prompt=None,
+    negative_prompt=None,
+    guidance_scale=None,
     progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
 ):
     """`edit` on ZeroGPU: the GPU exists only inside this call, so each request runs here, unbatched."""
     values = (model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather)
-    settings = edit_settings(*values, strength_map, fill_outlines, auto_strength, rank)
+    text = (prompt, negative_prompt, guidance_scale)
+    settings = edit_settings(*values, strength_map, fill_outlines, auto_strength, rank, *text)
     progress(0, desc="Loading the model")
     r = run_edit(guide, mask, settings, progress_reporter(progress), batch=False)
     return edit_outputs(r, True, (guide, mask, strength_map))
@@ -144,13 +154,17 @@ def sweep(
     mask_feather,
     strength_map=None,
     fill_outlines=False,
+    prompt=None,
+    negative_prompt=None,
+    guidance_scale=None,
     progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
 ):
     """The same guide and seed at several t0: a grid and a faithfulness-vs-t0 plot. `strength_map` as in `edit`
-    (each pixel's t0 as a fraction of each column's t0), `fill_outlines` too."""
-    settings = edit_settings(
-        model, None, sampler, steps, repeats, 1, seed, snr, mask_dilation, mask_feather, strength_map, fill_outlines
-    )
+    (each pixel's t0 as a fraction of each column's t0), `fill_outlines`, `prompt`, `negative_prompt` and
+    `guidance_scale` too."""
+    values = (model, None, sampler, steps, repeats, 1, seed, snr, mask_dilation, mask_feather)
+    text = (prompt, negative_prompt, guidance_scale)
+    settings = edit_settings(*values, strength_map, fill_outlines, None, None, *text)
     r = run_t0_sweep(guide, mask, strengths, settings, progress_reporter(progress))
     return r.grid, r.plot, [[row["strength"], row["l2_to_guide"]] for row in r.rows]
 

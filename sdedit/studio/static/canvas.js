@@ -20,14 +20,23 @@ const UNDO_MAX = 30;
 const visitor = window.__sdeditVisitor || (window.__sdeditVisitor =
   (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2) + String(Date.now())));
 
-// Props as the last update that named each left them (an update that leaves one out keeps it).
+// Props as the last update that named each left them (an update that leaves one out keeps it). The props that
+// follow the page's model and controls are the same for every canvas of the page: they are kept page-wide too,
+// so that a canvas mounted after an update that did not name them (a restore onto a tab not yet opened) has them.
 const known = {};
+const pageWide = window.__sdeditPageProps || (window.__sdeditPageProps = {});
+const PAGE_WIDE = ['live', 'canvas_size'];
 function remember() {
   for (const k of Object.keys(props)) if (props[k] !== undefined && props[k] !== null) known[k] = props[k];
+  for (const k of PAGE_WIDE) {
+    if (props[k] !== undefined && props[k] !== null) pageWide[k] = props[k];
+    else if (pageWide[k] !== undefined) known[k] = pageWide[k];
+  }
   return known;
 }
 remember();
-const SIDE = Number(known.canvas_size);  // the paint canvas (a square)
+const BRUSH_SIDE = 256;  // brush sizes are px on a 256 px picture: a brush looks the same on any canvas size
+let SIDE = Number(known.canvas_size) || BRUSH_SIDE;  // the paint canvas (a square): the model's (canvas_update)
 const MAX_SIDE = mode === 'photo' ? Number(known.photo_side) : SIDE;  // a photo's largest side here
 
 let W = SIDE, H = SIDE, tool = 'brush', active = 0, color = '#212121', drawing = null;
@@ -422,7 +431,7 @@ function paintColor() {  // what the active layer is painted with
 function strokeCtx() {
   const c = ctxOf(layers[target()]);
   c.lineCap = 'round'; c.lineJoin = 'round';
-  c.lineWidth = Number(sizeInput.value) * Math.max(W, H) / SIDE;
+  c.lineWidth = Number(sizeInput.value) * Math.max(W, H) / BRUSH_SIDE;
   c.globalCompositeOperation = tool === 'eraser' ? 'destination-out' : 'source-over';
   c.strokeStyle = c.fillStyle = paintColor();
   return c;
@@ -719,8 +728,32 @@ buildPalette(known.palette);
 sizeInput.value = String(known.brush_size); $('.sdl-size-text').textContent = sizeInput.value;
 setAutoFill(defaultAutoFill());
 let paletteKey = JSON.stringify(known.palette || []);
+// The model changed the paint canvas's size: a square paint canvas at the old size (blank or painted) is scaled
+// to the new one, so the drawing goes on at the detail the model paints at. Strokes are flat colours: scaled by
+// nearest neighbour, they stay the colours they were (the fill rule reads exact colours).
+function resizeSide(side) {
+  const old = SIDE;
+  SIDE = side;
+  if (mode !== 'paint' || W !== old || H !== old || side === old) return;
+  const copy = (c) => { const k = document.createElement('canvas'); k.width = W; k.height = H; ctxOf(k).drawImage(c, 0, 0); return k; };
+  const saved = [bg, ...layers, fillLayer].map(copy), wasEmpty = fillEmpty;
+  size(side, side);
+  [bg, ...layers, fillLayer].forEach((c, i) => {
+    const x = ctxOf(c);
+    x.imageSmoothingEnabled = i === 0;  // the background (a photo, an example) smoothly; the strokes exactly
+    x.drawImage(saved[i], 0, 0, side, side);
+    x.imageSmoothingEnabled = true;
+    touch(c);
+  });
+  fillEmpty = wasEmpty;
+  bgURL = null;
+  refill(false);
+  changed();
+}
 watch(Object.keys(props), () => {
   remember();
+  const side = Number(known.canvas_size);
+  if (side && side !== SIDE) resizeSide(side);
   if (props.value && props.value !== synced) loadValue(props.value);
   const k = JSON.stringify(known.palette || []);
   if (k !== paletteKey) { paletteKey = k; buildPalette(known.palette); }

@@ -15,6 +15,7 @@ import gradio as gr  # at run time: gradio reads the gr.SelectData hint of conne
 from PIL import Image
 
 from ..examples import Example
+from ..guides import CANVAS_SIZE
 
 if TYPE_CHECKING:  # the page imports the tabs, not the other way round
     from ..page import Page
@@ -52,8 +53,9 @@ class Tab:
         """The components `receive` may update."""
         return []
 
-    def receive(self, image: Image.Image) -> dict | None:
-        """Updates that make `image` this tab's guide, or None: the first tab takes it instead."""
+    def receive(self, image: Image.Image, canvas_size: int = CANVAS_SIZE) -> dict | None:
+        """Updates that make `image` this tab's guide, or None: the first tab takes it instead (`canvas_size`: the
+        paint canvas's side for the model in use, `models.paint_canvas_size`)."""
         return None
 
     @property

@@ -112,5 +112,5 @@ class CompositeTab(Tab):
     def receive_outputs(self):
         return [self.base]
 
-    def receive(self, image):
+    def receive(self, image, canvas_size=None):
         return {self.base: image}

@@ -115,7 +115,7 @@ class EditTab(Tab):
     def receive_outputs(self):
         return [self.canvas]
 
-    def receive(self, image):
+    def receive(self, image, canvas_size=None):
         return {self.canvas: {"background": image, "auto_fill": False}}
 
     @property

@@ -7,7 +7,7 @@ from __future__ import annotations
 from ...configs import REPO_ROOT, ModelConfig, default_config
 from ..canvas import auto_fill, canvas_update, follow_settings, live_canvas, with_fill
 from ..examples import Example, gallery_items, load_example_image, paint_example, settings_updates
-from ..guides import blank_canvas, paint_guide, to_canvas
+from ..guides import CANVAS_SIZE, blank_canvas, paint_guide, to_canvas
 from ..ui import examples_gallery
 from .base import Tab
 
@@ -52,8 +52,8 @@ class PaintTab(Tab):
     def receive_outputs(self):
         return [self.canvas]
 
-    def receive(self, image):
-        return {self.canvas: {"background": to_canvas(image), "auto_fill": False}}
+    def receive(self, image, canvas_size=CANVAS_SIZE):
+        return {self.canvas: {"background": to_canvas(image, canvas_size), "auto_fill": False}}
 
     @property
     def restore_outputs(self):

@@ -123,12 +123,12 @@ class PaintingTab(Tab):
         inputs = [self.photo, self.colors, self.smoothing, self.block, self.painting]
         page.then_edit(self.connect_examples(page, [*inputs, *page.guide_outputs]))
 
-        def send_to_canvas(image, store, made_by) -> dict:
+        def send_to_canvas(image, store, made_by, model) -> dict:
             """The painting onto the Paint tab's canvas (brought to the front with its own results), to paint on
             it or generate from it."""
             if image is None:
                 raise gr.Error("Make a painting first.")
-            return page.show_result(to_pil(image), "paint", store, made_by, front=self.id)
+            return page.show_result(to_pil(image), "paint", store, made_by, front=self.id, model=model)
 
-        states = [page.tab_results.store, page.tab_results.made_by]
+        states = [page.tab_results.store, page.tab_results.made_by, page.controls.loaded_model]
         self.send_btn.click(send_to_canvas, [self.painting, *states], page.result_outputs, api_visibility="private")
