@@ -1,19 +1,20 @@
 """CPU threads, side by side in one run: the library and the app, on a quiet machine and beside a busy process.
 
-    python -m benchmarks.threads              # ~4 minutes on 2 cores; writes results/threads.json and its section
-    python -m benchmarks.threads --rounds 3   # more rounds (each: every configuration idle, then busy)
+    python -m benchmarks.threads              # ~5 minutes on 2 cores; writes results/threads.json and its section
+    python -m benchmarks.threads --rounds 3   # more rounds (each: every configuration idle, light, busy)
     python -m benchmarks.threads --no-docs    # print only
 
 Four configurations stay loaded at once, each in its own process (OpenMP reads its variables when torch loads):
 
 * ``torch default``: torch's own settings (2 spin-waiting OpenMP threads on 2 cores), ``threads=None``;
-* ``one passive thread``: ``OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE``, the rule before this one;
+* ``one passive thread``: ``OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE``, one thread that sleeps while it waits;
 * ``sdedit``: the library as a user gets it, ``sdedit.threads.apply()`` then ``SDEditPipeline`` (threads "auto");
 * ``app``: ``python app.py``, its ``/edit`` through gradio_client, waiting for all its outputs (the animation too).
 
-Each round times ``--edits`` default edits (the app's default on the embedded model: strokes-heart.png, t0 0.5,
-DPM-Solver++ N = 20, 1 sample) in every configuration with the machine as it is ("idle"), then again beside one
-``python -c "while True: pass"`` started here ("busy"). Medians over the rounds; the load average is recorded.
+Each round times ``--edits`` default edits (the app's default settings on the embedded model, strokes-heart.png,
+1 sample) in every configuration with the machine as it is ("idle"), beside a process busy a fifth of the time
+("light"), and beside one ``python -c "while True: pass"`` ("busy"). Medians over the rounds; the load average
+is recorded.
 """
 
 from __future__ import annotations
@@ -58,16 +59,18 @@ import time, torch
 with quiet_diffusers():
     pipe = SDEditPipeline.from_pretrained(None, threads=threads_arg)
 pipe.set_progress_bar_config(disable=True)
-edit = lambda: pipe(sys.argv[3], strength=0.5, sampler="dpmpp", num_inference_steps=20, seed=0, progress=False)
+used, forward = [], pipe.unet.forward
+pipe.unet.forward = lambda *a, **k: used.append(torch.get_num_threads()) or forward(*a, **k)
+edit = lambda: pipe(sys.argv[3], seed=0, progress=False)  # the model's default settings, as the app's
 edit()
 print(json.dumps({"ready": True, "torch_threads": torch.get_num_threads()}), flush=True)
 for line in sys.stdin:
-    times = []
+    times, used[:] = [], []
     for _ in range(int(line)):
         t = time.perf_counter()
         edit()
         times.append(time.perf_counter() - t)
-    print(json.dumps({"times": times}), flush=True)
+    print(json.dumps({"times": times, "threads": sorted(set(used))}), flush=True)
 """
 
 
@@ -89,10 +92,12 @@ class Child:
         )  # fmt: skip
         self.info = json.loads(self.proc.stdout.readline())
 
-    def edits(self, n: int) -> list[float]:
+    def edits(self, n: int) -> tuple[list[float], list[int]]:
+        """n timed edits: their seconds, and the thread counts the network ran with."""
         self.proc.stdin.write(f"{n}\n")
         self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())["times"]
+        answer = json.loads(self.proc.stdout.readline())
+        return answer["times"], answer["threads"]
 
     def close(self) -> None:
         self.proc.stdin.close()
@@ -107,32 +112,52 @@ class App:
 
         from benchmarks.app_load import DEFAULT_SETTINGS, edit_args
         from benchmarks.harness import Server
+        from sdedit.configs import default_config
 
         for name in THREAD_VARS:
             os.environ.pop(name, None)
         self.server = Server().start()
         self.client = Client(self.server.url, verbose=False)
-        self.args = edit_args(GUIDE, None, {**DEFAULT_SETTINGS, "seed": 0})
+        d = default_config().defaults  # the app's default settings, as the library children use
+        settings = {**DEFAULT_SETTINGS, "strength": d.strength, "sampler": d.sampler, "steps": d.num_inference_steps}
+        self.args = edit_args(GUIDE, None, {**settings, "seed": 0})
         self.edits(1)
 
-    def edits(self, n: int) -> list[float]:
+    def edits(self, n: int) -> tuple[list[float], list[int]]:
         times = []
         for _ in range(n):
             t = time.perf_counter()
             self.client.predict(**self.args, api_name="/edit")
             times.append(time.perf_counter() - t)
-        return times
+        return times, []
 
     def close(self) -> None:
         self.server.stop()
 
 
+# The competing process of each state: none, a light load (busy 20% of every 20 ms), one busy core.
+STATES = {"idle": None, "light": 0.2, "busy": 1.0}
+LOOP = """
+import sys, time
+duty = float(sys.argv[1])
+while True:
+    t = time.perf_counter()
+    while time.perf_counter() - t < 0.02 * duty:
+        pass
+    if duty < 1:
+        time.sleep(0.02 * (1 - duty))
+"""
+
+
 class Busy:
-    """One competing busy process while the block runs."""
+    """One competing process, busy `duty` of the time, while the block runs."""
+
+    def __init__(self, duty: float):
+        self.duty = duty
 
     def __enter__(self):
-        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        time.sleep(1.5)  # the load monitor reads over the last second
+        self.proc = subprocess.Popen([sys.executable, "-c", LOOP, str(self.duty)])
+        time.sleep(1.5)  # the load monitor reads over the last half second
         return self
 
     def __exit__(self, *exc):
@@ -144,19 +169,26 @@ class Busy:
 def measure(rounds: int, edits: int) -> dict:
     runners = {name: Child(name) for name in LIBRARIES}
     runners["app"] = App()
-    times = {name: {"idle": [], "busy": []} for name in runners}
+    times = {name: {state: [] for state in STATES} for name in runners}
+    used = {name: {state: set() for state in STATES} for name in runners}
     loads = []
+
+    def block(state: str) -> None:
+        for name, runner in runners.items():
+            time.sleep(1.0)  # "idle" means nothing ran for the last second (the previous configuration did)
+            seconds, threads = runner.edits(edits)
+            times[name][state] += seconds
+            used[name][state] |= set(threads)
+
     try:
         for r in range(rounds):
-            for state in ("idle", "busy"):
+            for state, duty in STATES.items():
                 loads.append(loadavg())
-                if state == "busy":
-                    with Busy():
-                        for name, runner in runners.items():
-                            times[name][state] += runner.edits(edits)
+                if duty is None:
+                    block(state)
                 else:
-                    for name, runner in runners.items():
-                        times[name][state] += runner.edits(edits)
+                    with Busy(duty):
+                        block(state)
                 print(f"  round {r + 1} {state}: load {loadavg()}", flush=True)
     finally:
         for runner in runners.values():
@@ -170,6 +202,7 @@ def measure(rounds: int, edits: int) -> dict:
         "rounds": rounds,
         "edits_per_round": edits,
         "torch_threads_at_start": {name: r.info["torch_threads"] for name, r in runners.items() if hasattr(r, "info")},
+        "threads_used": {name: {s: sorted(v) for s, v in u.items()} for name, u in used.items() if name != "app"},
         "median_s": medians,
         "times_s": {name: {s: [round(x, 3) for x in v] for s, v in t.items()} for name, t in times.items()},
         "ratios": ratios(medians),
@@ -184,7 +217,7 @@ def ratios(m: dict) -> dict:
     return {
         "sdedit_idle_vs_default_idle": r(m["sdedit"]["idle"], m["torch default"]["idle"]),
         "app_idle_vs_default_idle": r(m["app"]["idle"], m["torch default"]["idle"]),
-        **{f"{name}_busy_vs_idle": r(m[name]["busy"], m[name]["idle"]) for name in m},
+        **{f"{name}_{state}_vs_idle": r(m[name][state], m[name]["idle"]) for name in m for state in m[name]},
     }
 
 
@@ -195,9 +228,15 @@ def _met(value: float, target: float) -> str:
 def render(res: dict) -> str:
     """The docs section, from the results file alone."""
     m, q, t = res["median_s"], res["ratios"], res["targets"]
-    rows = "\n".join(
-        f"| {name} | {v['idle']:.2f} | {v['busy']:.2f} | {q[f'{name}_busy_vs_idle']:.2f}x |" for name, v in m.items()
-    )
+    used = res.get("threads_used", {})
+
+    def cell(name: str, state: str) -> str:
+        counts = used.get(name, {}).get(state)
+        threads = f" ({'/'.join(map(str, counts))})" if counts else ""
+        ratio = "" if state == "idle" else f", {q[f'{name}_{state}_vs_idle']:.2f}x"
+        return f"{m[name][state]:.2f}{threads}{ratio}"
+
+    rows = "\n".join(f"| {name} | {cell(name, 'idle')} | {cell(name, 'light')} | {cell(name, 'busy')} |" for name in m)
     la = res["load_average"]
     auto_idle = _met(q["sdedit_idle_vs_default_idle"], t["auto_idle_vs_default"])
     lib_busy = _met(q["sdedit_busy_vs_idle"], t["busy_vs_idle"])
@@ -207,11 +246,13 @@ def render(res: dict) -> str:
 
 Measured {res["measured"]} by `python -m benchmarks.threads` on {res["machine"]["cpus"]} CPU cores (1-minute load
 average {la["min"]}-{la["max"]} during the run), {res["rounds"]} rounds of {res["edits_per_round"]} edits per
-configuration, each round idle and then beside one busy `python -c "while True: pass"`; medians, seconds per
-default edit (embedded model, t0 0.5, DPM-Solver++ N = 20). The app's time is `/edit` through gradio_client until
-all its outputs (results and animation).
+configuration; each round idle, beside a light load (a process busy a fifth of every 20 ms), and beside one busy
+`python -c "while True: pass"`. Medians, seconds per default edit (the embedded model's default settings,
+strokes-heart.png), with the thread counts the network ran with in brackets and the time against the same
+configuration's idle time. The app's time is `/edit` through gradio_client until all its outputs (results and
+animation), with the client on the same cores.
 
-| configuration | idle s | beside 1 busy process s | busy / idle |
+| configuration | idle s | beside a light load s | beside 1 busy process s |
 |---|---|---|---|
 {rows}
 
@@ -221,11 +262,11 @@ all its outputs (results and animation).
 
 **The rule** (`sdedit/threads.py`): torch keeps OpenMP's own spin-waiting, which is what makes two threads fast
 when both cores are free, and each edit sets the threads of the thread that runs the network to the usable cores
-(affinity and cgroup quota) less those other processes hold, read from `/proc/stat` over about the last second,
-before every network evaluation. A core counts as held once others use more than a third of it. `apply()` at
-start-up only caps OpenMP at the usable cores. `SDEditPipeline(..., threads=None)` leaves torch's settings alone,
-`threads=N` fixes them; `SDEDIT_THREADS=N` fixes every edit; a user's `OMP_NUM_THREADS`/`MKL_NUM_THREADS` make edits
-leave torch alone.
+(affinity and cgroup quota) less those other processes hold, read from `/proc/stat` over about the last half
+second, before every network evaluation. A core counts as held once others use more than a fifth of it (the light
+load's column is why). `apply()` at start-up only caps OpenMP at the usable cores.
+`SDEditPipeline(..., threads=None)` leaves torch's settings alone, `threads=N` fixes them; `SDEDIT_THREADS=N` fixes
+every edit; a user's `OMP_NUM_THREADS`/`MKL_NUM_THREADS` make edits leave torch alone.
 """
 
 

@@ -128,6 +128,7 @@ class Samples:
     canvases: np.ndarray  # (B, R, R, 3) uint8 at the model's resolution
     seeds: list[int] | None
     seconds: float
+    threads: list[int] = field(default_factory=list)  # the CPU thread counts the network ran with (`sdedit.threads`)
 
 
 @dataclass
@@ -679,7 +680,7 @@ class SDEditPipeline:
         total = s.repeats * s.steps
         bar = self.progress_bar(total) if progress else None
         x = x0
-        with cpu_threads.for_run(self.threads if device.type == "cpu" else None):
+        with cpu_threads.for_run(self.threads if device.type == "cpu" else None) as used:
             for k in range(s.repeats):
                 if k and editable is not None:
                     # the official hand-off: the previous output inside the mask, the original guide outside it
@@ -694,7 +695,8 @@ class SDEditPipeline:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t_start
-        return Samples(x, self.space.decode(x), seed_list, seconds)
+        threads = sorted(used) if device.type == "cpu" else []
+        return Samples(x, self.space.decode(x), seed_list, seconds, threads)
 
     def noised(self, x0: torch.Tensor, strength: float, noise: torch.Tensor, num_inference_steps: int | None = None):
         """The perturbed guide an edit starts from (same level as `denoise` uses)."""
@@ -758,6 +760,7 @@ class SDEditPipeline:
             out = self._format(results, s.output_type)
         metadata = self._metadata(s, samples.seeds, _distinct(guides), len(guides))
         metadata["upscaler"] = upscaler.name if upscaler is not None else None
+        metadata["threads"] = samples.threads
         postprocess_s = time.perf_counter() - t_start
         timings = functools.partial(_timings, samples.seconds, postprocess_s, len(guides))
         metadata["timings"] = timings(sum(prepared))

@@ -208,7 +208,8 @@ def run_auto(pipe, guide, settings, seeds: Sequence[int], judge: Judge, tried: S
     rest = pipe.run([guide] * (len(seeds) - 1), chosen, list(seeds[1:]))
     x = torch.cat([first.x, rest.x])
     canvases = np.concatenate([first.canvases, rest.canvases])
-    return choice, Samples(x, canvases, list(seeds), first.seconds + rest.seconds)
+    threads = sorted({*first.threads, *rest.threads})
+    return choice, Samples(x, canvases, list(seeds), first.seconds + rest.seconds, threads)
 
 
 def pick(

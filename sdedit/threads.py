@@ -5,14 +5,15 @@ Measured on a 2-core machine (docs/performance.md, `python -m benchmarks.threads
 OpenMP threads that spin-wait for each other, is the fastest when both cores are free, and 4-5x slower when
 another process keeps one core busy (every step waits for the thread that shares its core); one thread is
 steady beside a busy process but 1.5x slower on a quiet machine; two threads that wait passively lose the
-second thread's gain. So torch keeps its spin-waiting, and the number of threads follows the free cores:
+second thread's gain; and two spinning threads already lose to one beside a process busy a fifth of the time.
+So torch keeps its spin-waiting, and the number of threads follows the free cores:
 
 - **Usable cores** = the smaller of the CPU affinity (``os.sched_getaffinity(0)``: cpusets, ``taskset``,
   container pinning) and the cgroup CPU quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``),
   rounded down, at least 1; ``os.cpu_count()`` only when neither is known.
-- **Taken** cores: what other processes used of the usable CPUs over about the last second, from
-  ``/proc/stat`` minus this process's own CPU time (``LoadMonitor``, a daemon thread that reads both every
-  quarter second). A core counts as taken once others use more than `TAKEN_ABOVE` of it.
+- **Taken** cores: what other processes used of the usable CPUs over about the last half second, from
+  ``/proc/stat`` minus this process's own CPU time (``LoadMonitor``, a daemon thread that reads both eight
+  times a second). A core counts as taken once others use more than `TAKEN_ABOVE` of it.
 - **Threads** = usable - taken, at least 1: 2 when both cores of a 2-core machine are free, 1 beside one
   busy process. Set in the thread that runs the network, before every network evaluation of an edit
   (``torch.set_num_threads`` is per calling thread and cheap), and put back when the edit ends.
@@ -64,9 +65,9 @@ __all__ = [
 
 PROJECT_VAR = "SDEDIT_THREADS"
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
-TAKEN_ABOVE = 0.35  # a core counts as taken by other processes once they use more than this share of it
-WINDOW_S = 1.0  # the load is read over about the last second
-PERIOD_S = 0.25  # how often the monitor reads /proc/stat
+TAKEN_ABOVE = 0.2  # a core counts as taken by other processes once they use more than this share of it
+WINDOW_S = 0.5  # the load is read over about the last half second: a process that stops or starts counts soon
+PERIOD_S = 0.125  # how often the monitor reads /proc/stat
 PROBE_S = 0.1  # the first reading's window, before the monitor has any history
 
 
@@ -307,9 +308,9 @@ def taken_between(a: CpuReading, b: CpuReading) -> float:
 
 
 class LoadMonitor:
-    """What the other processes use of the CPUs over about the last second: a daemon thread reads /proc/stat
-    every `period` s (about 50 us a read). Started on first use; before it has a second of history, the first
-    call measures over `probe` s."""
+    """What the other processes use of the CPUs over about the last `WINDOW_S`: a daemon thread reads /proc/stat
+    every `period` s (about 50 us a read). Started on first use; before it has any history, the first call
+    measures over `probe` s."""
 
     def __init__(self, read: Callable[[], CpuReading | None] | None = None, period: float = PERIOD_S):
         self._read = read or (lambda: read_cpu(_cpus()))
@@ -395,21 +396,25 @@ def _users_env() -> dict[str, str]:
 
 
 @contextmanager
-def for_run(threads: int | str | None = "auto", monitor: LoadMonitor | None = None) -> Iterator[None]:
+def for_run(threads: int | str | None = "auto", monitor: LoadMonitor | None = None) -> Iterator[set[int]]:
     """The thread count for one edit, in the calling thread (the one that runs the network): "auto" follows
     the free cores (`step` re-decides before each evaluation), an int fixes it, None leaves torch alone.
-    The thread's own count is put back afterwards (torch keeps one per thread)."""
+    The thread's own count is put back afterwards (torch keeps one per thread). Yields the set of counts the
+    edit's evaluations ran with (filled by `step`; the unchanged count when torch is left alone)."""
     plan = _plan(threads)
     if plan is None:
-        yield
+        import torch
+
+        yield {torch.get_num_threads()}
         return
     import torch
 
     before, outer = torch.get_num_threads(), getattr(_local, "run", None)
-    _local.run = {"plan": plan, "monitor": monitor or _MONITOR, "at": -1.0}
+    used: set[int] = set()
+    _local.run = {"plan": plan, "monitor": monitor or _MONITOR, "at": -1.0, "used": used}
     try:
         step()
-        yield
+        yield used
     finally:
         _local.run = outer
         if torch.get_num_threads() != before:
@@ -424,6 +429,7 @@ def step() -> None:
         return
     now = time.monotonic()
     if now - run["at"] < _CACHE_S:
+        run["used"].add(run["n"])
         return
     run["at"] = now
     plan = run["plan"]
@@ -432,6 +438,8 @@ def step() -> None:
 
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
+    run["n"] = n
+    run["used"].add(n)
 
 
 # --- at start-up -------------------------------------------------------------------------------------------

@@ -68,7 +68,9 @@ def click_first_example(page, tab_id: str) -> None:
 
 
 def animation_sizes(page) -> dict:
-    """The animation's pixels (natural) and the size it is drawn at on the page (object-fit: scale-down)."""
+    """The animation's pixels (natural) and the size it is drawn at on the page (object-fit: scale-down). Scrolled
+    into view first: below the fold (a phone) the browser loads the image lazily, only once it is near."""
+    page.locator("#animation").scroll_into_view_if_needed()
     page.wait_for_function(
         "() => { const i = document.querySelector('#animation img'); return i && i.complete && i.naturalWidth > 0 }",
         timeout=60_000,
@@ -129,7 +131,6 @@ def test_at_phone_width_a_tab_shows_only_its_own_result(browser, url, expected):
         sizes = animation_sizes(page)
         assert tuple(sizes["natural"]) == progress.ANIMATION_SIZE
         assert sizes["shown"][0] <= sizes["natural"][0], "never enlarged"
-        page.locator("#animation").scroll_into_view_if_needed()
         screenshot(page, "phone-390-composite-example", full_page=False)
         go_to(page, "Edit a photo", expect_empty="No result on Edit a photo yet")
         assert shown(page) is None

@@ -104,6 +104,7 @@ SECTIONS: tuple[Section, ...] = (
         "benchmarks.app_load:comparison_section",
     ),
     section("live-load", "docs/reliability.md", _BENCH + "live-load.json", "benchmarks.live_load:markdown"),
+    section("threads", "docs/performance.md", _BENCH + "threads.json", "benchmarks.threads:render"),
     section("model-load", "docs/performance.md", _BENCH + "model-load.json", "benchmarks.model_load:render"),
     section("animation", "docs/performance.md", _BENCH + "animation.json", "benchmarks.animation:render"),
     section("pick-cost", "docs/performance.md", _BENCH + "pick-cost.json", "benchmarks.pick_cost:render"),
@@ -124,9 +125,8 @@ SECTIONS: tuple[Section, ...] = (
         "benchmarks.resolution_cost:render",
     ),
 )
-# sections still written by hand, each until it is rendered from its record (threads: benchmarks/results/threads.json
-# by benchmarks.threads.render, one line above once its page section is rendered)
-UNRECORDED: tuple[str, ...] = ("threads",)
+# sections still written by hand, each until it is rendered from its record
+UNRECORDED: tuple[str, ...] = ()
 
 
 def markers(key: str) -> tuple[str, str]:
