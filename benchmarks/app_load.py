@@ -2,7 +2,7 @@
 
     python -m benchmarks.app_load            # full: the figures in docs/reliability.md and docs/performance.md
                                              # (about 7 minutes)
-    python -m benchmarks.app_load --quick    # the bounded form tests/test_load.py runs in CI
+    python -m benchmarks.app_load --quick    # the bounded form tests/studio/test_load.py runs in CI
 
 Everything goes to 127.0.0.1 only, in a fixed number of requests, and stops by itself. What it does:
 

@@ -9,8 +9,8 @@
 This process applies the CPU thread policy first (`sdedit.threads.apply()`, as the app does), loads the
 library's `SDEditPipeline` and starts `python app.py` in a subprocess with the policy's own choice (no OMP
 variables forced). The edit is the app's default on the embedded model: examples/strokes-heart.png (256 px),
-t0 = 0.5, DPM-Solver++ N = 20 (10 evaluations), 1 sample. The library call gets the same file path and
-`progress=False`. Every measurement records the 1-minute load average.
+`SETTINGS` (the config's defaults: t0 = 0.4, DPM-Solver++ N = 20, 8 evaluations), 1 sample. The library call
+gets the same file path and `progress=False`. Every measurement records the 1-minute load average.
 
 * latency (a): one visitor, rounds alternating a library call and app requests, three ways in: gradio_client
   as it comes (`Client(url)`, files downloaded as a user of the client gets them), gradio_client with
@@ -60,7 +60,8 @@ from benchmarks.harness import (  # noqa: E402
 )
 
 GUIDE = EX / "strokes-heart.png"
-SETTINGS = dict(model="fluent-emoji-64", strength=0.5, sampler="dpmpp", steps=20, repeats=1, num_samples=1)
+# the app's default edit on the embedded model (configs/fluent-emoji-64.yaml's defaults; a test keeps them equal)
+SETTINGS = dict(model="fluent-emoji-64", strength=0.4, sampler="dpmpp", steps=20, repeats=1, num_samples=1)
 TARGETS = {"latency": 1.3, "busy": 3.0}
 
 
@@ -494,7 +495,8 @@ def _met(value: float | None, target: float) -> str:
 INTRO = (
     "Measured {time} by `python -m benchmarks.app_speed` on {cpu_count} CPU cores ({load}), torch {torch}, Python "
     "{python}; thread policy in both processes: `{policy}`. The edit: the app's default on the embedded model "
-    "(strokes-heart.png, t0 = 0.5, DPM-Solver++ N = 20, 10 evaluations, 1 sample); the library call gets the "
+    "(strokes-heart.png, t0 = {strength}, DPM-Solver++ N = {steps}, {evaluations} evaluations, 1 sample); the library "
+    "call gets the "
     "same file."
 )
 LATENCY = (
@@ -656,7 +658,9 @@ def _breakdown_part(bd: dict) -> list[str]:
 def section(report: dict) -> str:
     """docs/performance.md's `app-speed` section from benchmarks/results/app-speed.json: the parts it ran."""
     a, b = report["conditions_start"], report["conditions_end"]
-    intro = INTRO.format(load=load_words(a["load_avg"][0], b["load_avg"][0]), **a)
+    s = report["settings"]
+    edit = dict(strength=s["strength"], steps=s["steps"], evaluations=round(s["strength"] * s["steps"]))
+    intro = INTRO.format(load=load_words(a["load_avg"][0], b["load_avg"][0]), **a, **edit)
     lines = [intro, ""]
     if report.get("latency"):
         lines += _latency_part(report["latency"])

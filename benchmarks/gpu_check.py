@@ -6,7 +6,7 @@ On a machine with one CUDA GPU (benchmarks/gpu_run.sh runs it after training, or
     TRAIN_MINUTES=0 CHECK_DEADLINE=360 bash benchmarks/gpu_run.sh   # the same through the GPU script
     python -m benchmarks.gpu_check --render gpu/gpu_check.json      # rewrite its section of docs/performance.md
 
-CPU dry run (tiny models, seconds; what tests/test_bench_smoke.py runs):
+CPU dry run (tiny models, seconds; what tests/lab/test_bench_smoke.py runs):
 
     python -m benchmarks.gpu_check --dry-run --out /tmp/gpu-dry
 

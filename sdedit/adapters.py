@@ -3,7 +3,7 @@
 The samplers and the pipeline never assume pixels: they perturb, denoise and mask whatever tensor the
 model's space gives them. Every model shipped today works on pixels scaled to its data range
 (`PixelSpace`). A model with an autoencoder (a latent model) plugs in here with its own `encode` /
-`decode` / `encode_mask`; `tests/test_adapters.py` proves the seam with a space that is not pixels.
+`decode` / `encode_mask`; `tests/engine/test_adapters.py` proves the seam with a space that is not pixels.
 
 Shapes: a canvas is (R, R, 3) uint8 at the model's resolution R; a canvas mask is (R, R) float in [0, 1]
 (1 = may change); model-space tensors are (C, h, w) per guide and (B, C, h, w) batched.

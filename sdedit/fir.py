@@ -21,7 +21,7 @@ class FirResample(nn.Module):
     """2x FIR up- or downsampling (NCSN++'s (1, 3, 3, 1) filter) as one depthwise convolution.
 
     Equal to diffusers' `upsample_2d` / `downsample_2d` (and `FirUpsample2D` / `FirDownsample2D` without
-    their conv) for a 4-tap kernel and factor 2; see tests/test_accel.py. Upsampling has two equivalent
+    their conv) for a 4-tap kernel and factor 2; see tests/engine/test_accel.py. Upsampling has two equivalent
     implementations: "transpose" (a depthwise stride-2 transposed convolution) and "phase" (the four
     polyphase 3x3 filters as one grouped convolution, then pixel_shuffle), which is the faster one for bf16 on
     the CPU (oneDNN's depthwise transposed bf16 convolution is slow there). "auto" picks per call.

@@ -35,7 +35,7 @@ from .judges import IdentityEmbedder, RealismScorer, load_identity_net, realism_
 from .pipeline import Samples
 
 # cosine (identity embedding, result vs guide) at or above which a result still shows the drawing: measured
-# by the freehand benchmark (eval/freehand.json, "keeps_identity"); tests/test_ranking.py ties the two
+# by the freehand benchmark (eval/freehand.json, "keeps_identity"); tests/engine/test_ranking.py ties the two
 KEEPS_IDENTITY = 0.75
 AUTO_STEP = 0.1  # candidate t0 values: the model's follows range in steps of this
 

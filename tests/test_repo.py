@@ -89,7 +89,7 @@ def test_every_browser_test_takes_its_marks_from_browser_utils_and_ci_requires_t
     assert "export SDEDIT_REQUIRE_BROWSER=1" in run
     assert run.index("SDEDIT_REQUIRE_BROWSER=1") < run.rindex("python -m pytest")
     drivers = []
-    for path in sorted(p for p in (ROOT / "tests").glob("test_*.py") if p.name != "test_repo.py"):
+    for path in sorted(p for p in (ROOT / "tests").rglob("test_*.py") if p.name != "test_repo.py"):
         text = path.read_text()
         if "sync_playwright" not in text and "open_app(" not in text:
             continue
@@ -97,3 +97,13 @@ def test_every_browser_test_takes_its_marks_from_browser_utils_and_ci_requires_t
         assert re.search(r"pytestmark = .*browser_marks\(\)", text) or "@browser_test" in text, path.name
         assert "skipif(not os.path.exists" not in text and "mark.browser\n" not in text, path.name
     assert {"test_browser.py", "test_examples.py", "test_recall_browser.py", "test_strength_brush.py"} <= set(drivers)
+
+
+def test_tests_are_grouped_by_wing():
+    """Each test module lives with the part of the product it checks; only repo-wide checks stay at the top."""
+    tests = ROOT / "tests"
+    top = {p.name for p in tests.glob("test_*.py")}
+    assert top == {"test_architecture.py", "test_packaging.py", "test_repo.py"}, top
+    for wing in ("engine", "studio", "lab", "browser"):
+        assert (tests / wing / "__init__.py").is_file(), wing
+        assert list((tests / wing).glob("test_*.py")), f"tests/{wing} has no tests"

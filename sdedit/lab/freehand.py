@@ -27,7 +27,7 @@ config: the outline drawings at several brush sizes, thin to thick), the t0 grid
 t0 and the range where the model follows drawings, `follows` in its config, together with the evaluation's
 identity accuracy over t0 from docs/quality.md), the identity-cosine threshold of `sdedit.ranking`, and how
 ranking and auto strength do on the same results (both read the grid's results: an auto edit equals a plain
-edit at the t0 it picks, `tests/test_ranking.py`).
+edit at the t0 it picks, `tests/engine/test_ranking.py`).
 """
 
 from __future__ import annotations

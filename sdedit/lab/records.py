@@ -4,7 +4,7 @@ Every measured number in README.md, docs/ and the model cards lies in a section 
 and `<!-- key:end -->`, rendered from a committed JSON results file by a pure function (results -> markdown)
 that the measuring command also calls to publish it. `SECTIONS` is the registry; a new section is one line
 there. `python -m sdedit.lab.records` renders every section again from the committed records, `--check` only
-says which pages differ from their records (as tests/test_records.py does).
+says which pages differ from their records (as tests/lab/test_records.py does).
 
 No torch here: benchmarks import this before they set their thread policy (torch reads it when it loads).
 """

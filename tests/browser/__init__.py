@@ -1,0 +1,1 @@
+"""The studio in Debian's Chromium through Playwright: the canvas, tabs, Live, recall and text models."""

@@ -1,0 +1,152 @@
+"""A first visit in real Chromium: every tab's first example shows that tab's result with one click, results stay
+with the tab that made them, the history strip says what it is before the first result, and the reverse-process
+animation is drawn at the size the page shows it. Screenshots (1366x768 and 390x844) land in
+artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from sdedit.studio import first_click, progress
+from sdedit.studio.page import build_page
+from sdedit.studio.tab_results import empty_summary
+from tests.browser_utils import browser_marks, fetch_image, open_app, screenshot, wait_for_result
+
+pytestmark = browser_marks()
+LAPTOP = {"width": 1366, "height": 768}
+PHONE = {"width": 390, "height": 844}
+TABS = [("paint", "Paint"), ("edit", "Edit a photo"), ("composite", "Composite"), ("painting", "Photo → painting")]
+
+
+@pytest.fixture(scope="module")
+def expected():
+    """Each tab's first example's result, made the way the click makes it (`first_click`): {tab id: pixels}."""
+    page = build_page()
+    out = {}
+    for tab_id, _ in TABS:
+        tab = page.by_id[tab_id]
+        out[tab_id] = np.asarray(first_click.run_first_click(*first_click.first_click(page, tab, 0)).convert("RGB"))
+    return out
+
+
+def shown(page) -> np.ndarray | None:
+    """The first result in the results gallery, as the browser got it (None when the gallery is empty)."""
+    if not page.locator("#gallery img").count():
+        return None
+    return np.asarray(fetch_image(page, "#gallery img").convert("RGB"))
+
+
+def summary(page) -> str:
+    return page.locator("#summary").inner_text()
+
+
+def go_to(page, label: str, expect_empty: str | None = None, timeout_s: float = 20) -> None:
+    """Click a tab and wait until the results column has answered (its summary changed or reads `expect_empty`)."""
+    before = summary(page)
+    page.get_by_role("tab", name=label, exact=True).click()
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        text = summary(page)
+        if (expect_empty and expect_empty in text) or (not expect_empty and text != before):
+            time.sleep(0.3)
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"the results column did not follow the switch to {label!r}: {summary(page)!r}")
+
+
+def click_first_example(page, tab_id: str) -> None:
+    """One click on the tab's first example, once the tab has laid itself out (its images move it meanwhile)."""
+    thumb = page.locator(f"#{tab_id}-examples .thumbnail-item").first
+    thumb.scroll_into_view_if_needed()
+    time.sleep(1.0)
+    thumb.click()
+
+
+def animation_sizes(page) -> dict:
+    """The animation's pixels (natural) and the size it is drawn at on the page (object-fit: scale-down). Scrolled
+    into view first: below the fold (a phone) the browser loads the image lazily, only once it is near."""
+    page.locator("#animation").scroll_into_view_if_needed()
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#animation img'); return i && i.complete && i.naturalWidth > 0 }",
+        timeout=60_000,
+    )
+    return page.evaluate(
+        """() => {
+          const i = document.querySelector('#animation img'); const r = i.getBoundingClientRect();
+          const k = Math.min(1, r.width / i.naturalWidth, r.height / i.naturalHeight);
+          return {natural: [i.naturalWidth, i.naturalHeight], shown: [k * i.naturalWidth, k * i.naturalHeight]};
+        }"""
+    )
+
+
+def test_each_tabs_first_example_shows_its_result_and_results_stay_with_their_tab(browser, url, expected):
+    page = open_app(browser, url, LAPTOP)
+    try:
+        # before the first result the history strip is words, not an empty box
+        assert page.locator("#history-empty").is_visible()
+        assert "your results line up here" in page.locator("#history-empty").inner_text()
+        assert not page.locator("#history").is_visible()
+        assert "No result on Paint yet" in summary(page)
+        screenshot(page, "laptop-1366-start", full_page=False)
+        for i, (tab_id, label) in enumerate(TABS):
+            if i:  # a tab without a result yet: its own empty state, no other tab's result
+                go_to(page, label, expect_empty=empty_summary(label).replace("**", ""))
+                assert shown(page) is None, f"{label} shows another tab's result before its own"
+                assert not page.locator("#before-after img").count()
+            click_first_example(page, tab_id)  # one click: loaded and generated
+            result = np.asarray(wait_for_result(page).convert("RGB"))
+            assert np.array_equal(result, expected[tab_id]), f"{label}: the first example's result is not shown"
+            assert "1 result" in summary(page)
+            history = page.locator("#history")
+            history.wait_for(state="visible", timeout=10_000)
+            assert label in history.inner_text(), "a history entry names the tab that made it"
+            screenshot(page, f"laptop-1366-{tab_id}-example")
+        assert not page.locator("#history-empty").is_visible()
+        sizes = animation_sizes(page)
+        assert tuple(sizes["natural"]) == progress.ANIMATION_SIZE
+        assert sizes["shown"] == pytest.approx(list(progress.ANIMATION_SIZE), abs=1), "drawn at its own size"
+        # back to each tab: its own result, caption and before/after; never the one made last
+        for tab_id, label in reversed(TABS[:-1]):
+            go_to(page, label)
+            assert np.array_equal(shown(page), expected[tab_id]), f"{label} shows another tab's result"
+            page.locator("#before-after img").first.wait_for(timeout=10_000)
+            screenshot(page, f"laptop-1366-back-to-{tab_id}", full_page=False)
+    finally:
+        page.close()
+
+
+def test_at_phone_width_a_tab_shows_only_its_own_result(browser, url, expected):
+    page = open_app(browser, url, PHONE)
+    try:
+        assert page.locator("#history-empty").is_visible()
+        go_to(page, "Composite", expect_empty="No result on Composite yet")
+        click_first_example(page, "composite")
+        result = np.asarray(wait_for_result(page).convert("RGB"))
+        assert np.array_equal(result, expected["composite"])
+        sizes = animation_sizes(page)
+        assert tuple(sizes["natural"]) == progress.ANIMATION_SIZE
+        assert sizes["shown"][0] <= sizes["natural"][0], "never enlarged"
+        screenshot(page, "phone-390-composite-example", full_page=False)
+        go_to(page, "Edit a photo", expect_empty="No result on Edit a photo yet")
+        assert shown(page) is None
+        page.locator("#results").scroll_into_view_if_needed()
+        screenshot(page, "phone-390-edit-empty", full_page=False)
+        go_to(page, "Composite")
+        assert np.array_equal(shown(page), expected["composite"])
+        # an example's result that ends after its tab was left is kept for that tab, not shown on this one
+        go_to(page, "Edit a photo", expect_empty="No result on Edit a photo yet")
+        click_first_example(page, "edit")
+        go_to(page, "Composite", expect_empty="masked edit")  # at once, while the edit runs
+        page.locator("#history").get_by_text("Edit a photo", exact=False).first.wait_for(timeout=120_000)
+        time.sleep(1.5)  # the edit is filed; the column stays with Composite
+        assert np.array_equal(shown(page), expected["composite"]), "Composite shows the Edit tab's result"
+        go_to(page, "Edit a photo")
+        assert np.array_equal(shown(page), expected["edit"])
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= PHONE["width"] + 1, f"the page scrolls sideways on a phone ({width}px)"
+    finally:
+        page.close()

@@ -1,0 +1,1 @@
+"""The engine (`sdedit/`): samplers, masks and strength maps, loading, latent models, the CLI and the thread policy."""

@@ -1,0 +1,115 @@
+"""Results belong to the tab that made them (sdedit.studio.tab_results), every example generates with one click,
+and the history names the tab of each entry. The page's handlers are called as Gradio calls them; the same
+flows run in Chromium in tests/browser/test_tabs_browser.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from sdedit.studio import history, tab_results
+from sdedit.studio.results import edit, edit_on_gpu
+
+
+@pytest.fixture(scope="module")
+def page():
+    from sdedit.studio.page import build_page
+
+    return build_page()
+
+
+@pytest.fixture
+def files(tmp_path):
+    """A result file, a guide and an animation on disk, as the results column holds them."""
+    paths = {}
+    for name in ("result", "guide", "mask"):
+        paths[name] = str(tmp_path / f"{name}.png")
+        Image.new("RGB", (8, 8), (10, 20, 30)).save(paths[name])
+    paths["animation"] = str(tmp_path / "reverse.gif")
+    Image.new("RGB", (8, 8)).save(paths["animation"])
+    return paths
+
+
+def test_every_tabs_example_click_is_followed_by_an_edit(page):
+    """One behaviour on every tab: the gallery's select event puts the guide in place, then edits it."""
+    fns = list(page.demo.fns.values())
+    for tab in page.tabs:
+        (select,) = [fn for fn in fns if any(t == (tab.gallery._id, "select") for t in fn.targets)]
+
+        def after(event):
+            return [fn for fn in fns if fn.trigger_after == event._id and fn.trigger_only_on_success]
+
+        # the page's confirmation for a model made for a GPU on a CPU (models.check_device), then the edit
+        (confirm,) = [fn for fn in after(select) if fn.name == "check_device"]
+        assert any(fn.fn in (edit, edit_on_gpu) for fn in after(confirm)), f"{tab.label}: a click does not generate"
+        outputs = {block._id for block in select.outputs}
+        for comp in page.guide_outputs:  # the guide, mask and map the edit reads, and the tab that made it
+            assert comp._id in outputs, (tab.label, comp)
+        updates = tab.load_example(page, 0)
+        assert updates[page.tab_results.made_by] == tab.id
+        assert page.selected_tab not in updates  # the tab in front is the visitor's: a click may end after a switch
+        guide = updates[page.results.guide]
+        assert isinstance(guide, str) and Image.open(guide).size[0] > 0  # a PNG file of its own
+
+
+def test_a_tab_shows_its_own_last_result_or_its_empty_state(page, files):
+    r = page.results
+    store = tab_results.file_edit(
+        {}, "edit", [(files["result"], "seed 3")], files["animation"], "1 result · t0 = 0.2", {"seeds": [3]},
+        files["guide"], files["mask"], None,
+    )  # fmt: skip
+    out = page.front("composite", "edit", store)
+    assert out[page.selected_tab] == "composite"
+    assert out[r.gallery] is None and out[r.animation] is None and out[r.details] is None
+    assert out[r.summary] == "No result on **Composite** yet: press **Generate**, or click an example."
+    assert out[page.history.slider] is None and out[r.guide] is None and out[r.sweep_grid] is None
+    back = page.front("edit", "composite", store)
+    assert back[r.gallery] == [(files["result"], "seed 3")] and back[r.animation] == files["animation"]
+    assert back[r.summary] == "1 result · t0 = 0.2" and back[r.details] == {"seeds": [3]}
+    assert back[page.history.slider] == (files["guide"], files["result"])
+    assert back[r.guide] == files["guide"] and back[r.mask] == files["mask"] and back[r.strength_map] is None
+    assert r.gallery not in page.front("edit", "edit", store), "the tab already in front keeps its column"
+    # while a request runs, "What the model gets" stays the running request's
+    running = page.front("edit", "composite", store, made_by="composite")
+    assert r.gallery in running and r.guide not in running and r.mask not in running
+    # a result whose files Gradio's cache has swept is an empty state, not a broken image
+    Path(files["result"]).unlink()
+    assert page.front("edit", "composite", store)[r.gallery] is None
+
+
+def test_a_result_is_filed_under_the_tab_that_made_it_even_after_a_switch(page, files):
+    r = page.results
+    args = [[(files["result"], "seed 3")], files["animation"], "1 result", {}, files["guide"], files["mask"], None]
+    # made on the tab in front: filed, and the before/after shows it against its guide
+    out = page.tab_results.filed({}, "edit", "edit", *args)
+    store = out[page.tab_results.store]
+    assert out[page.tab_results.made_by] == "" and store["edit"]["gallery"] == [(files["result"], "seed 3")]
+    assert out[page.history.slider] == (files["guide"], files["result"]) and r.gallery not in out
+    # the visitor went to Paint while it ran: filed under Edit, the column goes back to Paint's (empty) state
+    out = page.tab_results.filed({}, "edit", "paint", *args)
+    assert out[page.tab_results.store]["edit"]["summary"] == "1 result"
+    assert out[r.gallery] is None and out[r.summary].startswith("No result on **Paint**")
+    assert "Your result on **Edit a photo** is ready" in out[r.summary]
+
+
+def test_a_sweep_is_kept_per_tab(page):
+    r = page.results
+    store = tab_results.file_sweep({}, "paint", "grid", "plot", {"data": [[0.2, 1.0]]})
+    assert page.front("paint", "edit", store)[r.sweep_grid] == "grid"
+    assert page.front("edit", "paint", store)[r.sweep_table] is None
+
+
+def test_history_entries_name_the_tab_that_made_them(files):
+    h = history.add_results([], [(files["result"], "seed 3")], files["guide"], thumbs=False, tab="Composite")
+    assert h[0]["caption"] == "Composite · seed 3" and h[0]["tab"] == "Composite"
+    assert history.add_results([], [(files["result"], "seed 3")], None, thumbs=False)[0]["caption"] == "seed 3"
+
+
+def test_the_history_strip_is_words_until_the_first_result(page, files):
+    strip, empty = page.history.shown([])
+    assert strip.visible is False and empty.visible is True
+    assert page.history.gallery.visible is False and "your results line up here" in page.history.empty.value
+    strip, empty = page.history.shown(history.add_results([], [(files["result"], "s")], None, thumbs=False))
+    assert strip.visible is True and empty.visible is False
