@@ -29,15 +29,17 @@ CHROMIUM_ARGS = [
 
 
 def browser_marks() -> list:
-    """The marks of a module of browser tests. Without Debian's Chromium they are skipped with a reason, except
-    where SDEDIT_REQUIRE_BROWSER=1 (.ci/run sets it after installing Chromium): there a missing browser is a
-    failure at collection, not a silent skip."""
+    """The marks of a module of browser tests: browser, and slow (each launches Chromium against a running app,
+    seconds). Without Debian's Chromium they are skipped with a reason, except where SDEDIT_REQUIRE_BROWSER=1
+    (.ci/run sets it after installing Chromium): there a missing browser is a failure at collection, not a
+    silent skip."""
     import pytest
 
     if os.environ.get("SDEDIT_REQUIRE_BROWSER") == "1" and not os.path.exists(CHROMIUM):
         raise RuntimeError(f"SDEDIT_REQUIRE_BROWSER=1 but there is no Chromium at {CHROMIUM}")
     return [
         pytest.mark.browser,
+        pytest.mark.slow,
         pytest.mark.skipif(
             not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"
         ),

@@ -124,6 +124,7 @@ def test_batch_size_does_not_change_results(guides, tiny_model_dir, tmp_path):
         assert np.abs(a - b).max() <= 1  # per-sample generators; float batching noise only
 
 
+@pytest.mark.slow  # torchrun starts two processes
 def test_cli_batch_and_torchrun_two_processes_equal_one(guides, tiny_model_dir, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     args = ["--guides", str(guides[0]), "--masks", str(guides[1]), "--model", str(tiny_model_dir), "--strength", "0.5",

@@ -476,6 +476,7 @@ print(json.dumps({{"threads": torch.get_num_threads(), "env": {{k: os.environ.ge
     ],
     ids=["cli", "app"],
 )
+@pytest.mark.slow  # fresh interpreters import torch and the app
 def test_the_cli_and_the_app_apply_the_policy_at_start_up(start):
     expected = threads.current(env={}).threads
     if "run_module" in start:  # the CLI exits when its command is done

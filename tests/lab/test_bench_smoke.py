@@ -58,6 +58,7 @@ def test_an_unregistered_key_goes_to_the_page_given_and_a_registered_one_to_its_
     assert written == [(harness.REPO / "docs" / "reliability.md", "live-load")]
 
 
+@pytest.mark.slow  # every variant of the GPU script on tiny models
 def test_gpu_check_dry_run_records_every_variant(tmp_path):
     out = tmp_path / "gpu"
     assert gpu_check.main(["--dry-run", "--out", str(out), "--batches", "1"]) == 0

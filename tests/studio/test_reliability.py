@@ -456,6 +456,7 @@ def _server_function(url: str, fn: str, data: str) -> tuple[int, object]:
     return r.status_code, r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
 
 
+@pytest.mark.slow  # every bad number through the live path, ~20 s
 def test_the_live_preview_and_policy_answer_every_bad_number_in_words(app_url):
     """The canvas's calls (docs/app.md, "Live preview"): a seq of 10^40 once got an HTTP 500 (the answer echoed a
     number JSON could not carry). Every number of a preview call, and the policy's model, now gets words."""
