@@ -344,6 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tabs", default=None, help="comma-separated tab ids to measure (default: all)")
     p.add_argument("--out", default=None, help="folder to save every result in (default: none saved)")
     p.add_argument("--sheet", default=None, help="only draw each example's guide and first click into this PNG")
+    p.add_argument(
+        "--record",
+        default="eval/examples.json",
+        help="merge the run into this record, from the repository root (default eval/examples.json; '' for none)",
+    )
+    p.add_argument("--no-docs", dest="docs", action="store_false", help="do not render docs/quality.md from it")
     p.set_defaults(func=cmd_examples)
     p = sub.add_parser("batch", help="edit a folder of guides: resumable, batched, data-parallel under torchrun")
     from .batch import add_batch_args

@@ -111,6 +111,7 @@ SECTIONS: tuple[Section, ...] = (
     section("latent-cpu", "docs/performance.md", _BENCH + "latent-cpu.json", "benchmarks.latent:summary"),
     section("latent-import", "docs/performance.md", _BENCH + "latent-import.json", "benchmarks.latent_import:table"),
     section("freehand", "docs/quality.md", "eval/freehand.json", "sdedit.lab.freehand:render"),
+    section("examples", "docs/quality.md", "eval/examples.json", "sdedit.lab.examples:render"),
     section(
         "readme-performance",
         "README.md",
