@@ -1,8 +1,8 @@
 """The bundled examples: files under examples/ that one click puts on a tab, with the seed and t0 it sets.
 
 Every example carries a fixed seed and a t0, measured on the embedded model with the app's default settings
-by `python -m sdedit examples` (sdedit.choose_examples: per-image realism and L2
-over 8 seeds x 5 t0, and one rule; docs/quality.md, "The examples' seeds and t0"). A click sets both in the
+by `python -m sdedit examples` (sdedit.choose_examples: per-image realism and L2 over 6 seeds x 4 t0, and one
+rule; the scores are in eval/examples.json and docs/quality.md, "The examples' seeds and t0"). A click sets both in the
 controls, so the first Generate gives exactly the measured result; the seed stays visible and changeable
 ("Random" makes it -1).
 """
