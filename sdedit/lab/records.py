@@ -111,6 +111,7 @@ SECTIONS: tuple[Section, ...] = (
     section("latent-cpu", "docs/performance.md", _BENCH + "latent-cpu.json", "benchmarks.latent:summary"),
     section("latent-import", "docs/performance.md", _BENCH + "latent-import.json", "benchmarks.latent_import:table"),
     section("freehand", "docs/quality.md", "eval/freehand.json", "sdedit.lab.freehand:render"),
+    section("d3-agreement", "docs/quality.md", "eval/d3-agreement.json", "sdedit.lab.examples:render_agreement"),
     section("examples", "docs/quality.md", "eval/examples.json", "sdedit.lab.examples:render"),
     section(
         "readme-performance",
