@@ -9,8 +9,7 @@ with 1 sample (the default) and with 4; 4 samples ranked (`sdedit.ranking`: one 
 call on the guide and the samples); auto strength with 1 sample and with 4 ranked (`ranking.run_auto`: a probe
 per t0 of the model's follows range, then the other samples at the t0 it picks). Network evaluations are
 counted on the UNet (rows of a batch), judge calls on the networks' counters. Times are medians of interleaved
-rounds, with the load average before and after: on the shared machine they are upper bounds and need a re-run
-on a quiet one.
+rounds, with the load average before and after (a loaded machine makes them upper bounds).
 """
 
 from __future__ import annotations
@@ -21,6 +20,8 @@ import platform
 from pathlib import Path
 
 from sdedit import threads
+
+from .harness import load_words
 
 POLICY = threads.apply()  # before torch loads, as app.py does
 
@@ -107,8 +108,7 @@ def render(result: dict) -> str:
             "",
             f"Measured by `python -m benchmarks.pick_cost` on `{result['model']}` at its defaults (t0 "
             f"{result['defaults']['strength']:g}, {result['defaults']['sampler']}), one guide, {result['machine']}; "
-            f"median of {result['rounds']} interleaved rounds, load average {result['load_average'][0]} -> "
-            f"{result['load_average'][1]} (a shared machine: re-run on a quiet one). Auto t0 tries "
+            f"median of {result['rounds']} interleaved rounds; {load_words(*result['load_average'])}. Auto t0 tries "
             + ", ".join(f"{t:g}" for t in result["auto_candidates"])
             + ".",
             "",
