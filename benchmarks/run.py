@@ -408,7 +408,8 @@ def render_targets(cpu: dict, gpu: dict) -> str:
         )
         + f". CPU, batch 1 (`bench-cpu` below, loop and bare calls timed apart): {cpu_overheads} |",
         "| CPU: one edit on the embedded default ≤ 2 s on 2 cores | 64 px model, "
-        f"{cpu['batches'][0]['gflop_per_image']:.2f} GFLOP per evaluation; app default (t0 = 0.5, DPM-Solver++ N = 20)"
+        f"{cpu['batches'][0]['gflop_per_image']:.2f} GFLOP per evaluation; DPM-Solver++ N = 20 at t0 = "
+        f"{cpu['strength']:g}"
         f" = {dpmpp['evals']} evaluations | {met(dpmpp['edit_ms'] <= 2000)} (`bench-cpu` below: {env['threads']} "
         f"thread(s), load average {env.get('load_avg_1m', 0):.2f}): {dpmpp['ms_per_eval']:.0f} ms per evaluation, "
         f"**{dpmpp['edit_ms'] / 1000:.2f} s per dpmpp edit**"

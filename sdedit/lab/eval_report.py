@@ -551,7 +551,7 @@ def render_x0_clipping(on: dict, off: dict) -> str:
             continue
         name = f"{key[0]}/{key[1]}"
         default_t0 = on_r.info.get("default_strength", on_r.settings.compare_strength)
-        notes = ["the default"] if name == default and key[2] == default_t0 else []
+        notes = ["the default sampler"] if name == default and key[2] == default_t0 else []
         notes += ["unconditional"] if key[2] == 1.0 else []
         label = f"t0 = {key[2]:g}, {name}" + (f" ({', '.join(notes)})" if notes else "")
         paired = (
