@@ -280,7 +280,10 @@ class Page:
         return checked
 
     def then_edit(self, event, api_name: str | None = None):
-        """After a guide and mask are in place, edit them (the public `/edit` endpoint when `api_name` is set)."""
+        """After a guide and mask are in place, edit them (the public `/edit` endpoint when `api_name` is set).
+
+        The edit writes into the hidden copies of the results (`results.Staged`), its progress shown on the
+        column's gallery; `TabResults` moves its outputs into the column while their tab is in front."""
         r = self.results
         inputs = [r.guide, r.mask, *self.settings_inputs, r.strength_map, r.fill_outlines, r.auto_strength, r.rank]
         edited = self.confirmed(event).success(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import gradio as gr
 import pytest
 from PIL import Image
 
@@ -82,16 +83,57 @@ def test_a_tab_shows_its_own_last_result_or_its_empty_state(page, files):
 def test_a_result_is_filed_under_the_tab_that_made_it_even_after_a_switch(page, files):
     r = page.results
     args = [[(files["result"], "seed 3")], files["animation"], "1 result", {}, files["guide"], files["mask"], None]
-    # made on the tab in front: filed, and the before/after shows it against its guide
-    out = page.tab_results.filed({}, "edit", "edit", *args)
+    # made on the tab in front, where it arrived: filed, the column left as it is, and the before/after shows it
+    # against its guide
+    out = page.tab_results.filed({}, "edit", "edit", *args, [(files["result"], "seed 3")], files["animation"])
     store = out[page.tab_results.store]
     assert out[page.tab_results.made_by] == "" and store["edit"]["gallery"] == [(files["result"], "seed 3")]
     assert out[page.history.slider] == (files["guide"], files["result"]) and r.gallery not in out
+    # the visitor came back to its tab while it ran (it arrived elsewhere, or its animation did): it goes in now
+    for shown in ([None, None], [[(files["result"], "seed 3")], None]):
+        out = page.tab_results.filed({}, "edit", "edit", *args, *shown)
+        assert out[r.gallery] == [(files["result"], "seed 3")] and out[r.animation] == files["animation"]
+        assert out[r.summary] == "1 result" and out[page.history.slider] == (files["guide"], files["result"])
     # the visitor went to Paint while it ran: filed under Edit, the column goes back to Paint's (empty) state
     out = page.tab_results.filed({}, "edit", "paint", *args)
     assert out[page.tab_results.store]["edit"]["summary"] == "1 result"
     assert out[r.gallery] is None and out[r.summary].startswith("No result on **Paint**")
     assert "Your result on **Edit a photo** is ready" in out[r.summary]
+
+
+def test_the_edit_writes_into_hidden_copies_and_never_into_the_column(page):
+    """`/edit`'s outputs are hidden copies of the column's components (the API is unchanged: the same types and
+    labels, in the same order); its progress shows on the column's gallery, and the history reads the copies."""
+    r = page.results
+    edits = [fn for fn in page.demo.fns.values() if fn.fn in (edit, edit_on_gpu)]
+    assert edits, "no edit event"
+    column = {c._id for c in [*r.shown, page.history.slider]}
+    for fn in edits:
+        assert [b._id for b in fn.outputs] == [c._id for c in r.edit_outputs]
+        assert not column & {b._id for b in fn.outputs}, "the edit writes into the column"
+        assert [b._id for b in fn.show_progress_on] == [r.gallery._id]
+    assert [c._id for c in r.edit_outputs[:4]] == [c._id for c in r.staged.outputs]
+    for staged, shown in zip(r.staged.outputs, r.shown, strict=True):
+        assert type(staged) is type(shown) and staged.label == shown.label and staged.visible == "hidden"
+    assert r.staged.gallery.format == r.gallery.format == "png" and r.staged.gallery.type == "filepath"
+    remembers = [fn for fn in page.demo.fns.values() if fn.fn is page.history.remember]
+    assert len(remembers) == len(edits), "the history follows every edit"
+    for fn in remembers:
+        read = {b._id for b in fn.inputs}
+        assert r.staged.gallery._id in read and r.gallery._id not in read
+
+
+def test_an_edits_outputs_reach_the_column_only_while_their_tab_is_in_front(page, files):
+    r, tr = page.results, page.tab_results
+    outputs = [[(files["result"], "seed 3")], files["animation"], "1 result", {"seeds": [3]}]
+    shown = tr.arrived("edit", "edit", *outputs)
+    assert [shown[c] for c in r.shown] == outputs and len(shown) == 4
+    assert tr.arrived("edit", "composite", *outputs) == gr.skip(), "another tab in front: its column stays its own"
+    # no request running: `filed` has put the column right already (and the visitor may have left the tab)
+    assert tr.arrived("", "edit", *outputs) == gr.skip()
+    (copy,) = [fn for fn in page.demo.fns.values() if fn.fn is tr.arrived]
+    triggers = {(r.staged.gallery._id, "change"), (r.staged.animation._id, "change")}
+    assert set(copy.targets) == triggers and [b._id for b in copy.outputs] == [c._id for c in r.shown]
 
 
 def test_a_sweep_is_kept_per_tab(page):
