@@ -343,8 +343,9 @@ class Page:
                 r.fill_outlines,
                 *self.text_inputs,
             ],
-            r.sweep_outputs,
+            r.sweep_outputs,  # hidden copies, as the edit's: `TabResults` shows them while their tab is in front
             api_name="sweep",
+            show_progress_on=r.sweep_shown,
         )
         r.use_as_guide_btn.click(
             self.use_as_guide,

@@ -5,10 +5,10 @@ The endpoints return their values in the order docs/app.md documents (gradio_cli
 `/edit` sends its outputs twice: the results as soon as they exist (the animation still empty), then the same
 with the reverse-process GIF, rendered after the results have gone out. `predict` returns the second.
 
-`/edit` writes into hidden copies of the column's result components (`Staged`: the same types and labels, so
-the API reads as the column would), never into the column itself: the visitor may be on another tab by the
-time a result arrives, and the column shows the tab in front (`tab_results` moves a result into the column
-only while the tab that asked for it is in front).
+`/edit` and `/sweep` write into hidden copies of the column's result components (`Staged`: the same types and
+labels, so the API reads as the column would), never into the column itself: the visitor may be on another
+tab by the time a result arrives, and the column shows the tab in front (`tab_results` moves a result into
+the column only while the tab that asked for it is in front).
 """
 
 from __future__ import annotations
@@ -209,24 +209,53 @@ def _details(elem_id: str | None = None, visible: bool | str = True) -> gr.JSON:
     return gr.JSON(label="Settings, seeds and timings", visible=visible, elem_id=elem_id)
 
 
+def _sweep_grid(elem_id: str, visible: bool | str = True) -> gr.Image:
+    return gr.Image(label="Sweep", show_label=False, format="png", interactive=False, visible=visible, elem_id=elem_id)
+
+
+def _sweep_plot(elem_id: str, visible: bool | str = True) -> gr.Image:
+    return gr.Image(
+        label="Faithfulness plot",
+        show_label=False,
+        format="png",
+        interactive=False,
+        visible=visible,
+        elem_id=elem_id,
+    )
+
+
+def _sweep_table(elem_id: str | None = None, visible: bool | str = True) -> gr.Dataframe:
+    return gr.Dataframe(
+        headers=["t0", "L2 to guide"], interactive=False, label="Faithfulness", visible=visible, elem_id=elem_id
+    )
+
+
 class Staged:
-    """Where `/edit` writes: a hidden copy of each of the column's result components (gallery, animation,
-    summary, details), built by the same functions, so the endpoint's outputs have the column's types, labels
-    and formats and the API is the column's.
+    """Where `/edit` and `/sweep` write: a hidden copy of each of the column's result components (gallery,
+    animation, summary, details; the sweep's grid, plot and table), built by the same functions, so the
+    endpoints' outputs have the column's types, labels and formats and the API is the column's.
 
     Hidden as "hidden", not False: Gradio keeps such a component on the page (a False one is not mounted), and
     a mounted component is what fires `.change` when a backend function updates it; `tab_results` listens
-    there to move an arriving result into the column while its tab is in front, and files it from here."""
+    there to move an arriving edit into the column while its tab is in front, and files results from here."""
 
     def __init__(self):
         self.gallery = _results_gallery("staged-gallery", visible="hidden")
         self.animation = _animation("staged-animation", visible="hidden")
         self.summary = _summary(None, "staged-summary", visible="hidden")
         self.details = _details("staged-details", visible="hidden")
+        self.sweep_grid = _sweep_grid("staged-sweep-grid", visible="hidden")
+        self.sweep_plot = _sweep_plot("staged-sweep-plot", visible="hidden")
+        self.sweep_table = _sweep_table("staged-sweep-table", visible="hidden")
 
     @property
     def outputs(self) -> list:
+        """The copies of an edit's outputs (without the last seed, a State of the column's)."""
         return [self.gallery, self.animation, self.summary, self.details]
+
+    @property
+    def sweep_outputs(self) -> list:
+        return [self.sweep_grid, self.sweep_plot, self.sweep_table]
 
 
 def _shown_image(label: str, elem_id: str) -> gr.Image:
@@ -314,17 +343,9 @@ class Results:
                 "the paper's faithfulness (L2 distance to the guide; lower = more faithful).",
                 elem_classes="hint",
             )
-            self.sweep_grid = gr.Image(
-                label="Sweep", show_label=False, format="png", interactive=False, elem_id="sweep-grid"
-            )
-            self.sweep_plot = gr.Image(
-                label="Faithfulness plot",
-                show_label=False,
-                format="png",
-                interactive=False,
-                elem_id="sweep-plot",
-            )
-            self.sweep_table = gr.Dataframe(headers=["t0", "L2 to guide"], interactive=False, label="Faithfulness")
+            self.sweep_grid = _sweep_grid("sweep-grid")
+            self.sweep_plot = _sweep_plot("sweep-plot")
+            self.sweep_table = _sweep_table()
         with gr.Accordion("Details (JSON)", open=False):
             self.details = _details()
         self.staged = Staged()
@@ -342,4 +363,10 @@ class Results:
 
     @property
     def sweep_outputs(self) -> list:
+        """The `/sweep` endpoint's outputs: the hidden copies (`Staged`), not the column."""
+        return self.staged.sweep_outputs
+
+    @property
+    def sweep_shown(self) -> list:
+        """The column's sweep components: the staged sweep outputs' counterparts, in their order."""
         return [self.sweep_grid, self.sweep_plot, self.sweep_table]

@@ -1,7 +1,7 @@
 """Results belong to the tab that made them: the results column shows the last result of the tab in front.
 
-The results column is one set of components under all the tabs (the `/edit` and `/sweep` endpoints write
-into it). A per-visitor `gr.State` keeps, per tab, what the column showed after that tab's last edit (its
+The results column is one set of components under all the tabs (it shows what the `/edit` and `/sweep`
+endpoints return). A per-visitor `gr.State` keeps, per tab, what the column showed after that tab's last edit (its
 result files and captions, the animation, the summary and details, the before/after slider, the guide, mask
 and map the model got) and after its last sweep. Bringing a tab to the front, by a click on it or by the app
 (Use as new guide, Send to canvas, a restored result), shows that tab's panel, or an empty state that names
@@ -15,8 +15,9 @@ A tab never shows another tab's result, not even for a moment. `/edit` writes in
 column's components (`results.Staged`), not into the column: as its outputs arrive (the results first, the
 animation after them), `arrived` copies them into the column only while the tab that asked for them is the
 tab in front; when the edit ends, `filed` files them from the copies and shows them if their tab is in front
-(the visitor may have come back meanwhile), else leaves the column on the tab in front. The sweep still
-writes into the column itself: it has no generator steps, and `swept` puts the tab in front back right away.
+(the visitor may have come back meanwhile), else leaves the column on the tab in front. `/sweep` writes into
+copies too; it sends its outputs once, at its end, and `swept` files and shows them the same way.
+
 While a request runs, switching tabs leaves "What the model gets" alone: the running request's guide is what
 its result is filed with.
 """
@@ -167,14 +168,19 @@ class TabResults:
             event.failure(lambda: "", None, self.made_by, queue=False, api_visibility="private")
 
         def swept(store, made_by, front, grid, plot, table) -> dict:
+            """After a sweep (from the hidden copies: it has no steps to show before it ends): file it under the
+            tab that made it; show it when that tab is in front, else leave the column on the tab in front."""
             tab = made_by or front
             store = file_sweep(store, tab, grid, plot, table)
             out = {self.store: store, self.made_by: ""}
-            return out if tab == front else {**out, **self.panel(store, front)}
+            if tab == front:
+                return {**out, **dict(zip(self.sweep, (grid, plot, table), strict=True))}
+            return {**out, **self.panel(store, front)}
 
+        self.swept = swept
         page.sweep_event.success(
             swept,
-            [self.store, self.made_by, page.selected_tab, *self.sweep],
+            [self.store, self.made_by, page.selected_tab, *r.staged.sweep_outputs],
             [self.store, self.made_by, *self.outputs],
             queue=False,
             api_visibility="private",

@@ -80,18 +80,18 @@ def click_first_example(page, tab_id: str) -> None:
     thumb.click()
 
 
-# Every state the results column passes through: what its gallery, animation, before/after and summary show,
-# read on each change of the column's DOM (a MutationObserver: a state shown for one frame is seen too) and
-# every 20 ms besides.
-WATCH = """() => {
-  const seen = window.sdeditSeen = {gallery: new Set(), slider: new Set(), animation: new Set(), summary: new Set(),
-                                    looks: 0};
-  const srcs = (sel) => [...document.querySelectorAll(sel)].map((i) => i.getAttribute('src')).filter((s) => s);
+# Every state the results column passes through: the sources of the images each selector finds (by name) and
+# the summary's text, read on each change of the column's DOM (a MutationObserver: a state shown for one frame
+# is seen too) and every 20 ms besides.
+COLUMN = {"gallery": "#gallery img", "slider": "#before-after img", "animation": "#animation img"}
+WATCH = """(selectors) => {
+  const seen = window.sdeditSeen = {summary: new Set(), looks: 0};
+  for (const name in selectors) seen[name] = new Set();
   const look = () => {
     seen.looks += 1;
-    srcs('#gallery img').forEach((s) => seen.gallery.add(s));
-    srcs('#before-after img').forEach((s) => seen.slider.add(s));
-    srcs('#animation img').forEach((s) => seen.animation.add(s));
+    for (const [name, sel] of Object.entries(selectors)) {
+      document.querySelectorAll(sel).forEach((i) => i.getAttribute('src') && seen[name].add(i.getAttribute('src')));
+    }
     const summary = document.querySelector('#summary .prose');  // its text, not a timer beside it
     if (summary) seen.summary.add(summary.innerText.trim());
   };
@@ -103,9 +103,9 @@ WATCH = """() => {
 }"""
 SEEN = """() => {
   clearInterval(window.sdeditWatch[0]); window.sdeditWatch[1].disconnect();
-  const s = window.sdeditSeen;
-  return {gallery: [...s.gallery], slider: [...s.slider], animation: [...s.animation], summary: [...s.summary],
-          looks: s.looks};
+  const out = {};
+  for (const [name, value] of Object.entries(window.sdeditSeen)) out[name] = value instanceof Set ? [...value] : value;
+  return out;
 }"""
 
 
@@ -207,7 +207,7 @@ def test_at_phone_width_a_tab_shows_only_its_own_result(browser, url, expected, 
         release = held(monkeypatch, results, "run_edit_async")  # the edit waits until Composite is in front
         click_first_example(page, "edit")
         go_to(page, "Composite", expect_empty="masked edit")  # at once, while the edit runs
-        page.evaluate(WATCH)
+        page.evaluate(WATCH, COLUMN)
         history = page.locator("#history").get_by_text("Edit a photo", exact=False)
         assert not history.count(), "the Edit tab's result was filed before the watch began: nothing was tested"
         composite_summary = page.locator("#summary .prose").first.inner_text().strip()
@@ -249,5 +249,42 @@ def test_a_result_shows_before_its_animation(browser, url, expected, monkeypatch
         page.wait_for_selector("#animation img", timeout=60_000)
         page.locator("#history").get_by_text("Paint", exact=False).first.wait_for(timeout=30_000)
         assert np.array_equal(shown(page), expected["paint"])
+    finally:
+        page.close()
+
+
+def test_a_sweep_that_ends_after_its_tab_was_left_never_shows_on_another(browser, url, monkeypatch):
+    """A sweep writes into hidden copies too: it shows on its own tab, never (not even for a moment) on the tab in
+    front when it ends."""
+    page = open_app(browser, url, LAPTOP)
+    try:
+        click_first_example(page, "paint")  # a guide on the Paint canvas (and its result)
+        wait_for_result(page)
+        page.locator("#history").get_by_text("Paint", exact=False).first.wait_for(timeout=30_000)
+        page.get_by_text("t0 sweep: faithful").click()
+        page.locator("#strengths textarea, #strengths input").first.fill("0.3, 0.8")
+        done = threading.Event()
+        sweep = results.run_t0_sweep
+
+        def swept(*args, **kwargs):
+            try:
+                return sweep(*args, **kwargs)
+            finally:
+                done.set()
+
+        monkeypatch.setattr(results, "run_t0_sweep", swept)
+        release = held(monkeypatch, results, "run_t0_sweep")  # it waits until Edit a photo is in front
+        page.click("#sweep")
+        go_to(page, "Edit a photo", expect_empty="No result on Edit a photo yet")
+        page.evaluate(WATCH, {"sweep": "#sweep-grid img, #sweep-plot img"})
+        release.set()
+        assert done.wait(120), "the sweep did not end"
+        time.sleep(2.0)  # its outputs arrive and are filed
+        seen = page.evaluate(SEEN)
+        assert seen["looks"] > 10 and not seen["sweep"], "Edit a photo showed the Paint tab's sweep"
+        assert not page.locator("#sweep-grid img").count()
+        go_to(page, "Paint")
+        page.wait_for_selector("#sweep-grid img", timeout=10_000)
+        assert page.locator("#sweep-plot img").count()
     finally:
         page.close()

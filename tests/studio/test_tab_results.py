@@ -143,6 +143,23 @@ def test_a_sweep_is_kept_per_tab(page):
     assert page.front("edit", "paint", store)[r.sweep_table] is None
 
 
+def test_a_sweep_writes_into_hidden_copies_and_shows_only_on_its_own_tab(page):
+    r, tr = page.results, page.tab_results
+    (fn,) = [fn for fn in page.demo.fns.values() if fn.api_name == "sweep"]
+    assert [b._id for b in fn.outputs] == [c._id for c in r.staged.sweep_outputs] == [c._id for c in r.sweep_outputs]
+    assert [b._id for b in fn.show_progress_on] == [c._id for c in r.sweep_shown]
+    for staged, shown in zip(r.staged.sweep_outputs, r.sweep_shown, strict=True):
+        assert type(staged) is type(shown) and staged.label == shown.label and staged.visible == "hidden"
+    table = {"data": [[0.2, 1.0]]}
+    out = tr.swept({}, "paint", "paint", "grid", "plot", table)
+    assert out[tr.store]["paint"]["sweep"] == ("grid", "plot", table) and out[tr.made_by] == ""
+    assert [out[c] for c in r.sweep_shown] == ["grid", "plot", table]
+    # the visitor went to Edit while it ran: filed under Paint, the column stays Edit's (its empty state)
+    out = tr.swept({}, "paint", "edit", "grid", "plot", table)
+    assert out[tr.store]["paint"]["sweep"] == ("grid", "plot", table)
+    assert [out[c] for c in r.sweep_shown] == [None, None, None]
+
+
 def test_history_entries_name_the_tab_that_made_them(files):
     h = history.add_results([], [(files["result"], "seed 3")], files["guide"], thumbs=False, tab="Composite")
     assert h[0]["caption"] == "Composite · seed 3" and h[0]["tab"] == "Composite"
