@@ -53,7 +53,9 @@ def _open_bytes(data: bytes, what: str, limits: ImageLimits) -> Image.Image:
             # our limit (check_size, from the header) decides, not PIL's global one, which an app may lower to
             # guard decoding it doesn't do itself; PIL still raises DecompressionBombError past twice its own
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            warnings.filterwarnings("error", message=".*[Tt]runcated.*")  # TIFF only warns; we refuse
+            # TIFF only warns (a UserWarning, as PIL's all are); we refuse. Only that category: the filters are
+            # the process's, and another warning meanwhile (an unclosed file named "truncated...") is not ours
+            warnings.filterwarnings("error", message=".*[Tt]runcated.*", category=UserWarning)
             image = Image.open(io.BytesIO(data))
             check_size(image.size, what, limits)  # from the header, before decoding a single pixel
             if image.format == "PNG":  # PIL checks no chunk CRCs when decoding: a corrupt PNG decodes to garbage
