@@ -191,8 +191,11 @@ def _results_gallery(elem_id: str, visible: bool | str = True) -> gr.Gallery:
 
 
 def _animation(elem_id: str, visible: bool | str = True) -> gr.Image:
+    """The reverse-process GIF. Read as its file, as it is (image_mode None): with a mode, Gradio re-encodes the
+    GIF on every read (about 90 ms a read: `tab_results` reads it as each edit arrives and is filed)."""
     return gr.Image(
         type="filepath",
+        image_mode=None,
         label="Reverse process: the noised guide becomes the result",
         height=None,
         interactive=False,

@@ -95,6 +95,9 @@ class TabResults:
     def __init__(self):
         self.store = gr.State({})
         self.made_by = gr.State("")
+        # the same tab, kept after its request ends: the history names it, read while `filed` may be clearing
+        # `made_by` (the two run side by side when an edit ends)
+        self.asked_by = gr.State("")
 
     def bind(self, page) -> None:
         """The components a panel fills (once the results column and the history exist)."""

@@ -49,7 +49,7 @@ def test_every_tabs_example_click_is_followed_by_an_edit(page):
         for comp in page.guide_outputs:  # the guide, mask and map the edit reads, and the tab that made it
             assert comp._id in outputs, (tab.label, comp)
         updates = tab.load_example(page, 0)
-        assert updates[page.tab_results.made_by] == tab.id
+        assert updates[page.tab_results.made_by] == updates[page.tab_results.asked_by] == tab.id
         assert page.selected_tab not in updates  # the tab in front is the visitor's: a click may end after a switch
         guide = updates[page.results.guide]
         assert isinstance(guide, str) and Image.open(guide).size[0] > 0  # a PNG file of its own
@@ -121,6 +121,18 @@ def test_the_edit_writes_into_hidden_copies_and_never_into_the_column(page):
     for fn in remembers:
         read = {b._id for b in fn.inputs}
         assert r.staged.gallery._id in read and r.gallery._id not in read
+        # the tab that asked, from a State that `filed` (running beside it) leaves alone: not `made_by`
+        assert page.tab_results.asked_by._id in read and page.tab_results.made_by._id not in read
+
+
+def test_the_animation_is_read_as_its_file(page, files):
+    """The handlers that move and file an edit read its GIF as the file it is, never a re-encoded copy."""
+    from gradio.data_classes import FileData
+
+    frames = [Image.new("RGB", (16, 8), (20 * i, 0, 0)) for i in range(3)]
+    frames[0].save(files["animation"], save_all=True, append_images=frames[1:])
+    for image in (page.results.animation, page.results.staged.animation):
+        assert image.preprocess(FileData(path=files["animation"], orig_name="reverse.gif")) == files["animation"]
 
 
 def test_an_edits_outputs_reach_the_column_only_while_their_tab_is_in_front(page, files):
