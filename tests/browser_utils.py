@@ -139,7 +139,11 @@ def canvas_pixels(page, editor: str) -> np.ndarray:
 
 def fetch_bytes(page, selector: str) -> bytes:
     """The file an <img> shows, fetched inside the page (so it is exactly what the browser got), as bytes."""
-    src = page.locator(selector).first.get_attribute("src")
+    return fetch_src(page, page.locator(selector).first.get_attribute("src"))
+
+
+def fetch_src(page, src: str) -> bytes:
+    """The file at `src` (an <img>'s source), fetched inside the page, as bytes."""
     return base64.b64decode(page.evaluate(_FETCH, src).split(",", 1)[1])
 
 

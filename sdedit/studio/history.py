@@ -265,17 +265,18 @@ class History:
 
         labels = {tab.id: tab.label for tab in page.tabs}
 
-        def remember(history, gallery, guide, made_by=""):
-            """The strip after an edit (its entries name the tab that made them); the before/after slider is
-            the results column's (`tab_results`)."""
-            history = add_results(history, gallery, guide, tab=labels.get(made_by, ""))
+        def remember(history, gallery, guide, asked_by=""):
+            """The strip after an edit (its entries name the tab that made them, `asked_by`), from the edit's own
+            outputs (`results.Staged`: the column may show another tab's result); the before/after slider is the
+            results column's (`tab_results`)."""
+            history = add_results(history, gallery, guide, tab=labels.get(asked_by, ""))
             return history, *self.shown(history), saved(history)
 
         self.remember = remember
         for event in page.edit_events:
             event.success(
                 remember,
-                [self.state, r.gallery, r.guide, page.tab_results.made_by],
+                [self.state, r.staged.gallery, r.guide, page.tab_results.asked_by],
                 [self.state, self.gallery, self.empty, self.saved],
                 queue=False,
                 api_visibility="private",

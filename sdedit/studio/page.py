@@ -103,7 +103,7 @@ class Page:
     @property
     def guide_outputs(self) -> list:
         r = self.results
-        return [r.guide, r.mask, r.strength_map, r.fill_outlines, self.tab_results.made_by]
+        return [r.guide, r.mask, r.strength_map, r.fill_outlines, self.tab_results.made_by, self.tab_results.asked_by]
 
     def show_guide(self, tab: Tab, guide, mask) -> dict:
         """Updates that show `tab`'s guide and mask as what the model gets (the next edit reads them, and its
@@ -119,6 +119,7 @@ class Page:
             self.results.strength_map: None,
             self.results.fill_outlines: False,
             self.tab_results.made_by: tab.id,  # not `selected_tab`: the visitor may have moved on meanwhile
+            self.tab_results.asked_by: tab.id,
         }
 
     def guide_in_front(self, values: dict) -> dict:
@@ -135,6 +136,7 @@ class Page:
             r.strength_map: strength_map,
             r.fill_outlines: tab.fill_outlines(values),
             self.tab_results.made_by: tab_id,
+            self.tab_results.asked_by: tab_id,
         }
 
     # ----- bringing a tab to the front, with its own results -------------------------------------------------
@@ -280,7 +282,10 @@ class Page:
         return checked
 
     def then_edit(self, event, api_name: str | None = None):
-        """After a guide and mask are in place, edit them (the public `/edit` endpoint when `api_name` is set)."""
+        """After a guide and mask are in place, edit them (the public `/edit` endpoint when `api_name` is set).
+
+        The edit writes into the hidden copies of the results (`results.Staged`), its progress shown on the
+        column's gallery; `TabResults` moves its outputs into the column while their tab is in front."""
         r = self.results
         inputs = [r.guide, r.mask, *self.settings_inputs, r.strength_map, r.fill_outlines, r.auto_strength, r.rank]
         edited = self.confirmed(event).success(
@@ -301,7 +306,7 @@ class Page:
         self.edit_events = []
         guide_inputs = {self.selected_tab, *(comp for tab in self.tabs for comp in tab.guide_inputs)}
         guide_in_front = friendly(self.guide_in_front)
-        shown = [r.guide, r.mask, r.strength_map, r.fill_outlines, self.tab_results.made_by]
+        shown = self.guide_outputs
         fronts = [self.tab_results.store, self.tab_results.made_by]
         for tab in self.tabs:
 
@@ -340,8 +345,9 @@ class Page:
                 r.fill_outlines,
                 *self.text_inputs,
             ],
-            r.sweep_outputs,
+            r.sweep_outputs,  # hidden copies, as the edit's: `TabResults` shows them while their tab is in front
             api_name="sweep",
+            show_progress_on=r.sweep_shown,
         )
         r.use_as_guide_btn.click(
             self.use_as_guide,

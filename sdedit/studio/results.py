@@ -4,6 +4,11 @@ sweep and the details; and the `/edit` and `/sweep` endpoints behind them.
 The endpoints return their values in the order docs/app.md documents (gradio_client receives them so).
 `/edit` sends its outputs twice: the results as soon as they exist (the animation still empty), then the same
 with the reverse-process GIF, rendered after the results have gone out. `predict` returns the second.
+
+`/edit` and `/sweep` write into hidden copies of the column's result components (`Staged`: the same types and
+labels, so the API reads as the column would), never into the column itself: the visitor may be on another
+tab by the time a result arrives, and the column shows the tab in front (`tab_results` moves a result into
+the column only while the tab that asked for it is in front).
 """
 
 from __future__ import annotations
@@ -169,6 +174,93 @@ def sweep(
     return r.grid, r.plot, [[row["strength"], row["l2_to_guide"]] for row in r.rows]
 
 
+def _results_gallery(elem_id: str, visible: bool | str = True) -> gr.Gallery:
+    return gr.Gallery(
+        label="Results (lossless PNG)",
+        format="png",
+        type="filepath",  # handlers read the result files (history, Use as new guide), never decode them all
+        columns=2,
+        fit_columns=False,
+        height=None,
+        object_fit="contain",
+        interactive=False,
+        buttons=["download", "download_all", "fullscreen"],
+        visible=visible,
+        elem_id=elem_id,
+    )
+
+
+def _animation(elem_id: str, visible: bool | str = True) -> gr.Image:
+    """The reverse-process GIF. Read as its file, as it is (image_mode None): with a mode, Gradio re-encodes the
+    GIF on every read (about 90 ms a read: `tab_results` reads it as each edit arrives and is filed)."""
+    return gr.Image(
+        type="filepath",
+        image_mode=None,
+        label="Reverse process: the noised guide becomes the result",
+        height=None,
+        interactive=False,
+        visible=visible,
+        elem_id=elem_id,
+    )
+
+
+def _summary(value: str | None, elem_id: str, visible: bool | str = True) -> gr.Markdown:
+    return gr.Markdown(value, label="Summary", visible=visible, elem_id=elem_id)
+
+
+def _details(elem_id: str | None = None, visible: bool | str = True) -> gr.JSON:
+    return gr.JSON(label="Settings, seeds and timings", visible=visible, elem_id=elem_id)
+
+
+def _sweep_grid(elem_id: str, visible: bool | str = True) -> gr.Image:
+    return gr.Image(label="Sweep", show_label=False, format="png", interactive=False, visible=visible, elem_id=elem_id)
+
+
+def _sweep_plot(elem_id: str, visible: bool | str = True) -> gr.Image:
+    return gr.Image(
+        label="Faithfulness plot",
+        show_label=False,
+        format="png",
+        interactive=False,
+        visible=visible,
+        elem_id=elem_id,
+    )
+
+
+def _sweep_table(elem_id: str | None = None, visible: bool | str = True) -> gr.Dataframe:
+    return gr.Dataframe(
+        headers=["t0", "L2 to guide"], interactive=False, label="Faithfulness", visible=visible, elem_id=elem_id
+    )
+
+
+class Staged:
+    """Where `/edit` and `/sweep` write: a hidden copy of each of the column's result components (gallery,
+    animation, summary, details; the sweep's grid, plot and table), built by the same functions, so the
+    endpoints' outputs have the column's types, labels and formats and the API is the column's.
+
+    Hidden as "hidden", not False: Gradio keeps such a component on the page (a False one is not mounted), and
+    a mounted component is what fires `.change` when a backend function updates it; `tab_results` listens
+    there to move an arriving edit into the column while its tab is in front, and files results from here."""
+
+    def __init__(self):
+        self.gallery = _results_gallery("staged-gallery", visible="hidden")
+        self.animation = _animation("staged-animation", visible="hidden")
+        self.summary = _summary(None, "staged-summary", visible="hidden")
+        self.details = _details("staged-details", visible="hidden")
+        self.sweep_grid = _sweep_grid("staged-sweep-grid", visible="hidden")
+        self.sweep_plot = _sweep_plot("staged-sweep-plot", visible="hidden")
+        self.sweep_table = _sweep_table("staged-sweep-table", visible="hidden")
+
+    @property
+    def outputs(self) -> list:
+        """The copies of an edit's outputs (without the last seed, a State of the column's)."""
+        return [self.gallery, self.animation, self.summary, self.details]
+
+    @property
+    def sweep_outputs(self) -> list:
+        return [self.sweep_grid, self.sweep_plot, self.sweep_table]
+
+
 def _shown_image(label: str, elem_id: str) -> gr.Image:
     """A read-only PNG the page shows and the API passes on as a file path."""
     return gr.Image(
@@ -220,35 +312,18 @@ class Results:
             api_visibility="private",
         )
         reuse_btn.click(lambda s: s, self.last_seed, self.seed, queue=False, api_visibility="private")
-        self.gallery = gr.Gallery(
-            label="Results (lossless PNG)",
-            format="png",
-            type="filepath",  # handlers read the result files (history, Use as new guide), never decode them all
-            columns=2,
-            fit_columns=False,
-            height=None,
-            object_fit="contain",
-            interactive=False,
-            buttons=["download", "download_all", "fullscreen"],
-            elem_id="gallery",
-        )
+        self.gallery = _results_gallery("gallery")
 
         def selected_result(evt: gr.SelectData) -> int:
             return evt.index
 
         self.gallery.select(selected_result, None, self.selected, queue=False, api_visibility="private")
         with gr.Row(equal_height=True):
-            self.summary = gr.Markdown(empty, label="Summary", elem_id="summary")
+            self.summary = _summary(empty, "summary")
             self.use_as_guide_btn = gr.Button(
                 "Use as new guide", size="sm", scale=0, min_width=150, elem_id="use-as-guide"
             )
-        self.animation = gr.Image(
-            type="filepath",
-            label="Reverse process: the noised guide becomes the result",
-            height=None,
-            interactive=False,
-            elem_id="animation",
-        )
+        self.animation = _animation("animation")
         with gr.Accordion("What the model gets: guide and mask", open=False):
             with gr.Row():
                 # the API's guide, mask and map: read by the studio within its limits
@@ -271,25 +346,30 @@ class Results:
                 "the paper's faithfulness (L2 distance to the guide; lower = more faithful).",
                 elem_classes="hint",
             )
-            self.sweep_grid = gr.Image(
-                label="Sweep", show_label=False, format="png", interactive=False, elem_id="sweep-grid"
-            )
-            self.sweep_plot = gr.Image(
-                label="Faithfulness plot",
-                show_label=False,
-                format="png",
-                interactive=False,
-                elem_id="sweep-plot",
-            )
-            self.sweep_table = gr.Dataframe(headers=["t0", "L2 to guide"], interactive=False, label="Faithfulness")
+            self.sweep_grid = _sweep_grid("sweep-grid")
+            self.sweep_plot = _sweep_plot("sweep-plot")
+            self.sweep_table = _sweep_table()
         with gr.Accordion("Details (JSON)", open=False):
-            self.details = gr.JSON(label="Settings, seeds and timings")
+            self.details = _details()
+        self.staged = Staged()
 
     @property
     def edit_outputs(self) -> list:
-        """The `/edit` endpoint's outputs, in its documented order."""
-        return [self.gallery, self.animation, self.summary, self.details, self.last_seed]
+        """The `/edit` endpoint's outputs, in its documented order: the hidden copies (`Staged`), not the column."""
+        s = self.staged
+        return [s.gallery, s.animation, s.summary, s.details, self.last_seed]
+
+    @property
+    def shown(self) -> list:
+        """The column's components that show an edit's result: the staged outputs' counterparts, in their order."""
+        return [self.gallery, self.animation, self.summary, self.details]
 
     @property
     def sweep_outputs(self) -> list:
+        """The `/sweep` endpoint's outputs: the hidden copies (`Staged`), not the column."""
+        return self.staged.sweep_outputs
+
+    @property
+    def sweep_shown(self) -> list:
+        """The column's sweep components: the staged sweep outputs' counterparts, in their order."""
         return [self.sweep_grid, self.sweep_plot, self.sweep_table]

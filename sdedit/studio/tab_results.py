@@ -1,7 +1,7 @@
 """Results belong to the tab that made them: the results column shows the last result of the tab in front.
 
-The results column is one set of components under all the tabs (the `/edit` and `/sweep` endpoints write
-into it). A per-visitor `gr.State` keeps, per tab, what the column showed after that tab's last edit (its
+The results column is one set of components under all the tabs (it shows what the `/edit` and `/sweep`
+endpoints return). A per-visitor `gr.State` keeps, per tab, what the column showed after that tab's last edit (its
 result files and captions, the animation, the summary and details, the before/after slider, the guide, mask
 and map the model got) and after its last sweep. Bringing a tab to the front, by a click on it or by the app
 (Use as new guide, Send to canvas, a restored result), shows that tab's panel, or an empty state that names
@@ -9,10 +9,17 @@ the tab.
 
 `made_by` is the tab whose guide went to the model last, set when its guide is put in place (Generate, the
 sweep, an example's click) and cleared when the request ends. Its result is filed under that tab even when
-the visitor has gone to another one meanwhile; the column then goes back to the tab in front, and its
-summary says where the result is. (Until then, between the result's arrival and its filing, the column
-shows it: the endpoint writes into the shared components.) While a request runs, switching tabs leaves
-"What the model gets" alone: the running request's guide is what its result is filed with.
+the visitor has gone to another one meanwhile, and the column's summary then says where the result is.
+
+A tab never shows another tab's result, not even for a moment. `/edit` writes into hidden copies of the
+column's components (`results.Staged`), not into the column: as its outputs arrive (the results first, the
+animation after them), `arrived` copies them into the column only while the tab that asked for them is the
+tab in front; when the edit ends, `filed` files them from the copies and shows them if their tab is in front
+(the visitor may have come back meanwhile), else leaves the column on the tab in front. `/sweep` writes into
+copies too; it sends its outputs once, at its end, and `swept` files and shows them the same way.
+
+While a request runs, switching tabs leaves "What the model gets" alone: the running request's guide is what
+its result is filed with.
 """
 
 from __future__ import annotations
@@ -37,6 +44,10 @@ def _path(media) -> str | None:
     if isinstance(media, str):
         return media
     return getattr(media, "filename", None) or None
+
+
+def _paths(gallery) -> list[str]:
+    return [p for item in gallery or [] if (p := _path(item))]
 
 
 def _caption(item) -> str:
@@ -84,6 +95,9 @@ class TabResults:
     def __init__(self):
         self.store = gr.State({})
         self.made_by = gr.State("")
+        # the same tab, kept after its request ends: the history names it, read while `filed` may be clearing
+        # `made_by` (the two run side by side when an edit ends)
+        self.asked_by = gr.State("")
 
     def bind(self, page) -> None:
         """The components a panel fills (once the results column and the history exist)."""
@@ -98,40 +112,78 @@ class TabResults:
         """File each edit's and sweep's results under the tab that made them (after every edit event exists)."""
         r, h = page.results, page.history
 
-        def filed(store, made_by, front, gallery, animation, summary, details, guide, mask, strength_map) -> dict:
-            """After an edit: file it under the tab that made it; show it, or go back to the tab in front."""
+        def arrived(made_by, front, gallery, animation, summary, details) -> dict:
+            """An edit's outputs have arrived in the hidden copies (its results, then with its animation): into
+            the column while the tab that asked for them is in front; else nothing, and they wait for `filed`.
+
+            No request running (`made_by` empty) is no permission: `filed` has run already and has put the
+            column right, and a copy made now could be of a tab the visitor has left."""
+            if not made_by or made_by != front:
+                return gr.skip()  # every output left as it is
+            return dict(zip(r.shown, (gallery, animation, summary, details), strict=True))
+
+        def filed(
+            store, made_by, front, gallery, animation, summary, details, guide, mask, strength_map,
+            shown_gallery=None, shown_animation=None,
+        ) -> dict:  # fmt: skip
+            """After an edit (its outputs, from the hidden copies): file it under the tab that made it; show it
+            when that tab is in front, else leave the column on the tab in front, saying where the result is.
+
+            The column shows it already when it arrived with its tab in front (`shown_gallery`, `shown_animation`:
+            what the column shows); else the visitor came back while it ran, and it goes in now."""
             tab = made_by or front
             store = file_edit(store, tab, gallery, animation, summary, details, guide, mask, strength_map)
             out = {self.store: store, self.made_by: ""}
             if tab == front:
-                first = store[tab]["gallery"][0][0] if store[tab]["gallery"] else None
-                return {**out, h.slider: before_after(store[tab]["guide"], first)}
+                kept = store[tab]
+                first = kept["gallery"][0][0] if kept["gallery"] else None
+                out[h.slider] = before_after(kept["guide"], first)
+                paths = [p for p, _ in kept["gallery"]]
+                if paths == _paths(shown_gallery) and kept["animation"] == _path(shown_animation):
+                    return out  # shown already: the column is left as it is
+                shown = (kept["gallery"] or None, kept["animation"], kept["summary"], kept["details"])
+                return {**out, **dict(zip(r.shown, shown, strict=True))}
             panel = self.panel(store, front)
             ready = f"Your result on **{self.labels.get(tab, tab)}** is ready: it is on that tab."
             return {**out, **panel, r.summary: f"{panel[r.summary]}\n\n{ready}"}
 
-        self.filed = filed
+        self.arrived, self.filed = arrived, filed
+        staged = r.staged.outputs
+        # the results arrive in the gallery, the animation after them (the gallery unchanged): either copies
+        gr.on(
+            [staged[0].change, staged[1].change],
+            arrived,
+            [self.made_by, page.selected_tab, *staged],
+            r.shown,
+            queue=False,
+            api_visibility="private",
+            show_progress="hidden",
+        )
         for event in page.edit_events:
             event.success(
                 filed,
-                [self.store, self.made_by, page.selected_tab, r.gallery, r.animation, r.summary, r.details,
-                 *self.inputs],
+                [self.store, self.made_by, page.selected_tab, *staged, *self.inputs, r.gallery, r.animation],
                 [self.store, self.made_by, *self.outputs],
                 queue=False,
                 api_visibility="private",
                 show_progress="hidden",
-            )  # fmt: skip
+            )
             event.failure(lambda: "", None, self.made_by, queue=False, api_visibility="private")
 
         def swept(store, made_by, front, grid, plot, table) -> dict:
+            """After a sweep (from the hidden copies: it has no steps to show before it ends): file it under the
+            tab that made it; show it when that tab is in front, else leave the column on the tab in front."""
             tab = made_by or front
             store = file_sweep(store, tab, grid, plot, table)
             out = {self.store: store, self.made_by: ""}
-            return out if tab == front else {**out, **self.panel(store, front)}
+            if tab == front:
+                return {**out, **dict(zip(self.sweep, (grid, plot, table), strict=True))}
+            return {**out, **self.panel(store, front)}
 
+        self.swept = swept
         page.sweep_event.success(
             swept,
-            [self.store, self.made_by, page.selected_tab, *self.sweep],
+            [self.store, self.made_by, page.selected_tab, *r.staged.sweep_outputs],
             [self.store, self.made_by, *self.outputs],
             queue=False,
             api_visibility="private",

@@ -227,6 +227,12 @@ def test_history_strip_before_after_slider_and_sweep_clicks(page):
     deadline = time.time() + 20
     while time.time() < deadline and page.locator("#history img").count() < 2:
         time.sleep(0.2)
+    # the newest result is filed (the before/after shows it) before the history is clicked: filing it sets the
+    # before/after, and must not land after the click's
+    newest = page.locator("#gallery img").first.get_attribute("src")
+    deadline = time.time() + 20
+    while time.time() < deadline and page.locator("#before-after img").nth(1).get_attribute("src") != newest:
+        time.sleep(0.1)
     thumbs = page.locator("#history img")
     assert thumbs.count() >= 2
     assert "seed 202" in page.locator("#history").inner_text()

@@ -1,20 +1,34 @@
 """A first visit in real Chromium: every tab's first example shows that tab's result with one click, results stay
-with the tab that made them, the history strip says what it is before the first result, and the reverse-process
-animation is drawn at the size the page shows it. Screenshots (1366x768 and 390x844) land in
+with the tab that made them (a result that arrives while another tab is in front never shows there, not even for
+a moment), the history strip says what it is before the first result, and the reverse-process animation is drawn
+at the size the page shows it. Screenshots (1366x768 and 390x844) land in
 artifacts/screenshots/.
 """
 
 from __future__ import annotations
 
+import inspect
+import io
+import threading
 import time
 
+import anyio
 import numpy as np
 import pytest
+from PIL import Image
 
-from sdedit.studio import first_click, progress
+from sdedit.studio import first_click, progress, results
 from sdedit.studio.page import build_page
 from sdedit.studio.tab_results import empty_summary
-from tests.browser_utils import browser_marks, fetch_image, open_app, screenshot, wait_for_result
+from tests.browser_utils import (
+    browser_marks,
+    fetch_bytes,
+    fetch_image,
+    fetch_src,
+    open_app,
+    screenshot,
+    wait_for_result,
+)
 
 pytestmark = browser_marks()
 LAPTOP = {"width": 1366, "height": 768}
@@ -64,6 +78,56 @@ def click_first_example(page, tab_id: str) -> None:
     thumb.scroll_into_view_if_needed()
     time.sleep(1.0)
     thumb.click()
+
+
+# Every state the results column passes through: the sources of the images each selector finds (by name) and
+# the summary's text, read on each change of the column's DOM (a MutationObserver: a state shown for one frame
+# is seen too) and every 20 ms besides.
+COLUMN = {"gallery": "#gallery img", "slider": "#before-after img", "animation": "#animation img"}
+WATCH = """(selectors) => {
+  const seen = window.sdeditSeen = {summary: new Set(), looks: 0};
+  for (const name in selectors) seen[name] = new Set();
+  const look = () => {
+    seen.looks += 1;
+    for (const [name, sel] of Object.entries(selectors)) {
+      document.querySelectorAll(sel).forEach((i) => i.getAttribute('src') && seen[name].add(i.getAttribute('src')));
+    }
+    const summary = document.querySelector('#summary .prose');  // its text, not a timer beside it
+    if (summary) seen.summary.add(summary.innerText.trim());
+  };
+  look();
+  const observer = new MutationObserver(look);
+  observer.observe(document.querySelector('#results'), {subtree: true, childList: true, attributes: true,
+                                                        characterData: true});
+  window.sdeditWatch = [setInterval(look, 20), observer];
+}"""
+SEEN = """() => {
+  clearInterval(window.sdeditWatch[0]); window.sdeditWatch[1].disconnect();
+  const out = {};
+  for (const [name, value] of Object.entries(window.sdeditSeen)) out[name] = value instanceof Set ? [...value] : value;
+  return out;
+}"""
+
+
+def held(monkeypatch, module, name: str) -> threading.Event:
+    """From now on, `module.name` (a function of the app, which runs in this process) waits until the returned
+    event is set, then runs: an edit held before it starts, or its animation before it is rendered."""
+    release, fn = threading.Event(), getattr(module, name)
+
+    if inspect.iscoroutinefunction(fn):
+
+        async def waiting(*args, **kwargs):
+            assert await anyio.to_thread.run_sync(release.wait, 120), "never released"
+            return await fn(*args, **kwargs)
+
+    else:
+
+        def waiting(*args, **kwargs):
+            assert release.wait(120), "never released"
+            return fn(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, waiting)
+    return release
 
 
 def animation_sizes(page) -> dict:
@@ -119,7 +183,7 @@ def test_each_tabs_first_example_shows_its_result_and_results_stay_with_their_ta
         page.close()
 
 
-def test_at_phone_width_a_tab_shows_only_its_own_result(browser, url, expected):
+def test_at_phone_width_a_tab_shows_only_its_own_result(browser, url, expected, monkeypatch):
     page = open_app(browser, url, PHONE)
     try:
         assert page.locator("#history-empty").is_visible()
@@ -137,16 +201,90 @@ def test_at_phone_width_a_tab_shows_only_its_own_result(browser, url, expected):
         screenshot(page, "phone-390-edit-empty", full_page=False)
         go_to(page, "Composite")
         assert np.array_equal(shown(page), expected["composite"])
-        # an example's result that ends after its tab was left is kept for that tab, not shown on this one
+        # an example's result that ends after its tab was left is kept for that tab and never shown on this one,
+        # not even for a moment: the column is watched from the switch until the result is filed
         go_to(page, "Edit a photo", expect_empty="No result on Edit a photo yet")
+        release = held(monkeypatch, results, "run_edit_async")  # the edit waits until Composite is in front
         click_first_example(page, "edit")
         go_to(page, "Composite", expect_empty="masked edit")  # at once, while the edit runs
-        page.locator("#history").get_by_text("Edit a photo", exact=False).first.wait_for(timeout=120_000)
+        page.evaluate(WATCH, COLUMN)
+        history = page.locator("#history").get_by_text("Edit a photo", exact=False)
+        assert not history.count(), "the Edit tab's result was filed before the watch began: nothing was tested"
+        composite_summary = page.locator("#summary .prose").first.inner_text().strip()
+        composite_animation = fetch_bytes(page, "#animation img")
+        release.set()
+        history.first.wait_for(timeout=120_000)
         time.sleep(1.5)  # the edit is filed; the column stays with Composite
+        seen = page.evaluate(SEEN)
+        assert seen["looks"] > 10 and seen["gallery"], seen
+        for src in seen["gallery"] + seen["slider"]:
+            pixels = np.asarray(Image.open(io.BytesIO(fetch_src(page, src))).convert("RGB"))
+            assert not np.array_equal(pixels, expected["edit"]), "Composite showed the Edit tab's result"
+        for src in seen["animation"]:
+            assert fetch_src(page, src) == composite_animation, "Composite showed another animation than its own"
+        for text in seen["summary"]:
+            assert not text or text.startswith(composite_summary), f"Composite showed another summary: {text!r}"
+        assert "Your result on Edit a photo is ready" in summary(page)
         assert np.array_equal(shown(page), expected["composite"]), "Composite shows the Edit tab's result"
+        # back on the Edit tab: its result, and its animation, which arrived while Composite was in front
         go_to(page, "Edit a photo")
         assert np.array_equal(shown(page), expected["edit"])
+        assert fetch_bytes(page, "#animation img") != composite_animation
         width = page.evaluate("() => document.documentElement.scrollWidth")
         assert width <= PHONE["width"] + 1, f"the page scrolls sideways on a phone ({width}px)"
+    finally:
+        page.close()
+
+
+def test_a_result_shows_before_its_animation(browser, url, expected, monkeypatch):
+    """On the tab that asked for it, a result is shown as soon as it exists, its animation (held here) after."""
+    page = open_app(browser, url, LAPTOP)
+    try:
+        release = held(monkeypatch, progress, "render_animation")
+        click_first_example(page, "paint")
+        result = np.asarray(wait_for_result(page).convert("RGB"))
+        assert np.array_equal(result, expected["paint"]) and "1 result" in summary(page)
+        assert not page.locator("#animation img").count(), "an animation before its own was rendered"
+        release.set()
+        page.wait_for_selector("#animation img", timeout=60_000)
+        page.locator("#history").get_by_text("Paint", exact=False).first.wait_for(timeout=30_000)
+        assert np.array_equal(shown(page), expected["paint"])
+    finally:
+        page.close()
+
+
+def test_a_sweep_that_ends_after_its_tab_was_left_never_shows_on_another(browser, url, monkeypatch):
+    """A sweep writes into hidden copies too: it shows on its own tab, never (not even for a moment) on the tab in
+    front when it ends."""
+    page = open_app(browser, url, LAPTOP)
+    try:
+        click_first_example(page, "paint")  # a guide on the Paint canvas (and its result)
+        wait_for_result(page)
+        page.locator("#history").get_by_text("Paint", exact=False).first.wait_for(timeout=30_000)
+        page.get_by_text("t0 sweep: faithful").click()
+        page.locator("#strengths textarea, #strengths input").first.fill("0.3, 0.8")
+        done = threading.Event()
+        sweep = results.run_t0_sweep
+
+        def swept(*args, **kwargs):
+            try:
+                return sweep(*args, **kwargs)
+            finally:
+                done.set()
+
+        monkeypatch.setattr(results, "run_t0_sweep", swept)
+        release = held(monkeypatch, results, "run_t0_sweep")  # it waits until Edit a photo is in front
+        page.click("#sweep")
+        go_to(page, "Edit a photo", expect_empty="No result on Edit a photo yet")
+        page.evaluate(WATCH, {"sweep": "#sweep-grid img, #sweep-plot img"})
+        release.set()
+        assert done.wait(120), "the sweep did not end"
+        time.sleep(2.0)  # its outputs arrive and are filed
+        seen = page.evaluate(SEEN)
+        assert seen["looks"] > 10 and not seen["sweep"], "Edit a photo showed the Paint tab's sweep"
+        assert not page.locator("#sweep-grid img").count()
+        go_to(page, "Paint")
+        page.wait_for_selector("#sweep-grid img", timeout=10_000)
+        assert page.locator("#sweep-plot img").count()
     finally:
         page.close()

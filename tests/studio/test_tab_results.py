@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import gradio as gr
 import pytest
 from PIL import Image
 
@@ -48,7 +49,7 @@ def test_every_tabs_example_click_is_followed_by_an_edit(page):
         for comp in page.guide_outputs:  # the guide, mask and map the edit reads, and the tab that made it
             assert comp._id in outputs, (tab.label, comp)
         updates = tab.load_example(page, 0)
-        assert updates[page.tab_results.made_by] == tab.id
+        assert updates[page.tab_results.made_by] == updates[page.tab_results.asked_by] == tab.id
         assert page.selected_tab not in updates  # the tab in front is the visitor's: a click may end after a switch
         guide = updates[page.results.guide]
         assert isinstance(guide, str) and Image.open(guide).size[0] > 0  # a PNG file of its own
@@ -82,11 +83,17 @@ def test_a_tab_shows_its_own_last_result_or_its_empty_state(page, files):
 def test_a_result_is_filed_under_the_tab_that_made_it_even_after_a_switch(page, files):
     r = page.results
     args = [[(files["result"], "seed 3")], files["animation"], "1 result", {}, files["guide"], files["mask"], None]
-    # made on the tab in front: filed, and the before/after shows it against its guide
-    out = page.tab_results.filed({}, "edit", "edit", *args)
+    # made on the tab in front, where it arrived: filed, the column left as it is, and the before/after shows it
+    # against its guide
+    out = page.tab_results.filed({}, "edit", "edit", *args, [(files["result"], "seed 3")], files["animation"])
     store = out[page.tab_results.store]
     assert out[page.tab_results.made_by] == "" and store["edit"]["gallery"] == [(files["result"], "seed 3")]
     assert out[page.history.slider] == (files["guide"], files["result"]) and r.gallery not in out
+    # the visitor came back to its tab while it ran (it arrived elsewhere, or its animation did): it goes in now
+    for shown in ([None, None], [[(files["result"], "seed 3")], None]):
+        out = page.tab_results.filed({}, "edit", "edit", *args, *shown)
+        assert out[r.gallery] == [(files["result"], "seed 3")] and out[r.animation] == files["animation"]
+        assert out[r.summary] == "1 result" and out[page.history.slider] == (files["guide"], files["result"])
     # the visitor went to Paint while it ran: filed under Edit, the column goes back to Paint's (empty) state
     out = page.tab_results.filed({}, "edit", "paint", *args)
     assert out[page.tab_results.store]["edit"]["summary"] == "1 result"
@@ -94,11 +101,75 @@ def test_a_result_is_filed_under_the_tab_that_made_it_even_after_a_switch(page, 
     assert "Your result on **Edit a photo** is ready" in out[r.summary]
 
 
+def test_the_edit_writes_into_hidden_copies_and_never_into_the_column(page):
+    """`/edit`'s outputs are hidden copies of the column's components (the API is unchanged: the same types and
+    labels, in the same order); its progress shows on the column's gallery, and the history reads the copies."""
+    r = page.results
+    edits = [fn for fn in page.demo.fns.values() if fn.fn in (edit, edit_on_gpu)]
+    assert edits, "no edit event"
+    column = {c._id for c in [*r.shown, page.history.slider]}
+    for fn in edits:
+        assert [b._id for b in fn.outputs] == [c._id for c in r.edit_outputs]
+        assert not column & {b._id for b in fn.outputs}, "the edit writes into the column"
+        assert [b._id for b in fn.show_progress_on] == [r.gallery._id]
+    assert [c._id for c in r.edit_outputs[:4]] == [c._id for c in r.staged.outputs]
+    for staged, shown in zip(r.staged.outputs, r.shown, strict=True):
+        assert type(staged) is type(shown) and staged.label == shown.label and staged.visible == "hidden"
+    assert r.staged.gallery.format == r.gallery.format == "png" and r.staged.gallery.type == "filepath"
+    remembers = [fn for fn in page.demo.fns.values() if fn.fn is page.history.remember]
+    assert len(remembers) == len(edits), "the history follows every edit"
+    for fn in remembers:
+        read = {b._id for b in fn.inputs}
+        assert r.staged.gallery._id in read and r.gallery._id not in read
+        # the tab that asked, from a State that `filed` (running beside it) leaves alone: not `made_by`
+        assert page.tab_results.asked_by._id in read and page.tab_results.made_by._id not in read
+
+
+def test_the_animation_is_read_as_its_file(page, files):
+    """The handlers that move and file an edit read its GIF as the file it is, never a re-encoded copy."""
+    from gradio.data_classes import FileData
+
+    frames = [Image.new("RGB", (16, 8), (20 * i, 0, 0)) for i in range(3)]
+    frames[0].save(files["animation"], save_all=True, append_images=frames[1:])
+    for image in (page.results.animation, page.results.staged.animation):
+        assert image.preprocess(FileData(path=files["animation"], orig_name="reverse.gif")) == files["animation"]
+
+
+def test_an_edits_outputs_reach_the_column_only_while_their_tab_is_in_front(page, files):
+    r, tr = page.results, page.tab_results
+    outputs = [[(files["result"], "seed 3")], files["animation"], "1 result", {"seeds": [3]}]
+    shown = tr.arrived("edit", "edit", *outputs)
+    assert [shown[c] for c in r.shown] == outputs and len(shown) == 4
+    assert tr.arrived("edit", "composite", *outputs) == gr.skip(), "another tab in front: its column stays its own"
+    # no request running: `filed` has put the column right already (and the visitor may have left the tab)
+    assert tr.arrived("", "edit", *outputs) == gr.skip()
+    (copy,) = [fn for fn in page.demo.fns.values() if fn.fn is tr.arrived]
+    triggers = {(r.staged.gallery._id, "change"), (r.staged.animation._id, "change")}
+    assert set(copy.targets) == triggers and [b._id for b in copy.outputs] == [c._id for c in r.shown]
+
+
 def test_a_sweep_is_kept_per_tab(page):
     r = page.results
     store = tab_results.file_sweep({}, "paint", "grid", "plot", {"data": [[0.2, 1.0]]})
     assert page.front("paint", "edit", store)[r.sweep_grid] == "grid"
     assert page.front("edit", "paint", store)[r.sweep_table] is None
+
+
+def test_a_sweep_writes_into_hidden_copies_and_shows_only_on_its_own_tab(page):
+    r, tr = page.results, page.tab_results
+    (fn,) = [fn for fn in page.demo.fns.values() if fn.api_name == "sweep"]
+    assert [b._id for b in fn.outputs] == [c._id for c in r.staged.sweep_outputs] == [c._id for c in r.sweep_outputs]
+    assert [b._id for b in fn.show_progress_on] == [c._id for c in r.sweep_shown]
+    for staged, shown in zip(r.staged.sweep_outputs, r.sweep_shown, strict=True):
+        assert type(staged) is type(shown) and staged.label == shown.label and staged.visible == "hidden"
+    table = {"data": [[0.2, 1.0]]}
+    out = tr.swept({}, "paint", "paint", "grid", "plot", table)
+    assert out[tr.store]["paint"]["sweep"] == ("grid", "plot", table) and out[tr.made_by] == ""
+    assert [out[c] for c in r.sweep_shown] == ["grid", "plot", table]
+    # the visitor went to Edit while it ran: filed under Paint, the column stays Edit's (its empty state)
+    out = tr.swept({}, "paint", "edit", "grid", "plot", table)
+    assert out[tr.store]["paint"]["sweep"] == ("grid", "plot", table)
+    assert [out[c] for c in r.sweep_shown] == [None, None, None]
 
 
 def test_history_entries_name_the_tab_that_made_them(files):
