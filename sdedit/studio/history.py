@@ -1,6 +1,6 @@
 """This visitor's results: a history strip that survives a reload, a before/after slider, and t0 from the sweep.
 
-The history is a `gr.State` (one list per browser session, newest first) shown as a strip of thumbnails;
+The history is a `gr.State` (one list per open page, newest first) shown as a strip of thumbnails;
 clicking one shows it against its guide in the before/after slider and restores it from its PNG: settings,
 seed and guide (`Page.restore_result`). Clicking a column of the t0 sweep's grid sets t0 to that column's
 value.
@@ -241,7 +241,7 @@ class History:
         # before the first result the strip is a line of words, not an empty box
         self.empty = gr.Markdown(EMPTY, elem_id="history-empty", elem_classes="hint")
         self.gallery = gr.Gallery(
-            label="History (this session): click one to see it and get its settings back",
+            label="History (this visit): click one to see it and get its settings back",
             format="png",
             type="filepath",
             columns=8,
