@@ -212,19 +212,9 @@ def _details(elem_id: str | None = None, visible: bool | str = True) -> gr.JSON:
     return gr.JSON(label="Settings, seeds and timings", visible=visible, elem_id=elem_id)
 
 
-def _sweep_grid(elem_id: str, visible: bool | str = True) -> gr.Image:
-    return gr.Image(label="Sweep", show_label=False, format="png", interactive=False, visible=visible, elem_id=elem_id)
-
-
-def _sweep_plot(elem_id: str, visible: bool | str = True) -> gr.Image:
-    return gr.Image(
-        label="Faithfulness plot",
-        show_label=False,
-        format="png",
-        interactive=False,
-        visible=visible,
-        elem_id=elem_id,
-    )
+def _sweep_image(label: str, elem_id: str, visible: bool | str = True) -> gr.Image:
+    """The sweep's grid or its faithfulness plot: a PNG shown without its label."""
+    return gr.Image(label=label, show_label=False, format="png", interactive=False, visible=visible, elem_id=elem_id)
 
 
 def _sweep_table(elem_id: str | None = None, visible: bool | str = True) -> gr.Dataframe:
@@ -247,8 +237,8 @@ class Staged:
         self.animation = _animation("staged-animation", visible="hidden")
         self.summary = _summary(None, "staged-summary", visible="hidden")
         self.details = _details("staged-details", visible="hidden")
-        self.sweep_grid = _sweep_grid("staged-sweep-grid", visible="hidden")
-        self.sweep_plot = _sweep_plot("staged-sweep-plot", visible="hidden")
+        self.sweep_grid = _sweep_image("Sweep", "staged-sweep-grid", visible="hidden")
+        self.sweep_plot = _sweep_image("Faithfulness plot", "staged-sweep-plot", visible="hidden")
         self.sweep_table = _sweep_table("staged-sweep-table", visible="hidden")
 
     @property
@@ -346,8 +336,8 @@ class Results:
                 "the paper's faithfulness (L2 distance to the guide; lower = more faithful).",
                 elem_classes="hint",
             )
-            self.sweep_grid = _sweep_grid("sweep-grid")
-            self.sweep_plot = _sweep_plot("sweep-plot")
+            self.sweep_grid = _sweep_image("Sweep", "sweep-grid")
+            self.sweep_plot = _sweep_image("Faithfulness plot", "sweep-plot")
             self.sweep_table = _sweep_table()
         with gr.Accordion("Details (JSON)", open=False):
             self.details = _details()
