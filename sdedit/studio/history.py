@@ -27,6 +27,7 @@ from PIL import Image
 from ..errors import InputError, SDEditError
 from ..recall import INPUT_CHUNKS, read_inputs, read_settings
 from . import limits
+from .column_guard import TAB_RESULT
 from .restore import FIELDS, decode_inputs, inputs_from_png, settings_from_dict, settings_from_png
 
 MAX_HISTORY = 48  # results kept per visitor (their files live in Gradio's cache, swept by age)
@@ -237,6 +238,7 @@ class History:
             label="Before / after: the guide and the selected result",
             interactive=False,
             elem_id="before-after",
+            elem_classes=TAB_RESULT,
         )
         # before the first result the strip is a line of words, not an empty box
         self.empty = gr.Markdown(EMPTY, elem_id="history-empty", elem_classes="hint")
@@ -299,13 +301,17 @@ class History:
             api_visibility="private",
         )
 
-        def show_result(guide, gallery, evt: gr.SelectData):
+        def show_result(guide, gallery, shown_for, evt: gr.SelectData):
+            """A result picked in the column: the slider compares it with its guide. The column's tab goes back
+            with it (`ColumnGuard`): a tab switched to meanwhile hides it and shows its own."""
             items = gallery or []
             if not items:
                 return gr.skip()
-            return before_after(guide, path_of(items[min(evt.index, len(items) - 1)]))
+            return shown_for, before_after(guide, path_of(items[min(evt.index, len(items) - 1)]))
 
-        r.gallery.select(show_result, [r.guide, r.gallery], self.slider, queue=False, api_visibility="private")
+        r.gallery.select(  # the guard first: the page applies it before the slider (`ColumnGuard`)
+            show_result, [r.guide, r.gallery, r.guard], [r.guard, self.slider], queue=False, api_visibility="private"
+        )
 
         def pick(history, current, evt: gr.SelectData, front=None, store=None, made_by=""):
             """A thumbnail clicked: the result from its PNG (settings, seed, guide back on its canvas), or for an

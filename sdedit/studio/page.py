@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 
 from ..configs import default_config
 from ..errors import SDEditError
-from . import limits
+from . import column_guard, limits
 from .controls import Controls
 from .guard import BodySizeLimit
 from .guides import CANVAS_SIZE, to_pil
@@ -28,7 +28,8 @@ from .tab_results import TabResults, empty_summary
 from .tabs import TABS, Tab
 from .ui import accept_old_clients, friendly, guard_inputs, user_message
 
-CSS = """
+CSS = (
+    """
 .gradio-container { max-width: 1360px !important; margin: auto; }
 #title h1 { margin: 0 0 0.1em 0; }
 #title p { margin-top: 0.2em; color: var(--body-text-color-subdued); }
@@ -44,6 +45,8 @@ CSS = """
   .examples-gallery .caption-label { display: none; }
 }
 """
+    + column_guard.CSS
+)
 # Soft, with quiet grey labels so that the orange Generate button is what stands out.
 THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="blue", radius_size="md").set(
     block_label_background_fill="*neutral_100",
@@ -82,14 +85,15 @@ class Page:
             with gr.Row(equal_height=False):
                 # ----- left: the guide, the model and its settings ----------------------------------------
                 with gr.Column(scale=6, min_width=320):
-                    with gr.Tabs(selected=self.tabs[0].id, overflow_behavior="wrap") as self.tabs_block:
+                    tabs = gr.Tabs(selected=self.tabs[0].id, overflow_behavior="wrap", elem_id="tabs")
+                    with tabs as self.tabs_block:
                         for tab in self.tabs:
                             with gr.Tab(tab.label, id=tab.id) as self.tab_items[tab.id]:
                                 tab.layout(cfg)
                     self.controls = Controls(cfg)
                 # ----- right: generate, and the results -------------------------------------------------
                 with gr.Column(scale=5, min_width=320, elem_id="results"):
-                    self.results = Results(cfg, empty_summary(self.tabs[0].label))
+                    self.results = Results(cfg, empty_summary(self.tabs[0].label), self.tabs[0].id)
                     self.history = History()
             self.tab_results.bind(self)
             gr.Markdown(CREDITS, elem_id="credits")

@@ -20,6 +20,7 @@ import gradio as gr
 
 from ..configs import ModelConfig
 from . import limits
+from .column_guard import TAB_RESULT, ColumnGuard
 from .jobs import EditResult, EditSettings, run_edit, run_edit_async, run_t0_sweep
 from .models import strength_info
 from .restore import input_pngs
@@ -174,6 +175,12 @@ def sweep(
     return r.grid, r.plot, [[row["strength"], row["l2_to_guide"]] for row in r.rows]
 
 
+def _part(elem_id: str | None, visible: bool | str) -> dict:
+    """The arguments every part of the column that shows a tab's result shares (hidden while it is another
+    tab's: `ColumnGuard`)."""
+    return {"visible": visible, "elem_id": elem_id, "elem_classes": TAB_RESULT}
+
+
 def _results_gallery(elem_id: str, visible: bool | str = True) -> gr.Gallery:
     return gr.Gallery(
         label="Results (lossless PNG)",
@@ -185,8 +192,7 @@ def _results_gallery(elem_id: str, visible: bool | str = True) -> gr.Gallery:
         object_fit="contain",
         interactive=False,
         buttons=["download", "download_all", "fullscreen"],
-        visible=visible,
-        elem_id=elem_id,
+        **_part(elem_id, visible),
     )
 
 
@@ -199,27 +205,35 @@ def _animation(elem_id: str, visible: bool | str = True) -> gr.Image:
         label="Reverse process: the noised guide becomes the result",
         height=None,
         interactive=False,
-        visible=visible,
-        elem_id=elem_id,
+        **_part(elem_id, visible),
     )
 
 
 def _summary(value: str | None, elem_id: str, visible: bool | str = True) -> gr.Markdown:
-    return gr.Markdown(value, label="Summary", visible=visible, elem_id=elem_id)
+    return gr.Markdown(value, label="Summary", **_part(elem_id, visible))
 
 
 def _details(elem_id: str | None = None, visible: bool | str = True) -> gr.JSON:
-    return gr.JSON(label="Settings, seeds and timings", visible=visible, elem_id=elem_id)
+    return gr.JSON(label="Settings, seeds and timings", **_part(elem_id, visible))
 
 
 def _sweep_image(label: str, elem_id: str, visible: bool | str = True) -> gr.Image:
     """The sweep's grid or its faithfulness plot: a PNG shown without its label."""
-    return gr.Image(label=label, show_label=False, format="png", interactive=False, visible=visible, elem_id=elem_id)
+    return gr.Image(
+        label=label,
+        show_label=False,
+        format="png",
+        interactive=False,
+        **_part(elem_id, visible),
+    )
 
 
 def _sweep_table(elem_id: str | None = None, visible: bool | str = True) -> gr.Dataframe:
     return gr.Dataframe(
-        headers=["t0", "L2 to guide"], interactive=False, label="Faithfulness", visible=visible, elem_id=elem_id
+        headers=["t0", "L2 to guide"],
+        interactive=False,
+        label="Faithfulness",
+        **_part(elem_id, visible),
     )
 
 
@@ -254,14 +268,20 @@ class Staged:
 def _shown_image(label: str, elem_id: str) -> gr.Image:
     """A read-only PNG the page shows and the API passes on as a file path."""
     return gr.Image(
-        type="filepath", image_mode=None, format="png", label=label, height=200, interactive=False, elem_id=elem_id
+        type="filepath",
+        image_mode=None,
+        format="png",
+        label=label,
+        height=200,
+        interactive=False,
+        **_part(elem_id, True),
     )
 
 
 class Results:
-    """The right-hand column."""
+    """The right-hand column. `shown_for`: the tab whose (empty) result it shows at first (`ColumnGuard`)."""
 
-    def __init__(self, cfg: ModelConfig, empty: str = "Results appear here."):
+    def __init__(self, cfg: ModelConfig, empty: str = "Results appear here.", shown_for: str = ""):
         self.last_seed = gr.State(-1)
         self.selected = gr.State(0)  # the result picked in the gallery, for "Use as new guide"
         self.generate_btn = gr.Button("Generate", variant="primary", size="lg", elem_id="generate")
@@ -342,6 +362,7 @@ class Results:
         with gr.Accordion("Details (JSON)", open=False):
             self.details = _details()
         self.staged = Staged()
+        self.guard = ColumnGuard(shown_for)
 
     @property
     def edit_outputs(self) -> list:

@@ -20,6 +20,11 @@ copies too; it sends its outputs once, at its end, and `swept` files and shows t
 
 While a request runs, switching tabs leaves "What the model gets" alone: the running request's guide is what
 its result is filed with.
+
+Each of these answers is computed for the tab in front at the moment the server reads it; the visitor can click
+another tab before it lands. So every answer that fills the column also names the tab it filled it for
+(`results.Results.guard`, a `ColumnGuard`): the page hides the column's tab-bound parts whenever that is not the
+tab in front, and a late answer makes the guard ask for the front tab's panel (`stale`).
 """
 
 from __future__ import annotations
@@ -105,7 +110,18 @@ class TabResults:
         self.page = page
         self.inputs = [r.guide, r.mask, r.strength_map]
         self.sweep = [r.sweep_grid, r.sweep_plot, r.sweep_table]
-        self.outputs = [r.gallery, r.animation, r.summary, r.details, r.selected, h.slider, *self.inputs, *self.sweep]
+        # the guard first: the page applies it before the parts it vouches for (`ColumnGuard`)
+        self.outputs = [
+            r.guard,
+            r.gallery,
+            r.animation,
+            r.summary,
+            r.details,
+            r.selected,
+            h.slider,
+            *self.inputs,
+            *self.sweep,
+        ]
         self.labels = {tab.id: tab.label for tab in page.tabs}
 
     def connect(self, page) -> None:
@@ -120,7 +136,7 @@ class TabResults:
             column right, and a copy made now could be of a tab the visitor has left."""
             if not made_by or made_by != front:
                 return gr.skip()  # every output left as it is
-            return dict(zip(r.shown, (gallery, animation, summary, details), strict=True))
+            return {**dict(zip(r.shown, (gallery, animation, summary, details), strict=True)), r.guard: made_by}
 
         def filed(
             store, made_by, front, gallery, animation, summary, details, guide, mask, strength_map,
@@ -135,6 +151,7 @@ class TabResults:
             store = file_edit(store, tab, gallery, animation, summary, details, guide, mask, strength_map)
             out = {self.store: store, self.made_by: ""}
             if tab == front:
+                out[r.guard] = tab
                 kept = store[tab]
                 first = kept["gallery"][0][0] if kept["gallery"] else None
                 out[h.slider] = before_after(kept["guide"], first)
@@ -154,7 +171,7 @@ class TabResults:
             [staged[0].change, staged[1].change],
             arrived,
             [self.made_by, page.selected_tab, *staged],
-            r.shown,
+            [r.guard, *r.shown],
             queue=False,
             api_visibility="private",
             show_progress="hidden",
@@ -177,7 +194,7 @@ class TabResults:
             store = file_sweep(store, tab, grid, plot, table)
             out = {self.store: store, self.made_by: ""}
             if tab == front:
-                return {**out, **dict(zip(self.sweep, (grid, plot, table), strict=True))}
+                return {**out, **dict(zip(self.sweep, (grid, plot, table), strict=True)), r.guard: tab}
             return {**out, **self.panel(store, front)}
 
         self.swept = swept
@@ -190,6 +207,24 @@ class TabResults:
             show_progress="hidden",
         )
         page.sweep_event.failure(lambda: "", None, self.made_by, queue=False, api_visibility="private")
+
+        def stale(store, made_by, evt: gr.EventData) -> dict:
+            """The column was filled for another tab than the one in front (an answer that landed after a tab
+            switch): the front tab's panel, as a switch to it shows it."""
+            tab = getattr(evt, "front", None)
+            if tab not in self.labels:
+                return gr.skip()
+            return {page.selected_tab: tab, **self.panel(store, tab, running=bool(made_by))}
+
+        self.stale = stale
+        r.guard.stale(
+            stale,
+            [self.store, self.made_by],
+            [page.selected_tab, *self.outputs],
+            queue=False,
+            api_visibility="private",
+            show_progress="hidden",
+        )
 
     def panel(self, store: dict | None, tab: str, running: bool = False) -> dict:
         """Updates that show tab `tab`'s last result (its files that Gradio's cache still holds) and sweep, or
@@ -209,6 +244,7 @@ class TabResults:
             r.sweep_grid: grid,
             r.sweep_plot: plot,
             r.sweep_table: table,
+            r.guard: tab,
         }
         if not running:
             mask, strength_map = _existing(kept.get("mask")), _existing(kept.get("strength_map"))

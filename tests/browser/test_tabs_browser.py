@@ -1,8 +1,8 @@
 """A first visit in real Chromium: every tab's first example shows that tab's result with one click, results stay
 with the tab that made them (a result that arrives while another tab is in front never shows there, not even for
-a moment), the history strip says what it is before the first result, and the reverse-process animation is drawn
-at the size the page shows it. Screenshots (1366x768 and 390x844) land in
-artifacts/screenshots/.
+a moment, not even when the server's answer lands after the visitor switched tabs), the history strip says what
+it is before the first result, and the reverse-process animation is drawn at the size the page shows it.
+Screenshots (1366x768 and 390x844) land in artifacts/screenshots/.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdedit.studio import first_click, progress, results
+from sdedit.studio import first_click, progress, results, tab_results
 from sdedit.studio.page import build_page
 from sdedit.studio.tab_results import empty_summary
 from tests.browser_utils import (
@@ -58,6 +58,11 @@ def summary(page) -> str:
     return page.locator("#summary").inner_text()
 
 
+def column_is_the_fronts(page) -> bool:
+    """The results column holds the result of the tab in front (its guard shows it; sdedit.studio.column_guard)."""
+    return not page.evaluate("() => document.getElementById('results').classList.contains('other-tab')")
+
+
 def go_to(page, label: str, expect_empty: str | None = None, timeout_s: float = 20) -> None:
     """Click a tab and wait until the results column has answered (its summary changed or reads `expect_empty`)."""
     before = summary(page)
@@ -65,7 +70,8 @@ def go_to(page, label: str, expect_empty: str | None = None, timeout_s: float = 
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         text = summary(page)
-        if (expect_empty and expect_empty in text) or (not expect_empty and text != before):
+        answered = (expect_empty and expect_empty in text) or (not expect_empty and text and text != before)
+        if answered and column_is_the_fronts(page):
             time.sleep(0.3)
             return
         time.sleep(0.1)
@@ -80,20 +86,24 @@ def click_first_example(page, tab_id: str) -> None:
     thumb.click()
 
 
-# Every state the results column passes through: the sources of the images each selector finds (by name) and
-# the summary's text, read on each change of the column's DOM (a MutationObserver: a state shown for one frame
-# is seen too) and every 20 ms besides.
+# Every state the results column passes through as the visitor sees it: the sources of the visible images each
+# selector finds (by name) and the summary's text when visible, read on each change of the column's DOM (a
+# MutationObserver: a state shown for one frame is seen too) and every 20 ms besides; `hidden` counts the looks
+# at which the column's guard hid its tab-bound parts.
 COLUMN = {"gallery": "#gallery img", "slider": "#before-after img", "animation": "#animation img"}
 WATCH = """(selectors) => {
-  const seen = window.sdeditSeen = {summary: new Set(), looks: 0};
+  const seen = window.sdeditSeen = {summary: new Set(), looks: 0, hidden: 0};
   for (const name in selectors) seen[name] = new Set();
+  const visible = (el) => el.checkVisibility({visibilityProperty: true, opacityProperty: true});
   const look = () => {
     seen.looks += 1;
+    if (document.getElementById('results').classList.contains('other-tab')) seen.hidden += 1;
     for (const [name, sel] of Object.entries(selectors)) {
-      document.querySelectorAll(sel).forEach((i) => i.getAttribute('src') && seen[name].add(i.getAttribute('src')));
+      document.querySelectorAll(sel).forEach((i) => visible(i) && i.getAttribute('src')
+                                                   && seen[name].add(i.getAttribute('src')));
     }
     const summary = document.querySelector('#summary .prose');  // its text, not a timer beside it
-    if (summary) seen.summary.add(summary.innerText.trim());
+    if (summary && visible(summary)) seen.summary.add(summary.innerText.trim());
   };
   look();
   const observer = new MutationObserver(look);
@@ -286,5 +296,47 @@ def test_a_sweep_that_ends_after_its_tab_was_left_never_shows_on_another(browser
         go_to(page, "Paint")
         page.wait_for_selector("#sweep-grid img", timeout=10_000)
         assert page.locator("#sweep-plot img").count()
+    finally:
+        page.close()
+
+
+def test_an_answer_that_lands_after_a_tab_switch_never_shows_there(browser, url, expected, monkeypatch):
+    """The server files a result for the tab it read as in front; the visitor clicks another tab before that
+    answer lands. The late answer is hidden the moment it lands (never shown), and the column goes back to the
+    tab in front: here the second Paint result's filing is held on the server until Edit a photo is in front."""
+    page = open_app(browser, url, LAPTOP)
+    try:
+        click_first_example(page, "paint")
+        wait_for_result(page)
+        page.locator("#history").get_by_text("Paint", exact=False).first.wait_for(timeout=30_000)
+        entered, release, done = threading.Event(), threading.Event(), threading.Event()
+        file_edit = tab_results.file_edit
+
+        def held_filing(*args, **kwargs):
+            entered.set()
+            try:
+                assert release.wait(120), "never released"
+                return file_edit(*args, **kwargs)
+            finally:
+                done.set()
+
+        monkeypatch.setattr(tab_results, "file_edit", held_filing)
+        page.click("#generate")  # Paint in front: its result arrives there; its filing reads Paint as in front
+        assert entered.wait(120), "the edit was never filed"
+        go_to(page, "Edit a photo", expect_empty="No result on Edit a photo yet")
+        assert not page.locator("#before-after img").count()
+        page.evaluate(WATCH, {**COLUMN, "sweep": "#sweep-grid img"})
+        release.set()  # the answer for Paint lands with Edit a photo in front
+        assert done.wait(30)
+        time.sleep(2.0)  # it has landed; the guard has asked for the front tab's panel, and got it
+        seen = page.evaluate(SEEN)
+        assert seen["looks"] > 10 and not seen["gallery"] and not seen["slider"] and not seen["animation"], seen
+        assert all(not text or text.startswith("No result on Edit a photo") for text in seen["summary"]), seen
+        assert seen["hidden"], "the late answer was never hidden: it did not land on Edit a photo"
+        assert column_is_the_fronts(page) and not page.locator("#before-after img").count()
+        assert "No result on Edit a photo yet" in summary(page)
+        go_to(page, "Paint")  # the held result was filed under Paint all the same
+        page.locator("#before-after img").first.wait_for(timeout=10_000)
+        assert shown(page) is not None and "1 result" in summary(page)
     finally:
         page.close()

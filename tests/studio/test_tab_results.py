@@ -139,13 +139,30 @@ def test_an_edits_outputs_reach_the_column_only_while_their_tab_is_in_front(page
     r, tr = page.results, page.tab_results
     outputs = [[(files["result"], "seed 3")], files["animation"], "1 result", {"seeds": [3]}]
     shown = tr.arrived("edit", "edit", *outputs)
-    assert [shown[c] for c in r.shown] == outputs and len(shown) == 4
+    assert [shown[c] for c in r.shown] == outputs and shown[r.guard] == "edit" and len(shown) == 5
     assert tr.arrived("edit", "composite", *outputs) == gr.skip(), "another tab in front: its column stays its own"
     # no request running: `filed` has put the column right already (and the visitor may have left the tab)
     assert tr.arrived("", "edit", *outputs) == gr.skip()
     (copy,) = [fn for fn in page.demo.fns.values() if fn.fn is tr.arrived]
     triggers = {(r.staged.gallery._id, "change"), (r.staged.animation._id, "change")}
-    assert set(copy.targets) == triggers and [b._id for b in copy.outputs] == [c._id for c in r.shown]
+    assert set(copy.targets) == triggers and [b._id for b in copy.outputs] == [c._id for c in [r.guard, *r.shown]]
+
+
+def test_every_answer_that_fills_the_column_names_its_tab_first(page):
+    """The page hides the column while its guard names another tab than the one in front (`ColumnGuard`); that
+    holds for a late answer only when every event that writes a tab's result into the column also sets the
+    guard, as its first output of the page's (Gradio applies an answer's outputs in order)."""
+    r, h = page.results, page.history
+    column = {c._id for c in [r.gallery, r.animation, r.summary, r.details, h.slider, *r.sweep_shown]}
+    writers = [fn for fn in page.demo.fns.values() if column & {b._id for b in fn.outputs}]
+    assert len(writers) > 8, "the tab switches, filing, the sweep and restores all write the column"
+    for fn in writers:
+        shown = [b for b in fn.outputs if b._id in column or b is r.guard]
+        assert shown and shown[0] is r.guard, f"{fn.name} writes the column before naming its tab"
+    # what it names: the tab a panel is for, or the tab an edit and a sweep were filed for
+    assert page.front("composite", "edit", {})[r.guard] == "composite"
+    assert page.tab_results.stale({}, "", gr.EventData(None, {"front": "edit"}))[r.guard] == "edit"
+    assert page.tab_results.stale({}, "", gr.EventData(None, {"front": "nowhere"})) == gr.skip()
 
 
 def test_a_sweep_is_kept_per_tab(page):

@@ -1,0 +1,32 @@
+"""`ColumnGuard`: the results column never shows another tab's result, not even for a moment.
+
+The column is one set of components under all the tabs, filled by the server's answers to events: a tab brought
+to the front, an edit's outputs arriving or filed, a sweep. An answer is right for the tab that was in front when
+the server computed it; it can land after the visitor has clicked another tab. Every answer that fills the
+column therefore also sets the guard's value: the tab whose panel it is. In the page (static/column_guard.js),
+while that tab is not the tab in front, the column's parts that belong to a tab (`TAB_RESULT`, a class) are
+hidden, before the browser paints; when a late answer made the difference (not a tab switch, whose own answer
+is on its way), the guard fires `stale` with the tab in front, and `TabResults` answers with that tab's panel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+ELEM_ID = "column-guard"
+TAB_RESULT = "tab-result"  # the class of the column's parts that show a tab's result (hidden while stale)
+JS = (Path(__file__).resolve().parent / "static" / "column_guard.js").read_text(encoding="utf-8")
+# the page's CSS for it: the guard takes no room; the hidden parts keep their place (no jump), unseen
+CSS = f"#{ELEM_ID} {{ display: none !important; }}\n#results.other-tab .{TAB_RESULT} {{ visibility: hidden; }}"
+
+
+class ColumnGuard(gr.HTML):
+    """Its value is the id of the tab whose result the column holds; it shows nothing itself."""
+
+    def __init__(self, value: str = "", **kwargs):
+        super().__init__(value=value, html_template="", js_on_load=JS, elem_id=ELEM_ID, **kwargs)
+
+    def api_info(self) -> dict:
+        return {"type": "string", "description": "the id of the tab whose result the results column holds"}
