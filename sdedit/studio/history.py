@@ -248,7 +248,7 @@ class History:
             type="filepath",
             columns=8,
             rows=1,
-            height=110,
+            height=170,
             allow_preview=False,
             interactive=False,
             visible=False,

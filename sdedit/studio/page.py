@@ -40,8 +40,13 @@ CSS = (
 /* five shrinkable columns: fixed-size thumbnails would make the page scroll sideways on a phone */
 .examples-gallery .grid-container { grid-template-columns: repeat(5, minmax(0, 1fr)) !important; }
 .examples-gallery .thumbnail-item { min-width: 0 !important; }
+/* the history strip keeps thumbnail-sized columns from its first entry on (Gradio stretches few items) */
+#history .grid-container { grid-template-columns: repeat(6, minmax(0, 1fr)) !important; }
+#history .thumbnail-item { min-width: 0 !important; }
+#history .thumbnail-item img { object-fit: contain !important; }
 @media (max-width: 640px) {
   .examples-gallery .grid-container { grid-template-columns: repeat(4, minmax(0, 1fr)) !important; }
+  #history .grid-container { grid-template-columns: repeat(4, minmax(0, 1fr)) !important; }
   .examples-gallery .caption-label { display: none; }
 }
 """
