@@ -115,8 +115,33 @@ def _save(img, path: Path, settings: dict) -> None:
         img.convert("RGB").save(path, quality=95)
 
 
+def thin_lines_note(guide: str, mask: str | None, fill_outlines: bool) -> str | None:
+    """What the page's canvas says of a drawing that is mostly thin lines (`outlines.HINT`), in the CLI's words:
+    a stroke guide (no mask) of thin lines, unfilled, mostly comes back as a pale ring or a blob."""
+    if fill_outlines or mask is not None:
+        return None
+    import numpy as np
+    from PIL import Image
+
+    from .outlines import guide_hint
+
+    try:
+        with Image.open(guide) as im:
+            rgb = np.asarray(im.convert("RGB"))
+    except (OSError, ValueError):
+        return None  # the edit itself says what is wrong with the file
+    if guide_hint(rgb) is None:
+        return None
+    return (
+        "note: the guide is mostly thin lines, which fade in the noise: the model follows areas of colour. "
+        "Fill the shapes with colour, or add --fill-outlines to fill each closed outline with its stroke colour."
+    )
+
+
 def cmd_edit(args) -> int:
     target = outpaths.target(args.out, args.num)  # a file for several images is refused before the model loads
+    if note := thin_lines_note(args.guide, args.mask, args.fill_outlines):
+        print(note, file=sys.stderr)
     pipe = _pipe(args)
     kw = dict(strength_map=args.strength_map)
     out = pipe(args.guide, args.mask, strength=args.strength, seed=args.seed, **kw, **_settings(args))
@@ -174,6 +199,8 @@ def cmd_sweep(args) -> int:
     from .sweep import parse_strengths, run_sweep
 
     target = outpaths.target(args.out, 1, patterns=False)
+    if note := thin_lines_note(args.guide, args.mask, args.fill_outlines):
+        print(note, file=sys.stderr)
     pipe = _pipe(args)
     result = run_sweep(pipe, args.guide, args.mask, parse_strengths(args.strengths), seed=args.seed, **_settings(args))
     rows = result.rows()

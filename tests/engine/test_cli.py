@@ -264,3 +264,26 @@ def test_a_cli_run_prints_no_package_advice_and_writes_the_file_it_is_told(tmp_p
     assert result.returncode == 0, result.stderr
     assert "pip install" not in result.stderr and "accelerate" not in result.stderr, result.stderr
     assert out.is_file() and Image.open(out).size == (256, 256)
+
+
+def test_a_guide_of_thin_lines_gets_the_pages_hint_unless_its_outlines_are_filled(tiny_model_dir, tmp_path, capsys):
+    """A newcomer's outline drawing through the CLI: the note says what works (the page's canvas says it too);
+    a filled drawing, a filled run and a photo-style edit with a mask get no note."""
+    from PIL import ImageDraw
+
+    outline = Image.new("RGB", (64, 64), "white")
+    ImageDraw.Draw(outline).ellipse((12, 12, 52, 52), outline=(230, 30, 40), width=2)
+    outline.save(tmp_path / "outline.png")
+    filled = Image.new("RGB", (64, 64), "white")
+    ImageDraw.Draw(filled).ellipse((12, 12, 52, 52), fill=(230, 30, 40))
+    filled.save(tmp_path / "filled.png")
+    Image.new("L", (64, 64), 255).save(tmp_path / "mask.png")
+
+    def note(guide: str, *more) -> str:
+        assert _edit(tiny_model_dir, tmp_path / guide, tmp_path / "out.png", *more) == 0
+        return capsys.readouterr().err
+
+    assert "--fill-outlines" in note("outline.png") and "thin lines" in note("outline.png")
+    assert "thin lines" not in note("outline.png", "--fill-outlines")
+    assert "thin lines" not in note("filled.png")
+    assert "thin lines" not in note("outline.png", "--mask", str(tmp_path / "mask.png"))
