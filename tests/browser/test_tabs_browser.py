@@ -340,3 +340,26 @@ def test_an_answer_that_lands_after_a_tab_switch_never_shows_there(browser, url,
         assert shown(page) is not None and "1 result" in summary(page)
     finally:
         page.close()
+
+
+def test_rapid_tab_switches_during_an_edit_end_on_the_front_tabs_own_column(browser, url, expected):
+    """Clicks on tab after tab, faster than the server answers, while an edit runs and is filed: the column ends
+    on the tab in front, shown (never left hidden), with that tab's own result or empty state."""
+    page = open_app(browser, url, LAPTOP)
+    try:
+        click_first_example(page, "paint")
+        wait_for_result(page)
+        page.locator("#history").get_by_text("Paint", exact=False).first.wait_for(timeout=30_000)
+        page.click("#generate")  # a second Paint edit, filed while the tabs change under it
+        for _ in range(3):
+            for _, label in [*TABS[1:], TABS[0], TABS[2]]:
+                page.get_by_role("tab", name=label, exact=True).click()
+                time.sleep(0.03)
+        page.locator("#history").get_by_text("Paint", exact=False).nth(1).wait_for(timeout=60_000)
+        time.sleep(2.0)  # every answer has landed
+        assert column_is_the_fronts(page), "the column was left hidden"
+        assert "No result on Composite yet" in summary(page) and shown(page) is None
+        go_to(page, "Paint")
+        assert shown(page) is not None and "1 result" in summary(page) and column_is_the_fronts(page)
+    finally:
+        page.close()
