@@ -16,17 +16,22 @@ from pathlib import Path
 import gradio as gr
 
 ELEM_ID = "column-guard"
-TAB_RESULT = "tab-result"  # the class of the column's parts that show a tab's result (hidden while stale)
+COLUMN_ID = "results"  # the results column's elem_id (sdedit.studio.page)
+TABS_ID = "tabs"  # the page's tabs' elem_id: their selected button is the tab in front
+TAB_RESULT = "tab-result"  # the class of the column's parts that show a tab's result
+OTHER_TAB = "other-tab"  # the column's class while it holds another tab's result than the one in front
 JS = (Path(__file__).resolve().parent / "static" / "column_guard.js").read_text(encoding="utf-8")
 # the page's CSS for it: the guard takes no room; the hidden parts keep their place (no jump), unseen
-CSS = f"#{ELEM_ID} {{ display: none !important; }}\n#results.other-tab .{TAB_RESULT} {{ visibility: hidden; }}"
+CSS = f"#{ELEM_ID} {{ display: none !important; }}\n#{COLUMN_ID}.{OTHER_TAB} .{TAB_RESULT} {{ visibility: hidden; }}"
 
 
 class ColumnGuard(gr.HTML):
-    """Its value is the id of the tab whose result the column holds; it shows nothing itself."""
+    """Its value is the id of the tab whose result the column holds; it shows nothing itself. The page's ids
+    and classes reach its JS as props."""
 
     def __init__(self, value: str = "", **kwargs):
-        super().__init__(value=value, html_template="", js_on_load=JS, elem_id=ELEM_ID, **kwargs)
+        ids = {"column_id": COLUMN_ID, "tabs_id": TABS_ID, "other_tab": OTHER_TAB}
+        super().__init__(value=value, html_template="", js_on_load=JS, elem_id=ELEM_ID, **ids, **kwargs)
 
     def api_info(self) -> dict:
         return {"type": "string", "description": "the id of the tab whose result the results column holds"}

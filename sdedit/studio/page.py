@@ -90,14 +90,14 @@ class Page:
             with gr.Row(equal_height=False):
                 # ----- left: the guide, the model and its settings ----------------------------------------
                 with gr.Column(scale=6, min_width=320):
-                    tabs = gr.Tabs(selected=self.tabs[0].id, overflow_behavior="wrap", elem_id="tabs")
+                    tabs = gr.Tabs(selected=self.tabs[0].id, overflow_behavior="wrap", elem_id=column_guard.TABS_ID)
                     with tabs as self.tabs_block:
                         for tab in self.tabs:
                             with gr.Tab(tab.label, id=tab.id) as self.tab_items[tab.id]:
                                 tab.layout(cfg)
                     self.controls = Controls(cfg)
                 # ----- right: generate, and the results -------------------------------------------------
-                with gr.Column(scale=5, min_width=320, elem_id="results"):
+                with gr.Column(scale=5, min_width=320, elem_id=column_guard.COLUMN_ID):
                     self.results = Results(cfg, empty_summary(self.tabs[0].label), self.tabs[0].id)
                     self.history = History()
             self.tab_results.bind(self)
