@@ -121,14 +121,13 @@ def thin_lines_note(guide: str, mask: str | None, fill_outlines: bool) -> str | 
     if fill_outlines or mask is not None:
         return None
     import numpy as np
-    from PIL import Image
 
+    from .imaging import load_image
     from .outlines import guide_hint
 
     try:
-        with Image.open(guide) as im:
-            rgb = np.asarray(im.convert("RGB"))
-    except (OSError, ValueError):
+        rgb = np.asarray(load_image(guide, "guide").convert("RGB"))  # size-checked before it is decoded
+    except SDEditError:
         return None  # the edit itself says what is wrong with the file
     if guide_hint(rgb) is None:
         return None
