@@ -246,7 +246,7 @@ class History:
             label="History (this visit): click one to see it and get its settings back",
             format="png",
             type="filepath",
-            columns=8,
+            columns=6,
             rows=1,
             height=170,
             allow_preview=False,

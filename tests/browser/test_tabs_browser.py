@@ -119,25 +119,49 @@ SEEN = """() => {
 }"""
 
 
-def held(monkeypatch, module, name: str) -> threading.Event:
+class Hold(threading.Event):
+    """Set it to let a held function run (`held`); `entered` is set when the app calls it, `done` when the call
+    has returned or raised."""
+
+    def __init__(self):
+        super().__init__()
+        self.entered, self.done = threading.Event(), threading.Event()
+
+
+def held(monkeypatch, module, name: str) -> Hold:
     """From now on, `module.name` (a function of the app, which runs in this process) waits until the returned
-    event is set, then runs: an edit held before it starts, or its animation before it is rendered."""
-    release, fn = threading.Event(), getattr(module, name)
+    hold is set, then runs: an edit held before it starts, its animation before it is rendered, its filing."""
+    release, fn = Hold(), getattr(module, name)
 
     if inspect.iscoroutinefunction(fn):
 
         async def waiting(*args, **kwargs):
-            assert await anyio.to_thread.run_sync(release.wait, 120), "never released"
-            return await fn(*args, **kwargs)
+            release.entered.set()
+            try:
+                assert await anyio.to_thread.run_sync(release.wait, 120), "never released"
+                return await fn(*args, **kwargs)
+            finally:
+                release.done.set()
 
     else:
 
         def waiting(*args, **kwargs):
-            assert release.wait(120), "never released"
-            return fn(*args, **kwargs)
+            release.entered.set()
+            try:
+                assert release.wait(120), "never released"
+                return fn(*args, **kwargs)
+            finally:
+                release.done.set()
 
     monkeypatch.setattr(module, name, waiting)
     return release
+
+
+def paint_example_filed(page) -> None:
+    """Paint's first example, generated and filed (its history entry is there): a Paint result to start from."""
+    click_first_example(page, "paint")
+    wait_for_result(page)
+    page.locator("#history").get_by_text("Paint", exact=False).first.wait_for(timeout=30_000)
 
 
 def animation_sizes(page) -> dict:
@@ -268,27 +292,15 @@ def test_a_sweep_that_ends_after_its_tab_was_left_never_shows_on_another(browser
     front when it ends."""
     page = open_app(browser, url, LAPTOP)
     try:
-        click_first_example(page, "paint")  # a guide on the Paint canvas (and its result)
-        wait_for_result(page)
-        page.locator("#history").get_by_text("Paint", exact=False).first.wait_for(timeout=30_000)
+        paint_example_filed(page)  # a guide on the Paint canvas (and its result)
         page.get_by_text("t0 sweep: faithful").click()
         page.locator("#strengths textarea, #strengths input").first.fill("0.3, 0.8")
-        done = threading.Event()
-        sweep = results.run_t0_sweep
-
-        def swept(*args, **kwargs):
-            try:
-                return sweep(*args, **kwargs)
-            finally:
-                done.set()
-
-        monkeypatch.setattr(results, "run_t0_sweep", swept)
         release = held(monkeypatch, results, "run_t0_sweep")  # it waits until Edit a photo is in front
         page.click("#sweep")
         go_to(page, "Edit a photo", expect_empty="No result on Edit a photo yet")
         page.evaluate(WATCH, {"sweep": "#sweep-grid img, #sweep-plot img"})
         release.set()
-        assert done.wait(120), "the sweep did not end"
+        assert release.done.wait(120), "the sweep did not end"
         time.sleep(2.0)  # its outputs arrive and are filed
         seen = page.evaluate(SEEN)
         assert seen["looks"] > 10 and not seen["sweep"], "Edit a photo showed the Paint tab's sweep"
@@ -306,28 +318,15 @@ def test_an_answer_that_lands_after_a_tab_switch_never_shows_there(browser, url,
     tab in front: here the second Paint result's filing is held on the server until Edit a photo is in front."""
     page = open_app(browser, url, LAPTOP)
     try:
-        click_first_example(page, "paint")
-        wait_for_result(page)
-        page.locator("#history").get_by_text("Paint", exact=False).first.wait_for(timeout=30_000)
-        entered, release, done = threading.Event(), threading.Event(), threading.Event()
-        file_edit = tab_results.file_edit
-
-        def held_filing(*args, **kwargs):
-            entered.set()
-            try:
-                assert release.wait(120), "never released"
-                return file_edit(*args, **kwargs)
-            finally:
-                done.set()
-
-        monkeypatch.setattr(tab_results, "file_edit", held_filing)
+        paint_example_filed(page)
+        release = held(monkeypatch, tab_results, "file_edit")
         page.click("#generate")  # Paint in front: its result arrives there; its filing reads Paint as in front
-        assert entered.wait(120), "the edit was never filed"
+        assert release.entered.wait(120), "the edit was never filed"
         go_to(page, "Edit a photo", expect_empty="No result on Edit a photo yet")
         assert not page.locator("#before-after img").count()
         page.evaluate(WATCH, {**COLUMN, "sweep": "#sweep-grid img"})
         release.set()  # the answer for Paint lands with Edit a photo in front
-        assert done.wait(30)
+        assert release.done.wait(30)
         time.sleep(2.0)  # it has landed; the guard has asked for the front tab's panel, and got it
         seen = page.evaluate(SEEN)
         assert seen["looks"] > 10 and not seen["gallery"] and not seen["slider"] and not seen["animation"], seen
@@ -347,9 +346,7 @@ def test_rapid_tab_switches_during_an_edit_end_on_the_front_tabs_own_column(brow
     on the tab in front, shown (never left hidden), with that tab's own result or empty state."""
     page = open_app(browser, url, LAPTOP)
     try:
-        click_first_example(page, "paint")
-        wait_for_result(page)
-        page.locator("#history").get_by_text("Paint", exact=False).first.wait_for(timeout=30_000)
+        paint_example_filed(page)
         page.click("#generate")  # a second Paint edit, filed while the tabs change under it
         for _ in range(3):
             for _, label in [*TABS[1:], TABS[0], TABS[2]]:
