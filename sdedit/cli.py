@@ -47,6 +47,11 @@ def _edit_args(p: argparse.ArgumentParser, sweep: bool = False) -> None:
         action="store_true",
         help="fill each closed outline with its stroke colour first (a thin outline fades in the noise)",
     )
+    p.add_argument(
+        "--keep-details",
+        action="store_true",
+        help="a drawing's thin parts (eyes, rays, wheels) start at half the t0, so that they survive the noise",
+    )
     p.add_argument("--steps", type=int, default=None, help="steps of a full schedule; an edit runs round(t0 x steps)")
     p.add_argument("--sampler", default=None, help=registry.describe())
     p.add_argument("--repeats", type=int, default=None, help="K: re-run SDEdit on its own output K times")
@@ -103,6 +108,7 @@ def _settings(args) -> dict:
         progress=not args.no_progress,
         upscale=False if args.no_upscale else None,  # None: the model's default (on when it has an upscaler)
         fill_outlines=args.fill_outlines,
+        keep_details=args.keep_details,
     )
 
 

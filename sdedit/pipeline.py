@@ -40,6 +40,7 @@ from . import loading, registry
 from . import threads as cpu_threads
 from .adapters import ModelSpace, pixel_space
 from .configs import ModelConfig, Sampling
+from .details import detail_strength
 from .errors import InputError, LimitError, ModelLoadError, ModelNotFoundError
 from .imaging import (
     DEFAULT_LIMITS,
@@ -118,6 +119,7 @@ class PreparedGuide:
     x0_strength: torch.Tensor | None = field(repr=False, default=None)  # per-element t0 / strength, or None
     strength_map: bool = False
     fill_outlines: bool = False  # its closed outlines were filled with their stroke colour (`outlines.fill_guide`)
+    keep_details: bool = False  # its details started at a lower t0 (`details.detail_strength`)
 
 
 @dataclass
@@ -473,7 +475,13 @@ class SDEditPipeline:
 
     # ----- 2. prepare a guide and its mask, once -------------------------------------------------------
     def prepare(
-        self, image, mask_image=None, fit: str = "pad", strength_map=None, fill_outlines: bool = False
+        self,
+        image,
+        mask_image=None,
+        fit: str = "pad",
+        strength_map=None,
+        fill_outlines: bool = False,
+        keep_details: bool = False,
     ) -> PreparedGuide:
         """Decode a guide (and mask, and strength map), place it on the model's canvas and put it into the
         model's space.
@@ -495,6 +503,9 @@ class SDEditPipeline:
                 own size, before it is placed (`outlines.fill_guide`: with a mask, the masked pixels are the
                 drawing and the mask grows by the filled pixels). A thin outline fades in the noise; a filled
                 shape is followed.
+            keep_details (`bool`): the drawing's thin parts (eyes, rays, wheels) start at a lower t0, after any
+                filling (`details.detail_strength`: a strength map from the drawing, in product with the mask
+                and strength map); a guide that is no flat-colour drawing (a photo) has none.
 
         Returns:
             `PreparedGuide`: what `run` and `postprocess` need, computed once per guide.
@@ -506,14 +517,18 @@ class SDEditPipeline:
         mask = self._read_mask(mask_image, pil.size, "mask")
         if mask is not None and mask.max() <= 0:
             raise InputError("the mask is empty: mark the region that may change (white = change)")
-        if not isinstance(fill_outlines, (bool, np.bool_)):
-            raise InputError(f"fill_outlines must be True or False, not {fill_outlines!r}")
+        for name, flag in (("fill_outlines", fill_outlines), ("keep_details", keep_details)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise InputError(f"{name} must be True or False, not {flag!r}")
         if fill_outlines:
             rgb, mask, filled = fill_guide(rgb, mask, background)
             if filled.holes:
                 pil = Image.fromarray(rgb)
         smap = self._read_mask(strength_map, pil.size, "strength_map")
         edit = smap if mask is None else mask if smap is None else smap * mask  # the guide's strength map
+        kept = detail_strength(rgb, background) if keep_details else None
+        if kept is not None:
+            edit = kept if edit is None else edit * kept
         canvas, placement = place(pil, self.config.resolution, fit, self.config.background)
         cstrength = place_mask(edit, placement) if edit is not None else canvas_mask(placement)
         if mask is not None and cstrength.max() <= 0:
@@ -525,8 +540,8 @@ class SDEditPipeline:
         canvas = np.asarray(canvas)
         x0 = self.space.encode(canvas)
         x0_strength = self.space.encode_mask(cstrength) if cstrength is not None else None
-        fill = bool(fill_outlines)
-        return PreparedGuide(rgb, keep, canvas, cstrength, placement, x0, x0_strength, smap is not None, fill)
+        flags = dict(strength_map=smap is not None, fill_outlines=bool(fill_outlines), keep_details=bool(keep_details))
+        return PreparedGuide(rgb, keep, canvas, cstrength, placement, x0, x0_strength, **flags)
 
     def _read_mask(self, obj, size: tuple[int, int], what: str) -> np.ndarray | None:
         if obj is None:
@@ -666,8 +681,11 @@ class SDEditPipeline:
         t_start = time.perf_counter()
         s = settings
         device = self.device
-        if official_mask_timing and any(g.strength_map for g in guides):
-            raise InputError("a strength map follows the default mask timing; official_mask_timing must be False")
+        if official_mask_timing and any(g.strength_map or g.keep_details for g in guides):
+            raise InputError(
+                "a strength map (keep_details makes one) follows the default mask timing; official_mask_timing must"
+                " be False"
+            )
         x0 = torch.stack([g.x0 for g in guides]).to(device)
         strength = self.strengths(guides)
         strength = strength.to(device) if strength is not None else None
@@ -801,6 +819,7 @@ class SDEditPipeline:
         strength_map=None,
         upscale: bool | None = None,
         fill_outlines: bool = False,
+        keep_details: bool = False,
         prompt: str | None = None,
         negative_prompt: str | None = None,
         guidance_scale: float | None = None,
@@ -840,6 +859,8 @@ class SDEditPipeline:
             upscale (`bool`, *optional*): the model's learned upscaler on the result before it is mapped back;
                 None = on when the config names one, True = on (an `InputError` without one), False = off.
             fill_outlines (`bool`): fill each guide's closed outlines with their stroke colour first (`prepare`).
+            keep_details (`bool`): each drawing's thin parts start at a lower t0, so eyes, rays and wheels survive
+                the noise (`prepare`).
             prompt (`str`, *optional*): text models only (`config.takes_text`).
             negative_prompt (`str`, *optional*): text models with classifier-free guidance only.
             guidance_scale (`float`, *optional*): 1 is none; above 1, classifier-free guidance (one batched UNet
@@ -877,7 +898,8 @@ class SDEditPipeline:
         resolve_upscaler(self.config, upscale, self.device)  # an upscale=True the model can't honour fails now
         # 2. prepare each guide once; every sample of a guide shares it
         prepared = [
-            self.prepare(im, m, s.fit, sm, fill_outlines) for im, m, sm in zip(images, masks, maps, strict=True)
+            self.prepare(im, m, s.fit, sm, fill_outlines, keep_details)
+            for im, m, sm in zip(images, masks, maps, strict=True)
         ]
         guides = [g for g in prepared for _ in range(s.num_images)]
         t_prepared = time.perf_counter()
@@ -964,6 +986,7 @@ def _guides_metadata(guides: Sequence[PreparedGuide]) -> dict:
         "masked": [g.mask is not None for g in guides],
         "strength_map": [g.strength_map for g in guides],
         "fill_outlines": [g.fill_outlines for g in guides],
+        "keep_details": [g.keep_details for g in guides],
     }
 
 

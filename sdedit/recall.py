@@ -56,6 +56,7 @@ CALL_KEYS = (
     "snr",
     "fit",
     "fill_outlines",
+    "keep_details",
     "prompt",
     "negative_prompt",
     "guidance_scale",
@@ -78,6 +79,7 @@ def settings_of(metadata: dict, index: int = 0) -> dict:
     out["masked"] = bool((metadata.get("masked") or [False])[guide])
     out["strength_map"] = bool((metadata.get("strength_map") or [False])[guide])
     out["fill_outlines"] = bool((metadata.get("fill_outlines") or [False])[guide])
+    out["keep_details"] = bool((metadata.get("keep_details") or [False])[guide])
     return out
 
 
@@ -95,6 +97,8 @@ def describe(settings: dict) -> str:
         parts.append("mask" if not settings.get("strength_map") else "strength map")
     if settings.get("fill_outlines"):
         parts.append("outlines filled")
+    if settings.get("keep_details"):
+        parts.append("details kept")
     if settings.get("guidance_scale") is not None:
         parts.append(f"guidance {settings['guidance_scale']:g}")
     if settings.get("negative_prompt"):

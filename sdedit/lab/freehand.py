@@ -249,11 +249,13 @@ def guides_for(drawings: list[Drawing], helped: bool) -> list[np.ndarray]:
     return [fill_outlines(d.image).image if helped else d.image for d in drawings]
 
 
-def edit_all(pipe, guides: list[np.ndarray], strength: float, seeds=SEEDS, batch: int = 48) -> np.ndarray:
+def edit_all(
+    pipe, guides: list[np.ndarray], strength: float, seeds=SEEDS, batch: int = 48, keep_details: bool = False
+) -> np.ndarray:
     """(len(guides) x len(seeds), R, R, 3) uint8 canvases: every guide with every seed, the app's sampler and steps,
     guide-major. Each guide is prepared once; samples run `batch` at a time (each with its own seed)."""
     settings = pipe.check_inputs(strength=strength)
-    prepared = [pipe.prepare(g, None, settings.fit) for g in guides]
+    prepared = [pipe.prepare(g, None, settings.fit, keep_details=keep_details) for g in guides]
     items = [(p, s) for p in prepared for s in seeds]
     out = []
     for i in range(0, len(items), batch):
@@ -490,20 +492,19 @@ def run(
     evals = 0
     reused: list[str] = []  # settings whose results came from the cache (made by an earlier run of this command)
 
-    def measure(drawings, helped: bool, strength: float) -> dict:
+    def measure(drawings, helped: bool, strength: float, details: bool = False) -> dict:
         nonlocal evals
         t0 = time.perf_counter()
         guides = guides_for(drawings, helped)
         stored = None
         if cache is not None:
-            stored = (
-                Path(cache) / f"b{drawings[0].brush}-{'help' if helped else 'base'}-t{strength:g}-s{len(seeds)}.npy"
-            )
+            name = f"b{drawings[0].brush}-{'help' if helped else 'base'}{'-details' if details else ''}"
+            stored = Path(cache) / f"{name}-t{strength:g}-s{len(seeds)}.npy"
         if stored is not None and stored.is_file():
             canvases = np.load(stored)
             reused.append(stored.name)
         else:
-            canvases = edit_all(pipe, guides, strength, seeds)
+            canvases = edit_all(pipe, guides, strength, seeds, keep_details=details)
             if stored is not None:
                 stored.parent.mkdir(parents=True, exist_ok=True)
                 np.save(stored, canvases)
@@ -512,7 +513,8 @@ def run(
         out["canvases"], out["guides"] = canvases, guides
         s = summary(out["rows"])
         log(
-            f"  brush {drawings[0].brush}, {'help' if helped else 'baseline'}, t0 {strength:g}: follows outline "
+            f"  brush {drawings[0].brush}, {'help' if helped else 'baseline'}{' + details' if details else ''}, "
+            f"t0 {strength:g}: follows outline "
             f"{s['outline']['follows']:.0%} scribble {s['scribble']['follows']:.0%}, success {s['all']['success']:.0%}"
             f" ({time.perf_counter() - t0:.0f} s, {(time.perf_counter() - t_start) / 60:.1f} min)"
         )
@@ -534,6 +536,7 @@ def run(
     baseline = {(b, t): measure(drawing_set(b), False, t) for b, t in base_settings}
     tried = [t for t in candidates(follows_range) if t in grid]
     chosen = grid[default]
+    kept = measure(drawings, True, default, details=True)
     record = {
         "model": pipe.config.name,
         "settings": {
@@ -561,6 +564,7 @@ def run(
         "brush_size": brush,
         "baseline": [{"brush": b, "strength": t, **_setting(r)} for (b, t), r in baseline.items()],
         "grid": {f"{t:g}": _setting(g) for t, g in grid.items()},
+        "details": {"strength": default, **_setting(kept), "changed": details_changes(chosen["rows"], kept["rows"])},
         "evaluation_identity": {f"{t:g}": a for t, a in sorted(identity.items())},
         "follows": list(follows_range),
         "default_strength": default,
@@ -580,7 +584,20 @@ def run(
     }
     if sheets is not None:
         make_sheets(pipe, drawings, baseline[(brush, default)], chosen, default, sheets)
+        make_details_sheet(pipe, drawings, chosen, kept, sheets)
     return record
+
+
+def details_changes(helped: list[dict], kept: list[dict]) -> dict:
+    """How keeping details changed each result's verdicts, counted: follows and success, gained and lost."""
+    out = {}
+    for key in ("follows", "success"):
+        out[key] = {
+            "gained": sum(1 for a, b in zip(helped, kept, strict=True) if b[key] and not a[key]),
+            "lost": sum(1 for a, b in zip(helped, kept, strict=True) if a[key] and not b[key]),
+            "lost_things": sorted({a["thing"] for a, b in zip(helped, kept, strict=True) if a[key] and not b[key]}),
+        }
+    return out
 
 
 def make_sheets(pipe, drawings: list[Drawing], baseline: dict, helped: dict, strength: float, folder: Path) -> None:
@@ -629,9 +646,80 @@ def make_sheets(pipe, drawings: list[Drawing], baseline: dict, helped: dict, str
         sheet.save(folder / f"freehand-{kind}s.png", optimize=True)
 
 
+def make_details_sheet(pipe, drawings: list[Drawing], helped: dict, kept: dict, folder: Path) -> None:
+    """docs/img/freehand-details.png: the drawings in their parts' colours (where details have colours of their
+    own), each as the guide with help, its results (three seeds) with help, and with help and kept details."""
+    from ..details import details
+    from ..upscale import resolve
+
+    upscaler = resolve(pipe.config, None, pipe.device)
+    n, cell, head = len(SEEDS), 80, 22
+    idx = [i for i, d in enumerate(drawings) if d.style.endswith("colours")]
+
+    def show(canvas, row):
+        im = upscaler.upscale(canvas[None])[0] if upscaler is not None else canvas
+        tile = Image.fromarray(im).resize((cell, cell), Image.LANCZOS)
+        colour = (0, 170, 80) if row["success"] else (240, 190, 0) if row["follows"] else (220, 40, 40)
+        ImageDraw.Draw(tile).rectangle((0, cell - 5, cell, cell), fill=colour)
+        return tile
+
+    def guide(i):
+        g = helped["guides"][i].copy()
+        g[details(g)] //= 3  # the details, darkened: where the t0 is halved
+        return Image.fromarray(g).resize((cell, cell), Image.LANCZOS)
+
+    cols, per_col = 1 + 2 * n, (len(idx) + 1) // 2
+    sheet = Image.new("RGB", (2 * cols * cell, head + per_col * cell), "white")
+    draw = ImageDraw.Draw(sheet)
+    words = ["details (dark)", *[f"help, seed {s}" for s in SEEDS], *[f"+ details, seed {s}" for s in SEEDS]]
+    for half in range(2):
+        for k, word in enumerate(words):
+            draw.text((half * cols * cell + k * cell + 3, 5), word, fill=(0, 0, 0))
+    for j, i in enumerate(idx):
+        x0, y = (j // per_col) * cols * cell, head + (j % per_col) * cell
+        tiles = [guide(i)]
+        tiles += [show(helped["canvases"][i * n + s], helped["rows"][i * n + s]) for s in range(n)]
+        tiles += [show(kept["canvases"][i * n + s], kept["rows"][i * n + s]) for s in range(n)]
+        for k, tile in enumerate(tiles):
+            sheet.paste(tile, (x0 + k * cell, y))
+    folder.mkdir(parents=True, exist_ok=True)
+    sheet.save(folder / "freehand-details.png", optimize=True)
+
+
 # ----- the docs section ----------------------------------------------------------------------------------------
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
+
+
+def _details_section(kd: dict, helped: dict) -> list[str]:
+    """The "Keep details" part of the section: what it does, its numbers against help alone, its sheet."""
+    s, ch = kd["summary"], kd["changed"]
+
+    def verdicts(key: str) -> str:
+        c = ch[key]
+        lost = f" ({', '.join(c['lost_things'])})" if c["lost_things"] else ""
+        return f"{c['gained']} gained, {c['lost']} lost{lost}"
+
+    return [
+        "",
+        "### Keep details",
+        "",
+        "`keep_details=True` (`sdedit.details`; `--keep-details` on the command line) gives a drawing's thin parts "
+        "(eyes, a smile, rays, wheels, a string: the parts of a colour that an opening by about a brush's width "
+        "removes) half the t0, through a strength map made from the drawing, so that they survive the noise. "
+        f"With help at t0 {kd['strength']:g}, against help alone: outlines follow {_pct(s['outline']['follows'])} "
+        f"(help alone {_pct(helped['outline']['follows'])}), scribbles {_pct(s['scribble']['follows'])} "
+        f"({_pct(helped['scribble']['follows'])}), look real {_pct(s['all']['real'])} "
+        f"({_pct(helped['all']['real'])}), identity {_pct(s['all']['identity'])} ({_pct(helped['all']['identity'])}), "
+        f"success {_pct(s['all']['success'])} ({_pct(helped['all']['success'])}). Per result: follows "
+        f"{verdicts('follows')}; success {verdicts('success')}. The follows test counts a colour outside the "
+        "drawing's meant regions as spill, and a sun's rays are drawn outside its disc, so a sun that keeps its "
+        "rays can fail it.",
+        "",
+        "![Keep details: the guide with its details darkened, three seeds with help, three with help and kept "
+        "details](img/freehand-details.png)",
+        "",
+    ]
 
 
 def render(results: dict) -> str:
@@ -691,6 +779,10 @@ def render(results: dict) -> str:
     for t, g in results["grid"].items():
         mark = " **← default**" if float(t) == d else ""
         lines.append(row(f"help, brush {results['brush_size']}, t0 {t}{mark}", g["summary"], g["kid"], g["kid_std"]))
+    kd = results.get("details")
+    if kd:
+        label = f"help + keep details, brush {results['brush_size']}, t0 {kd['strength']:g}"
+        lines.append(row(label, kd["summary"], kd["kid"], kd["kid_std"]))
     t = results["criteria"]["targets"]
     lines += [
         "",
@@ -704,6 +796,7 @@ def render(results: dict) -> str:
         )
         + ".",
         "",
+        *(_details_section(kd, helped) if kd else []),
         "### Brush size",
         "",
         "The drawings again at each brush size (help, t0 "
