@@ -223,6 +223,7 @@ def pick(
     judge: Judge | None = None,
     strength_map=None,
     fill_outlines: bool = False,
+    keep_details: bool = False,
     **settings,
 ):
     """`pipe(...)` with pick for me, for Python users: t0 picked per guide, and several samples best first.
@@ -239,6 +240,7 @@ def pick(
         rank_results (`bool`): order several samples best first (`rank`).
         judge (`Judge`, *optional*): the measures; None = the shipped realism and identity networks.
         fill_outlines (`bool`): fill the guide's closed outlines first, as the page does (`outlines`).
+        keep_details (`bool`): the drawing's thin parts start at half the t0, as the page does (`details`).
         **settings: the rest of `SDEditPipeline.check_inputs` (strength, sampler, num_inference_steps, ...).
 
     Returns:
@@ -247,7 +249,7 @@ def pick(
     """
     judge = judge or default_judge()
     s = pipe.check_inputs(num_images=num_images, **settings)
-    guide = pipe.prepare(image, mask_image, s.fit, strength_map, fill_outlines)
+    guide = pipe.prepare(image, mask_image, s.fit, strength_map, fill_outlines, keep_details)
     seeds = [seed + i for i in range(s.num_images)]
     choice = None
     if auto_strength:

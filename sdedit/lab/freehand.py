@@ -691,7 +691,7 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
-def _details_section(kd: dict, helped: dict) -> list[str]:
+def _details_section(kd: dict, helped: dict, targets: dict) -> list[str]:
     """The "Keep details" part of the section: what it does, its numbers against help alone, its sheet."""
     s, ch = kd["summary"], kd["changed"]
 
@@ -704,7 +704,8 @@ def _details_section(kd: dict, helped: dict) -> list[str]:
         "",
         "### Keep details",
         "",
-        "`keep_details=True` (`sdedit.details`; `--keep-details` on the command line) gives a drawing's thin parts "
+        "`keep_details=True` (`sdedit.details`; `--keep-details` on the command line; the Paint canvas's switch "
+        "*Fill outlines, keep details* turns it on with the fill) gives a drawing's thin parts "
         "(eyes, a smile, rays, wheels, a string: the parts of a colour that an opening by about a brush's width "
         "removes) half the t0, through a strength map made from the drawing, so that they survive the noise. "
         f"With help at t0 {kd['strength']:g}, against help alone: outlines follow {_pct(s['outline']['follows'])} "
@@ -714,7 +715,12 @@ def _details_section(kd: dict, helped: dict) -> list[str]:
         f"success {_pct(s['all']['success'])} ({_pct(helped['all']['success'])}). Per result: follows "
         f"{verdicts('follows')}; success {verdicts('success')}. The follows test counts a colour outside the "
         "drawing's meant regions as spill, and a sun's rays are drawn outside its disc, so a sun that keeps its "
-        "rays can fail it.",
+        "rays can fail it. This row is what the Paint tab gives by default: "
+        + ", ".join(
+            f"{kind} target ({_pct(targets[kind])}) {'met' if s[kind]['follows'] >= targets[kind] else 'missed'}"
+            for kind in ("outline", "scribble")
+        )
+        + ".",
         "",
         "![Keep details: the guide with its details darkened, three seeds with help, three with help and kept "
         "details](img/freehand-details.png)",
@@ -796,7 +802,7 @@ def render(results: dict) -> str:
         )
         + ".",
         "",
-        *(_details_section(kd, helped) if kd else []),
+        *(_details_section(kd, helped, t) if kd else []),
         "### Brush size",
         "",
         "The drawings again at each brush size (help, t0 "

@@ -136,6 +136,9 @@ def parse_request(payload) -> PreviewRequest:
     guide = decode_data_url(payload.get("guide"), "canvas")
     if guide is None:
         raise InputError("a preview call needs the canvas")
+    keep_details = payload.get("keep_details", False)
+    if not isinstance(keep_details, bool):
+        raise InputError(f"keep_details must be true or false, not {keep_details!r}"[:200])
     return PreviewRequest(
         visitor,
         seq,
@@ -143,6 +146,7 @@ def parse_request(payload) -> PreviewRequest:
         decode_data_url(payload.get("mask"), "mask"),
         parse_settings(payload.get("settings")),
         decode_data_url(payload.get("strength_map"), "strength map"),
+        keep_details,
     )
 
 

@@ -112,7 +112,15 @@ class Page:
     @property
     def guide_outputs(self) -> list:
         r = self.results
-        return [r.guide, r.mask, r.strength_map, r.fill_outlines, self.tab_results.made_by, self.tab_results.asked_by]
+        return [
+            r.guide,
+            r.mask,
+            r.strength_map,
+            r.fill_outlines,
+            r.keep_details,
+            self.tab_results.made_by,
+            self.tab_results.asked_by,
+        ]
 
     def show_guide(self, tab: Tab, guide, mask) -> dict:
         """Updates that show `tab`'s guide and mask as what the model gets (the next edit reads them, and its
@@ -127,14 +135,15 @@ class Page:
             self.results.mask: png_file(mask, "mask"),
             self.results.strength_map: None,
             self.results.fill_outlines: False,
+            self.results.keep_details: False,
             self.tab_results.made_by: tab.id,  # not `selected_tab`: the visitor may have moved on meanwhile
             self.tab_results.asked_by: tab.id,
         }
 
     def guide_in_front(self, values: dict) -> dict:
         """The guide, mask and strength map of the tab in front, from its own components (mask None = change
-        everything; strength map None = the same t0 everywhere), and whether its canvas fills closed outlines
-        (its guide carries that fill already); the result will be filed under that tab."""
+        everything; strength map None = the same t0 everywhere), and whether its canvas's guide help is on (its
+        guide carries the fill already; the edit keeps its details); the result will be filed under that tab."""
         tab_id = values[self.selected_tab]
         tab = self.by_id[tab_id]
         guide, mask, strength_map = tab.guide_and_strength(values)
@@ -144,6 +153,7 @@ class Page:
             r.mask: mask,
             r.strength_map: strength_map,
             r.fill_outlines: tab.fill_outlines(values),
+            r.keep_details: tab.fill_outlines(values),  # one switch: fill outlines, keep details
             self.tab_results.made_by: tab_id,
             self.tab_results.asked_by: tab_id,
         }
@@ -215,7 +225,9 @@ class Page:
     ) -> dict:
         """Updates that restore a result: its settings and seed into the controls (`restore.settings_from_dict`)
         and its guide back on a canvas; a notice says what came back."""
-        fill = bool(settings.get("fill_outlines"))
+        # the canvas's switch does both: on only for a result that had both (one filled without kept details
+        # restores with it off: its guide carries the fill already, so Generate redoes it)
+        fill = bool(settings.get("fill_outlines")) and bool(settings.get("keep_details"))
         updates = self.controls.restore_settings(settings, current)
         updates.update(self.restore_guide(inputs, fill, front, store, made_by))
         s = settings
@@ -299,7 +311,7 @@ class Page:
         inputs = [r.guide, r.mask, *self.settings_inputs, r.strength_map, r.fill_outlines, r.auto_strength, r.rank]
         edited = self.confirmed(event).success(
             edit_on_gpu if limits.ZERO_GPU else edit,
-            [*inputs, *self.text_inputs],
+            [*inputs, *self.text_inputs, r.keep_details],
             r.edit_outputs,
             api_name=api_name,
             api_visibility="public" if api_name else "private",
@@ -353,6 +365,7 @@ class Page:
                 r.strength_map,
                 r.fill_outlines,
                 *self.text_inputs,
+                r.keep_details,
             ],
             r.sweep_outputs,  # hidden copies, as the edit's: `TabResults` shows them while their tab is in front
             api_name="sweep",

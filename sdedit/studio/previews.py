@@ -72,6 +72,7 @@ class PreviewRequest:
     # PNG bytes / PIL / array or None: each pixel's own t0 as a fraction of t0 (white = the full t0, black = kept
     # exactly), the photo tab's Strength layer as Generate reads it (tabs/edit.photo_guide_and_strength)
     strength_map: Any = None
+    keep_details: bool = False  # the canvas's guide help switch: the drawing's thin parts start at half the t0
 
     @property
     def seed(self) -> int:
@@ -222,7 +223,7 @@ def _prepare(pipe, r: PreviewRequest, fit: str):
     rgb = np.asarray(guide)
     if mask is None and (rgb == rgb.reshape(-1, 3)[0]).all():
         raise InputError("paint some strokes to see a preview")
-    return pipe.prepare(guide, mask, fit, strength_map=smap)
+    return pipe.prepare(guide, mask, fit, strength_map=smap, keep_details=r.keep_details)
 
 
 def compute_previews(

@@ -32,6 +32,7 @@ FIELDS = (
     ("mask_dilation", "mask_dilation", float),
     ("mask_feather", "mask_feather", float),
     ("fill_outlines", "fill_outlines", bool),
+    ("keep_details", "keep_details", bool),
     ("prompt", "prompt", str),  # a text model's (a pixel model's PNG has none of these three)
     ("negative_prompt", "negative_prompt", str),
     ("guidance_scale", "guidance", float),
@@ -42,8 +43,8 @@ TEXT_KEYS = ("prompt", "negative_prompt")
 def settings_from_dict(s: dict) -> dict:
     """The controls' values from a PNG's settings (or a history entry's): model, strength, sampler, steps,
     repeats, snr, samples, seed (the call's first), mask dilation and feather, whether closed outlines were
-    filled, a text model's prompt, negative prompt and guidance, and `sample` (which of the call's samples the
-    image was) with `own_seed`. Keys it lacks are left out; a damaged one is an InputError."""
+    filled and details kept, a text model's prompt, negative prompt and guidance, and `sample` (which of the
+    call's samples the image was) with `own_seed`. Keys it lacks are left out; a damaged one is an InputError."""
     if not isinstance(s, dict):
         raise InputError("these SDEdit Studio settings are damaged")
     out: dict = {}

@@ -49,7 +49,7 @@ def edit_settings(*values) -> EditSettings:
     """The endpoints' inputs in `EditSettings` order; an optional input an old client leaves out (None) keeps
     its default (a prompt left out is None: the model's default)."""
     settings = EditSettings(*values)
-    for name in ("fill_outlines", "auto_strength", "rank"):
+    for name in ("fill_outlines", "auto_strength", "rank", "keep_details"):
         if getattr(settings, name) is None:
             setattr(settings, name, False)
     return settings
@@ -75,6 +75,7 @@ async def edit(
     prompt=None,
     negative_prompt=None,
     guidance_scale=None,
+    keep_details=None,
     progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
 ):
     """SDEdit: perturb the guide to t0 and denoise it. White in `mask` may change; None changes everything.
@@ -85,6 +86,8 @@ async def edit(
     (optional): with several samples, return them best first, each captioned with why (sdedit.ranking).
     `prompt`, `negative_prompt`, `guidance_scale` (optional; text models only, None = the model's default):
     what the picture should show, what it should not (classifier-free guidance), and how strongly.
+    `keep_details` (optional): a drawing's thin parts (eyes, rays, wheels) start at half the t0, as the page's
+    guide help does (`sdedit.details`).
 
     Async so that a cancelled request stops its work (the batcher drops it) instead of running on unseen;
     requests with matching settings share one forward pass (`jobs.edit_service`). A generator: the results
@@ -93,7 +96,7 @@ async def edit(
     """
     values = (model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather)
     text = (prompt, negative_prompt, guidance_scale)
-    settings = edit_settings(*values, strength_map, fill_outlines, auto_strength, rank, *text)
+    settings = edit_settings(*values, strength_map, fill_outlines, auto_strength, rank, *text, keep_details)
     try:
         progress(0, desc="Waiting for the model")
         r = await run_edit_async(guide, mask, settings, progress_reporter(progress))
@@ -133,12 +136,13 @@ def edit_on_gpu(
     prompt=None,
     negative_prompt=None,
     guidance_scale=None,
+    keep_details=None,
     progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
 ):
     """`edit` on ZeroGPU: the GPU exists only inside this call, so each request runs here, unbatched."""
     values = (model, strength, sampler, steps, repeats, num_samples, seed, snr, mask_dilation, mask_feather)
     text = (prompt, negative_prompt, guidance_scale)
-    settings = edit_settings(*values, strength_map, fill_outlines, auto_strength, rank, *text)
+    settings = edit_settings(*values, strength_map, fill_outlines, auto_strength, rank, *text, keep_details)
     progress(0, desc="Loading the model")
     r = run_edit(guide, mask, settings, progress_reporter(progress), batch=False)
     return edit_outputs(r, True, (guide, mask, strength_map))
@@ -163,14 +167,15 @@ def sweep(
     prompt=None,
     negative_prompt=None,
     guidance_scale=None,
+    keep_details=None,
     progress=gr.Progress(),  # noqa: B008 (gradio injects its tracker through this default)
 ):
     """The same guide and seed at several t0: a grid and a faithfulness-vs-t0 plot. `strength_map` as in `edit`
-    (each pixel's t0 as a fraction of each column's t0), `fill_outlines`, `prompt`, `negative_prompt` and
-    `guidance_scale` too."""
+    (each pixel's t0 as a fraction of each column's t0), `fill_outlines`, `prompt`, `negative_prompt`,
+    `guidance_scale` and `keep_details` too."""
     values = (model, None, sampler, steps, repeats, 1, seed, snr, mask_dilation, mask_feather)
     text = (prompt, negative_prompt, guidance_scale)
-    settings = edit_settings(*values, strength_map, fill_outlines, None, None, *text)
+    settings = edit_settings(*values, strength_map, fill_outlines, None, None, *text, keep_details)
     r = run_t0_sweep(guide, mask, strengths, settings, progress_reporter(progress))
     return r.grid, r.plot, [[row["strength"], row["l2_to_guide"]] for row in r.rows]
 
@@ -346,6 +351,13 @@ class Results:
                 label="Closed outlines filled with their stroke colour",
                 interactive=False,
                 elem_id="fill-outlines",
+            )
+            # the same switch: a drawing's thin parts start at half the t0 (`sdedit.details`)
+            self.keep_details = gr.Checkbox(
+                False,
+                label="Thin details (eyes, rays, wheels) start at half the t0",
+                interactive=False,
+                elem_id="keep-details",
             )
         with gr.Accordion("t0 sweep: faithful ↔ realistic, for this guide", open=False):
             with gr.Row(equal_height=True):

@@ -80,7 +80,7 @@ def filled_pixels(v: dict) -> np.ndarray:
 
 
 def switch(page, editor: str):
-    return page.locator(f"#{editor}").get_by_role("checkbox", name="Fill outlines", exact=True)
+    return page.locator(f"#{editor}").get_by_role("checkbox", name="Fill outlines, keep details", exact=True)
 
 
 def tool(page, editor: str, name: str) -> None:
@@ -332,6 +332,7 @@ def test_the_live_preview_gets_the_filled_guide(page, monkeypatch):
     assert guides, "no preview was asked for"
     assert guides[-1].shape == (256, 256, 3)
     assert (guides[-1][100:156, 100:156] == RED).all(), "the preview's guide has the outline's inside filled"
+    assert received[-1].keep_details is True, "the switch asks the preview to keep the details too"
 
 
 def test_the_api_with_fill_outlines_gives_the_pages_guide_and_picture(page, url, tmp_path):
@@ -355,7 +356,7 @@ def test_the_api_with_fill_outlines_gives_the_pages_guide_and_picture(page, url,
     page_guide = np.asarray(fetch_image(page, "#guide img").convert("RGB"))
     assert np.array_equal(page_guide, shown_guide(v)), "the model gets what the canvas shows"
     settings = read_settings(io.BytesIO(fetch_bytes(page, "#gallery img")))  # the file itself, its chunks too
-    assert settings["fill_outlines"] is True, "the result records it"
+    assert settings["fill_outlines"] is True and settings["keep_details"] is True, "the result records the switch"
 
     Image.fromarray(drawing_of(v)).save(tmp_path / "outline.png")  # the drawing as drawn, unfilled
     client = Client(url, verbose=False)
@@ -384,3 +385,43 @@ def test_the_api_with_fill_outlines_gives_the_pages_guide_and_picture(page, url,
     assert meta["fill_outlines"] == [False]
     assert not np.array_equal(np.asarray(Image.open(gallery[0]["image"]).convert("RGB")), again)
     assert outlines.guide_hint(drawing_of(v)) and outlines.HINT in summary, "a thin outline: the hint comes with it"
+
+
+def test_a_drawing_with_details_gets_them_kept_on_the_page_and_through_the_api(page, url, tmp_path):
+    """A yellow disc with a dark smile: the page's Generate keeps the smile's details (its PNG says so), and
+    `/edit` with the same drawing, fill_outlines and keep_details gives the same picture; an old client that
+    sends neither gets the plain edit of the page's guide, another picture."""
+    from gradio_client import Client, handle_file
+
+    from sdedit.details import details
+    from sdedit.recall import read_settings
+
+    editor = "paint-editor"
+    page.locator("#seed input").first.fill("5")
+    page.locator("#title").click()
+    pick_color(page, editor, YELLOW)
+    brush_size(page, editor, 10)
+    draw(page, editor, circle(128, 128, 80))  # an outline the switch fills: a disc
+    pick_color(page, editor, DARK)
+    draw(page, editor, [(96 + 4 * k, 150 + 12 * math.sin(k / 16 * math.pi)) for k in range(17)])  # the smile
+    v = canvas_value(page, editor)
+    guide = shown_guide(v)
+    assert details(guide).any(), "the smile is a detail"
+    result = np.asarray(generate(page).convert("RGB"))
+    settings = read_settings(io.BytesIO(fetch_bytes(page, "#gallery img")))
+    assert settings["keep_details"] is True and settings["fill_outlines"] is True
+
+    Image.fromarray(drawing_of(v)).save(tmp_path / "smiley.png")
+    Image.fromarray(guide).save(tmp_path / "guide.png")
+    client = Client(url, verbose=False)
+    s = settings
+    first = [s["model"], s["strength"], s["sampler"], s["num_inference_steps"], s["repeats"], 1, s["seed"], 0.0, 0, 0]
+    kept, *_ = client.predict(
+        handle_file(str(tmp_path / "smiley.png")), None, *first, None, True, False, False, None, None, None, True,
+        api_name="/edit",
+    )  # fmt: skip
+    assert np.array_equal(np.asarray(Image.open(kept[0]["image"]).convert("RGB")), result)
+    plain, _, _, meta, *_ = client.predict(handle_file(str(tmp_path / "guide.png")), None, *first, api_name="/edit")
+    meta = meta if isinstance(meta, dict) else json.loads(meta)
+    assert meta["keep_details"] == [False], "an old client's default"
+    assert not np.array_equal(np.asarray(Image.open(plain[0]["image"]).convert("RGB")), result)

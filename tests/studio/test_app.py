@@ -289,7 +289,7 @@ def test_api_lists_the_named_endpoints(client):
     params = [p["parameter_name"] for p in api["named_endpoints"]["/edit"]["parameters"]]
     assert params[:3] == ["guide", "mask", "model"] and "seed" in params
     # optional, appended in this order: old positional calls keep working
-    assert params[-5:] == ["auto_strength", "rank", "prompt", "negative_prompt", "guidance_scale"]
+    assert params[-6:] == ["auto_strength", "rank", "prompt", "negative_prompt", "guidance_scale", "keep_details"]
 
 
 def test_edit_ranks_and_picks_t0_when_asked(client):

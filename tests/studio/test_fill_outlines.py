@@ -248,3 +248,67 @@ def test_restoring_a_result_sets_the_switch_and_examples_and_results_turn_it_off
     from sdedit.studio.restore import settings_from_dict
 
     assert settings_from_dict({"fill_outlines": True})["fill_outlines"] is True
+
+
+# ----- keep details: the same switch, its own input -----------------------------------------------------------
+
+
+def test_the_guide_help_switch_also_keeps_details_and_the_endpoints_take_it_last():
+    import inspect
+
+    from sdedit.studio import jobs, results
+    from sdedit.studio.page import build_page
+    from tests.engine.test_details import smiley
+
+    for fn in (results.edit, results.edit_on_gpu, results.sweep):
+        params = inspect.signature(fn).parameters
+        assert list(params)[-2:] == ["keep_details", "progress"] and params["keep_details"].default is None
+    old = results.edit_settings(None, 0.5, None, None, None, 1, 0, None, 0, 0, None, None, None, None)
+    assert old.keep_details is False, "an old client that sends nothing for it"
+
+    page = build_page()
+    paint, edit = page.by_id["paint"], page.by_id["edit"]
+    value = paint.canvas.postprocess({"background": Image.fromarray(smiley()), "auto_fill": True})
+    shown = page.guide_in_front({page.selected_tab: "paint", paint.canvas: value, edit.canvas: edit.canvas.value})
+    assert shown[page.results.keep_details] is True and shown[page.results.fill_outlines] is True
+    off = paint.canvas.postprocess({"background": Image.fromarray(smiley()), "auto_fill": False})
+    shown = page.guide_in_front({page.selected_tab: "paint", paint.canvas: off, edit.canvas: edit.canvas.value})
+    assert shown[page.results.keep_details] is False
+    assert paint.load_example(page, 0)[page.results.keep_details] is False
+
+    guide = Image.fromarray(smiley())
+    kept = jobs.run_edit(guide, None, jobs.EditSettings(seed=2, keep_details=True, **FAST), animate=False)
+    plain = jobs.run_edit(guide, None, jobs.EditSettings(seed=2, **FAST), animate=False)
+    assert kept.metadata["keep_details"] == [True] and plain.metadata["keep_details"] == [False]
+    assert not np.array_equal(np.asarray(kept.images[0]), np.asarray(plain.images[0]))
+
+
+def test_a_result_restores_the_switch_on_only_when_it_had_both():
+    from sdedit.configs import default_config
+    from sdedit.studio.page import build_page
+    from sdedit.studio.restore import settings_from_dict
+
+    page = build_page()
+    paint = page.by_id["paint"]
+    guide = Image.fromarray(outline_drawing(256))
+    for both, want in (((True, True), True), ((True, False), False), ((False, True), False)):
+        settings = settings_from_dict({"fill_outlines": both[0], "keep_details": both[1], "strength": 0.4})
+        out = page.restore_result(settings, {"guide": guide}, default_config().name)
+        assert json.loads(paint.canvas.postprocess(out[paint.canvas]["value"]))["auto_fill"] is want
+
+
+def test_a_live_preview_keeps_details_when_the_switch_is_on():
+    import base64
+    import io
+
+    from sdedit.studio.live import parse_request
+    from tests.engine.test_details import smiley
+
+    buf = io.BytesIO()
+    Image.fromarray(smiley()).save(buf, "PNG")
+    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    base = {"visitor": "v" * 12, "seq": 1, "guide": url}
+    assert parse_request(base).keep_details is False, "a page from before the switch sends none"
+    assert parse_request({**base, "keep_details": True}).keep_details is True
+    with pytest.raises(InputError, match="keep_details"):
+        parse_request({**base, "keep_details": "yes"})

@@ -678,7 +678,8 @@ async function requestPreview() {
   const mask = mode === 'photo' ? maskSmall(guide.width, guide.height) : null;
   const strength = mode === 'photo' ? strengthSmall(guide.width, guide.height, mask) : null;
   const payload = { visitor, seq: mine, guide: guide.toDataURL('image/png'), settings,
-    mask: mask ? mask.toDataURL('image/png') : null, strength_map: strength ? strength.toDataURL('image/png') : null };
+    mask: mask ? mask.toDataURL('image/png') : null, strength_map: strength ? strength.toDataURL('image/png') : null,
+    keep_details: autoFill };  // the guide help switch: the guide carries the fill, the server keeps the details
   busy.hidden = false;
   let res = null;
   try { res = await server.preview(payload); } catch (e) {
