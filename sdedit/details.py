@@ -22,12 +22,14 @@ side S (the numbers are px at 256):
    cover their soft edge.
 5. **Map**: `DETAIL_STRENGTH` on details, 1 everywhere else. With a mask or a strength map too, the product.
 
-Closing and opening are 4-neighbour steps (a diamond), as `outlines.close`.
+Closing and opening are 4-neighbour steps (a diamond), as `outlines.close`. A guide larger than `WORK_SIDE` is
+read at that size (nearest pixels) and its details scaled back to it.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 from .outlines import _components, painted_pixels
 
@@ -39,6 +41,8 @@ MAX_UNEXPLAINED = 0.1  # share of the drawn pixels: above this the guide is a ph
 MAX_COLOURS = 12
 CLOSE_PX, OPEN_PX, GROW_PX = 7, 7, 3  # px at 256
 MIN_DETAIL_PX = 60  # px at 256 (scaled by area): smaller leftovers are a shape's corners, not details
+WORK_SIDE = 512  # a larger guide is read at this size (nearest pixels) and its details scaled back: the map only
+# ever reaches the model at its own resolution (64 px here), and the rule's cost grows with the pixels
 
 
 def _px(value: int, side: int) -> int:
@@ -97,6 +101,12 @@ def palette(rgb: np.ndarray, drawn: np.ndarray, background=(255, 255, 255)) -> n
 def details(rgb: np.ndarray, background=(255, 255, 255)) -> np.ndarray:
     """(H, W) bool: the drawing's details (rules 1-4); all False for a guide that is no flat-colour drawing."""
     rgb = np.asarray(rgb, dtype=np.uint8)[..., :3]
+    h, w = rgb.shape[:2]
+    if max(h, w) > WORK_SIDE:
+        scale = WORK_SIDE / max(h, w)
+        small = Image.fromarray(rgb).resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.NEAREST)
+        found = details(np.asarray(small), background)
+        return np.asarray(Image.fromarray(found).resize((w, h), Image.NEAREST))
     drawn = painted_pixels(rgb, background)
     out = np.zeros(drawn.shape, bool)
     colours = palette(rgb, drawn, background)

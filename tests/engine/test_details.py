@@ -134,3 +134,15 @@ def test_the_cli_keeps_details_and_its_png_recalls_them(tiny_model_dir, tmp_path
     pipe = SDEditPipeline.from_pretrained(str(tiny_model_dir))
     again = pipe(str(guide), **call_kwargs(settings), progress=False, output_type="uint8").images[0]
     assert np.array_equal(np.asarray(Image.open(out).convert("RGB")), again)
+
+
+def test_a_large_drawing_is_read_at_the_working_size():
+    """Above `WORK_SIDE` the rule runs on the drawing at that size and its details are scaled back: the same
+    eyes and smile, in the guide's own size, at a bounded cost."""
+    from sdedit.details import WORK_SIDE
+
+    big = details(smiley(2 * WORK_SIDE))
+    assert big.shape == (2 * WORK_SIDE, 2 * WORK_SIDE)
+    small = details(smiley(WORK_SIDE))
+    scaled = np.asarray(Image.fromarray(small).resize(big.shape[::-1], Image.NEAREST))
+    assert (big == scaled).mean() > 0.99 and big[432, 400]  # an eye (at 256: y 108, x 100)
