@@ -382,5 +382,6 @@ def test_the_api_documents_the_new_inputs_last_with_none_defaults(client):
     for endpoint, before in (("/edit", "rank"), ("/sweep", "fill_outlines")):
         params = api[endpoint]["parameters"]
         names = [p["parameter_name"] for p in params]
-        assert names[-4:] == [before, "prompt", "negative_prompt", "guidance_scale"], endpoint
-        assert all(p["parameter_has_default"] and p["parameter_default"] is None for p in params[-3:]), endpoint
+        assert names[-5:] == [before, "prompt", "negative_prompt", "guidance_scale", "keep_details"], endpoint
+        assert all(p["parameter_has_default"] and p["parameter_default"] is None for p in params[-4:-1]), endpoint
+        assert params[-1]["parameter_has_default"] and params[-1]["parameter_default"] is False, endpoint
