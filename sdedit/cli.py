@@ -50,7 +50,7 @@ def _edit_args(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     p.add_argument(
         "--keep-details",
         action="store_true",
-        help="a drawing's thin parts (eyes, rays, wheels) start at half the t0, so that they survive the noise",
+        help="a drawing's thin and small parts (eyes, rays, wheels) start at half the t0, so they survive the noise",
     )
     p.add_argument("--steps", type=int, default=None, help="steps of a full schedule; an edit runs round(t0 x steps)")
     p.add_argument("--sampler", default=None, help=registry.describe())

@@ -1,4 +1,4 @@
-"""Keep a drawing's details: thin parts (eyes, a smile, a sun's rays, wheels, a string) start at a lower t0.
+"""Keep a drawing's details: thin and small parts (eyes, a smile, a sun's rays, wheels) start at a lower t0.
 
 Why: at t0 the noise drowns anything only a few of the model's pixels wide, so a scribbled smiley comes back as
 a plain yellow disc and a sun loses its rays; wide regions need the full t0 to become a picture. SDEdit already
@@ -18,8 +18,10 @@ side S (the numbers are px at 256):
    `CLOSE_PX` (a scribble's gaps between strokes close, so a scribbled region counts as one region).
 4. **Details**: the closed pixels of a colour that an opening by `OPEN_PX` removes: the parts narrower than
    about 2 `OPEN_PX` (a default brush stroke is 10 px wide). Of those, the 4-connected pieces of at least
-   `MIN_DETAIL_PX` pixels (an opening also trims a wide shape's corners: small pieces), grown by `GROW_PX` to
-   cover their soft edge.
+   `MIN_DETAIL_PX` pixels (an opening also trims a wide shape's corners: small pieces). And the small parts:
+   the 4-connected pieces of a colour's closed pixels smaller than `SMALL_PART` of the drawn pixels (a car's
+   wheels, an apple's leaf), unless they add up to more than `SMALL_TOTAL` of them (then they are the
+   drawing itself: a scribble's separate strokes). All grown by `GROW_PX` to cover their soft edge.
 5. **Map**: `DETAIL_STRENGTH` on details, 1 everywhere else. With a mask or a strength map too, the product.
 
 Closing and opening are 4-neighbour steps (a diamond), as `outlines.close`. A guide larger than `WORK_SIDE` is
@@ -41,6 +43,8 @@ MAX_UNEXPLAINED = 0.1  # share of the drawn pixels: above this the guide is a ph
 MAX_COLOURS = 12
 CLOSE_PX, OPEN_PX, GROW_PX = 7, 7, 3  # px at 256
 MIN_DETAIL_PX = 60  # px at 256 (scaled by area): smaller leftovers are a shape's corners, not details
+SMALL_PART = 0.1  # share of the drawn pixels: a part of its own colour smaller than this is a detail (a wheel)
+SMALL_TOTAL = 0.3  # ... unless such parts add up to more than this (a scribble's separate strokes)
 WORK_SIDE = 512  # a larger guide is read at this size (nearest pixels) and its details scaled back: the map only
 # ever reaches the model at its own resolution (64 px here), and the rule's cost grows with the pixels
 
@@ -115,12 +119,19 @@ def details(rgb: np.ndarray, background=(255, 255, 255)) -> np.ndarray:
     side = max(drawn.shape)
     close, open_, grow = _px(CLOSE_PX, side), _px(OPEN_PX, side), _px(GROW_PX, side)
     nearest = np.abs(rgb[..., None, :].astype(np.int32) - colours[None, None].astype(np.int32)).sum(-1).argmin(-1)
+    small = np.zeros(drawn.shape, bool)
     for k in range(len(colours)):
         part = drawn & (nearest == k)
         if not part.any():
             continue
         closed = _erode(_dilate(part, close), close)
         out |= closed & ~_dilate(_erode(closed, open_), open_)
+        labels = _components(closed)
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = drawn.size
+        small |= sizes[labels] < SMALL_PART * drawn.sum()
+    if small.sum() <= SMALL_TOTAL * drawn.sum():
+        out |= small
     if not out.any():
         return out
     labels = _components(out)

@@ -503,8 +503,8 @@ class SDEditPipeline:
                 own size, before it is placed (`outlines.fill_guide`: with a mask, the masked pixels are the
                 drawing and the mask grows by the filled pixels). A thin outline fades in the noise; a filled
                 shape is followed.
-            keep_details (`bool`): the drawing's thin parts (eyes, rays, wheels) start at a lower t0, after any
-                filling (`details.detail_strength`: a strength map from the drawing, in product with the mask
+            keep_details (`bool`): the drawing's thin and small parts (eyes, rays, wheels) start at a lower t0,
+                after any filling (`details.detail_strength`: a strength map from the drawing, in product with the mask
                 and strength map); a guide that is no flat-colour drawing (a photo) has none.
 
         Returns:
@@ -859,8 +859,8 @@ class SDEditPipeline:
             upscale (`bool`, *optional*): the model's learned upscaler on the result before it is mapped back;
                 None = on when the config names one, True = on (an `InputError` without one), False = off.
             fill_outlines (`bool`): fill each guide's closed outlines with their stroke colour first (`prepare`).
-            keep_details (`bool`): each drawing's thin parts start at a lower t0, so eyes, rays and wheels survive
-                the noise (`prepare`).
+            keep_details (`bool`): each drawing's thin and small parts start at a lower t0, so that eyes, rays
+                and wheels survive the noise (`prepare`).
             prompt (`str`, *optional*): text models only (`config.takes_text`).
             negative_prompt (`str`, *optional*): text models with classifier-free guidance only.
             guidance_scale (`float`, *optional*): 1 is none; above 1, classifier-free guidance (one batched UNet

@@ -240,7 +240,7 @@ def pick(
         rank_results (`bool`): order several samples best first (`rank`).
         judge (`Judge`, *optional*): the measures; None = the shipped realism and identity networks.
         fill_outlines (`bool`): fill the guide's closed outlines first, as the page does (`outlines`).
-        keep_details (`bool`): the drawing's thin parts start at half the t0, as the page does (`details`).
+        keep_details (`bool`): the drawing's thin and small parts start at half the t0, as the page does (`details`).
         **settings: the rest of `SDEditPipeline.check_inputs` (strength, sampler, num_inference_steps, ...).
 
     Returns:

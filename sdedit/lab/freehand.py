@@ -705,9 +705,10 @@ def _details_section(kd: dict, helped: dict, targets: dict) -> list[str]:
         "### Keep details",
         "",
         "`keep_details=True` (`sdedit.details`; `--keep-details` on the command line; the Paint canvas's switch "
-        "*Fill outlines, keep details* turns it on with the fill) gives a drawing's thin parts "
-        "(eyes, a smile, rays, wheels, a string: the parts of a colour that an opening by about a brush's width "
-        "removes) half the t0, through a strength map made from the drawing, so that they survive the noise. "
+        "*Fill outlines, keep details* turns it on with the fill) gives a drawing's thin and small parts "
+        "(eyes, a smile, rays, a string: the parts of a colour that an opening by about a brush's width removes; "
+        "wheels, a leaf: parts of their own colour smaller than a tenth of the drawing) half the t0, through a "
+        "strength map made from the drawing, so that they survive the noise. "
         f"With help at t0 {kd['strength']:g}, against help alone: outlines follow {_pct(s['outline']['follows'])} "
         f"(help alone {_pct(helped['outline']['follows'])}), scribbles {_pct(s['scribble']['follows'])} "
         f"({_pct(helped['scribble']['follows'])}), look real {_pct(s['all']['real'])} "

@@ -71,7 +71,7 @@ class EditSettings:
     prompt: str | None = None  # text models only (None = the model's default: unconditional)
     negative_prompt: str | None = None  # classifier-free guidance only
     guidance_scale: float | None = None  # None = the model's default
-    keep_details: bool = False  # a drawing's thin parts start at half the t0 (`sdedit.details`)
+    keep_details: bool = False  # a drawing's thin and small parts start at half the t0 (`sdedit.details`)
 
     def pipe_kwargs(self) -> dict:
         return dict(

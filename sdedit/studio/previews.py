@@ -72,7 +72,7 @@ class PreviewRequest:
     # PNG bytes / PIL / array or None: each pixel's own t0 as a fraction of t0 (white = the full t0, black = kept
     # exactly), the photo tab's Strength layer as Generate reads it (tabs/edit.photo_guide_and_strength)
     strength_map: Any = None
-    keep_details: bool = False  # the canvas's guide help switch: the drawing's thin parts start at half the t0
+    keep_details: bool = False  # the canvas's guide help switch: thin and small parts start at half the t0
 
     @property
     def seed(self) -> int:

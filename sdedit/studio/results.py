@@ -86,7 +86,7 @@ async def edit(
     (optional): with several samples, return them best first, each captioned with why (sdedit.ranking).
     `prompt`, `negative_prompt`, `guidance_scale` (optional; text models only, None = the model's default):
     what the picture should show, what it should not (classifier-free guidance), and how strongly.
-    `keep_details` (optional): a drawing's thin parts (eyes, rays, wheels) start at half the t0, as the page's
+    `keep_details` (optional): a drawing's thin and small parts (eyes, rays, wheels) start at half the t0, as the page's
     guide help does (`sdedit.details`).
 
     Async so that a cancelled request stops its work (the batcher drops it) instead of running on unseen;
@@ -352,10 +352,10 @@ class Results:
                 interactive=False,
                 elem_id="fill-outlines",
             )
-            # the same switch: a drawing's thin parts start at half the t0 (`sdedit.details`)
+            # the same switch: a drawing's thin and small parts start at half the t0 (`sdedit.details`)
             self.keep_details = gr.Checkbox(
                 False,
-                label="Thin details (eyes, rays, wheels) start at half the t0",
+                label="Thin and small details (eyes, rays, wheels) start at half the t0",
                 interactive=False,
                 elem_id="keep-details",
             )

@@ -1,5 +1,5 @@
-"""Keep details: a drawing's thin parts get a lower t0 through a strength map made from the drawing; wide regions,
-scribbled regions and photos get none, and the pipeline's `keep_details` is that map, bit for bit."""
+"""Keep details: a drawing's thin and small parts get a lower t0 through a strength map made from the drawing;
+wide regions, scribbled regions and photos get none, and the pipeline's `keep_details` is that map, bit for bit."""
 
 from __future__ import annotations
 
@@ -146,3 +146,18 @@ def test_a_large_drawing_is_read_at_the_working_size():
     small = details(smiley(WORK_SIDE))
     scaled = np.asarray(Image.fromarray(small).resize(big.shape[::-1], Image.NEAREST))
     assert (big == scaled).mean() > 0.99 and big[432, 400]  # an eye (at 256: y 108, x 100)
+
+
+def test_small_parts_of_their_own_colour_are_details_but_a_small_drawing_is_not():
+    im = Image.new("RGB", (256, 256), "white")
+    d = ImageDraw.Draw(im)
+    d.rectangle((45, 105, 211, 175), fill=BLUE)  # a car: its body, and two wheels, wide but small
+    d.rectangle((85, 75, 175, 110), fill=BLUE)
+    for cx in (85, 170):
+        d.ellipse((cx - 17, 158, cx + 17, 192), fill=DARK)
+    found = details(np.asarray(im))
+    assert found[175, 85] and found[175, 170], "the wheels"
+    assert not found[130, 128] and not found[90, 130], "the body"
+    small = Image.new("RGB", (256, 256), "white")
+    ImageDraw.Draw(small).ellipse((20, 20, 60, 60), fill=ORANGE)  # a small drawing is all one part
+    assert detail_strength(np.asarray(small)) is None

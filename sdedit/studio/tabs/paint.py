@@ -1,6 +1,6 @@
 """The Paint tab: flat colour strokes on a blank canvas, with the Live preview beside it; the whole canvas is
 the guide (no mask). Its canvas's guide help is on by default: closed outlines fill with their stroke colour (the
-model follows areas of colour, not thin lines) and the drawing's thin details start at half the t0
+model follows areas of colour, not thin lines) and the drawing's thin and small details start at half the t0
 (`sdedit.details`); examples and results put on it turn that off, so that they stay as they are."""
 
 from __future__ import annotations
