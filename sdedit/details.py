@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from .outlines import _components, painted_pixels
+from .outlines import _components, _step, close, painted_pixels
 
 DETAIL_STRENGTH = 0.5  # a detail's t0 as a fraction of the edit's t0
 MIN_COLOUR = 0.01  # share of the drawn pixels a palette colour needs
@@ -55,13 +55,20 @@ def _px(value: int, side: int) -> int:
 
 def _dilate(a: np.ndarray, steps: int) -> np.ndarray:
     for _ in range(steps):
-        p = np.pad(a, 1, constant_values=False)
-        a = p[1:-1, 1:-1] | p[:-2, 1:-1] | p[2:, 1:-1] | p[1:-1, :-2] | p[1:-1, 2:]
+        a = _step(a, False)
     return a
 
 
 def _erode(a: np.ndarray, steps: int) -> np.ndarray:
     return ~_dilate(~a, steps)
+
+
+def _piece_sizes(region: np.ndarray) -> np.ndarray:
+    """(H, W) int: each pixel of `region` holds the size of its 4-connected piece; 0 outside it."""
+    labels = _components(region)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return sizes[labels]
 
 
 def _blended(colours: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -117,27 +124,21 @@ def details(rgb: np.ndarray, background=(255, 255, 255)) -> np.ndarray:
     if colours is None:
         return out
     side = max(drawn.shape)
-    close, open_, grow = _px(CLOSE_PX, side), _px(OPEN_PX, side), _px(GROW_PX, side)
+    closing, opening, grow = _px(CLOSE_PX, side), _px(OPEN_PX, side), _px(GROW_PX, side)
     nearest = np.abs(rgb[..., None, :].astype(np.int32) - colours[None, None].astype(np.int32)).sum(-1).argmin(-1)
     small = np.zeros(drawn.shape, bool)
     for k in range(len(colours)):
         part = drawn & (nearest == k)
         if not part.any():
             continue
-        closed = _erode(_dilate(part, close), close)
-        out |= closed & ~_dilate(_erode(closed, open_), open_)
-        labels = _components(closed)
-        sizes = np.bincount(labels.ravel())
-        sizes[0] = drawn.size
-        small |= sizes[labels] < SMALL_PART * drawn.sum()
+        closed = close(part, closing)
+        out |= closed & ~_dilate(_erode(closed, opening), opening)
+        small |= closed & (_piece_sizes(closed) < SMALL_PART * drawn.sum())
     if small.sum() <= SMALL_TOTAL * drawn.sum():
         out |= small
     if not out.any():
         return out
-    labels = _components(out)
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    out = sizes[labels] >= MIN_DETAIL_PX * (side / 256) ** 2
+    out = _piece_sizes(out) >= MIN_DETAIL_PX * (side / 256) ** 2
     return _dilate(out, grow) if out.any() else out
 
 

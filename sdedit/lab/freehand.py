@@ -600,6 +600,16 @@ def details_changes(helped: list[dict], kept: list[dict]) -> dict:
     return out
 
 
+def _result_tile(upscaler, canvas: np.ndarray, row: dict, cell: int, bar: int) -> Image.Image:
+    """A result on a sheet: upscaled as the app shows it, `cell` px, with a `bar` px bar under it: green = success,
+    yellow = follows only, red = does not follow."""
+    im = upscaler.upscale(canvas[None])[0] if upscaler is not None else canvas
+    tile = Image.fromarray(im).resize((cell, cell), Image.LANCZOS)
+    colour = (0, 170, 80) if row["success"] else (240, 190, 0) if row["follows"] else (220, 40, 40)
+    ImageDraw.Draw(tile).rectangle((0, cell - bar, cell, cell), fill=colour)
+    return tile
+
+
 def make_sheets(pipe, drawings: list[Drawing], baseline: dict, helped: dict, strength: float, folder: Path) -> None:
     """docs/img/freehand-outlines.png and -scribbles.png: per thing and style, the drawing, its baseline result
     (seed 0), the guide with help, and its three results; the bar under a result: green = success, yellow =
@@ -610,14 +620,8 @@ def make_sheets(pipe, drawings: list[Drawing], baseline: dict, helped: dict, str
     n = len(SEEDS)
     cell = 96
 
-    def show(canvas):
-        im = upscaler.upscale(canvas[None])[0] if upscaler is not None else canvas
-        return Image.fromarray(im).resize((cell, cell), Image.LANCZOS)
-
-    def bar(tile: Image.Image, row: dict) -> Image.Image:
-        colour = (0, 170, 80) if row["success"] else (240, 190, 0) if row["follows"] else (220, 40, 40)
-        ImageDraw.Draw(tile).rectangle((0, cell - 6, cell, cell), fill=colour)
-        return tile
+    def result(canvas, row: dict) -> Image.Image:
+        return _result_tile(upscaler, canvas, row, cell, bar=6)
 
     folder.mkdir(parents=True, exist_ok=True)
     for kind in ("outline", "scribble"):
@@ -637,9 +641,9 @@ def make_sheets(pipe, drawings: list[Drawing], baseline: dict, helped: dict, str
                 y = head + ti * cell
                 tiles = [
                     Image.fromarray(drawings[i].image).resize((cell, cell), Image.LANCZOS),
-                    bar(show(baseline["canvases"][i * n]), baseline["rows"][i * n]),
+                    result(baseline["canvases"][i * n], baseline["rows"][i * n]),
                     Image.fromarray(helped["guides"][i]).resize((cell, cell), Image.LANCZOS),
-                    *[bar(show(helped["canvases"][i * n + s]), helped["rows"][i * n + s]) for s in range(n)],
+                    *[result(helped["canvases"][i * n + s], helped["rows"][i * n + s]) for s in range(n)],
                 ]
                 for k, tile in enumerate(tiles):
                     sheet.paste(tile, (x0 + k * cell, y))
@@ -656,12 +660,8 @@ def make_details_sheet(pipe, drawings: list[Drawing], helped: dict, kept: dict, 
     n, cell, head = len(SEEDS), 80, 22
     idx = [i for i, d in enumerate(drawings) if d.style.endswith("colours")]
 
-    def show(canvas, row):
-        im = upscaler.upscale(canvas[None])[0] if upscaler is not None else canvas
-        tile = Image.fromarray(im).resize((cell, cell), Image.LANCZOS)
-        colour = (0, 170, 80) if row["success"] else (240, 190, 0) if row["follows"] else (220, 40, 40)
-        ImageDraw.Draw(tile).rectangle((0, cell - 5, cell, cell), fill=colour)
-        return tile
+    def show(canvas, row: dict) -> Image.Image:
+        return _result_tile(upscaler, canvas, row, cell, bar=5)
 
     def guide(i):
         g = helped["guides"][i].copy()

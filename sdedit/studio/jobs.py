@@ -73,6 +73,10 @@ class EditSettings:
     guidance_scale: float | None = None  # None = the model's default
     keep_details: bool = False  # a drawing's thin and small parts start at half the t0 (`sdedit.details`)
 
+    def guide_help(self) -> dict:
+        """The guide help `prepare` (and `run_sweep`) take: fill closed outlines, keep details."""
+        return dict(fill_outlines=self.fill_outlines, keep_details=self.keep_details)
+
     def pipe_kwargs(self) -> dict:
         return dict(
             strength=self.strength,
@@ -191,8 +195,7 @@ def prepare_edit(guide, mask=None, settings: EditSettings | None = None, animate
     seeds = seeds_for(pick_seed(s.seed), checked.num_images)
     t0 = time.perf_counter()
     smap = to_pil(s.strength_map, "strength_map") if s.strength_map is not None else None
-    help_ = dict(fill_outlines=s.fill_outlines, keep_details=s.keep_details)
-    prepared = pipe.prepare(guide, m, checked.fit, strength_map=smap, **help_)
+    prepared = pipe.prepare(guide, m, checked.fit, strength_map=smap, **s.guide_help())
     job = EditJob(pipe, guide, prepared, s, checked, seeds, animate, prepare_s=time.perf_counter() - t0)
     job.hint = prepared_hint(prepared, pipe.config.background)
     return job
@@ -484,8 +487,7 @@ def run_t0_sweep(
     num, repeats = checks[0].num_images, checks[0].repeats
     m = prepare_mask(to_pil(mask, "mask") if mask is not None else None, guide.size, s.mask_dilation, s.mask_feather)
     smap = to_pil(s.strength_map, "strength_map") if s.strength_map is not None else None
-    help_ = dict(fill_outlines=s.fill_outlines, keep_details=s.keep_details)
-    pipe.prepare(guide, m, checks[0].fit, strength_map=smap, **help_)  # fails before the wait
+    pipe.prepare(guide, m, checks[0].fit, strength_map=smap, **s.guide_help())  # fails before the wait
     seed = pick_seed(s.seed)
     bar = StepProgress(progress, sum(c.steps for c in checks) * repeats, "t0 sweep")
     if not MODEL_SLOTS.acquire(blocking=False):  # edits hold the model: say so rather than look frozen
@@ -504,7 +506,7 @@ def run_t0_sweep(
             callback=bar,
             progress=False,
             strength_map=smap,
-            **help_,
+            **s.guide_help(),
             **kwargs,
         )
     except Exception as exc:
